@@ -1,0 +1,3 @@
+"""remotecal edge gateway: sources -> durable journal -> sinks."""
+
+__version__ = "0.1.0"

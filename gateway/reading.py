@@ -1,0 +1,57 @@
+"""The one type that flows through the gateway: a `Reading`.
+
+Sources produce readings, the journal stores them, sinks write them and the pipeline
+reads them back.  A reading carries its own origin (site, gateway, run) so that a journal
+that outlives a change of run id, or a central ingest that holds many gateways' readings,
+still writes every point with the tags it was taken under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ROLES", "HealthSample", "Reading", "Record"]
+
+ROLES = ("reference", "dut", "chamber")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measured value of one channel at one instant.
+
+    time_ns : int [ns since the Unix epoch, UTC]
+    value : float [unit]
+    tags : extra tags (sorted key/value pairs) beyond the schema's fixed ones.
+    """
+
+    site: str
+    gateway: str
+    run: str
+    channel: str
+    quantity: str
+    unit: str
+    role: str
+    value: float
+    time_ns: int
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def series_key(self) -> tuple[str, ...]:
+        """Everything but value and time: the identity of the InfluxDB series."""
+        extra = tuple(f"{k}={v}" for k, v in self.tags)
+        return (
+            self.site, self.gateway, self.run, self.channel,
+            self.quantity, self.unit, self.role, *extra,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSample:
+    """A `gateway_health` point: counters of one gateway at one instant."""
+
+    site: str
+    gateway: str
+    time_ns: int
+    fields: dict[str, float | int] = field(default_factory=dict)
+
+
+Record = Reading | HealthSample

@@ -1,0 +1,46 @@
+"""Sources: where readings come from.
+
+A source is an async context manager; `async for batch in source.batches()` yields
+`SourceBatch`es: the readings one input message (or one poll) gave, the inputs it had to
+reject with their reasons, and a callback the runtime calls once all of that is committed
+to the journal (an MQTT source acknowledges the broker's message there).  The runtime never
+awaits that commit before taking the next batch, so one fsync covers many messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.reading import Reading
+
+__all__ = ["Rejected", "Source", "SourceBatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One bad input, kept in the quarantine: where it came from and why it was refused."""
+
+    source: str
+    reason: str
+    topic: str = ""
+    payload: bytes = b""
+    time_ns: int = 0
+
+
+@dataclass(slots=True)
+class SourceBatch:
+    readings: list[Reading] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    on_committed: Callable[[], None] | None = None
+
+
+class Source(Protocol):
+    name: str
+
+    async def __aenter__(self) -> Source: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def batches(self) -> AsyncIterator[SourceBatch]: ...
