@@ -1,0 +1,121 @@
+"""Value types shared by every config schema: durations, sizes and secrets.
+
+Durations are written as "500ms", "1s", "2m", "1h" (or a bare number of seconds); sizes as
+"256KiB", "2GiB" (or a bare number of bytes).  Secrets may be given inline, or as
+"env:NAME" (read from the environment) or "file:/path" (first line of a file), so a config
+file can be committed without credentials; a `Secret` never shows its value in a repr, a
+log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+__all__ = ["Duration", "Secret", "Size", "parse_duration", "parse_size"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+    "gb": 1000**3, "gib": 1024**3, "tb": 1000**4, "tib": 1024**4, None: 1,
+}
+
+
+def parse_duration(value: Any) -> float:
+    """'500ms' | '1s' | '2m' | '1h' | '1d' | number -> seconds (float, >= 0)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '500ms', '1s' or '2m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as '500ms', '1s' or '2m', got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """'256KiB' | '2GiB' | number -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as '256KiB' or '2GiB'")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ValueError(f"expected a size such as '256KiB' or '2GiB', got {value!r}")
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    return size
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Secret:
+    """A credential: resolved from 'env:NAME' / 'file:PATH' at validation, never printed."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str = "inline"):
+        self._value = value
+        self.origin = origin
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden, {self.origin}>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    @classmethod
+    def resolve(cls, raw: Any) -> Secret:
+        if isinstance(raw, Secret):
+            return raw
+        if not isinstance(raw, str):
+            raise ValueError("expected a string, 'env:NAME' or 'file:/path'")
+        if raw.startswith("env:"):
+            name = raw[4:]
+            if name not in os.environ:
+                raise ValueError(f"environment variable {name} is not set")
+            return cls(os.environ[name], f"env:{name}")
+        if raw.startswith("file:"):
+            path = Path(raw[5:]).expanduser()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+            lines = text.splitlines()
+            return cls(lines[0].strip() if lines else "", f"file:{path}")
+        return cls(raw)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls.resolve,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda s: f"<hidden, {s.origin}>"
+            ),
+        )
+
+
