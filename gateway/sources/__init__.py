@@ -34,6 +34,10 @@ class SourceBatch:
     readings: list[Reading] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     on_committed: Callable[[], None] | None = None
+    dedupe: tuple[bytes, ...] | None = None
+    """Identity of the input message (e.g. topic and payload) for redelivery detection."""
+    redelivered: bool = False
+    """The transport says this input may have been handed over before (MQTT DUP)."""
 
 
 class Source(Protocol):

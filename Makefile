@@ -1,0 +1,45 @@
+# remotecal: `make test` and `make demo` work on a fresh Debian/Ubuntu machine with Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics socat
+# Executables that tell whether each Debian package above is installed.
+NEEDED_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/influxd /usr/bin/victoria-metrics /usr/bin/socat
+
+.PHONY: test lint typecheck unit venv system-packages demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The integration tests start these servers themselves; they are only installed here.
+system-packages:
+	@missing=""; for b in $(NEEDED_BINARIES); do [ -x "$$b" ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages (missing:$$missing)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: venv system-packages lint typecheck
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+demo: venv
+	$(VENV)/bin/remotecal demo --out out/demo
+
+bench: venv system-packages
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

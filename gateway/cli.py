@@ -1,0 +1,135 @@
+"""`remotecal` command line (SPEC section 2).
+
+User errors (bad config, unreachable server, bad file) print one line naming the cause and
+the key or file, and exit non-zero: 2 for a config problem, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from gateway import __version__
+from gateway.errors import ConfigError, RemotecalError
+
+__all__ = ["main"]
+
+log = logging.getLogger("remotecal")
+
+
+class _UTCFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z")
+
+
+def setup_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "pymodbus", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config_problems(exc: ConfigError, path: str) -> int:
+    for line in exc.problems:
+        print(f"{path}: {line}" if not line.startswith(path) else line, file=sys.stderr)
+    return 2
+
+
+def cmd_gateway_check(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    cfg = load_config(args.config)
+    g = cfg.gateway
+    print(f"{args.config}: ok - gateway {g.site}/{g.id}, run {g.run}, "
+          f"{len(cfg.sources.mqtt)} MQTT and {len(cfg.sources.modbus)} Modbus source(s), "
+          f"{len(cfg.sinks.influxdb)} sink(s), journal in {g.data_dir}")
+    return 0
+
+
+def cmd_gateway_run(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.runtime import Gateway
+
+    cfg = load_config(args.config)
+    setup_logging(args.log_level or cfg.gateway.log_level)
+    asyncio.run(Gateway(cfg).run())
+    return 0
+
+
+def cmd_gateway_quarantine(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.journal import Journal
+
+    cfg = load_config(args.config)
+    total, rows = Journal.read_quarantine(cfg.gateway.data_dir / "journal.db", args.limit)
+    if args.json:
+        for r in rows:
+            print(json.dumps({
+                "id": r.id,
+                "time": datetime.fromtimestamp(r.time_ns / 1e9, UTC).isoformat(),
+                "source": r.source, "topic": r.topic, "reason": r.reason,
+                "payload": r.payload.decode("utf-8", "backslashreplace"),
+            }))
+        return 0
+    print(f"{total} quarantined input(s); the latest {len(rows)}:")
+    for r in rows:
+        t = datetime.fromtimestamp(r.time_ns / 1e9, UTC).isoformat(timespec="milliseconds")
+        payload = r.payload[:80].decode("utf-8", "backslashreplace")
+        print(f"{t}  {r.source}  {r.topic}  {r.reason}  | {payload}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remotecal", description="Remote-calibration gateway and data logger")
+    p.add_argument("--version", action="version", version=f"remotecal {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    gw = sub.add_parser("gateway", help="run or inspect an edge gateway")
+    gws = gw.add_subparsers(dest="action", required=True)
+    run = gws.add_parser("run", help="run until SIGTERM/SIGINT, then flush and exit 0")
+    run.add_argument("-c", "--config", required=True, help="site config (TOML)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_gateway_run)
+    chk = gws.add_parser("check", help="validate a config; exit 2 on error")
+    chk.add_argument("-c", "--config", required=True)
+    chk.set_defaults(func=cmd_gateway_check)
+    q = gws.add_parser("quarantine", help="list rejected input kept in the journal")
+    q.add_argument("-c", "--config", required=True)
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q.set_defaults(func=cmd_gateway_quarantine)
+
+    for register in _EXTENSIONS:
+        register(sub)
+    return p
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        setup_logging("info")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        return _config_problems(exc, getattr(args, "config", "") or "config")
+    except RemotecalError as exc:
+        print(f"remotecal: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The site config (SPEC section 3): loaded from TOML, validated and compiled once at start.
+
+Every problem is reported with its key path, e.g.
+`sources.mqtt[0].topics[0].fields[1].quantity: unknown quantity 'temprature'; ...`,
+so an operator can fix the file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.config_types import Duration, Size
+from gateway.errors import ConfigError
+from gateway.sinks.influxdb.config import InfluxDBSinkConfig
+from gateway.sources.modbus.config import ModbusSourceConfig
+from gateway.sources.mqtt.config import MqttSourceConfig
+
+__all__ = ["GatewayConfig", "JournalConfig", "format_validation_error", "load_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _tag_value(v: str) -> str:
+    if not v or not v.strip():
+        raise ValueError("must not be empty")
+    if "\n" in v:
+        raise ValueError("must be one line")
+    return v
+
+
+class GatewaySection(_Strict):
+    site: str
+    id: str
+    run: str
+    data_dir: Path
+    health_interval: Duration = 10.0
+    shutdown_grace: Duration = 10.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    _tags = field_validator("site", "id", "run")(_tag_value)
+
+
+class JournalConfig(_Strict):
+    """Journal durability and bounds; see `gateway.journal` for what each choice costs."""
+
+    fsync: Literal["full", "normal"] = Field(
+        "full", description="full: fsync at every commit (survives power loss); normal: WAL fsync "
+        "at checkpoints only (survives a crash of the gateway, not of the machine)"
+    )
+    max_size: Size = 2 * 1024**3
+    on_full: Literal["refuse", "drop_oldest"] = "refuse"
+    commit_interval: Duration = 0.0
+    quarantine_max: int = Field(100_000, ge=0, description="quarantine rows kept (oldest go first)")
+
+
+class Sources(_Strict):
+    mqtt: list[MqttSourceConfig] = []
+    modbus: list[ModbusSourceConfig] = []
+
+
+class Sinks(_Strict):
+    influxdb: list[InfluxDBSinkConfig] = []
+
+
+class GatewayConfig(_Strict):
+    gateway: GatewaySection
+    journal: JournalConfig = JournalConfig()
+    sources: Sources = Sources()
+    sinks: Sinks = Sinks()
+
+    @model_validator(mode="after")
+    def _names(self) -> GatewayConfig:
+        names: dict[str, str] = {}
+        for kind, items in (("mqtt", self.sources.mqtt), ("modbus", self.sources.modbus)):
+            for i, s in enumerate(items):
+                if s.name in names:
+                    raise ValueError(
+                        f"sources.{kind}[{i}].name {s.name!r} is already used by {names[s.name]}"
+                    )
+                names[s.name] = f"sources.{kind}[{i}]"
+        if not names:
+            raise ValueError("no source configured: add [[sources.mqtt]] or [[sources.modbus]]")
+        if not self.sinks.influxdb:
+            raise ValueError("no sink configured: add [[sinks.influxdb]]")
+        return self
+
+    def sink_names(self) -> list[str]:
+        """Stable sink names: the journal keeps one cursor under each."""
+        return [s.name or f"influxdb-{i + 1}" for i, s in enumerate(self.sinks.influxdb)]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(("function-", "literal[")) and "[" not in part:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem: 'key.path: reason'. Secret values are never echoed."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (a typo?)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{_loc(tuple(err['loc']))}: {msg}")
+    return lines
+
+
+def parse_config(data: dict[str, Any]) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a site config; raise ConfigError with every problem, by key path."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    cfg = parse_config(data)
+    if not cfg.gateway.data_dir.is_absolute():
+        # data_dir is relative to the config file, so a service's working directory cannot
+        # move the journal (and split a gateway's evidence across two folders).
+        section = cfg.gateway.model_copy(update={"data_dir": (p.parent / cfg.gateway.data_dir).resolve()})
+        cfg = cfg.model_copy(update={"gateway": section})
+    return cfg

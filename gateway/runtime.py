@@ -1,0 +1,172 @@
+"""The gateway process: one supervisor (`asyncio.TaskGroup`) with named tasks.
+
+    source tasks     MQTT / Modbus -> journal.submit (acks after the group commit)
+    journal          group commits on its own thread
+    delivery tasks   journal -> sink, one per sink, each with its own cursor
+    health           a `gateway_health` record every `health_interval`, via the journal
+    housekeeping     trims the quarantine and the redelivery keys
+
+SIGTERM/SIGINT: the sources stop first (unacknowledged MQTT messages stay with the
+broker), the journal commits what it holds, the sinks drain for `shutdown_grace`
+seconds, and whatever is left waits in the journal for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.delivery import DeliveryRunner
+from gateway.errors import ConfigError, JournalFull
+from gateway.journal import Journal, dedupe_key
+from gateway.reading import HealthSample
+from gateway.sinks import Sink
+from gateway.sinks.influxdb.sink import InfluxDBSink
+from gateway.sources import Source
+
+__all__ = ["Gateway", "build_sources"]
+
+log = logging.getLogger("remotecal.gateway")
+
+
+def build_sources(cfg: GatewayConfig) -> list[Source]:
+    """One source object per configured source, each protocol from its own folder."""
+    from gateway.sources.mqtt.source import MqttSource
+
+    g = cfg.gateway
+    tags: dict[str, Any] = {"site": g.site, "gateway": g.id, "run": g.run}
+    sources: list[Source] = [MqttSource(m, **tags) for m in cfg.sources.mqtt]
+    if cfg.sources.modbus:
+        try:
+            from gateway.sources.modbus.source import ModbusSource
+        except ImportError:
+            raise ConfigError("sources.modbus: Modbus polling is not available in this build") from None
+        sources += ModbusSource.for_configs(cfg.sources.modbus, **tags)
+    return sources
+
+
+def build_sinks(cfg: GatewayConfig) -> list[Sink]:
+    return [InfluxDBSink(s, name=n) for s, n in zip(cfg.sinks.influxdb, cfg.sink_names(), strict=True)]
+
+
+class Gateway:
+    """Wires config, journal, sources and sinks together and runs them until stopped."""
+
+    def __init__(self, cfg: GatewayConfig):
+        self.cfg = cfg
+        g = cfg.gateway
+        j = cfg.journal
+        self.journal = Journal(
+            g.data_dir / "journal.db", cfg.sink_names(), fsync=j.fsync, max_size=j.max_size,
+            on_full=j.on_full, commit_interval=j.commit_interval, quarantine_max=j.quarantine_max,
+        )
+        self.sources = build_sources(cfg)
+        self.sinks = build_sinks(cfg)
+        self.runners = [
+            DeliveryRunner(self.journal, s, max_retry_interval=c.max_retry_interval)
+            for s, c in zip(self.sinks, cfg.sinks.influxdb, strict=True)
+        ]
+        self.started = time.monotonic()
+        self._stop = asyncio.Event()
+        self._sources_done = asyncio.Event()
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: sources first, then the sinks drain for up to %.0f s",
+                     self.cfg.gateway.shutdown_grace)
+            self._stop.set()
+
+    def health_fields(self) -> dict[str, float | int]:
+        st = self.journal.stats
+        return {
+            "journal_pending": st.pending,
+            "journal_bytes": st.size_bytes,
+            "journal_full": int(st.full),
+            "received": st.received,
+            "rejected": st.rejected,
+            "duplicates": st.duplicates,
+            "refused": st.refused,
+            "dropped": st.dropped,
+            "delivered": sum(st.delivered.values()),
+            "sink_errors": sum(r.errors for r in self.runners),
+            "sink_rejected": sum(r.rejected_points for r in self.runners),
+            "sources_connected": sum(1 for s in self.sources if getattr(s, "connected", True)),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        g = self.cfg.gateway
+        log.info("gateway %s/%s run %s: journal %s, %d source(s), %d sink(s)", g.site, g.id, g.run,
+                 self.journal.path, len(self.sources), len(self.sinks))
+        await self.journal.open()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for r in self.runners:
+                    tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
+                tg.create_task(self._sources(), name="sources")
+                tg.create_task(self._periodic(self._health, g.health_interval), name="health")
+                tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
+                await self._stop.wait()
+                await self._sources_done.wait()
+                await self._health()
+                for r in self.runners:
+                    r.stop(g.shutdown_grace)
+        finally:
+            for s in self.sinks:
+                await s.aclose()
+            await self.journal.close()
+            self._log_counters()
+
+    async def _periodic(self, fn: Callable[[], Any], every: float) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every)
+                return
+            await fn()
+
+    async def _health(self) -> None:
+        g = self.cfg.gateway
+        sample = HealthSample(g.site, g.id, time.time_ns(), self.health_fields())
+        with contextlib.suppress(JournalFull):
+            self.journal.submit([sample])
+
+    async def _sources(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._pump(s), name=f"source-{s.name}") for s in self.sources]
+                await self._stop.wait()
+                for t in tasks:
+                    t.cancel()
+        finally:
+            self._sources_done.set()
+
+    async def _pump(self, source: Source) -> None:
+        """Source -> journal; never awaits a commit, so one fsync serves many messages."""
+        async with source:
+            async for batch in source.batches():
+                key = dedupe_key(source.name.encode(), *batch.dedupe) if batch.dedupe else None
+                while True:
+                    try:
+                        self.journal.submit(batch.readings, batch.rejected, dedupe=key,
+                                            redelivered=batch.redelivered, on_committed=batch.on_committed)
+                        break
+                    except JournalFull:
+                        if batch.on_committed is None:
+                            self.journal.stats.refused += len(batch.readings)
+                            break
+                        # An acknowledged-on-commit input waits: the broker keeps it meanwhile.
+                        await asyncio.sleep(1.0)
+
+    def _log_counters(self) -> None:
+        f = self.health_fields()
+        log.info("gateway stopped: " + ", ".join(f"{k}={v}" for k, v in f.items()))

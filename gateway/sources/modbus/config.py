@@ -1,0 +1,82 @@
+"""Schema of `[[sources.modbus]]`: one Modbus device and its register map."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.config_types import Duration
+from gateway.quantities import ChannelSchema
+
+__all__ = ["REGISTER_WIDTH", "ModbusSourceConfig", "RegisterConfig"]
+
+REGISTER_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegisterConfig(ChannelSchema):
+    address: int = Field(ge=0, le=65535)
+    kind: Literal["holding", "input", "coil", "discrete"] = "holding"
+    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "uint16"
+    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+
+    @model_validator(mode="after")
+    def _check(self) -> RegisterConfig:
+        if self.address + REGISTER_WIDTH[self.type] - 1 > 65535:
+            raise ValueError(f"a {self.type} at address {self.address} runs past register 65535")
+        return self
+
+
+class ModbusSourceConfig(_Strict):
+    name: str
+    url: str
+    unit_id: int = Field(1, ge=0, le=247)
+    interval: Duration = 1.0
+    timeout: Duration = 1.0
+    max_gap: int = Field(0, ge=0, le=124, description="unused registers read to join two reads")
+    registers: list[RegisterConfig] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme == "tcp":
+            if not parts.hostname:
+                raise ValueError("a tcp:// URL needs a host")
+            try:
+                parts.port  # noqa: B018 - raises ValueError on a bad port
+            except ValueError:
+                raise ValueError("the URL's port is not a number in 1..65535") from None
+        elif parts.scheme == "rtu":
+            if not parts.path:
+                raise ValueError("an rtu:// URL needs a serial device path, e.g. rtu:///dev/ttyUSB0")
+            query = parse_qs(parts.query)
+            unknown = set(query) - {"baudrate", "parity", "stopbits", "bytesize"}
+            if unknown:
+                raise ValueError(f"unknown rtu:// option(s): {', '.join(sorted(unknown))}")
+            if "parity" in query and query["parity"][0] not in ("N", "E", "O"):
+                raise ValueError("parity must be N, E or O")
+        else:
+            raise ValueError("expected tcp://host:port or rtu:///dev/ttyX?baudrate=...")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("interval must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> ModbusSourceConfig:
+        seen: set[str] = set()
+        for i, r in enumerate(self.registers):
+            if r.channel in seen:
+                raise ValueError(f"registers[{i}].channel {r.channel!r} is used twice")
+            seen.add(r.channel)
+        return self

@@ -1,0 +1,124 @@
+"""Schema of `[[sources.mqtt]]`: broker connection and topic mappings."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.config_types import Duration, Secret, Size
+from gateway.quantities import ChannelSchema
+
+__all__ = ["FieldMapping", "MqttSourceConfig", "TlsConfig", "TopicMapping", "wildcard_count"]
+
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+
+
+def wildcard_count(topic_filter: str) -> int:
+    """How many `+`/`#` levels a filter has: the highest `{n}` a template may use."""
+    return sum(1 for level in topic_filter.split("/") if level in ("+", "#"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldMapping(ChannelSchema):
+    path: str | None = None
+
+
+class TopicMapping(_Strict):
+    topic: str
+    format: Literal["json", "value"] = "json"
+    time_path: str | None = None
+    time_unit: Literal["s", "ms", "us", "ns"] = Field(
+        "ms", description="unit of numeric epoch times at time_path; strings are ISO 8601"
+    )
+    fields: list[FieldMapping] = Field(min_length=1)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if not v:
+            raise ValueError("topic filter must not be empty")
+        levels = v.split("/")
+        for i, level in enumerate(levels):
+            if "#" in level and (level != "#" or i != len(levels) - 1):
+                raise ValueError("'#' must be a whole level and the last one")
+            if "+" in level and level != "+":
+                raise ValueError("'+' must be a whole level")
+        return v
+
+    @model_validator(mode="after")
+    def _fields(self) -> TopicMapping:
+        n = wildcard_count(self.topic)
+        for i, f in enumerate(self.fields):
+            for m in _PLACEHOLDER.finditer(f.channel):
+                k = int(m.group(1))
+                if not 1 <= k <= n:
+                    raise ValueError(
+                        f"fields[{i}].channel uses {{{k}}} but topic {self.topic!r} has "
+                        f"{n} wildcard level(s)"
+                    )
+            if self.format == "json" and not f.path:
+                raise ValueError(f"fields[{i}].path is required when format = 'json'")
+        if self.format == "value":
+            if len(self.fields) != 1:
+                raise ValueError("format = 'value' takes exactly one field")
+            if self.fields[0].path or self.time_path:
+                raise ValueError("format = 'value' has no path or time_path (the payload is one number)")
+        return self
+
+
+class TlsConfig(_Strict):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = Field(False, description="skip the server hostname check (tests only)")
+
+
+class MqttSourceConfig(_Strict):
+    name: str
+    url: str
+    qos: Literal[0, 1] = Field(
+        1, description="1: at least once, acked after the journal commit; 0: no guarantee. QoS 2 is "
+        "refused: its PUBREC hands the message over before the journal has it"
+    )
+    client_id: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    tls: TlsConfig | None = None
+    keepalive: Duration = 30.0
+    max_payload: Size = 256 * 1024
+    reconnect_min: Duration = 0.5
+    reconnect_max: Duration = 30.0
+    topics: list[TopicMapping] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("the URL's port is not a number in 1..65535") from None
+        return v
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if self.uses_tls else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl") or self.tls is not None

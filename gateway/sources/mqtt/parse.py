@@ -1,0 +1,190 @@
+"""Turn one MQTT message into readings, or into reasons it was refused.
+
+Compiled once at start from the topic mappings: topic filters become level matchers and
+channel templates become format strings, so a message costs one match, one `json.loads`
+and a few dictionary walks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.reading import Reading
+from gateway.sources.mqtt.config import FieldMapping, TopicMapping
+
+__all__ = ["CompiledTopic", "MessageParser", "Parsed", "match_topic"]
+
+_TIME_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+_EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: earlier stamps are a wrong time_unit
+_FUTURE_SLACK_NS = 86_400 * 10**9
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+
+
+def match_topic(levels: Sequence[str], topic: str) -> list[str] | None:
+    """Match `topic` against filter `levels`; return the wildcard values, or None."""
+    parts = topic.split("/")
+    out: list[str] = []
+    for i, lv in enumerate(levels):
+        if lv == "#":
+            out.append("/".join(parts[i:]))
+            return out
+        if i >= len(parts):
+            return None
+        if lv == "+":
+            out.append(parts[i])
+        elif lv != parts[i]:
+            return None
+    return out if len(parts) == len(levels) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    path: tuple[str, ...]
+    channel: str
+    templated: bool
+    mapping: FieldMapping
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTopic:
+    levels: tuple[str, ...]
+    mapping: TopicMapping
+    fields: tuple[_Field, ...]
+    time_path: tuple[str, ...] | None
+
+    @classmethod
+    def compile(cls, m: TopicMapping) -> CompiledTopic:
+        fields = tuple(
+            _Field(
+                tuple((f.path or "").split(".")) if f.path else (),
+                _PLACEHOLDER.sub(lambda g: "{" + str(int(g.group(1)) - 1) + "}", f.channel),
+                bool(_PLACEHOLDER.search(f.channel)),
+                f,
+            )
+            for f in m.fields
+        )
+        tp = tuple(m.time_path.split(".")) if m.time_path else None
+        return cls(tuple(m.topic.split("/")), m, fields, tp)
+
+
+@dataclass(slots=True)
+class Parsed:
+    readings: list[Reading]
+    errors: list[str]
+
+
+def _walk(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if isinstance(obj, dict):
+            if key not in obj:
+                raise KeyError(key)
+            obj = obj[key]
+        elif isinstance(obj, list) and key.lstrip("-").isdigit():
+            obj = obj[int(key)]
+        else:
+            raise KeyError(key)
+    return obj
+
+
+def _number(raw: Any, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        kind = "null" if raw is None else type(raw).__name__
+        raise ValueError(f"{what} is not a number (got {kind})")
+    value = float(raw)
+    if math.isnan(value):
+        raise ValueError(f"{what} is NaN")
+    if math.isinf(value):
+        raise ValueError(f"{what} is infinite")
+    return value
+
+
+def _timestamp(raw: Any, unit: str, now_ns: int) -> int:
+    if isinstance(raw, str):
+        try:
+            dt = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"timestamp {raw[:40]!r} is not ISO 8601") from None
+        if dt.tzinfo is None:
+            raise ValueError(f"timestamp {raw[:40]!r} has no UTC offset")
+        ts = int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+    else:
+        value = _number(raw, "timestamp")
+        ts = int(value) * _TIME_UNIT_NS[unit] + round((value % 1) * _TIME_UNIT_NS[unit])
+    if ts < _EARLIEST_NS or ts > now_ns + _FUTURE_SLACK_NS:
+        raise ValueError(f"timestamp {raw!r} is out of range (is time_unit = {unit!r} right?)")
+    return ts
+
+
+class MessageParser:
+    """Readings of one source's messages; `site`, `gateway` and `run` tag every reading."""
+
+    def __init__(self, topics: Sequence[TopicMapping], *, site: str, gateway: str, run: str,
+                 max_payload: int):
+        self._topics = [CompiledTopic.compile(t) for t in topics]
+        self._site, self._gateway, self._run = site, gateway, run
+        self.max_payload = max_payload
+
+    def parse(self, topic: str, payload: bytes, received_ns: int | None = None) -> Parsed:
+        """Every reading the message gives, and one reason per part that was refused."""
+        now_ns = received_ns if received_ns is not None else time.time_ns()
+        if len(payload) > self.max_payload:
+            return Parsed([], [f"payload of {len(payload)} bytes exceeds max_payload ({self.max_payload})"])
+        for ct in self._topics:
+            groups = match_topic(ct.levels, topic)
+            if groups is not None:
+                return self._parse_mapped(ct, groups, payload, now_ns)
+        return Parsed([], ["topic matches no mapping"])
+
+    def _parse_mapped(self, ct: CompiledTopic, groups: list[str], payload: bytes, now_ns: int) -> Parsed:
+        m = ct.mapping
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return Parsed([], ["payload is not UTF-8"])
+        if m.format == "value":
+            try:
+                raw: Any = float(text.strip())
+            except ValueError:
+                return Parsed([], [f"payload {text[:40]!r} is not a number"])
+            return self._readings(ct, groups, lambda f: raw, now_ns)
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return Parsed([], [f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"])
+        if not isinstance(doc, dict):
+            return Parsed([], [f"JSON payload is a {type(doc).__name__}, not an object"])
+        ts = now_ns
+        if ct.time_path is not None:
+            try:
+                ts = _timestamp(_walk(doc, ct.time_path), m.time_unit, now_ns)
+            except (KeyError, IndexError):
+                return Parsed([], [f"time_path {m.time_path!r} is missing"])
+            except ValueError as exc:
+                return Parsed([], [f"time_path {m.time_path!r}: {exc}"])
+        return self._readings(ct, groups, lambda f: _walk(doc, f.path), ts)
+
+    def _readings(self, ct: CompiledTopic, groups: list[str], get: Any, ts: int) -> Parsed:
+        out = Parsed([], [])
+        for f in ct.fields:
+            fm = f.mapping
+            what = f"path {fm.path!r}" if fm.path else "payload"
+            try:
+                value = _number(get(f), what)
+            except (KeyError, IndexError):
+                out.errors.append(f"path {fm.path!r} is missing")
+                continue
+            except ValueError as exc:
+                out.errors.append(str(exc))
+                continue
+            channel = f.channel.format(*groups) if f.templated else f.channel
+            value = value * fm.scale + fm.offset
+            out.readings.append(Reading(self._site, self._gateway, self._run, channel, fm.quantity,
+                                        fm.unit, fm.role, value, ts))
+        return out
