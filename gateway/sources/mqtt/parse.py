@@ -114,6 +114,8 @@ def _timestamp(raw: Any, unit: str, now_ns: int) -> int:
         if dt.tzinfo is None:
             raise ValueError(f"timestamp {raw[:40]!r} has no UTC offset")
         ts = int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        ts = raw * _TIME_UNIT_NS[unit]  # exact: a float would round ns stamps
     else:
         value = _number(raw, "timestamp")
         ts = int(value) * _TIME_UNIT_NS[unit] + round((value % 1) * _TIME_UNIT_NS[unit])

@@ -1,0 +1,124 @@
+"""The journal: durable across reopen, ordered per sink, pruned only when every sink has a record."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import JournalFull
+from gateway.journal import Journal, dedupe_key
+from gateway.reading import HealthSample, Reading
+from gateway.sources import Rejected
+
+
+def _r(i: int, channel: str = "c1", run: str = "R1") -> Reading:
+    return Reading("site", "gw", run, channel, "temperature", "degC", "dut", i + 0.5, 1_000 + i,
+                   (("probe", "p1"),) if i % 2 else ())
+
+
+async def test_records_survive_reopen_in_order_with_all_their_tags(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path, ["a"]) as j:
+        await j.append([_r(i) for i in range(10)])
+        await j.append([HealthSample("site", "gw", 5, {"journal_pending": 10, "x": 1.5})])
+    async with Journal(path, ["a"]) as j:
+        assert j.stats.pending == 11
+        batch = await j.next_batch("a", 100)
+        assert batch is not None
+        assert batch.records[:10] == [_r(i) for i in range(10)]
+        assert batch.records[10] == HealthSample("site", "gw", 5, {"journal_pending": 10, "x": 1.5})
+        assert batch.seqs == sorted(batch.seqs)
+
+
+async def test_each_sink_has_its_own_cursor_and_records_go_only_when_all_have_them(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path, ["a", "b"]) as j:
+        await j.append([_r(i) for i in range(6)])
+        a = await j.next_batch("a", 4)
+        assert a is not None and len(a) == 4
+        await j.commit_delivery("a", a.last_seq, len(a))
+        assert j.pending_for("a") == 2 and j.pending_for("b") == 6
+        b = await j.next_batch("b", 100)
+        assert b is not None and [r.value for r in b.records] == [i + 0.5 for i in range(6)]
+        await j.commit_delivery("b", b.last_seq, len(b))
+        rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        assert rows == 2  # the two "a" has not delivered
+        rest = await j.next_batch("a", 100)
+        assert rest is not None and [r.value for r in rest.records] == [4.5, 5.5]
+        await j.commit_delivery("a", rest.last_seq, len(rest))
+        assert await j.next_batch("a", 100) is None
+        assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+    async with Journal(path, ["a", "b"]) as j:
+        await j.append([_r(100)])
+        # seq is never reused after the table emptied: the new record is not behind the cursors
+        batch = await j.next_batch("b", 10)
+        assert batch is not None and batch.records == [_r(100)]
+
+
+async def test_a_new_sink_starts_at_what_is_still_pending_and_a_removed_one_stops_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path, ["a", "old"]) as j:
+        await j.append([_r(i) for i in range(3)])
+        batch = await j.next_batch("a", 100)
+        assert batch is not None
+        await j.commit_delivery("a", batch.last_seq, len(batch))
+    async with Journal(path, ["a", "new"]) as j:
+        assert j.pending_for("a") == 0
+        batch = await j.next_batch("new", 100)
+        assert batch is not None and len(batch) == 3
+
+
+async def test_quarantine_is_kept_and_listed(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path, ["a"]) as j:
+        await j.append([_r(1)], [Rejected("src", "malformed JSON", "lab/x", b"{oops" * 500, 7)])
+        assert j.stats.rejected == 1 and j.stats.received == 1
+    total, rows = Journal.read_quarantine(path)
+    assert total == 1
+    assert (rows[0].source, rows[0].topic, rows[0].reason, rows[0].time_ns) == ("src", "lab/x", "malformed JSON", 7)
+    assert rows[0].payload == (b"{oops" * 500)[:1024]
+
+
+async def test_redelivered_message_already_committed_is_skipped_but_acknowledged(tmp_path: Path) -> None:
+    acks: list[str] = []
+    async with Journal(tmp_path / "j.db", ["a"]) as j:
+        key = dedupe_key(b"src", b"topic", b"payload")
+        j.submit([_r(1)], dedupe=key, on_committed=lambda: acks.append("first"))
+        await j.append([])
+        # the same bytes again, not flagged as a redelivery: a sensor may repeat itself
+        j.submit([_r(2)], dedupe=key, on_committed=lambda: acks.append("repeat"))
+        await j.append([])
+        j.submit([_r(3)], dedupe=key, redelivered=True, on_committed=lambda: acks.append("dup"))
+        await j.append([])
+        batch = await j.next_batch("a", 10)
+        assert batch is not None and [r.value for r in batch.records] == [1.5, 2.5]
+        assert acks == ["first", "repeat", "dup"] and j.stats.duplicates == 1
+
+
+async def test_full_journal_refuses_new_input_and_keeps_what_it_has(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db", ["a"], max_size=64 * 1024) as j:
+        with pytest.raises(JournalFull):
+            for i in range(100_000):
+                await j.append([_r(k) for k in range(i * 100, i * 100 + 100)])
+        assert j.stats.full
+        kept = j.stats.pending
+        with pytest.raises(JournalFull):
+            j.submit([_r(0)])
+        # draining makes room again
+        while (batch := await j.next_batch("a", 10_000)) is not None:
+            await j.commit_delivery("a", batch.last_seq, len(batch))
+        assert j.stats.delivered["a"] == kept and not j.stats.full
+        await j.append([_r(1)])
+
+
+async def test_drop_oldest_policy_counts_what_it_drops(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db", ["a"], max_size=64 * 1024, on_full="drop_oldest") as j:
+        for i in range(50):
+            await j.append([_r(k) for k in range(i * 100, i * 100 + 100)])
+        assert j.stats.dropped > 0 and not j.stats.full
+        batch = await j.next_batch("a", 100_000)
+        assert batch is not None
+        assert len(batch) + j.stats.dropped == 5000
+        assert batch.records[-1] == _r(4999)

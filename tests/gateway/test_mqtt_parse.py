@@ -1,0 +1,122 @@
+"""MQTT message -> readings: topic matching, templates, paths, times, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.sources.mqtt.config import TopicMapping
+from gateway.sources.mqtt.parse import MessageParser, match_topic
+
+NOW = int(datetime(2026, 11, 21, tzinfo=UTC).timestamp()) * 10**9
+
+
+def _parser(*topics: dict, max_payload: int = 256 * 1024) -> MessageParser:
+    return MessageParser([TopicMapping.model_validate(t) for t in topics], site="s", gateway="g",
+                         run="r", max_payload=max_payload)
+
+
+STATE = {
+    "topic": "lab/+/state", "format": "json", "time_path": "ts",
+    "fields": [
+        {"path": "t", "channel": "{1}-t", "quantity": "temperature", "unit": "degC", "role": "dut"},
+        {"path": "h.rh", "channel": "{1}-rh", "quantity": "relative_humidity", "unit": "%rh", "role": "dut"},
+    ],
+}
+
+
+@pytest.mark.parametrize(("levels", "topic", "expected"), [
+    ("lab/+/state", "lab/dut1/state", ["dut1"]),
+    ("lab/+/state", "lab/dut1/other", None),
+    ("lab/+/state", "lab/dut1/state/x", None),
+    ("lab/#", "lab/a/b/c", ["a/b/c"]),
+    ("lab/+/+", "lab/a/b", ["a", "b"]),
+    ("a/b", "a/b", []),
+])
+def test_match_topic(levels: str, topic: str, expected: list[str] | None) -> None:
+    assert match_topic(levels.split("/"), topic) == expected
+
+
+def test_json_fields_templates_and_epoch_ms() -> None:
+    p = _parser(STATE)
+    out = p.parse("lab/dut7/state", json.dumps({"t": 21.25, "h": {"rh": 45}, "ts": 1795000000123}).encode(), NOW)
+    assert out.errors == []
+    assert [(r.channel, r.value, r.time_ns, r.quantity, r.unit, r.role) for r in out.readings] == [
+        ("dut7-t", 21.25, 1795000000123_000_000, "temperature", "degC", "dut"),
+        ("dut7-rh", 45.0, 1795000000123_000_000, "relative_humidity", "%rh", "dut"),
+    ]
+    assert {(r.site, r.gateway, r.run) for r in out.readings} == {("s", "g", "r")}
+
+
+@pytest.mark.parametrize(("unit", "raw", "ns"), [
+    ("s", 1795000000.5, 1795000000_500_000_000),
+    ("us", 1795000000000001, 1795000000000001_000),
+    ("ns", 1795000000000000001, 1795000000000000001),
+])
+def test_time_units(unit: str, raw: float, ns: int) -> None:
+    p = _parser({**STATE, "time_unit": unit})
+    out = p.parse("lab/a/state", json.dumps({"t": 1, "h": {"rh": 2}, "ts": raw}).encode(), NOW)
+    assert out.errors == [] and out.readings[0].time_ns == ns
+
+
+def test_iso8601_time_and_receive_time() -> None:
+    p = _parser(STATE)
+    out = p.parse("lab/a/state", b'{"t": 1, "h": {"rh": 2}, "ts": "2026-11-20T08:00:00.250+01:00"}', NOW)
+    expected = datetime(2026, 11, 20, 7, 0, 0, 250000, tzinfo=UTC)
+    assert out.readings[0].time_ns == int(expected.timestamp()) * 10**9 + 250_000_000
+    no_time = _parser({**STATE, "time_path": None})
+    assert no_time.parse("lab/a/state", b'{"t": 1, "h": {"rh": 2}}', NOW).readings[0].time_ns == NOW
+
+
+def test_value_format_with_scale_and_offset() -> None:
+    p = _parser({"topic": "lab/chamber/t", "format": "value", "fields": [
+        {"channel": "chamber", "quantity": "temperature", "unit": "degC", "role": "chamber",
+         "scale": 0.1, "offset": -1.0}]})
+    out = p.parse("lab/chamber/t", b" 235 \n", NOW)
+    assert out.errors == [] and out.readings[0].value == pytest.approx(22.5) and out.readings[0].time_ns == NOW
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), [
+    ("lab/a/state", b'{"t": 1, "h": {"rh": ', "malformed JSON"),
+    ("lab/a/state", b"[1, 2]", "JSON payload is a list, not an object"),
+    ("lab/a/state", b'{"t": 1, "h": {"rh": 2}}', "time_path 'ts' is missing"),
+    ("lab/a/state", b'{"t": 1, "h": {"rh": 2}, "ts": "yesterday"}', "is not ISO 8601"),
+    ("lab/a/state", b'{"t": 1, "h": {"rh": 2}, "ts": "2026-11-20T08:00:00"}', "has no UTC offset"),
+    ("lab/a/state", b'{"t": 1, "h": {"rh": 2}, "ts": 1795000000}', "out of range"),
+    ("lab/a/state", b"\xff\xfe{}", "not UTF-8"),
+    ("other/topic", b"{}", "topic matches no mapping"),
+    ("lab/a/state", b"x" * 300, "exceeds max_payload"),
+])
+def test_bad_messages_are_refused_with_a_reason(topic: str, payload: bytes, reason: str) -> None:
+    out = _parser(STATE, max_payload=256).parse(topic, payload, NOW)
+    assert out.readings == []
+    assert len(out.errors) == 1 and reason in out.errors[0], out.errors
+
+
+@pytest.mark.parametrize(("t", "reason"), [
+    ("NaN", "path 't' is NaN"),
+    ("Infinity", "path 't' is infinite"),
+    ("1e400", "path 't' is infinite"),
+    ('"21.5"', "path 't' is not a number (got str)"),
+    ("true", "path 't' is not a number (got bool)"),
+    ("null", "path 't' is not a number (got null)"),
+])
+def test_one_bad_field_does_not_stop_the_good_one_beside_it(t: str, reason: str) -> None:
+    payload = ('{"t": ' + t + ', "h": {"rh": 50.5}, "ts": 1795000000000}').encode()
+    out = _parser(STATE).parse("lab/a/state", payload, NOW)
+    assert [(r.channel, r.value) for r in out.readings] == [("a-rh", 50.5)]
+    assert out.errors == [reason]
+
+
+def test_missing_path_is_named() -> None:
+    out = _parser(STATE).parse("lab/a/state", b'{"t": 1, "ts": 1795000000000}', NOW)
+    assert out.errors == ["path 'h.rh' is missing"] and len(out.readings) == 1
+
+
+def test_value_payload_not_a_number() -> None:
+    p = _parser({"topic": "x", "format": "value", "fields": [
+        {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]})
+    assert "is not a number" in p.parse("x", b"warm", NOW).errors[0]
+    assert p.parse("x", b"nan", NOW).errors == ["payload is NaN"]
