@@ -37,7 +37,7 @@ class DeliveryRunner:
         self.sink = sink
         self.errors = 0
         self.rejected_points = 0
-        self._backoff = Backoff(0.5, max_retry_interval)
+        self._backoff = Backoff(min(0.5, max_retry_interval), max_retry_interval)
         self._stopping = False
         self._deadline = float("inf")
         self._state = "ok"

@@ -1,0 +1,96 @@
+"""The delivery runner with an in-process sink (an honest fake: it only records what it is given).
+
+Order, retries, throttling and the isolation of bad points are the runner's job whatever the
+sink; the real InfluxDB sink is exercised end to end in test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.delivery import DeliveryRunner
+from gateway.errors import PermanentError, RetryableError, ThrottledError
+from gateway.journal import Journal
+from gateway.reading import Reading, Record
+
+
+def _r(i: int) -> Reading:
+    return Reading("s", "g", "r", "c", "temperature", "degC", "dut", float(i), 1_000 + i)
+
+
+class RecordingSink:
+    name = "fake"
+    flush_interval_s = 0.0
+
+    def __init__(self, batch_size: int = 10, fail: Sequence[BaseException] = (), bad: set[float] = frozenset()):  # type: ignore[assignment]
+        self.batch_size = batch_size
+        self.fail = list(fail)
+        self.bad = bad
+        self.calls = 0
+        self.written: list[float] = []
+
+    async def write(self, records: Sequence[Record]) -> None:
+        self.calls += 1
+        if self.fail:
+            raise self.fail.pop(0)
+        values = [r.value for r in records if isinstance(r, Reading)]
+        if any(v in self.bad for v in values):
+            raise PermanentError("partial write: field type conflict")
+        self.written.extend(values)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def _deliver(tmp_path: Path, sink: RecordingSink, n: int, stop_after: float = 5.0) -> Journal:
+    j = Journal(tmp_path / "j.db", [sink.name])
+    await j.open()
+    await j.append([_r(i) for i in range(n)])
+    runner = DeliveryRunner(j, sink, max_retry_interval=0.05)
+    task = asyncio.create_task(runner.run())
+    for _ in range(int(stop_after / 0.02)):
+        if j.pending_for(sink.name) == 0:
+            break
+        await asyncio.sleep(0.02)
+    runner.stop(0.0)
+    await task
+    return j
+
+
+async def test_in_order_in_batches_through_retries_and_throttling(tmp_path: Path) -> None:
+    sink = RecordingSink(batch_size=7, fail=[RetryableError("connection refused"), ThrottledError("429", 0.05),
+                                             RetryableError("HTTP 503")])
+    j = await _deliver(tmp_path, sink, 50)
+    assert sink.written == [float(i) for i in range(50)]
+    assert sink.calls == 3 + -(-50 // 7)
+    assert j.stats.delivered["fake"] == 50 and j.stats.pending == 0
+    await j.close()
+
+
+async def test_bad_points_are_isolated_quarantined_and_the_rest_delivered(tmp_path: Path) -> None:
+    sink = RecordingSink(batch_size=64, bad={13.0, 40.0})
+    j = await _deliver(tmp_path, sink, 64)
+    assert sink.written == [float(i) for i in range(64) if i not in (13, 40)]
+    assert j.stats.pending == 0
+    await j.close()
+    total, rows = Journal.read_quarantine(tmp_path / "j.db")
+    assert total == 2
+    assert [(r.source, r.reason) for r in rows] == [("sink:fake", "partial write: field type conflict")] * 2
+    assert b"value=13.0" in rows[0].payload and b"value=40.0" in rows[1].payload
+
+
+async def test_undelivered_records_stay_for_the_next_start(tmp_path: Path) -> None:
+    sink = RecordingSink(batch_size=10, fail=[RetryableError("down")] * 1000)
+    j = await _deliver(tmp_path, sink, 25, stop_after=0.3)
+    assert sink.written == [] and j.stats.pending == 25
+    await j.close()
+    sink2 = RecordingSink(batch_size=10)
+    j2 = Journal(tmp_path / "j.db", ["fake"])
+    await j2.open()
+    runner = DeliveryRunner(j2, sink2)
+    runner.stop(5.0)  # drain mode: deliver what is there, then return
+    await runner.run()
+    assert sink2.written == [float(i) for i in range(25)]
+    await j2.close()
