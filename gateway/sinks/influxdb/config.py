@@ -1,0 +1,121 @@
+"""Config of one `[[sinks.influxdb]]` block (see sample.toml).
+
+api = "v1" writes with POST /write?db=&rp= (InfluxDB 1.x, and the 1.x compatibility API of
+InfluxDB 2.x/3.x and VictoriaMetrics), with basic auth or a token; api = "v2" writes with
+POST /api/v2/write?org=&bucket= and a token.  Keys of the other API are refused rather than
+ignored, so a half-edited block fails at start with the key that is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from gateway.config_types import Duration, Secret
+
+__all__ = ["InfluxDBSinkConfig"]
+
+_V1_ONLY = "applies to api = 'v1' only"
+_V2_ONLY = "applies to api = 'v2' only"
+
+
+def _api(info: ValidationInfo) -> str | None:
+    # None when `api` itself was invalid: that error is reported on its own.
+    api: str | None = info.data.get("api")
+    return api
+
+
+class InfluxDBSinkConfig(BaseModel):
+    """Where and how one InfluxDB sink writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, min_length=1)
+    url: str
+    api: Literal["v1", "v2"] = "v1"
+    database: str | None = Field(default=None, validate_default=True)
+    retention_policy: str | None = Field(default=None, validate_default=True)
+    username: str | None = Field(default=None, validate_default=True)
+    password: Secret | None = Field(default=None, validate_default=True)
+    token: Secret | None = Field(default=None, validate_default=True)
+    org: str | None = Field(default=None, validate_default=True)
+    bucket: str | None = Field(default=None, validate_default=True)
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval: Duration = 1.0
+    timeout: Duration = Field(default=10.0, gt=0)
+    gzip: bool = True
+    max_retry_interval: Duration = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if "@" in parts.netloc:
+            # Checked first: the messages below echo the URL, and must not echo a password.
+            raise ValueError("credentials do not belong in the URL; use username/password or token")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        if not parts.hostname:
+            raise ValueError(f"no host in {v!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("the URL takes no query or fragment; use database/org/bucket")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+        except ValueError as exc:
+            raise ValueError(f"bad port in {v!r}: {exc}") from None
+        return v.rstrip("/")
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str | None, info: ValidationInfo) -> str | None:
+        api = _api(info)
+        if api == "v1" and not v:
+            raise ValueError("database is required with api = 'v1'")
+        if api == "v2" and v is not None:
+            raise ValueError(f"database {_V1_ONLY}; with api = 'v2' set bucket")
+        return v
+
+    @field_validator("retention_policy", "username")
+    @classmethod
+    def _v1_only(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and _api(info) == "v2":
+            raise ValueError(f"{info.field_name} {_V1_ONLY}")
+        if v == "":
+            raise ValueError(f"{info.field_name} cannot be empty; leave it out instead")
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: Secret | None, info: ValidationInfo) -> Secret | None:
+        if v is not None and _api(info) == "v2":
+            raise ValueError(f"password {_V1_ONLY}; api = 'v2' authenticates with token")
+        username = info.data.get("username")
+        if v is None and username:
+            raise ValueError("password is required with username")
+        if v is not None and not username and "username" in info.data:
+            raise ValueError("password is given without username")
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: Secret | None, info: ValidationInfo) -> Secret | None:
+        api = _api(info)
+        if api == "v2" and v is None:
+            raise ValueError("token is required with api = 'v2'")
+        if v is not None and not v.get():
+            raise ValueError("token is empty")
+        if v is not None and info.data.get("username"):
+            raise ValueError("token and username/password exclude each other; give one")
+        return v
+
+    @field_validator("org", "bucket")
+    @classmethod
+    def _v2_only(cls, v: str | None, info: ValidationInfo) -> str | None:
+        api = _api(info)
+        if api == "v2" and not v:
+            raise ValueError(f"{info.field_name} is required with api = 'v2'")
+        if api == "v1" and v is not None:
+            raise ValueError(f"{info.field_name} {_V2_ONLY}; with api = 'v1' set database")
+        return v
