@@ -7,6 +7,7 @@ and queue limits large enough for a test's bursts), starts it, and ends it in `s
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import socket
@@ -37,6 +38,9 @@ class Mosquitto:
         self.conf_path = self.workdir / "mosquitto.conf"
         self.conf_path.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # Started as root, Mosquitto would switch to the `mosquitto` user, who cannot
+            # read or write a test's private temporary folder.
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"

@@ -122,7 +122,8 @@ class MqttSource:
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
                        _p: object) -> None:
         self.connected = False
-        if not self._stop.is_set():
+        # After a refused CONNECT the broker closes the socket: that is still "refused".
+        if not self._stop.is_set() and self._state != "refused by the broker":
             self._set_state("unreachable", f"disconnected: {reason}")
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
