@@ -1,0 +1,221 @@
+"""pipelines.uncertainty against worked examples of the GUM and EA-4/02, computed by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy import stats
+
+from pipelines.uncertainty import (
+    Component,
+    combine,
+    coverage_factor,
+    normal_from_expanded,
+    rectangular,
+    resolution,
+    type_a,
+)
+
+
+def test_gum_h1_gauge_block() -> None:
+    # JCGM 100:2008 H.1, Table H.1: end-gauge of 50 mm nominal length (l_s = 50 mm,
+    # alpha_s = 11.5e-6 /degC, mean temperature offset theta = -0.1 degC), in nm:
+    #   l_s         U = 75 nm, k = 3          -> u = 25 nm,  c = 1,  nu = 18
+    #   d           u = 9.7 nm                ->             c = 1,  nu = 25.6
+    #   delta alpha +-1e-6 /degC rectangular  -> u = 0.577e-6 /degC,
+    #               c = -l_s theta = 5.0e6 nm degC             -> 2.887 nm, nu = 50
+    #   delta theta +-0.05 degC rectangular   -> u = 0.028868 degC,
+    #               c = -l_s alpha_s = -575 nm/degC            -> 16.599 nm, nu = 2
+    # u_c^2 = 625 + 94.09 + 8.333 + 275.52 = 1002.95 nm^2, u_c = 31.67 nm (GUM: 32 nm)
+    # nu_eff = 1002.95^2 / (25^4/18 + 9.7^4/25.6 + 2.887^4/50 + 16.599^4/2)
+    #        = 1.00591e6 / (21701.4 + 346.0 + 1.39 + 37959) = 16.76   (GUM: 16.7)
+    # GUM H.1.6 truncates to 16 and takes t_95(16) = 2.12, U_95 = 68 nm; at 95.45 %
+    # (EA-4/02) the same nu gives k = t_0.97725(16) = 2.169 and U = 68.7 nm.
+    ls_nm, alpha_s, theta = 50e6, 11.5e-6, -0.1
+    budget = combine(
+        [
+            normal_from_expanded("l_s", U=75.0, k=3.0, dof=18),
+            Component("d", u=9.7, dof=25.6),
+            # First-order sensitivities to alpha_s and theta vanish (GUM H.1.3.3, Table
+            # H.1); such a row must pass through with a zero contribution.
+            Component("alpha_s", "rectangular", half_width=2e-6, sensitivity=0.0),
+            Component("delta_alpha", "rectangular", half_width=1e-6, sensitivity=-ls_nm * theta, dof=50),
+            Component("delta_theta", "rectangular", half_width=0.05, sensitivity=-ls_nm * alpha_s, dof=2),
+        ]
+    )
+    contributions = [c.contribution for c in budget.components]
+    assert_allclose(contributions, [25.0, 9.7, 0.0, 2.887, 16.599], atol=1e-3)
+    assert_allclose(budget.u_combined, 31.669, atol=1e-3)
+    assert round(budget.u_combined) == 32  # as GUM H.1.6 states it
+    assert_allclose(budget.dof_eff, 16.763, atol=1e-3)
+    # The t quantiles themselves: GUM Table G.2 gives t_95(16) = 2.12.
+    assert_allclose(stats.t.ppf(0.975, 16), 2.12, atol=5e-3)
+    assert budget.k == stats.t.ppf(0.97725, 16)
+    assert_allclose(budget.k, 2.169, atol=1e-3)
+    assert_allclose(budget.U, 2.169 * 31.669, rtol=1e-3)
+
+
+def test_gum_h1_welch_satterthwaite_of_d() -> None:
+    # GUM H.1.3.2: u(d) combines the mean of 5 repeated comparisons (5.8 nm, nu = 24),
+    # the comparator's random (3.9 nm, nu = 5) and systematic (6.7 nm, nu = 8) effects:
+    # u^2 = 33.64 + 15.21 + 44.89 = 93.74 nm^2 -> u = 9.68 nm (GUM: 9.7 nm)
+    # nu = 93.74^2 / (5.8^4/24 + 3.9^4/5 + 6.7^4/8) = 8787 / (47.15 + 46.27 + 251.9) = 25.4
+    # The GUM prints 25.6 from unrounded inputs: 1 % covers the rounding of the inputs
+    # to two digits (a 0.05 nm rounding of 5.8 nm is 0.9 % of it).
+    budget = combine([("d_bar", 5.8, 1.0, 24), ("d1", 3.9, 1.0, 5), ("d2", 6.7, 1.0, 8)])
+    assert_allclose(budget.u_combined, 9.7, rtol=1e-2)
+    assert_allclose(budget.dof_eff, 25.6, rtol=1e-2)
+    assert_allclose(budget.dof_eff, 25.45, atol=0.01)
+
+
+def test_ea_4_02_s2_weight() -> None:
+    # EA-4/02 M:2013, S2: calibration of a weight of nominal value 10 kg against a
+    # reference weight, in mg:
+    #   m_S   reference, U = 45 mg (k = 2)          -> 22.5 mg
+    #   dm_D  drift of the reference, +-15 mg rect  -> 15/sqrt(3) = 8.660 mg
+    #   dm    observed difference, pooled s = 25 mg
+    #         from an earlier evaluation, n = 3     -> 25/sqrt(3) = 14.434 mg
+    #   dm_C  comparator, +-10 mg rect              -> 5.774 mg
+    #   dB    air buoyancy, +-10 mg rect            -> 5.774 mg
+    # u^2 = 506.25 + 75.00 + 208.33 + 33.33 + 33.33 = 856.25 mg^2, u = 29.26 mg (EA: 29.3)
+    # k = 2, U = 58.5 mg (EA: 59 mg); m_X = 10 000.005 g + 0.020 g = 10 000.025 g.
+    parts = [
+        normal_from_expanded("m_S", U=45.0, k=2.0, value=10_000_005.0),
+        rectangular("dm_D", 15.0, value=0.0),
+        Component("dm", u=25.0 / math.sqrt(3.0), value=20.0),
+        rectangular("dm_C", 10.0, value=0.0),
+        rectangular("dB", 10.0, value=0.0),
+    ]
+    budget = combine(parts)
+    assert_allclose([c.u for c in budget.components], [22.5, 8.660, 14.434, 5.774, 5.774], atol=1e-3)
+    assert_allclose(budget.u_combined, 29.262, atol=1e-3)
+    assert round(budget.u_combined, 1) == 29.3
+    assert budget.dof_eff == math.inf
+    assert budget.k == 2.0
+    assert_allclose(budget.U, 58.52, atol=0.01)
+    assert math.ceil(budget.U) == 59
+    # The estimates, in mg, add up to EA's result m_X = 10 000.025 g.
+    estimate_mg = math.fsum(c.value or 0.0 for c in budget.components)
+    assert_allclose(estimate_mg / 1e3, 10_000.025, atol=1e-9)
+
+
+def test_spec_temperature_budget_with_a_dominant_type_a() -> None:
+    # A temperature point with the SPEC section 7 contributions, and a short plateau
+    # whose Type A term dominates, in K:
+    #   reference certificate U = 0.02, k = 2        -> 0.010 000
+    #   reference drift +-0.01 rect                  -> 0.005 774
+    #   DUT resolution 0.01                          -> 0.01 / (2 sqrt 3) = 0.002 887
+    #   chamber inhomogeneity +-0.03 rect            -> 0.017 321
+    #   Type A: s = 0.05 over n = 5 readings         -> 0.05 / sqrt 5 = 0.022 361, nu = 4
+    # u^2 = 1.0e-4 + 3.3333e-5 + 8.3333e-6 + 3.0e-4 + 5.0e-4 = 9.41667e-4, u = 0.030687
+    # nu_eff = (9.41667e-4)^2 / (0.022361^4 / 4) = 8.86736e-7 / 6.25e-8 = 14.19 -> 14
+    # k = t_0.97725(14) = 2.1953, U = 2.1953 * 0.030687 = 0.06737
+    # Readings 20 + (-0.05, 0.05, -0.05, 0.05, 0): mean 20, s^2 = 4 * 0.0025 / 4 = 0.0025.
+    samples = [19.95, 20.05, 19.95, 20.05, 20.0]
+    budget = combine(
+        [
+            normal_from_expanded("reference", U=0.02, k=2.0),
+            rectangular("reference drift", 0.01),
+            resolution("DUT resolution", 0.01),
+            rectangular("chamber inhomogeneity", 0.03),
+            type_a("repeatability", samples),
+        ]
+    )
+    assert_allclose(
+        [c.contribution for c in budget.components],
+        [0.010000, 0.005774, 0.002887, 0.017321, 0.022361],
+        atol=1e-6,
+    )
+    assert_allclose(budget.u_combined, 0.030687, atol=1e-6)
+    assert_allclose(budget.dof_eff, 14.187, atol=1e-3)
+    assert budget.k == stats.t.ppf(0.97725, 14)
+    assert_allclose(budget.k, 2.20, atol=5e-3)
+    assert_allclose(budget.U, 0.06737, atol=1e-5)
+    assert budget.components[-1].dof == 4
+    mean = budget.components[-1].value
+    assert mean is not None
+    assert_allclose(mean, 20.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("dof", "k"),
+    [(1, 13.97), (2, 4.53), (3, 3.31), (4, 2.87), (5, 2.65), (6, 2.52), (7, 2.43),
+     (8, 2.37), (10, 2.28), (20, 2.13), (50, 2.05), (math.inf, 2.00)],
+)  # fmt: skip
+def test_coverage_factor_against_ea_4_02_table_e1(dof: float, k: float) -> None:
+    # EA-4/02 M:2013 Table E.1 prints k to two decimals: half a unit of the last one.
+    assert_allclose(coverage_factor(dof), k, atol=5e-3)
+
+
+def test_coverage_factor_truncates_and_is_exactly_two_at_infinity() -> None:
+    assert coverage_factor(16.76) == coverage_factor(16.0)
+    assert coverage_factor(16.76) > stats.t.ppf(0.97725, 16.76)  # the conservative side
+    assert coverage_factor(math.inf) == 2.0
+    assert combine([("b", 0.1, 1.0, math.inf)]).k == 2.0
+
+
+def test_spec_tuples_and_component_rows() -> None:
+    budget = combine([("type A", 0.003, 1.0, 9), ("certificate", 0.004, -2.0, math.inf)])
+    a, b = budget.components
+    assert (a.distribution, b.distribution) == ("type A", "normal")
+    assert b.contribution == 0.008  # |c| u: the sign of c does not matter
+    assert_allclose(budget.u_combined, math.hypot(0.003, 0.008), rtol=1e-15)
+    # nu_eff = (0.003^2 + 0.008^2)^2 / (0.003^4 / 9) = 5.329e-9 / 9e-12 = 592.1
+    assert_allclose(budget.dof_eff, 592.11, atol=0.01)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        budget.U = 0.0  # type: ignore[misc]
+
+
+def test_distributions_and_helpers() -> None:
+    a = 0.06
+    assert_allclose(Component("r", "rectangular", half_width=a).standard_uncertainty, a / 3**0.5)
+    assert_allclose(Component("t", "triangular", half_width=a).standard_uncertainty, a / 6**0.5)
+    assert_allclose(Component("u", "u-shaped", half_width=a).standard_uncertainty, a / 2**0.5)
+    assert Component("r", "rectangular", u=0.01).standard_uncertainty == 0.01
+    assert_allclose(resolution("res", 0.1).standard_uncertainty, 0.1 / (2 * 3**0.5))
+    assert normal_from_expanded("cert", U=0.3, k=3.0, dof=12).dof == 12
+    single = type_a("mean", 0.002, n=10)
+    assert (single.u, single.dof, single.value) == (0.002, 9, None)
+    readings = type_a("readings", [1.0, 2.0, 3.0, 4.0])
+    assert_allclose(readings.standard_uncertainty, np.std([1, 2, 3, 4], ddof=1) / 2.0)
+    assert (readings.dof, readings.value) == (3, 2.5)
+
+
+def test_zero_uncertainty_everywhere_gives_zero_and_infinite_dof() -> None:
+    budget = combine([("a", 0.0, 1.0, 4), ("b", 0.0, 3.0, math.inf)])
+    assert (budget.u_combined, budget.dof_eff, budget.k, budget.U) == (0.0, math.inf, 2.0, 0.0)
+
+
+def test_invalid_budgets_are_rejected() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        combine([])
+    with pytest.raises(ValueError, match=">= 0"):
+        combine([("negative", -0.1, 1.0, math.inf)])
+    with pytest.raises(ValueError, match=">= 0"):
+        rectangular("negative", -0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        Component("both", "rectangular", half_width=0.1, u=0.05)
+    with pytest.raises(ValueError, match="exactly one"):
+        Component("neither", "triangular")
+    with pytest.raises(ValueError, match="u only"):
+        Component("normal with a half-width", "normal", half_width=0.1)
+    with pytest.raises(ValueError, match="distribution"):
+        Component("x", "gaussian", u=0.1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dof"):
+        combine([("no dof", 0.1, 1.0, 0)])
+    with pytest.raises(ValueError, match="dof"):
+        Component("nan dof", u=0.1, dof=math.nan)
+    with pytest.raises(ValueError, match="finite"):
+        combine([("nan", math.nan, 1.0, math.inf)])
+    with pytest.raises(ValueError, match="n"):
+        type_a("no n", 0.01)
+    with pytest.raises(ValueError, match="readings"):
+        type_a("one reading", [1.0])
+    with pytest.raises(ValueError, match="n = 3"):
+        type_a("mismatch", [1.0, 2.0], n=3)
+    with pytest.raises(ValueError, match="coverage factor"):
+        normal_from_expanded("k0", U=0.1, k=0.0)
