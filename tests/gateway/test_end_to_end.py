@@ -257,3 +257,31 @@ def test_outage_backlog_is_delivered_and_health_shows_pending_rise_and_fall(
     assert any(b > a for a, b in itertools.pairwise(pending[:i_peak + 1])), "never rose"
     assert pending[-1] < 10, f"never fell: {pending}"
     assert "sink 'influx': unreachable" in gw.log() and "sink 'influx': delivering again" in gw.log()
+
+
+def test_broker_restart_and_gateway_downtime_lose_nothing(tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """The broker restarts under a running gateway; then the gateway is down while sensors publish."""
+    with GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd))) as gw:
+        wait_until(lambda: "): connected" in gw.log(), 20, "connection", gw)
+        pub = Publisher(mosquitto.port, "p1")
+        pub.publish_all(("lab/r/raw", f"{i}.25") for i in range(100))
+        pub.close()
+        wait_until(lambda: count_readings(influxd) == 100, 30, "first 100", gw)
+        mosquitto.stop()
+        mosquitto.start()
+        wait_until(lambda: gw.log().count("): connected") >= 2, 30, "reconnection", gw)
+        assert "unreachable" in gw.log()
+        pub = Publisher(mosquitto.port, "p2")
+        pub.publish_all(("lab/r/raw", f"{i}.25") for i in range(100, 200))
+        pub.close()
+        wait_until(lambda: count_readings(influxd) == 200, 30, "200 after the broker restart", gw)
+        assert gw.terminate() == 0
+        # the gateway is down: its persistent session makes the broker queue for it
+        pub = Publisher(mosquitto.port, "p3")
+        pub.publish_all(("lab/r/raw", f"{i}.25") for i in range(200, 500))
+        pub.close()
+        gw.start()
+        wait_until(lambda: count_readings(influxd) == 500, 30, "the messages queued while it was down", gw)
+        assert gw.terminate() == 0
+    values = sorted(r["value"] for r in influxd.rows("SELECT value FROM reading", "calibration"))
+    assert values == [i + 0.25 for i in range(500)]
