@@ -27,6 +27,8 @@ class RegisterConfig(ChannelSchema):
 
     @model_validator(mode="after")
     def _check(self) -> RegisterConfig:
+        if self.kind in ("coil", "discrete") and REGISTER_WIDTH[self.type] != 1:
+            raise ValueError(f"a {self.kind} is one bit; type {self.type!r} does not apply")
         if self.address + REGISTER_WIDTH[self.type] - 1 > 65535:
             raise ValueError(f"a {self.type} at address {self.address} runs past register 65535")
         return self
@@ -39,6 +41,9 @@ class ModbusSourceConfig(_Strict):
     interval: Duration = 1.0
     timeout: Duration = 1.0
     max_gap: int = Field(0, ge=0, le=124, description="unused registers read to join two reads")
+    inter_frame_pause: Duration | None = Field(
+        None, description="rtu: silence on the bus after each answer; default 3.5 characters, >= 1.75 ms"
+    )
     registers: list[RegisterConfig] = Field(min_length=1)
 
     @field_validator("url")

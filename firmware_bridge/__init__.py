@@ -1,0 +1,6 @@
+"""The device side: register maps of instruments and virtual devices that serve them.
+
+    chamber      a climatic chamber (setpoint program, first-order response) and the sensors in it
+    profile      device profiles: TOML register maps under `profiles/`
+    modbus       virtual Modbus TCP / RTU servers (pymodbus) with fault injection
+"""

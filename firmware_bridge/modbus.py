@@ -1,0 +1,187 @@
+"""Virtual Modbus devices served over TCP (loopback) or RTU (a serial port, e.g. a socat pty).
+
+A `DeviceImage` is what one unit answers: static words, and live values computed at the
+moment a request arrives (from a chamber model, say), each encoded with its type, byte
+order, scale and offset.  Addresses it does not define answer "illegal data address", as a
+real device's gaps do.  Faults are switched on per unit while the server runs:
+
+    refused   a set of (kind, address) whose reads answer "illegal data address"
+    fault     "silent": no answer at all; "garble": the answer's last byte flipped
+              (a CRC error on RTU, a wrong value or framing error on TCP)
+
+`ModbusServer` runs one pymodbus server for one or more units (several units share a
+serial line as they would on RS-485).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from gateway.sources.modbus.decode import encode_value
+
+__all__ = ["DeviceImage", "ModbusServer"]
+
+log = logging.getLogger("remotecal.firmware.modbus")
+
+_KIND_OF_FUNCTION = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+_BITS = ("coil", "discrete")
+
+
+@dataclass
+class _Live:
+    address: int
+    getter: Callable[[], float]
+    type: str
+    byte_order: str
+    scale: float
+    offset: float
+
+
+@dataclass
+class DeviceImage:
+    """The memory of one Modbus unit."""
+
+    unit_id: int = 1
+    words: dict[str, dict[int, int]] = field(
+        default_factory=lambda: {"holding": {}, "input": {}, "coil": {}, "discrete": {}})
+    live: dict[str, list[_Live]] = field(default_factory=lambda: {"holding": [], "input": []})
+    refused: set[tuple[str, int]] = field(default_factory=set)
+    fault: str | None = None
+
+    def set(self, kind: str, address: int, value: float, type: str = "uint16",
+            byte_order: str = "ABCD") -> None:
+        """Store `value` encoded as `type` from `address` (a coil or discrete input: 0 or 1)."""
+        if kind in _BITS:
+            self.words[kind][address] = int(bool(value))
+            return
+        for i, w in enumerate(encode_value(value, type, byte_order)):
+            self.words[kind][address + i] = w
+
+    def bind(self, kind: str, address: int, getter: Callable[[], float], type: str = "float32",
+             byte_order: str = "ABCD", scale: float = 1.0, offset: float = 0.0) -> None:
+        """Serve getter() at each read, written as raw = (value - offset) / scale."""
+        self.live[kind].append(_Live(address, getter, type, byte_order, scale, offset))
+        self.set(kind, address, 0.0, type, byte_order)
+
+    def read(self, kind: str, address: int, count: int) -> list[int] | ExcCodes:
+        """The words (or bits) a read request gets, or the exception it gets instead."""
+        space = self.words[kind]
+        wanted = range(address, address + count)
+        if any(a not in space or (kind, a) in self.refused for a in wanted):
+            return ExcCodes.ILLEGAL_ADDRESS
+        for item in self.live.get(kind, ()):
+            if item.address < address + count and address < item.address + 4:
+                raw = (item.getter() - item.offset) / item.scale
+                self.set(kind, item.address, raw, item.type, item.byte_order)
+        return [space[a] for a in wanted]
+
+
+def _runs(addresses: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted addresses -> (start, count) of each contiguous run."""
+    runs: list[tuple[int, int]] = []
+    for a in sorted(addresses):
+        if runs and runs[-1][0] + runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((a, 1))
+    return runs
+
+
+class ModbusServer:
+    """`async with ModbusServer(images).tcp() as srv: srv.port ...` or `.rtu("/tmp/ttyA")`."""
+
+    def __init__(self, images: Iterable[DeviceImage]):
+        self.images = {im.unit_id: im for im in images}
+        self.port = 0
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._mode: tuple[str, dict[str, Any]] = ("tcp", {"host": "127.0.0.1", "port": 0})
+        self.requests = 0
+
+    def tcp(self, host: str = "127.0.0.1", port: int = 0) -> ModbusServer:
+        self._mode = ("tcp", {"host": host, "port": port})
+        return self
+
+    def rtu(self, device: str, baudrate: int = 19200, parity: str = "N", stopbits: int = 1) -> ModbusServer:
+        self._mode = ("rtu", {"port": device, "baudrate": baudrate, "parity": parity, "stopbits": stopbits})
+        return self
+
+    def _sim_device(self, image: DeviceImage) -> SimDevice:
+        blocks: list[list[SimData]] = []
+        for kind in ("coil", "discrete"):
+            top = max(image.words[kind], default=0)
+            blocks.append([SimData(0, count=(top // 16 + 1) * 16, values=False, datatype=DataType.BITS)])
+        for kind in ("holding", "input"):
+            runs = _runs(image.words[kind]) or [(0, 1)]
+            blocks.append([SimData(a, count=n, values=0, datatype=DataType.REGISTERS) for a, n in runs])
+
+        async def action(function_code: int, start_address: int, address: int, count: int,
+                         registers: list[int], set_values: Any) -> ExcCodes | None:
+            self.requests += 1
+            kind = _KIND_OF_FUNCTION.get(function_code)
+            if kind is None or set_values is not None:
+                return ExcCodes.ILLEGAL_FUNCTION  # virtual devices are read-only
+            if kind in _BITS:  # count is in 16-bit words here: fill every bit of them
+                first = address // 16
+                for w in range(first, first + count):
+                    registers[w - start_address] = sum(
+                        1 << b for b in range(16) if image.words[kind].get(w * 16 + b))
+                if address not in image.words[kind] or (kind, address) in image.refused:
+                    return ExcCodes.ILLEGAL_ADDRESS
+                return None
+            got = image.read(kind, address, count)
+            if isinstance(got, ExcCodes):
+                return got
+            registers[address - start_address:address - start_address + count] = got
+            return None
+
+        return SimDevice(image.unit_id, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
+                         use_bit_addressing=True, action=action)
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending or not data:
+            return data
+        unit = data[0] if self._mode[0] == "rtu" else (data[6] if len(data) > 6 else -1)
+        image = self.images.get(unit)
+        if image is None or image.fault is None:
+            return data
+        if image.fault == "silent":
+            return b""
+        return data[:-1] + bytes([data[-1] ^ 0xFF])
+
+    async def start(self) -> None:
+        devices = [self._sim_device(im) for im in self.images.values()]
+        kind, opts = self._mode
+        if kind == "tcp":
+            self._server = ModbusTcpServer(devices, address=(opts["host"], opts["port"]),
+                                           trace_packet=self._trace)
+        else:
+            self._server = ModbusSerialServer(devices, framer=FramerType.RTU, trace_packet=self._trace,
+                                              ignore_missing_devices=True, **opts)
+        await self._server.serve_forever(background=True)
+        if kind == "tcp":
+            sockets = getattr(self._server.transport, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else opts["port"]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.shutdown()
+            self._server = None
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> ModbusServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
