@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ so an operator can fix the file without reading a traceback.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,13 +51,13 @@ class JournalConfig(_Strict):
     """Journal durability and bounds; see `gateway.journal` for what each choice costs."""
 
     fsync: Literal["full", "normal"] = Field(
-        "full", description="full: fsync at every commit (survives power loss); normal: WAL fsync "
+        default="full", description="full: fsync at every commit (survives power loss); normal: WAL fsync "
         "at checkpoints only (survives a crash of the gateway, not of the machine)"
     )
     max_size: Size = 2 * 1024**3
     on_full: Literal["refuse", "drop_oldest"] = "refuse"
     commit_interval: Duration = 0.0
-    quarantine_max: int = Field(100_000, ge=0, description="quarantine rows kept (oldest go first)")
+    quarantine_max: int = Field(default=100_000, ge=0, description="quarantine rows kept (oldest go first)")
 
 
 class Sources(_Strict):
@@ -77,7 +78,9 @@ class GatewayConfig(_Strict):
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:
         names: dict[str, str] = {}
-        for kind, items in (("mqtt", self.sources.mqtt), ("modbus", self.sources.modbus)):
+        groups: tuple[tuple[str, Sequence[MqttSourceConfig | ModbusSourceConfig]], ...] = (
+            ("mqtt", self.sources.mqtt), ("modbus", self.sources.modbus))
+        for kind, items in groups:
             for i, s in enumerate(items):
                 if s.name in names:
                     raise ValueError(

@@ -448,7 +448,7 @@ class Journal:
             seqs.append(seq)
             if m == "reading":
                 extra = tuple(tuple(t) for t in json.loads(tags)) if tags else ()
-                records.append(Reading(site, gw, run, channel, quantity, unit, role, value, ts, extra))  # type: ignore[arg-type]
+                records.append(Reading(site, gw, run, channel, quantity, unit, role, value, ts, extra))
             else:
                 records.append(HealthSample(site, gw, ts, json.loads(fields)))
         return Batch(sink, seqs, records)

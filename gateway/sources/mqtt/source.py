@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import ssl
@@ -117,7 +118,7 @@ class MqttSource:
         self._generation += 1
         self.connected = True
         self._set_state("connected", "resumed session" if flags.session_present else "new session")
-        client.subscribe([(t.topic, self.cfg.qos) for t in self.cfg.topics])
+        client.subscribe([(t.topic, int(self.cfg.qos)) for t in self.cfg.topics])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
                        _p: object) -> None:
@@ -127,7 +128,7 @@ class MqttSource:
             self._set_state("unreachable", f"disconnected: {reason}")
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        item = _Message(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self._generation,
+        item = _Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), self._generation,
                         time.time_ns())
         while not self._slots.acquire(timeout=0.5):
             if self._stop.is_set():
@@ -204,5 +205,5 @@ class MqttSource:
                     self.name, m.topic, reason,
                 )
                 rejected.append(Rejected(self.name, reason, m.topic, m.payload, m.received_ns))
-            yield SourceBatch(parsed.readings, rejected, on_committed=lambda m=m: self._ack(m),
+            yield SourceBatch(parsed.readings, rejected, on_committed=functools.partial(self._ack, m),
                               dedupe=(m.topic.encode(), m.payload) if m.qos else None, redelivered=m.dup)
