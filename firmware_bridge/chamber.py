@@ -73,8 +73,9 @@ class Chamber:
         """The first-order response to the program, without oscillation or noise."""
         t, rh = self.start_temperature, self.start_humidity
         elapsed = 0.0
-        for step in self.program:
-            span = min(step.duration_s, sim_t - elapsed)
+        for i, step in enumerate(self.program):
+            last = i == len(self.program) - 1  # the last setpoint holds after the program ends
+            span = sim_t - elapsed if last else min(step.duration_s, sim_t - elapsed)
             if span <= 0:
                 break
             decay = math.exp(-span / self.tau_s)
