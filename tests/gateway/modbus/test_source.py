@@ -284,3 +284,14 @@ def test_rtu_devices_on_one_port_share_a_source_and_must_agree() -> None:
 def test_a_coil_with_a_wide_type_fails_at_start() -> None:
     with pytest.raises(ValueError, match="one bit"):
         config("d", "tcp://127.0.0.1:502", [reg("x", 0, kind="coil", type="float32")])
+
+
+def test_the_sample_config_is_valid() -> None:
+    import tomllib
+    from pathlib import Path
+
+    import gateway.sources.modbus as pkg
+
+    with (Path(pkg.__file__).parent / "sample.toml").open("rb") as f:
+        cfgs = [ModbusSourceConfig(**x) for x in tomllib.load(f)["sources"]["modbus"]]
+    assert [s.name for s in ModbusSource.for_configs(cfgs, **TAGS)] == ["ref-hygrometer", "dut1+dut2"]
