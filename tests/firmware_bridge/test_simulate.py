@@ -1,0 +1,77 @@
+"""`remotecal simulate`: the config, and devices served from it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge.simulate import load_sim_config, run_simulation
+from gateway.errors import ConfigError
+from gateway.sources.modbus.decode import compile_decoder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SIM = """
+[chamber]
+seed = 3
+speed = 10
+[[chamber.steps]]
+temperature = 25.0
+humidity = 40.0
+duration = "10m"
+
+[[devices]]
+name = "dut1"
+profile = "generic-thr"
+listen = "tcp://127.0.0.1:{port}"
+unit_id = 1
+[devices.temperature]
+error = [0.5]
+resolution = 0.01
+
+[[devices]]
+name = "ref"
+profile = "generic-pt100"
+listen = "tcp://127.0.0.1:{port}"
+unit_id = 2
+"""
+
+
+async def test_simulate_serves_the_configured_devices(tmp_path: Path) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    port = _free_port()
+    path = tmp_path / "sim.toml"
+    path.write_text(SIM.format(port=port))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_simulation(load_sim_config(path), stop))
+    try:
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0, reconnect_delay=0)
+        async with asyncio.timeout(5):
+            while not await client.connect():
+                await asyncio.sleep(0.05)
+        f32 = compile_decoder("float32")
+        dut = await client.read_input_registers(0, count=2, device_id=1)
+        ref = await client.read_input_registers(0, count=2, device_id=2)
+        client.close()
+        assert f32(dut.registers) - f32(ref.registers) == pytest.approx(0.5, abs=0.006)
+    finally:
+        stop.set()
+        await task
+
+
+def test_a_bad_sim_config_names_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_text(SIM.format(port=1).replace('"generic-pt100"', '"acme-9000"').replace("speed = 10", "speed = 0"))
+    with pytest.raises(ConfigError) as err:
+        load_sim_config(path)
+    keys = sorted(p.split(":")[0] for p in err.value.problems)
+    assert keys == ["chamber.speed", "devices[1].profile"]
