@@ -108,12 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="one JSON object per line")
     q.set_defaults(func=cmd_gateway_quarantine)
 
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return p
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Subcommands that live with their own package (one folder per concern)."""
+    from firmware_bridge.cli import register as simulate
+
+    return [simulate]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
