@@ -203,7 +203,7 @@ class Journal:
             db.execute(f"PRAGMA synchronous={'FULL' if self._fsync == 'full' else 'NORMAL'}")
             db.execute("PRAGMA foreign_keys=OFF")
             db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
         version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if version is None:

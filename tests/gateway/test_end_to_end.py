@@ -285,3 +285,42 @@ def test_broker_restart_and_gateway_downtime_lose_nothing(tmp_path: Path, mosqui
         assert gw.terminate() == 0
     values = sorted(r["value"] for r in influxd.rows("SELECT value FROM reading", "calibration"))
     assert values == [i + 0.25 for i in range(500)]
+
+
+def test_sigterm_while_influxdb_is_down_exits_0_and_keeps_the_backlog(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    cfg = site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd)).replace(
+        'shutdown_grace = "20s"', 'shutdown_grace = "2s"')
+    gw = GatewayProcess(tmp_path / "gw", cfg)
+    with gw:
+        wait_until(lambda: "): connected" in gw.log(), 20, "connection", gw)
+        influxd.stop()
+        pub = Publisher(mosquitto.port)
+        pub.publish_all(("lab/k/raw", f"{i}.75") for i in range(250))
+        pub.close()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        assert gw.terminate() == 0
+        assert time.monotonic() - t0 < 15, "the grace period bounds the shutdown"
+    assert "journal_pending=" in gw.log() and "journal_pending=0," not in gw.log()
+    influxd.start()
+    with gw:  # the next start delivers what the last one could not
+        wait_until(lambda: count_readings(influxd) == 250, 30, "the backlog of the previous run", gw)
+        assert gw.terminate() == 0
+    assert sorted(r["value"] for r in influxd.rows("SELECT value FROM reading", "calibration")) == [
+        i + 0.75 for i in range(250)]
+
+
+def test_journal_that_cannot_be_opened_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(site_config(blocker / "data", 1, '[[sinks.influxdb]]\nurl = "http://127.0.0.1:9"\ndatabase = "x"'))
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "gateway", "run", "-c", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "remotecal:" in line]
+    assert len(errors) == 1 and "cannot open the journal" in errors[0], proc.stderr
