@@ -197,7 +197,7 @@ def _values(influx: InfluxD) -> list[float]:
 def test_crash_safety_sigkill_gateway_and_influxd_nothing_lost_nothing_twice(
         tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
     """Receive-time stamps (no ts in the payload): a redelivery would be a *different* point."""
-    rate, count = 400.0, 8000
+    rate, count = 1000.0, 15000
     stream = SteadyStream(mosquitto.port, rate, count, lambda i: ("lab/steady/raw", f"{i}.5"))
     gw = GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd)))
     gw.start()
