@@ -13,11 +13,12 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import SplitResult
 
 from pydantic import BeforeValidator, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-__all__ = ["Duration", "Secret", "Size", "parse_duration", "parse_size"]
+__all__ = ["Duration", "Secret", "Size", "check_host_port", "parse_duration", "parse_size"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -57,6 +58,18 @@ def parse_size(value: Any) -> int:
     if size < 0:
         raise ValueError("a size cannot be negative")
     return size
+
+
+def check_host_port(parts: SplitResult) -> None:
+    """Raise ValueError unless a split URL has a host and, if any, a port in 1..65535."""
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the URL's port is not a number in 1..65535")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

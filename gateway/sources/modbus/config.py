@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration
+from gateway.config_types import Duration, check_host_port
 from gateway.quantities import ChannelSchema
 
 __all__ = ["REGISTER_WIDTH", "ModbusSourceConfig", "RegisterConfig"]
@@ -51,12 +51,7 @@ class ModbusSourceConfig(_Strict):
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme == "tcp":
-            if not parts.hostname:
-                raise ValueError("a tcp:// URL needs a host")
-            try:
-                parts.port  # noqa: B018 - raises ValueError on a bad port
-            except ValueError:
-                raise ValueError("the URL's port is not a number in 1..65535") from None
+            check_host_port(parts)
         elif parts.scheme == "rtu":
             if not parts.path:
                 raise ValueError("an rtu:// URL needs a serial device path, e.g. rtu:///dev/ttyUSB0")

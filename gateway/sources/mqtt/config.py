@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, Secret, Size
+from gateway.config_types import Duration, Secret, Size, check_host_port
 from gateway.quantities import ChannelSchema
 
 __all__ = ["FieldMapping", "MqttSourceConfig", "TlsConfig", "TopicMapping", "wildcard_count"]
@@ -102,12 +102,7 @@ class MqttSourceConfig(_Strict):
         parts = urlsplit(v)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        if not parts.hostname:
-            raise ValueError("the URL has no host")
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            raise ValueError("the URL's port is not a number in 1..65535") from None
+        check_host_port(parts)
         return v
 
     @property
