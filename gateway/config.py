@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.config_types import Duration, Size
 from gateway.errors import ConfigError
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
+from gateway.sinks.local.store import LocalStoreConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 
@@ -67,6 +68,7 @@ class Sources(_Strict):
 
 class Sinks(_Strict):
     influxdb: list[InfluxDBSinkConfig] = []
+    local: list[LocalStoreConfig] = []
 
 
 class GatewayConfig(_Strict):
@@ -89,13 +91,18 @@ class GatewayConfig(_Strict):
                 names[s.name] = f"sources.{kind}[{i}]"
         if not names:
             raise ValueError("no source configured: add [[sources.mqtt]] or [[sources.modbus]]")
-        if not self.sinks.influxdb:
+        if not self.sink_configs():
             raise ValueError("no sink configured: add [[sinks.influxdb]]")
         return self
 
+    def sink_configs(self) -> list[tuple[str, InfluxDBSinkConfig | LocalStoreConfig]]:
+        """(stable name, config) of every sink: the journal keeps one cursor under each name."""
+        groups: tuple[tuple[str, Sequence[InfluxDBSinkConfig | LocalStoreConfig]], ...] = (
+            ("influxdb", self.sinks.influxdb), ("local", self.sinks.local))
+        return [(s.name or f"{kind}-{i + 1}", s) for kind, items in groups for i, s in enumerate(items)]
+
     def sink_names(self) -> list[str]:
-        """Stable sink names: the journal keeps one cursor under each."""
-        return [s.name or f"influxdb-{i + 1}" for i, s in enumerate(self.sinks.influxdb)]
+        return [name for name, _ in self.sink_configs()]
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

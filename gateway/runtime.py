@@ -28,6 +28,7 @@ from gateway.journal import Journal, dedupe_key
 from gateway.reading import HealthSample
 from gateway.sinks import Sink
 from gateway.sinks.influxdb.sink import InfluxDBSink
+from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
 from gateway.sources import Source
 
 __all__ = ["Gateway", "build_sources"]
@@ -52,7 +53,14 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
 
 
 def build_sinks(cfg: GatewayConfig) -> list[Sink]:
-    return [InfluxDBSink(s, name=n) for s, n in zip(cfg.sinks.influxdb, cfg.sink_names(), strict=True)]
+    """One sink object per configured sink, in `cfg.sink_configs()` order."""
+    sinks: list[Sink] = []
+    for name, s in cfg.sink_configs():
+        if isinstance(s, LocalStoreConfig):
+            sinks.append(LocalStoreSink(s, name=name))
+        else:
+            sinks.append(InfluxDBSink(s, name=name))
+    return sinks
 
 
 class Gateway:
@@ -70,7 +78,7 @@ class Gateway:
         self.sinks = build_sinks(cfg)
         self.runners = [
             DeliveryRunner(self.journal, s, max_retry_interval=c.max_retry_interval)
-            for s, c in zip(self.sinks, cfg.sinks.influxdb, strict=True)
+            for s, (_, c) in zip(self.sinks, cfg.sink_configs(), strict=True)
         ]
         self.started = time.monotonic()
         self._stop = asyncio.Event()
