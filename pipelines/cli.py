@@ -1,0 +1,104 @@
+"""The `pipeline` subcommand: `remotecal pipeline run -c PIPELINE.toml [--out DIR]`.
+
+gateway.cli adds it through its list of extensions (`register`).  `main` runs it on its own
+(`python -m pipelines.cli pipeline run -c ...`) with the same exits: 2 with one line per
+config problem, 1 with one line for any other user error (unreachable server, unknown
+database, a channel with no readings, a reference outside its certificate, an unwritable DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.errors import ConfigError, RemotecalError
+
+__all__ = ["PipelineOutput", "cmd_pipeline_run", "main", "register", "run_pipeline"]
+
+if TYPE_CHECKING:
+    from pipelines.run import PointResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    results: list[PointResult]
+    csv_path: Path
+    points_written: int
+
+
+def run_pipeline(
+    config: str | Path, out_dir: str | Path, *, write_results: bool | None = None
+) -> PipelineOutput:
+    """Load the config, read the run, compute, write corrections.csv into ``out_dir`` and
+    (unless ``write_results`` is False, or the config's ``source.write_results`` is) the
+    `calibration_point` points.  Raises ConfigError / RemotecalError."""
+    from pipelines.config import load_pipeline_config
+    from pipelines.results import write_corrections_csv, write_points
+    from pipelines.run import compute
+    from pipelines.source import load_run
+
+    cfg = load_pipeline_config(config)
+    data = load_run(cfg)
+    if not data:
+        raise RemotecalError(
+            f"run {cfg.run.id!r} has no readings in the source"
+            + (f" between {cfg.run.start.isoformat()} and {cfg.run.end.isoformat()}"
+               if cfg.run.start and cfg.run.end else "")
+        )
+    results = compute(cfg, data)
+    csv_path = write_corrections_csv(results, Path(out_dir) / "corrections.csv")
+    written = 0
+    wanted = cfg.source.write_results if write_results is None else write_results
+    if wanted and cfg.source.kind == "influxdb":
+        written = write_points(results, cfg.source)
+    return PipelineOutput(results, csv_path, written)
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> int:
+    out = run_pipeline(args.config, args.out, write_results=False if args.no_points else None)
+    channels = sorted({r.channel for r in out.results})
+    print(
+        f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
+        + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("pipeline", help="compute the corrections of a calibration run")
+    ps = p.add_subparsers(dest="action", required=True)
+    run = ps.add_parser("run", help="read a run, find plateaus, compute corrections and budgets")
+    run.add_argument("-c", "--config", required=True, help="PIPELINE.toml")
+    run.add_argument("--out", default=".", help="folder for corrections.csv (default: the current one)")
+    run.add_argument("--no-points", action="store_true",
+                     help="do not write calibration_point points back to InfluxDB")
+    run.set_defaults(func=cmd_pipeline_run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `pipeline` command on its own, with remotecal's exits (2 config, 1 other)."""
+    parser = argparse.ArgumentParser(prog="remotecal")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line if line.startswith(str(args.config)) else f"{args.config}: {line}", file=sys.stderr)
+        return 2
+    except RemotecalError as exc:
+        print(f"remotecal: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Issue a run's results: corrections.csv and `calibration_point` points (SPEC sections 4, 5).
+
+corrections.csv starts with the SPEC's columns, in the SPEC's order,
+
+    run,channel,quantity,point,setpoint,t_start,t_end,n,reference_mean,dut_mean,correction,
+    u_combined,U,k,dof_eff
+
+followed by `unit`, `reference`, `reference_correction` (the mean certificate correction
+applied to the reference) and `flags` (`extrapolated` when the reference's certificate was
+extrapolated).  Times are ISO 8601 UTC ("2026-11-20T10:40:00Z", with milliseconds when the
+sample time has a fraction); numbers are written with 10 significant digits, which is below
+any resolution a thermometer or hygrometer has and reads back unambiguously; an infinite
+dof_eff is written `inf`.
+
+`calibration_point` points go to InfluxDB 1.x (POST /write, precision ns): tags run, channel,
+quantity, point; fields setpoint, reference_mean, dut_mean, correction, u_combined, U, k,
+n (integer), dof_eff; timestamp = the plateau's last sample.  An infinite dof_eff has no
+spelling in line protocol and is left out (read a missing dof_eff as infinite).  Running the
+pipeline again overwrites the points of the same plateaus (same series, same timestamp).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from gateway.errors import RemotecalError
+from gateway.sinks.influxdb.lineprotocol import escape_key, escape_measurement
+from pipelines.config import SourceConfig
+from pipelines.run import PointResult
+from pipelines.source import influx_client
+
+__all__ = [
+    "CSV_COLUMNS",
+    "EXTRA_COLUMNS",
+    "csv_row",
+    "encode_points",
+    "format_number",
+    "format_time",
+    "write_corrections_csv",
+    "write_points",
+]
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "run", "channel", "quantity", "point", "setpoint", "t_start", "t_end", "n",
+    "reference_mean", "dut_mean", "correction", "u_combined", "U", "k", "dof_eff",
+)
+"""The SPEC's columns, in its order."""
+
+EXTRA_COLUMNS = ("unit", "reference", "reference_correction", "flags")
+
+_MEASUREMENT = escape_measurement("calibration_point")
+
+
+def format_number(x: float) -> str:
+    """10 significant digits; 'inf', '-inf', 'nan' as such."""
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if math.isnan(x):
+        return "nan"
+    return format(x, ".10g")
+
+
+def format_time(t: datetime) -> str:
+    """ISO 8601 UTC with a 'Z'; milliseconds only when there is a fraction of a second."""
+    spec = "seconds" if t.microsecond == 0 else "milliseconds"
+    return t.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def csv_row(r: PointResult) -> dict[str, str]:
+    return {
+        "run": r.run,
+        "channel": r.channel,
+        "quantity": r.quantity,
+        "point": str(r.point),
+        "setpoint": format_number(r.setpoint),
+        "t_start": format_time(r.t_start),
+        "t_end": format_time(r.t_end),
+        "n": str(r.n),
+        "reference_mean": format_number(r.reference_mean),
+        "dut_mean": format_number(r.dut_mean),
+        "correction": format_number(r.correction),
+        "u_combined": format_number(r.u_combined),
+        "U": format_number(r.U),
+        "k": format_number(r.k),
+        "dof_eff": format_number(r.dof_eff),
+        "unit": r.unit,
+        "reference": r.reference,
+        "reference_correction": format_number(r.reference_correction),
+        "flags": " ".join(r.flags),
+    }
+
+
+def write_corrections_csv(results: Sequence[PointResult], path: str | Path) -> Path:
+    """Write corrections.csv (header even when there are no rows); return its path.
+
+    Written to a temporary file and renamed, so a reader never sees half a file.
+    """
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, *EXTRA_COLUMNS], lineterminator="\n")
+            w.writeheader()
+            for r in results:
+                w.writerow(csv_row(r))
+        tmp.replace(p)
+    except OSError as exc:
+        raise RemotecalError(f"cannot write {p}: {exc.strerror or exc}") from None
+    return p
+
+
+def _field(x: float) -> str:
+    if not math.isfinite(x):
+        raise ValueError(f"{x!r} cannot be written in line protocol")
+    return repr(float(x))
+
+
+def encode_points(results: Sequence[PointResult]) -> bytes:
+    """The results as `calibration_point` line protocol, one line each."""
+    lines = []
+    for r in results:
+        tags = ",".join(
+            f"{k}={escape_key(v, 'tag value')}"
+            for k, v in (("channel", r.channel), ("point", str(r.point)),
+                         ("quantity", r.quantity), ("run", r.run))
+        )
+        fields = [
+            f"U={_field(r.U)}",
+            f"correction={_field(r.correction)}",
+            *([f"dof_eff={_field(r.dof_eff)}"] if math.isfinite(r.dof_eff) else []),
+            f"dut_mean={_field(r.dut_mean)}",
+            f"k={_field(r.k)}",
+            f"n={r.n:d}i",
+            f"reference_mean={_field(r.reference_mean)}",
+            f"setpoint={_field(r.setpoint)}",
+            f"u_combined={_field(r.u_combined)}",
+        ]
+        lines.append(f"{_MEASUREMENT},{tags} {','.join(fields)} {r.t_end_ns:d}")
+    return "\n".join(lines).encode()
+
+
+def write_points(results: Sequence[PointResult], source: SourceConfig) -> int:
+    """POST the results to the source's InfluxDB (v1 /write); return the points written.
+
+    Raises RemotecalError (one line, naming the URL) when the server cannot be reached or
+    refuses the points.
+    """
+    if not results:
+        return 0
+    if source.url is None or source.database is None:
+        raise RemotecalError("source: writing calibration_point needs url and database")
+    params = {"db": source.database, "precision": "ns"}
+    if source.retention_policy:
+        params["rp"] = source.retention_policy
+    body = encode_points(results)
+    try:
+        with influx_client(source) as client:
+            r = client.post(f"{source.url}/write", params=params, content=body)
+    except httpx.HTTPError as exc:
+        raise RemotecalError(
+            f"cannot write calibration_point to InfluxDB at {source.url}: {str(exc) or type(exc).__name__}"
+        ) from None
+    if r.status_code != 204:
+        text = r.text.strip()[:200]
+        raise RemotecalError(
+            f"InfluxDB at {source.url} refused the calibration_point points ({r.status_code}): {text}"
+        )
+    log.info("wrote %d calibration_point point(s) to %s, database %s", len(results), source.url,
+             source.database)
+    return len(results)

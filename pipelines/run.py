@@ -1,0 +1,360 @@
+"""Corrections of a run: plateaus, DUT vs corrected reference, GUM budget (SPEC sections 5, 7).
+
+For each `[[comparisons]]` entry and each DUT channel it names (a name, or a glob over the
+run's channels of the comparison's quantity):
+
+1. Plateaus are found on the reference channel's own readings with
+   `pipelines.plateaus.find_plateaus` and ``[stability]``; plateau i (1-based, in time order)
+   is calibration point i of every DUT compared with that reference.
+2. The DUT is interpolated linearly onto the reference's sample times inside the plateau.
+   A reference sample is dropped where the DUT has no reading on either side of it, or where
+   its two neighbours are more than ``window_s`` apart (never interpolate across a gap).
+3. The reference is corrected with its certificate: correction(indication), linear between
+   the certificate's rows, applied sample by sample; the standard uncertainty U/k of the
+   certificate, linear between rows too, at the plateau's mean indication.  Outside the
+   certificate's range it is an error, unless ``extrapolate = true``: then the correction is
+   extrapolated linearly from the outermost two rows, U/k is held at the outermost row's,
+   and the point is flagged ``extrapolated``.
+4. correction C = mean(reference corrected) - mean(DUT), over the n kept samples, with
+   the budget (all in the quantity's unit, uncorrelated, `pipelines.uncertainty.combine`):
+
+   ============================  ===========================================  ===========
+   component                     standard uncertainty                          dof
+   ============================  ===========================================  ===========
+   repeatability (Type A)        s(reference - DUT) / sqrt(n)                  n - 1
+   reference calibration         U/k from the certificate (normal)             inf
+   reference drift               half-width / sqrt(3) (rectangular)            inf
+   DUT resolution                resolution / (2 sqrt(3))                      inf
+   chamber inhomogeneity         half-width / sqrt(3) (rectangular)            inf
+   every extra [uncertainty] key half-width / sqrt(3) (rectangular)            inf
+   ============================  ===========================================  ===========
+
+5. setpoint = the corrected reference mean rounded to the nearest 0.5 of the unit.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.errors import RemotecalError
+from pipelines.config import CertificateConfig, ComparisonConfig, PipelineConfig
+from pipelines.plateaus import find_plateaus
+from pipelines.source import ChannelData
+from pipelines.uncertainty import Budget, Component, combine, rectangular, resolution, type_a
+
+__all__ = [
+    "MIN_SAMPLES",
+    "CertificateCorrection",
+    "PointResult",
+    "apply_certificate",
+    "compute",
+    "dut_channels",
+    "interpolate_onto",
+    "round_setpoint",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+MIN_SAMPLES = 2
+"""Fewest kept samples for a point: a Type A evaluation needs two."""
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One row of corrections.csv: one DUT channel at one plateau, with its budget."""
+
+    run: str
+    channel: str
+    quantity: str
+    unit: str
+    reference: str
+    point: int
+    """1-based index of the plateau on the reference."""
+    setpoint: float
+    t_start_s: float
+    """First reference sample of the plateau [s since the epoch, UTC]."""
+    t_end_s: float
+    """Last reference sample of the plateau [s since the epoch, UTC]."""
+    n: int
+    """Samples compared (reference samples of the plateau with a DUT value)."""
+    reference_mean: float
+    """Mean of the reference, its certificate correction applied [unit]."""
+    dut_mean: float
+    correction: float
+    """reference_mean - dut_mean: what to add to the DUT's reading [unit]."""
+    reference_correction: float
+    """Mean certificate correction applied to the reference [unit]."""
+    extrapolated: bool
+    """The reference's certificate was extrapolated for this point."""
+    budget: Budget
+
+    @property
+    def u_combined(self) -> float:
+        return self.budget.u_combined
+
+    @property
+    def U(self) -> float:
+        return self.budget.U
+
+    @property
+    def k(self) -> float:
+        return self.budget.k
+
+    @property
+    def dof_eff(self) -> float:
+        return self.budget.dof_eff
+
+    @property
+    def t_start(self) -> datetime:
+        return datetime.fromtimestamp(self.t_start_s, UTC)
+
+    @property
+    def t_end(self) -> datetime:
+        return datetime.fromtimestamp(self.t_end_s, UTC)
+
+    @property
+    def t_end_ns(self) -> int:
+        return round(self.t_end_s * 1e9)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return ("extrapolated",) if self.extrapolated else ()
+
+
+def round_setpoint(x: float) -> float:
+    """Nearest 0.5, halves rounded up (away from -inf): 20.25 -> 20.5, -0.25 -> 0.0."""
+    return math.floor(x * 2.0 + 0.5) / 2.0 + 0.0
+
+
+@dataclass(frozen=True)
+class CertificateCorrection:
+    correction: FloatArray
+    """Correction of each indication [unit]."""
+    u: float
+    """Standard uncertainty U/k of the certificate at the mean indication [unit]."""
+    extrapolated: bool
+
+
+def apply_certificate(
+    channel: str, cert: CertificateConfig, indications: npt.ArrayLike
+) -> CertificateCorrection:
+    """Corrections of a reference's indications from its certificate (module docstring, step 3).
+
+    Raises RemotecalError naming the channel and the value when an indication lies outside
+    the certificate's rows and the certificate does not allow extrapolation.
+    """
+    x = np.asarray(indications, dtype=np.float64)
+    rows = np.asarray(cert.points, dtype=np.float64)
+    ind, corr, u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
+    lo, hi = float(ind[0]), float(ind[-1])
+    outside = (x < lo) | (x > hi)
+    extrapolated = bool(outside.any())
+    if extrapolated and not cert.extrapolate:
+        worst = float(x[outside][np.argmax(np.abs(x[outside] - (lo + hi) / 2))])
+        raise RemotecalError(
+            f"reference {channel!r} reads {worst:.6g}, outside its certificate "
+            f"({lo:g} to {hi:g}); add points to reference_certificate.{channel} "
+            f"or set reference_certificate.{channel}.extrapolate = true"
+        )
+    if ind.size == 1:
+        correction = np.full_like(x, corr[0])
+    else:
+        correction = np.interp(x, ind, corr)
+        below, above = x < lo, x > hi
+        if below.any():
+            slope = (corr[1] - corr[0]) / (ind[1] - ind[0])
+            correction[below] = corr[0] + slope * (x[below] - ind[0])
+        if above.any():
+            slope = (corr[-1] - corr[-2]) / (ind[-1] - ind[-2])
+            correction[above] = corr[-1] + slope * (x[above] - ind[-1])
+    mean_indication = float(x.mean()) if x.size else lo
+    # np.interp holds the end values outside the range: the uncertainty is never extrapolated.
+    u = float(np.interp(mean_indication, ind, u_rows))
+    return CertificateCorrection(correction, u, extrapolated)
+
+
+def interpolate_onto(
+    t_ref: FloatArray, t_dut: FloatArray, v_dut: FloatArray, max_gap_s: float
+) -> tuple[FloatArray, BoolArray]:
+    """DUT values at the reference's times, and which of them are valid.
+
+    Linear interpolation between the DUT's neighbouring readings; a reference time is
+    invalid when it lies before the DUT's first or after its last reading, or between two
+    DUT readings more than ``max_gap_s`` apart.  A DUT reading at exactly the reference's
+    time is always valid.
+    """
+    if t_dut.size == 0:
+        return np.full(t_ref.shape, np.nan), np.zeros(t_ref.shape, dtype=bool)
+    right = np.searchsorted(t_dut, t_ref, side="left")
+    inside = (right > 0) & (right < t_dut.size)
+    r = np.clip(right, 1, max(t_dut.size - 1, 1))
+    exact = (right < t_dut.size) & (t_dut[np.minimum(right, t_dut.size - 1)] == t_ref)
+    if t_dut.size > 1:
+        span = t_dut[r] - t_dut[r - 1]
+        valid = exact | (inside & (span <= max_gap_s))
+    else:
+        valid = exact
+    values = np.interp(t_ref, t_dut, v_dut)
+    return values, valid
+
+
+def dut_channels(comparison: ComparisonConfig, data: dict[str, ChannelData], index: int) -> list[str]:
+    """The channels a comparison's ``dut`` names, sorted; an error when it names none.
+
+    A plain name must exist in the run. A glob picks the run's channels of the comparison's
+    quantity (never the reference itself).
+    """
+    pattern = comparison.dut
+    if not any(ch in pattern for ch in "*?["):
+        if pattern not in data:
+            raise RemotecalError(
+                f"comparisons[{index}].dut: channel {pattern!r} has no readings in this run"
+            )
+        if data[pattern].quantity != comparison.quantity:
+            raise RemotecalError(
+                f"comparisons[{index}].dut: channel {pattern!r} measures "
+                f"{data[pattern].quantity}, not {comparison.quantity}"
+            )
+        return [pattern]
+    names = sorted(
+        name
+        for name, ch in data.items()
+        if fnmatch.fnmatchcase(name, pattern)
+        and name != comparison.reference
+        and ch.quantity == comparison.quantity
+        and ch.role != "reference"
+    )
+    if not names:
+        raise RemotecalError(
+            f"comparisons[{index}].dut: {pattern!r} matches no {comparison.quantity} channel of "
+            f"this run (channels: {', '.join(sorted(data)) or 'none'})"
+        )
+    return names
+
+
+def _budget(
+    cfg: PipelineConfig, diff: FloatArray, u_reference: float, correction: float
+) -> Budget:
+    unc = cfg.uncertainty
+    components: list[Component] = [
+        type_a("repeatability (Type A)", diff),
+        Component("reference calibration", "normal", u=u_reference, value=correction),
+        rectangular("reference drift", unc.reference_drift),
+        resolution("DUT resolution", unc.dut_resolution, sensitivity=-1.0),
+        rectangular("chamber inhomogeneity", unc.chamber_inhomogeneity),
+    ]
+    components += [rectangular(name, hw) for name, hw in unc.extra_half_widths.items()]
+    return combine(components)
+
+
+def _compare(
+    cfg: PipelineConfig,
+    comparison: ComparisonConfig,
+    reference: ChannelData,
+    plateaus: list[tuple[int, int]],
+    channel: str,
+    dut: ChannelData,
+) -> list[PointResult]:
+    cert = cfg.certificate(comparison.reference)
+    window_s = cfg.stability.window_s
+    out = []
+    for number, (a, b) in enumerate(plateaus, start=1):
+        t_ref = reference.t_s[a:b]
+        v_ref = reference.values[a:b]
+        v_dut, valid = interpolate_onto(t_ref, dut.t_s, dut.values, window_s)
+        n = int(valid.sum())
+        if n < MIN_SAMPLES:
+            log.warning(
+                "%s: no DUT readings in plateau %d of %s (%s to %s); no point",
+                channel, number, comparison.reference,
+                datetime.fromtimestamp(t_ref[0], UTC).isoformat(),
+                datetime.fromtimestamp(t_ref[-1], UTC).isoformat(),
+            )
+            continue
+        if n < valid.size:
+            log.info("%s, point %d: %d of %d reference samples have no DUT value (gap)",
+                     channel, number, valid.size - n, valid.size)
+        v_ref, v_dut = v_ref[valid], v_dut[valid]
+        cc = apply_certificate(comparison.reference, cert, v_ref)
+        corrected = v_ref + cc.correction
+        diff = corrected - v_dut
+        reference_mean = float(corrected.mean())
+        dut_mean = float(v_dut.mean())
+        budget = _budget(cfg, diff, cc.u, float(cc.correction.mean()))
+        if cc.extrapolated:
+            log.warning("%s, point %d: certificate of %s extrapolated", channel, number, comparison.reference)
+        out.append(
+            PointResult(
+                run=cfg.run.id,
+                channel=channel,
+                quantity=comparison.quantity,
+                unit=dut.unit,
+                reference=comparison.reference,
+                point=number,
+                setpoint=round_setpoint(reference_mean),
+                t_start_s=float(t_ref[0]),
+                t_end_s=float(t_ref[-1]),
+                n=n,
+                reference_mean=reference_mean,
+                dut_mean=dut_mean,
+                correction=reference_mean - dut_mean,
+                reference_correction=float(cc.correction.mean()),
+                extrapolated=cc.extrapolated,
+                budget=budget,
+            )
+        )
+    return out
+
+
+def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResult]:
+    """Every calibration point of the run: per comparison, per DUT channel, per plateau.
+
+    Raises RemotecalError (one line) when a reference has no readings, a comparison names
+    no channel, a channel has the wrong unit, or a reference leaves its certificate.
+    """
+    results: list[PointResult] = []
+    st = cfg.stability
+    plateaus_of: dict[str, list[tuple[int, int]]] = {}
+    for i, comparison in enumerate(cfg.comparisons):
+        ref_name = comparison.reference
+        reference = data.get(ref_name)
+        if reference is None or reference.t_s.size == 0:
+            raise RemotecalError(
+                f"comparisons[{i}].reference: channel {ref_name!r} has no readings in run {cfg.run.id!r}"
+            )
+        if reference.quantity != comparison.quantity:
+            raise RemotecalError(
+                f"comparisons[{i}].reference: channel {ref_name!r} measures {reference.quantity}, "
+                f"not {comparison.quantity}"
+            )
+        if ref_name not in plateaus_of:
+            plateaus_of[ref_name] = find_plateaus(
+                reference.t_s,
+                reference.values,
+                window_s=st.window_s,
+                max_std=st.max_std,
+                max_slope_per_min=st.max_slope_per_min,
+                min_duration_s=st.min_duration_s,
+            )
+            log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[ref_name]))
+        plateaus = plateaus_of[ref_name]
+        for channel in dut_channels(comparison, data, i):
+            dut = data[channel]
+            if dut.unit != reference.unit:
+                raise RemotecalError(
+                    f"comparisons[{i}]: {channel!r} is in {dut.unit} but {ref_name!r} in "
+                    f"{reference.unit}; compare channels of one unit"
+                )
+            results.extend(_compare(cfg, comparison, reference, plateaus, channel, dut))
+    results.sort(key=lambda r: (r.channel, r.reference, r.point))
+    return results
