@@ -1,0 +1,134 @@
+"""Schema of a line-oriented instrument source: one instrument, its link and how to read its lines.
+
+    name = "ref"
+    url = "tcp://192.0.2.10:5025"            # or "serial:///dev/ttyUSB0?baudrate=9600&parity=N"
+    mode = "query"                           # send `query` every `interval`, read one line;
+                                             # "stream": read the lines the instrument sends
+    query = "FETC?\\n"
+    interval = "1s"
+    timeout = "2s"
+    [[...channels]]
+    channel = "ref-t"
+    quantity = "temperature"
+    unit = "degC"
+    role = "reference"
+    pattern = '^\\s*(?P<value>[-+0-9.eE]+)'  # searched in each line; the named group `value`
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.config_types import Duration, check_host_port
+from gateway.quantities import ChannelSchema
+
+__all__ = ["InstrumentChannelConfig", "InstrumentSourceConfig", "serial_settings"]
+
+_SERIAL_OPTIONS = {"baudrate", "parity", "stopbits", "bytesize"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstrumentChannelConfig(ChannelSchema):
+    pattern: str = Field(description="regular expression searched in each line, with a group (?P<value>...)")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "value" not in rx.groupindex:
+            raise ValueError("the pattern needs a named group (?P<value>...) for the number")
+        return v
+
+
+def serial_settings(url: str) -> tuple[str, dict[str, int | str]]:
+    """(device path, pyserial settings) of a serial:// URL."""
+    parts = urlsplit(url)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    return parts.path, {
+        "baudrate": int(q.get("baudrate", 9600)),
+        "parity": q.get("parity", "N"),
+        "stopbits": int(q.get("stopbits", 1)),
+        "bytesize": int(q.get("bytesize", 8)),
+    }
+
+
+class InstrumentSourceConfig(_Strict):
+    name: str
+    url: str
+    mode: Literal["query", "stream"] = "query"
+    query: str = Field("FETC?\n", description="query mode: what is sent every interval (with its terminator)")
+    interval: Duration = 1.0
+    timeout: Duration = Field(2.0, description="connecting, and (query mode) waiting for the answer")
+    idle_timeout: Duration | None = Field(
+        None, description="stream mode: reconnect after this long without a line (default: wait forever)")
+    terminator: Literal["\n", "\r", "\r\n"] = Field("\n", description="end of an incoming line")
+    encoding: str = "ascii"
+    channels: list[InstrumentChannelConfig] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme == "tcp":
+            check_host_port(parts)
+            if parts.port is None:
+                raise ValueError("a tcp:// URL needs a port, e.g. tcp://192.0.2.10:5025")
+        elif parts.scheme == "serial":
+            if not parts.path:
+                raise ValueError("a serial:// URL needs a device path, e.g. serial:///dev/ttyUSB0")
+            query = parse_qs(parts.query)
+            unknown = set(query) - _SERIAL_OPTIONS
+            if unknown:
+                raise ValueError(f"unknown serial:// option(s): {', '.join(sorted(unknown))}")
+            if "parity" in query and query["parity"][0] not in ("N", "E", "O"):
+                raise ValueError("parity must be N, E or O")
+            for key in ("baudrate", "stopbits", "bytesize"):
+                if key in query and not query[key][0].isdigit():
+                    raise ValueError(f"{key} must be a whole number")
+        else:
+            raise ValueError("expected tcp://host:port or serial:///dev/ttyX?baudrate=9600")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("interval must be positive")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("timeout must be positive")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        try:
+            "".encode(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> InstrumentSourceConfig:
+        if self.mode == "query" and not self.query:
+            raise ValueError("query mode needs a query to send")
+        seen: set[str] = set()
+        for i, c in enumerate(self.channels):
+            if c.channel in seen:
+                raise ValueError(f"channels[{i}].channel {c.channel!r} is used twice")
+            seen.add(c.channel)
+        return self
