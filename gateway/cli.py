@@ -116,8 +116,10 @@ def _parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Subcommands that live with their own package (one folder per concern)."""
     from firmware_bridge.cli import register as simulate
+    from gateway.demo import register as demo
+    from pipelines.cli import register as pipeline
 
-    return [simulate]
+    return [simulate, pipeline, demo]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

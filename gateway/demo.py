@@ -1,0 +1,355 @@
+"""`remotecal demo`: the whole chain on one machine, with no outside service.
+
+    virtual chamber (firmware_bridge) ── reference + DUT1 over Modbus TCP (loopback) ─┐
+                                     └─ DUT2, DUT3 as MQTT sensor nodes ─► broker ───┤
+                                                                                      ▼
+                           remotecal gateway (journal) ─► local store (or --influx URL)
+                                                                                      ▼
+                           pipeline: plateaus, corrections, GUM budgets ─► DIR/corrections.csv,
+                                                                           report.html, certificate.xml
+
+The broker is Mosquitto when it is on the PATH, else an embedded amqtt broker.  The chamber
+runs `speed` times faster than real time; readings are stamped by the wall clock, so the
+demo's stability criteria are the lab's (600 s window, 900 s minimum, 0.005 K/min) scaled by
+the same factor - written out in DIR/pipeline.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.chamber import Chamber, Sensor, Step
+from firmware_bridge.instrument import VirtualInstrument
+from firmware_bridge.modbus import ModbusServer
+from firmware_bridge.mqtt_node import MqttSensorNode
+from firmware_bridge.profile import gateway_registers, load_profile
+from gateway.config import parse_config
+from gateway.errors import RemotecalError
+from gateway.runtime import Gateway
+
+__all__ = ["DEMO_PROGRAM", "DemoPlan", "run_demo"]
+
+# One hour of chamber time per setpoint: temperature and humidity step together.
+DEMO_PROGRAM = [Step(15.0, 30.0, 3600.0), Step(25.0, 50.0, 3600.0), Step(35.0, 70.0, 3600.0)]
+RUN_ID = "DEMO-0001"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DemoPlan:
+    """What the demo runs: its timing and where everything goes."""
+
+    out: Path
+    speed: float = 360.0
+    influx_url: str | None = None
+    poll_s: float = 0.1
+
+    @property
+    def wall_duration_s(self) -> float:
+        return sum(s.duration_s for s in DEMO_PROGRAM) / self.speed
+
+
+@contextlib.asynccontextmanager
+async def _broker(workdir: Path) -> AsyncIterator[int]:
+    """A loopback MQTT broker for the demo: Mosquitto if installed, else amqtt in-process."""
+    port = _free_port()
+    exe = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin")
+    if exe:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+                        "max_inflight_messages 1000\nmax_queued_messages 100000\n")
+        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                    break
+                await asyncio.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        return
+    from amqtt.broker import Broker
+
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                     "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
+                     "topic-check": {"enabled": False}})
+    await broker.start()
+    try:
+        yield port
+    finally:
+        await broker.shutdown()
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _table(name: str, entries: list[dict[str, Any]]) -> str:
+    return "\n".join(f"[[{name}]]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in e.items()) for e in entries)
+
+
+def gateway_config_text(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path) -> str:
+    """The demo gateway's site config: every source and sink as a user would write them."""
+    modbus = [("ref", 1, "generic-pt100", "reference", ["t"]),
+              ("refh", 2, "generic-thr", "reference", ["rh"]),
+              ("dut1", 3, "generic-thr", "dut", ["t", "rh"])]
+    parts = [f"""[gateway]
+site = "demo-lab"
+id = "gw-demo"
+run = "{RUN_ID}"
+data_dir = {_toml(str(plan.out / "work" / "journal"))}
+health_interval = "1s"
+shutdown_grace = "10s"
+"""]
+    for prefix, unit, profile, role, names in modbus:
+        regs = gateway_registers(load_profile(profile), prefix=prefix, role=role, names=names)
+        parts.append(f"""[[sources.modbus]]
+name = "{prefix}"
+url = "tcp://127.0.0.1:{modbus_port}"
+unit_id = {unit}
+interval = "{int(plan.poll_s * 1000)}ms"
+timeout = "1s"
+{_table("sources.modbus.registers", regs)}
+""")
+    parts.append(f"""[[sources.mqtt]]
+name = "nodes"
+url = "mqtt://127.0.0.1:{mqtt_port}"
+[[sources.mqtt.topics]]
+topic = "lab/+/state"
+time_path = "ts"
+[[sources.mqtt.topics.fields]]
+path = "t"
+channel = "{{1}}-t"
+quantity = "temperature"
+unit = "degC"
+role = "dut"
+[[sources.mqtt.topics.fields]]
+path = "rh"
+channel = "{{1}}-rh"
+quantity = "relative_humidity"
+unit = "%rh"
+role = "dut"
+""")
+    if plan.influx_url:
+        parts.append(f'[[sinks.influxdb]]\nname = "influx"\nurl = {_toml(plan.influx_url)}\n'
+                     'database = "calibration"\nflush_interval = "250ms"\n')
+    parts.append(f'[[sinks.local]]\nname = "local"\npath = {_toml(str(store))}\nflush_interval = "250ms"\n')
+    return "\n".join(parts)
+
+
+def pipeline_config_text(plan: DemoPlan, store: Path) -> str:
+    """The demo's pipeline config: the lab's criteria, scaled to the demo's compressed time."""
+    k = plan.speed
+    return f"""# The demo compresses time {k:g}x: a lab's 600 s window, 900 s minimum and 0.005 K/min
+# become {600 / k:.3g} s, {900 / k:.3g} s and {0.005 * k:.3g} K/min of wall-clock time.
+[run]
+id = "{RUN_ID}"
+
+[source]
+kind = "local"
+path = {_toml(str(store))}
+
+[stability]
+window_s = {600 / k:.6g}
+max_std = 0.03
+max_slope_per_min = {0.01 * k:.6g}
+min_duration_s = {900 / k:.6g}
+
+[[comparisons]]
+dut = "dut*-t"
+reference = "ref-t"
+quantity = "temperature"
+
+[[comparisons]]
+dut = "dut*-rh"
+reference = "refh-rh"
+quantity = "relative_humidity"
+
+[reference_certificate.ref-t]
+points = [[10.0, 0.05, 0.02, 2.0], [20.0, 0.05, 0.02, 2.0], [30.0, 0.05, 0.02, 2.0], [40.0, 0.05, 0.02, 2.0]]
+
+[reference_certificate.refh-rh]
+points = [[10.0, -0.5, 0.8, 2.0], [50.0, -0.5, 0.8, 2.0], [90.0, -0.5, 0.8, 2.0]]
+
+[uncertainty]
+reference_drift = 0.01
+dut_resolution = 0.01
+chamber_inhomogeneity = 0.03
+"""
+
+
+def _instruments(chamber: Chamber) -> list[VirtualInstrument]:
+    """Reference thermometer (reads 0.05 K low, as its certificate says), reference hygrometer
+    (reads 0.5 %rh high) and DUT1 (+0.3 K + 0.4 % of reading, -1.5 %rh) on one Modbus server."""
+    return [
+        VirtualInstrument(chamber, load_profile("generic-pt100"), unit_id=1,
+                          sensors={"temperature": Sensor("ref-t", error=[-0.05], noise=0.003, seed=1)}),
+        VirtualInstrument(chamber, load_profile("generic-thr"), unit_id=2,
+                          sensors={"relative_humidity": Sensor("refh-rh", error=[0.5], noise=0.05, seed=2)}),
+        VirtualInstrument(chamber, load_profile("generic-thr"), unit_id=3,
+                          sensors={"temperature": _dut_sensor("dut1-t", [0.3, 0.004], 3),
+                                   "relative_humidity": _dut_sensor("dut1-rh", [-1.5], 4)}),
+    ]
+
+
+def _dut_sensor(name: str, error: list[float], seed: int) -> Sensor:
+    """A DUT: its error curve, noise and display resolution (0.01 degC, 0.1 %rh)."""
+    rh = name.endswith("-rh")
+    return Sensor(name, error=error, noise=0.1 if rh else 0.01, resolution=0.1 if rh else 0.01, seed=seed)
+
+
+def _nodes(chamber: Chamber, port: int, interval_s: float) -> list[MqttSensorNode]:
+    spec = {"dut2": ([-0.2], [2.0]), "dut3": ([0.1, -0.003], [-0.8])}
+    return [
+        MqttSensorNode(chamber, "127.0.0.1", port, topic=f"lab/{name}/state", interval_s=interval_s,
+                       sensors={"t": ("temperature", _dut_sensor(f"{name}-t", et, 10 + i)),
+                                "rh": ("relative_humidity", _dut_sensor(f"{name}-rh", er, 20 + i))})
+        for i, (name, (et, er)) in enumerate(spec.items())
+    ]
+
+
+async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
+    """Run the chain; return the paths of the results.  `progress(chamber, store)` is awaited
+    every half second while the chamber runs (the CLI shows a live display with it)."""
+    work = plan.out / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    store = work / "store.db"
+    start = DEMO_PROGRAM[0]
+    chamber = Chamber(DEMO_PROGRAM, start_temperature=start.temperature, start_humidity=start.humidity,
+                      speed=plan.speed, seed=7)
+    with tempfile.TemporaryDirectory(prefix="remotecal-demo-") as tmp:
+        async with _broker(Path(tmp)) as mqtt_port:
+            server = ModbusServer([i.image() for i in _instruments(chamber)]).tcp(port=0)
+            async with server:
+                cfg = parse_config_text(gateway_config_text(plan, server.port, mqtt_port, store))
+                (plan.out / "site.toml").write_text(gateway_config_text(plan, server.port, mqtt_port, store))
+                gateway = Gateway(cfg)
+                task = asyncio.create_task(gateway.run(), name="demo-gateway")
+                nodes = [n.start() for n in _nodes(chamber, mqtt_port, plan.poll_s)]
+                chamber.t0 = time.time()
+                try:
+                    end = chamber.t0 + plan.wall_duration_s
+                    while time.time() < end:
+                        if task.done():
+                            task.result()
+                            raise RemotecalError("the demo gateway stopped early")
+                        if progress is not None:
+                            await progress(chamber, store)
+                        await asyncio.sleep(0.5)
+                finally:
+                    for n in nodes:
+                        await asyncio.to_thread(n.stop)
+                    await asyncio.sleep(4 * plan.poll_s)
+                    gateway.request_stop()
+                    await task
+    pipeline_text = pipeline_config_text(plan, store)
+    (plan.out / "pipeline.toml").write_text(pipeline_text)
+    return await asyncio.to_thread(_run_pipeline, plan.out / "pipeline.toml", plan.out)
+
+
+def parse_config_text(text: str) -> Any:
+    import tomllib
+
+    return parse_config(tomllib.loads(text))
+
+
+def _run_pipeline(config: Path, out: Path) -> dict[str, Path]:
+    from pipelines.cli import run_pipeline
+
+    result = run_pipeline(config, out, write_results=False)
+    return {"corrections.csv": result.csv_path, "site config": out / "site.toml",
+            "pipeline config": config}
+
+
+class _LiveView:
+    """A rich live display: the chamber, every channel's latest reading, the plateaus so far."""
+
+    def __init__(self, plan: DemoPlan, live: Any):
+        self.plan = plan
+        self.live = live
+
+    async def __call__(self, chamber: Chamber, store: Path) -> None:
+        from rich.table import Table
+
+        from gateway.sinks.local.store import read_run
+        from pipelines.plateaus import find_plateaus
+
+        sim_t = chamber.sim_time()
+        t, rh = chamber.state()
+        sp_t, sp_rh = chamber.setpoint(sim_t)
+        head = Table.grid(padding=(0, 2))
+        head.add_row("[b]chamber[/b]", f"setpoint {sp_t:.1f} degC / {sp_rh:.0f} %rh",
+                     f"now {t:.2f} degC / {rh:.1f} %rh",
+                     f"time {sim_t / 60:5.1f} of {chamber.duration_s / 60:.0f} min (x{self.plan.speed:g})")
+        table = Table(title=None, expand=False)
+        for col in ("channel", "role", "latest", "readings"):
+            table.add_column(col)
+        plateaus = "-"
+        with contextlib.suppress(Exception):
+            data = await asyncio.to_thread(read_run, store, RUN_ID)
+            for name in sorted(data):
+                d = data[name]
+                table.add_row(name, d.role, f"{d.values[-1]:.3f} {d.unit}", str(len(d.values)))
+            if "ref-t" in data:
+                ref = data["ref-t"]
+                k = self.plan.speed
+                found = find_plateaus(ref.t_s, ref.values, window_s=600 / k, max_std=0.03,
+                                      max_slope_per_min=0.01 * k, min_duration_s=900 / k)
+                plateaus = ", ".join(f"{ref.values[a:b].mean():.2f} degC" for a, b in found) or "none yet"
+        foot = Table.grid()
+        foot.add_row(f"[b]plateaus on ref-t[/b]: {plateaus}")
+        from rich.console import Group
+
+        self.live.update(Group(head, table, foot))
+
+
+def cmd_demo(args: Any) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from gateway.cli import setup_logging
+
+    plan = DemoPlan(out=Path(args.out).resolve(), speed=args.speed, influx_url=args.influx)
+    console = Console(stderr=True)
+    setup_logging("warning")  # the live display shows the state; warnings still get through
+    t0 = time.monotonic()
+    console.print(f"remotecal demo: a {sum(s.duration_s for s in DEMO_PROGRAM) / 3600:.0f} h chamber program "
+                  f"at x{plan.speed:g} ({plan.wall_duration_s:.0f} s), results in {plan.out}")
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        outputs = asyncio.run(run_demo(plan, _LiveView(plan, live)))
+    console.print(f"done in {time.monotonic() - t0:.1f} s. Results:")
+    for name, path in outputs.items():
+        console.print(f"  {name:16} {path}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="the whole chain on this machine, no outside service")
+    p.add_argument("--out", default="out/demo", help="where the results go (default out/demo)")
+    p.add_argument("--speed", type=float, default=360.0,
+                   help="chamber time per wall-clock time (default 360)")
+    p.add_argument("--influx", metavar="URL", help="also write to this InfluxDB 1.x (database 'calibration')")
+    p.set_defaults(func=cmd_demo)
