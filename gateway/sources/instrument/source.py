@@ -24,12 +24,13 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.backoff import Backoff
+from gateway.errors import ConfigError
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import Reading
 from gateway.sources import Rejected, SourceBatch
@@ -207,8 +208,26 @@ class InstrumentSource:
         self._task: asyncio.Task[None] | None = None
         self._log = RateLimitedLog(log)
 
+    @classmethod
+    def for_configs(cls, configs: Sequence[InstrumentSourceConfig], *, site: str, gateway: str, run: str,
+                    key: str = "sources.instrument") -> list[InstrumentSource]:
+        """One source per instrument; two instruments on one serial port are a ConfigError."""
+        problems: list[str] = []
+        ports: dict[str, int] = {}
+        for i, c in enumerate(configs):
+            if urlsplit(c.url).scheme != "serial":
+                continue
+            path = serial_settings(c.url)[0]
+            if path in ports:
+                problems.append(f"{key}[{i}].url: serial port {path} is already used by {key}[{ports[path]}]")
+            ports.setdefault(path, i)
+        if problems:
+            raise ConfigError(problems)
+        return [cls(c, site=site, gateway=gateway, run=run) for c in configs]
+
     @property
     def connected(self) -> bool:
+        """The instrument answered its last query (query mode) or its link is open (stream mode)."""
         return bool(self.reachable)
 
     async def __aenter__(self) -> InstrumentSource:

@@ -229,3 +229,19 @@ async def test_unreachable_port_is_reported(running: Callable[..., Collector]) -
     c = running(src)
     await c.wait(lambda: len(c.reasons()) >= 1)
     assert c.reasons()[0].startswith(f"cannot connect to tcp://127.0.0.1:{port}") and not src.connected
+
+
+def test_the_sample_config_is_valid_and_one_serial_port_serves_one_instrument() -> None:
+    import tomllib
+    from pathlib import Path
+
+    import gateway.sources.instrument as pkg
+    from gateway.errors import ConfigError
+
+    with (Path(pkg.__file__).parent / "sample.toml").open("rb") as f:
+        cfgs = [InstrumentSourceConfig(**x) for x in tomllib.load(f)["sources"]["instrument"]]
+    sources = InstrumentSource.for_configs(cfgs, **TAGS)
+    assert [s.name for s in sources] == ["ref-thermometer", "ref-hygrometer"]
+    twice = [*cfgs, cfgs[1].model_copy(update={"name": "other", "url": "serial:///dev/ttyUSB0?baudrate=19200"})]
+    with pytest.raises(ConfigError, match=r"sources.instrument\[2\].url: serial port /dev/ttyUSB0 is already used"):
+        InstrumentSource.for_configs(twice, **TAGS)
