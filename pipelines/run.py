@@ -346,7 +346,11 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                 max_slope_per_min=st.max_slope_per_min,
                 min_duration_s=st.min_duration_s,
             )
-            log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[ref_name]))
+            if plateaus_of[ref_name]:
+                log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[ref_name]))
+            else:
+                log.warning("%s: no plateau meets [stability] in run %s; no calibration point",
+                            ref_name, cfg.run.id)
         plateaus = plateaus_of[ref_name]
         for channel in dut_channels(comparison, data, i):
             dut = data[channel]

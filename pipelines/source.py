@@ -11,15 +11,16 @@ chunks, marked ``partial``).  Every chunk is parsed with `json.loads` and its ``
 straight into numpy arrays, so memory stays near 16 bytes a point plus one chunk of JSON.
 
 The same query works against InfluxDB 2.x/3.x through their v1 compatibility API (with a
-token) and against VictoriaMetrics' InfluxQL-free endpoints not at all: it needs a server
-that speaks InfluxQL.
+token); it needs a server that speaks InfluxQL.
+
+``kind = "local"`` reads the demo's SQLite store instead (`gateway.sinks.local.read_run`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import httpx
@@ -29,11 +30,13 @@ import numpy.typing as npt
 from gateway.errors import RemotecalError
 from pipelines.config import PipelineConfig, SourceConfig
 
-__all__ = ["ChannelData", "influx_client", "influxql_string", "load_run", "query_readings"]
+__all__ = ["ChannelData", "influx_client", "influxql_string", "load_run", "query_readings", "read_local"]
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ChannelData(NamedTuple):
@@ -92,7 +95,7 @@ def _readings_query(cfg: PipelineConfig) -> str:
     )
 
 
-def _server_error(url: str, body: str) -> str:
+def _server_error(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:
@@ -152,7 +155,7 @@ def query_readings(cfg: PipelineConfig) -> dict[str, ChannelData]:
             if r.status_code != 200:
                 r.read()
                 raise RemotecalError(
-                    f"InfluxDB at {source.url} answered {r.status_code}: {_server_error(url, r.text)}"
+                    f"InfluxDB at {source.url} answered {r.status_code}: {_server_error(r.text)}"
                 )
             for line in r.iter_lines():
                 if not line.strip():
@@ -208,10 +211,31 @@ def _assemble(series: dict[tuple[str, str, str, str], _Series]) -> dict[str, Cha
     return out
 
 
+def _ns(t: datetime | None) -> int | None:
+    if t is None:
+        return None
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def read_local(cfg: PipelineConfig) -> dict[str, ChannelData]:
+    """The run's readings from the demo's local store (`gateway.sinks.local`)."""
+    from gateway.sinks.local.store import read_run
+
+    if cfg.source.path is None:
+        raise RemotecalError("source: kind = 'local' needs path")
+    channels = read_run(cfg.source.path, cfg.run.id, _ns(cfg.run.start), _ns(cfg.run.end))
+    out = {}
+    for name, ch in channels.items():
+        t = np.asarray(ch.t_s, dtype=np.float64)
+        v = np.asarray(ch.values, dtype=np.float64)
+        keep = np.isfinite(v)
+        out[name] = ChannelData(t[keep], v[keep], ch.quantity, ch.unit, ch.role)
+    log.info("read %d channel(s) of run %s from %s", len(out), cfg.run.id, cfg.source.path)
+    return out
+
+
 def load_run(cfg: PipelineConfig) -> dict[str, ChannelData]:
-    """The run's readings from the configured source."""
+    """The run's readings from the configured source, by channel."""
     if cfg.source.kind == "influxdb":
         return query_readings(cfg)
-    raise RemotecalError(
-        f"source.kind = {cfg.source.kind!r}: reading the demo's local store is not implemented yet"
-    )
+    return read_local(cfg)

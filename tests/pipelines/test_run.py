@@ -261,6 +261,34 @@ def test_compute_on_arrays_without_a_server() -> None:
     ]
 
 
+def test_pipeline_on_the_local_store(tmp_path: Path) -> None:
+    import asyncio
+
+    from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
+
+    store = tmp_path / "store.db"
+    sink = LocalStoreSink(LocalStoreConfig(path=store))
+
+    async def fill() -> None:
+        await sink.write(synthetic_run())
+        await sink.aclose()
+
+    asyncio.run(fill())
+    text = PIPELINE_TOML.format(run=RUN, url="x", database="x", cert=CERT)
+    source = text[text.index("[source]"):text.index("[stability]")]
+    config = tmp_path / "pipeline.toml"
+    config.write_text(text.replace(source, '[source]\nkind = "local"\npath = "store.db"\n\n'))
+    result = run_pipeline(config, tmp_path / "out")
+    assert result.points_written == 0
+    assert [(r.channel, r.point, r.setpoint) for r in result.results] == [
+        (ch, p, sp) for ch in ("dut1-t", "dut2-t") for p, sp in zip((1, 2, 3), SETPOINTS, strict=True)
+    ]
+    for r in result.results:
+        truth = -float((dut1_error if r.channel == "dut1-t" else dut2_error)(np.array([r.setpoint]))[0])
+        assert abs(r.correction - truth) < 0.003
+    assert (tmp_path / "out" / "corrections.csv").read_text().count("\n") == 7
+
+
 # --- end to end against influxd -------------------------------------------------------------
 
 
@@ -352,3 +380,23 @@ def test_unknown_database_and_unreachable_server(influxd: InfluxD, tmp_path: Pat
     config = write_config(tmp_path, influxd.url, run="RC-NOTHING")
     assert main(["pipeline", "run", "-c", str(config), "--out", str(tmp_path)]) == 1
     assert "RC-NOTHING" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with InfluxD(tmp_path / "influxd", auth=True) as influx:
+        influx.create_database("calibration")
+        assert influx.write_raw(encode_batch(synthetic_run()), "calibration").status_code == 204
+        config = write_config(tmp_path, influx.url)
+        text = config.read_text().replace(
+            'database = "calibration"\n',
+            f'database = "calibration"\nusername = "{influx.admin_user}"\npassword = "env:TEST_INFLUX_PW"\n',
+        )
+        config.write_text(text)
+        monkeypatch.setenv("TEST_INFLUX_PW", "wrong")
+        assert main(["pipeline", "run", "-c", str(config), "--out", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert "refused the credentials" in err and "wrong" not in err
+        monkeypatch.setenv("TEST_INFLUX_PW", influx.admin_password)
+        assert main(["pipeline", "run", "-c", str(config), "--out", str(tmp_path)]) == 0
+        assert len(influx.rows("SELECT * FROM calibration_point", "calibration")) == 6
