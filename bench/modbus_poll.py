@@ -40,7 +40,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +120,16 @@ class DeviceProcess:
     async def __aexit__(self, *exc: object) -> None:
         await self._end()
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the device process has used so far; NaN if unknown."""
+        if self.proc is None:
+            return float("nan")
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def _end(self) -> None:
         proc = self.proc
         if proc is None:
@@ -152,6 +162,7 @@ class PhaseResult:
     stamp_dev_ms: list[float] = field(default_factory=list)
     duration_ms: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
+    device_cpu_s: float = float("nan")
     rejected: int = 0
 
     @property
@@ -161,6 +172,10 @@ class PhaseResult:
     @property
     def cpu_pct(self) -> float:
         return 100.0 * self.cpu_s / self.window_s
+
+    @property
+    def device_cpu_pct(self) -> float:
+        return 100.0 * self.device_cpu_s / self.window_s
 
 
 def _nearest_tick_ns(t_ns: int, interval_ns: int) -> int:
@@ -191,7 +206,7 @@ def _instrument(src: ModbusSource, starts: list[tuple[int, int]]) -> None:
 
 
 async def run_phase(ports: Sequence[int], seconds: float, *, journal_dir: Path | None,
-                    warmup: float = WARMUP_S) -> PhaseResult:
+                    warmup: float = WARMUP_S, device_cpu: Callable[[], float] | None = None) -> PhaseResult:
     """Poll the devices at `ports` for `warmup` + `seconds`; the figures of the last `seconds`."""
     profile = bench_profile()
     configs = [
@@ -232,11 +247,13 @@ async def run_phase(ports: Sequence[int], seconds: float, *, journal_dir: Path |
                 now = time.time()
                 t_open = (int(now / INTERVAL_S) + 1.5) * INTERVAL_S
                 await asyncio.sleep(t_open - now)
+                dev0 = device_cpu() if device_cpu else float("nan")
                 wall0, cpu0 = time.time_ns(), time.process_time()
                 requests.clear()
                 window[:] = [wall0]
                 await asyncio.sleep(seconds)
                 wall1, cpu1 = time.time_ns(), time.process_time()
+                dev1 = device_cpu() if device_cpu else float("nan")
                 window.append(wall1)
                 done = list(requests)
             finally:
@@ -251,6 +268,7 @@ async def run_phase(ports: Sequence[int], seconds: float, *, journal_dir: Path |
             await journal.close()
     result.window_s = (wall1 - wall0) / 1e9
     result.cpu_s = cpu1 - cpu0
+    result.device_cpu_s = dev1 - dev0
     # Readings of batches received in the window may have been polled at its very start;
     # keep the request figures to polls that started inside it.
     for t0, t1 in done:
@@ -298,6 +316,8 @@ def table(base: PhaseResult, many: PhaseResult) -> str:
         ("p99 request duration", ms(base.duration_ms, 99), ms(many.duration_ms, 99), ""),
         ("**CPU, % of one core**", f"{base.cpu_pct:.2f} %", f"{many.cpu_pct:.2f} %",
          f"< {TARGET_CPU_PCT:g} %"),
+        ("device process CPU, % of one core (not the gateway's)", f"{base.device_cpu_pct:.2f} %",
+         f"{many.device_cpu_pct:.2f} %", ""),
         ("measured window", f"{base.window_s:.1f} s", f"{many.window_s:.1f} s", ""),
     ]
     head = f"| figure | 1 device (baseline) | {many.devices} devices | target |"
@@ -316,11 +336,14 @@ def verdict(many: PhaseResult) -> str:
 
 
 async def run(devices: int, seconds: float, use_journal: bool) -> tuple[PhaseResult, PhaseResult]:
-    async with DeviceProcess(devices + 1) as ports:
+    devices_proc = DeviceProcess(devices + 1)
+    async with devices_proc as ports:
         with tempfile.TemporaryDirectory(prefix="remotecal-bench-") as tmp:
             jdir = Path(tmp)
-            base = await run_phase(ports[:1], seconds, journal_dir=jdir / "base" if use_journal else None)
-            many = await run_phase(ports[1:], seconds, journal_dir=jdir / "many" if use_journal else None)
+            base = await run_phase(ports[:1], seconds, journal_dir=jdir / "base" if use_journal else None,
+                                   device_cpu=devices_proc.cpu_s)
+            many = await run_phase(ports[1:], seconds, journal_dir=jdir / "many" if use_journal else None,
+                                   device_cpu=devices_proc.cpu_s)
     return base, many
 
 
@@ -352,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Notes: *request start - tick* is when the poll's request left (the source's link `read` wrapped "
           "by the bench) minus the 1 s wall-clock tick it belongs to: the gateway's scheduling jitter. "
           "A reading's `time_ns` is the midpoint of its request, so *reading time_ns - tick* adds half "
-          "the round trip to the virtual device (whose single process answers all devices in turn). "
+          "the round trip to the virtual devices: all of them are asked at the same tick and one process "
+          "answers them in turn, so the round trip grows with the device count (see its CPU row). "
           "CPU is `time.process_time()` over wall time of the polling process (all its threads), in % of "
           "one core.\n")
     print(verdict(many))
