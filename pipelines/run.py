@@ -325,6 +325,7 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
     results: list[PointResult] = []
     st = cfg.stability
     plateaus_of: dict[str, list[tuple[int, int]]] = {}
+    compared_in: dict[str, int] = {}
     for i, comparison in enumerate(cfg.comparisons):
         ref_name = comparison.reference
         reference = data.get(ref_name)
@@ -353,6 +354,13 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                             ref_name, cfg.run.id)
         plateaus = plateaus_of[ref_name]
         for channel in dut_channels(comparison, data, i):
+            if channel in compared_in:
+                # Its points would share run/channel/quantity/point with the other comparison's.
+                raise RemotecalError(
+                    f"comparisons[{i}].dut: channel {channel!r} is already compared in "
+                    f"comparisons[{compared_in[channel]}]; compare each DUT channel with one reference"
+                )
+            compared_in[channel] = i
             dut = data[channel]
             if dut.unit != reference.unit:
                 raise RemotecalError(

@@ -24,7 +24,7 @@ from pipelines.cli import main, run_pipeline
 from pipelines.config import CertificateConfig, load_pipeline_config, parse_pipeline_config
 from pipelines.results import CSV_COLUMNS
 from pipelines.run import apply_certificate, compute, interpolate_onto, round_setpoint
-from pipelines.source import ChannelData
+from pipelines.source import ChannelData, query_readings
 from tests.servers.influx import InfluxD
 
 HERE = Path(__file__).parent
@@ -259,6 +259,16 @@ def test_compute_on_arrays_without_a_server() -> None:
     assert [(r.channel, r.point) for r in results] == [
         (ch, p) for ch in ("dut1-t", "dut2-t") for p in (1, 2, 3)
     ]
+    twice = cfg.model_copy(update={"comparisons": [*cfg.comparisons, cfg.comparisons[0].model_copy(
+        update={"dut": "dut2-t"})]})
+    with pytest.raises(RemotecalError, match=r"comparisons\[1\]\.dut: channel 'dut2-t' is already compared"):
+        compute(twice, data)
+    wrong_unit = {**data, "dut1-t": data["dut1-t"]._replace(unit="K")}
+    with pytest.raises(RemotecalError, match="'dut1-t' is in K but 'ref-t' in degC"):
+        compute(cfg, wrong_unit)
+    no_ref = {k: v for k, v in data.items() if k != "ref-t"}
+    with pytest.raises(RemotecalError, match=r"comparisons\[0\]\.reference: channel 'ref-t' has no readings"):
+        compute(cfg, no_ref)
 
 
 def test_pipeline_on_the_local_store(tmp_path: Path) -> None:
@@ -350,6 +360,19 @@ def test_pipeline_end_to_end(influxd: InfluxD, tmp_path: Path, capsys: pytest.Ca
             assert p[field] == pytest.approx(float(row[field]), rel=1e-9, abs=1e-12), field
         t_end_ns = round(datetime.fromisoformat(row["t_end"].replace("Z", "+00:00")).timestamp() * 1e9)
         assert abs(p["time"] - t_end_ns) < 1_000_000
+
+    # The run's bounds reach the query: nothing before start or from end on.
+    cfg = load_pipeline_config(config)
+    end = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    start = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    bounded = cfg.model_copy(update={"run": cfg.run.model_copy(update={"start": start, "end": end})})
+    data = query_readings(bounded)
+    assert set(data) == {"ref-t", "dut1-t", "dut2-t", "dut1-rh"}
+    assert data["ref-t"].t_s[0] == start.timestamp() and data["ref-t"].t_s[-1] == end.timestamp() - 1
+    assert data["ref-t"].t_s.size == 1800 and data["ref-t"].role == "reference"
+    whole = query_readings(cfg)
+    assert whole["dut1-t"].t_s.size == whole["ref-t"].t_s.size  # RC-OTHER's readings stay out
+    assert whole["dut1-t"].values[:600].max() < 10.5
 
     # Again: the same points are overwritten, not duplicated.
     result = run_pipeline(config, out)
