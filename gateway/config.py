@@ -18,6 +18,7 @@ from gateway.config_types import Duration, Size
 from gateway.errors import ConfigError
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sinks.local.store import LocalStoreConfig
+from gateway.sinks.mqtt.config import MqttSinkConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 
@@ -68,6 +69,7 @@ class Sources(_Strict):
 
 class Sinks(_Strict):
     influxdb: list[InfluxDBSinkConfig] = []
+    mqtt: list[MqttSinkConfig] = []
     local: list[LocalStoreConfig] = []
 
 
@@ -92,13 +94,13 @@ class GatewayConfig(_Strict):
         if not names:
             raise ValueError("no source configured: add [[sources.mqtt]] or [[sources.modbus]]")
         if not self.sink_configs():
-            raise ValueError("no sink configured: add [[sinks.influxdb]]")
+            raise ValueError("no sink configured: add [[sinks.influxdb]] or [[sinks.mqtt]]")
         return self
 
-    def sink_configs(self) -> list[tuple[str, InfluxDBSinkConfig | LocalStoreConfig]]:
+    def sink_configs(self) -> list[tuple[str, InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig]]:
         """(stable name, config) of every sink: the journal keeps one cursor under each name."""
-        groups: tuple[tuple[str, Sequence[InfluxDBSinkConfig | LocalStoreConfig]], ...] = (
-            ("influxdb", self.sinks.influxdb), ("local", self.sinks.local))
+        groups: tuple[tuple[str, Sequence[InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig]], ...] = (
+            ("influxdb", self.sinks.influxdb), ("local", self.sinks.local), ("mqtt", self.sinks.mqtt))
         return [(s.name or f"{kind}-{i + 1}", s) for kind, items in groups for i, s in enumerate(items)]
 
     def sink_names(self) -> list[str]:

@@ -54,10 +54,15 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
 
 def build_sinks(cfg: GatewayConfig) -> list[Sink]:
     """One sink object per configured sink, in `cfg.sink_configs()` order."""
+    from gateway.sinks.mqtt import MqttSink, MqttSinkConfig
+
+    g = cfg.gateway
     sinks: list[Sink] = []
     for name, s in cfg.sink_configs():
         if isinstance(s, LocalStoreConfig):
             sinks.append(LocalStoreSink(s, name=name))
+        elif isinstance(s, MqttSinkConfig):
+            sinks.append(MqttSink(s, site=g.site, gateway=g.id, data_dir=g.data_dir, name=name))
         else:
             sinks.append(InfluxDBSink(s, name=name))
     return sinks

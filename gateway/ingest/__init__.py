@@ -1,0 +1,8 @@
+"""Central ingest: the other end of the MQTT uplink (`gateway.sinks.mqtt`).
+
+    config.py    CENTRAL.toml (sample.toml shows every key)
+    verify.py    is a message a frame one of our gateways signed?
+    replay.py    which (gateway, sequence number) frames to refuse, and why a window
+    runtime.py   `Ingest`: shared subscription -> verify -> journal -> ack; journal -> InfluxDB
+    cli.py       `remotecal ingest`, `remotecal keys new`
+"""

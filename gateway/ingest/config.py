@@ -1,0 +1,127 @@
+"""CENTRAL.toml: the config of one `remotecal ingest` worker (sample.toml shows every key).
+
+Several workers share the load: give each its own `worker` name and `data_dir` (its client
+id, persistent session and journal) and the same `group`, `keys` and sinks.  Relative paths
+are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.config import JournalConfig, format_validation_error
+from gateway.config_types import Duration, Secret, check_host_port
+from gateway.errors import ConfigError
+from gateway.sinks.influxdb.config import InfluxDBSinkConfig
+from gateway.sinks.mqtt.config import check_topic_prefix
+from gateway.sources.mqtt.config import TlsConfig
+
+__all__ = ["BrokerConfig", "CentralConfig", "IngestSection", "load_central_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _level(v: str) -> str:
+    if not v or any(c in v for c in "/+#\x00"):
+        raise ValueError("must be one topic level: not empty, without /, + or #")
+    return v
+
+
+class IngestSection(_Strict):
+    worker: str = Field(description="unique per process: names its MQTT session")
+    data_dir: Path
+    keys: Path = Field(description="a folder of key files (or one file), from `remotecal keys new`")
+    group: str = "remotecal-ingest"
+    topic_prefix: str = "remotecal/v1"
+    replay_window: int = Field(default=10_000, ge=1, le=10_000_000)
+    shutdown_grace: Duration = 10.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    _worker = field_validator("worker", "group")(_level)
+    _prefix = field_validator("topic_prefix")(check_topic_prefix)
+
+
+class BrokerConfig(_Strict):
+    url: str
+    client_id: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    tls: TlsConfig | None = None
+    keepalive: Duration = 30.0
+    session_expiry: Duration = Field(
+        default=7 * 86400.0, gt=0, description="how long the broker keeps a dead worker's session")
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+    reconnect_min: Duration = 0.5
+    reconnect_max: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+        check_host_port(parts)
+        return v
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.uses_tls else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl") or self.tls is not None
+
+
+class CentralSinks(_Strict):
+    influxdb: list[InfluxDBSinkConfig] = Field(min_length=1)
+
+
+class CentralConfig(_Strict):
+    ingest: IngestSection
+    broker: BrokerConfig
+    journal: JournalConfig = JournalConfig()
+    sinks: CentralSinks
+
+    @model_validator(mode="after")
+    def _names(self) -> CentralConfig:
+        names = self.sink_names()
+        for n in names:
+            if names.count(n) > 1:
+                raise ValueError(f"sinks: the name {n!r} is used twice")
+        return self
+
+    def sink_names(self) -> list[str]:
+        return [s.name or f"influxdb-{i + 1}" for i, s in enumerate(self.sinks.influxdb)]
+
+
+def load_central_config(path: str | Path) -> CentralConfig:
+    """Read and validate CENTRAL.toml; ConfigError with every problem by key path."""
+    p = Path(path)
+    try:
+        data: dict[str, Any] = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        cfg = CentralConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    section = cfg.ingest.model_copy(update={
+        "data_dir": (p.parent / cfg.ingest.data_dir).resolve(),
+        "keys": (p.parent / cfg.ingest.keys).resolve(),
+    })
+    return cfg.model_copy(update={"ingest": section})

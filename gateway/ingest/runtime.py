@@ -1,0 +1,251 @@
+"""`remotecal ingest`: signed frames from the central broker -> own journal -> InfluxDB.
+
+    subscriber (paho thread)   $share/{group}/{prefix}/+/+/readings, QoS 1, MQTT 5,
+                               persistent session (clean start off, session expiry),
+                               manual acks
+    pump                       verify (gateway.ingest.verify), replay check
+                               (gateway.ingest.replay), journal.submit; the broker's
+                               message is acknowledged only once the journal commit is done
+    delivery tasks             journal -> InfluxDB: the gateway's own sinks and runner
+    housekeeping               replay state saved each second, journal trimmed
+
+A refused frame is counted by kind, logged (rate-limited), kept in the journal's quarantine
+with its reason (`remotecal ingest quarantine`), and acknowledged: the broker must not
+hand it to us again.  Nothing of it is journalled, so nothing of it reaches InfluxDB.
+
+A worker may be killed at any instant: a frame is acknowledged only after its readings are
+on disk, so the broker still holds every frame the worker had not committed.  What
+Mosquitto 2.0 does with them is measured by tests/gateway/uplink/test_uplink_end_to_end.py:
+see `SHARED_SUBSCRIPTION_NOTE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gateway.delivery import DeliveryRunner
+from gateway.errors import JournalFull
+from gateway.ingest.config import CentralConfig
+from gateway.ingest.replay import ReplayGuard
+from gateway.ingest.verify import REJECT_KINDS, FrameVerifier, Rejection
+from gateway.journal import Journal, dedupe_key
+from gateway.keys import load_keys
+from gateway.ratelimit import RateLimitedLog
+from gateway.sinks.influxdb.sink import InfluxDBSink
+from gateway.sinks.mqtt.link import LinkSettings, MqttLink
+from gateway.sources import Rejected
+
+__all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
+
+log = logging.getLogger("remotecal.ingest")
+
+SHARED_SUBSCRIPTION_NOTE = """\
+Measured with Mosquitto 2.0.11: the frames a SIGKILLed worker had received but not
+acknowledged are NOT handed to the other member of the shared subscription; they stay in
+the dead worker's persistent session (with the frames the broker keeps routing to it while
+it is away), and the broker delivers them when that worker reconnects with the same client
+id.  So a dead worker must be restarted (systemd Restart=always) before its session expires
+(`session_expiry`); the other workers carry on meanwhile.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_ns: int
+
+
+class IngestSubscriber:
+    """The shared subscription, with a bounded hand-over from the paho thread to the loop."""
+
+    def __init__(self, cfg: CentralConfig, buffer: int = 10_000) -> None:
+        b, i = cfg.broker, cfg.ingest
+        self.topic_filter = f"$share/{i.group}/{i.topic_prefix}/+/+/readings"
+        self._buffer: deque[_Message] = deque()
+        self._slots = threading.BoundedSemaphore(buffer)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._waiting = False
+        self.link = MqttLink(
+            LinkSettings(
+                host=b.host, port=b.port, client_id=b.client_id or f"remotecal-ingest-{i.worker}",
+                username=b.username, password=b.password, tls=b.tls, use_tls=b.uses_tls,
+                keepalive=b.keepalive, reconnect_min=b.reconnect_min, reconnect_max=b.reconnect_max,
+                persistent=True, session_expiry_s=int(b.session_expiry), manual_ack=True,
+                max_inflight=b.max_inflight,
+            ),
+            f"ingest {i.worker!r}", log, on_connected=self._subscribe,
+        )
+        self.link.client.on_message = self._on_message
+
+    def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
+        client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        item = _Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.link.generation, time.time_ns())
+        while not self._slots.acquire(timeout=0.5):
+            if self.link.stopping:
+                return  # not acked: it stays in our session
+        self._buffer.append(item)
+        if self._waiting and self._loop is not None:
+            self._waiting = False
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.link.start()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.link.stop)
+
+    def ack(self, m: _Message) -> None:
+        if m.qos and m.generation == self.link.generation and self.link.connected:
+            self.link.client.ack(m.mid, m.qos)
+
+    async def next(self, stop: asyncio.Event) -> _Message | None:
+        """The next message, or None once `stop` is set."""
+        while not stop.is_set():
+            if self._buffer:
+                self._slots.release()
+                return self._buffer.popleft()
+            self._waiting = True
+            if not self._buffer:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.2)
+            self._wake.clear()
+            self._waiting = False
+        return None
+
+
+class Ingest:
+    """One ingest worker: wires subscriber, verifier, replay guard, journal and sinks."""
+
+    def __init__(self, cfg: CentralConfig) -> None:
+        self.cfg = cfg
+        i, j = cfg.ingest, cfg.journal
+        self.verifier = FrameVerifier(i.topic_prefix, load_keys(i.keys))
+        self.journal = Journal(
+            i.data_dir / "journal.db", cfg.sink_names(), fsync=j.fsync, max_size=j.max_size,
+            on_full=j.on_full, commit_interval=j.commit_interval, quarantine_max=j.quarantine_max,
+        )
+        self.replay = ReplayGuard(i.data_dir / "replay.db", i.replay_window)
+        names = cfg.sink_names()
+        self.sinks = [InfluxDBSink(s, name=n) for s, n in zip(cfg.sinks.influxdb, names, strict=True)]
+        self.runners = [DeliveryRunner(self.journal, s, max_retry_interval=c.max_retry_interval)
+                        for s, c in zip(self.sinks, cfg.sinks.influxdb, strict=True)]
+        self.subscriber = IngestSubscriber(cfg)
+        self.accepted_frames = 0
+        self.rejected: Counter[str] = Counter({k: 0 for k in REJECT_KINDS})
+        self._rejects_log = RateLimitedLog(log)
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: no new frames, then the sinks drain for up to %.0f s",
+                     self.cfg.ingest.shutdown_grace)
+            self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        i = self.cfg.ingest
+        i.data_dir.mkdir(parents=True, exist_ok=True)
+        log.info("ingest %s: %d gateway key(s), %s, journal %s", i.worker, len(self.verifier.keys),
+                 self.subscriber.topic_filter, self.journal.path)
+        await self.journal.open()
+        self.replay.open()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for r in self.runners:
+                    tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
+                pump = tg.create_task(self._pump(), name="pump")
+                tg.create_task(self._periodic(self.replay.save, 1.0), name="replay-save")
+                tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
+                await self._stop.wait()
+                await pump
+                for r in self.runners:
+                    r.stop(i.shutdown_grace)
+        finally:
+            for s in self.sinks:
+                await s.aclose()
+            await self.journal.close()
+            await self.replay.close()
+            log.info("ingest stopped: %s", self.counters())
+
+    def counters(self) -> str:
+        st = self.journal.stats
+        parts = [f"accepted_frames={self.accepted_frames}", f"readings={st.received}",
+                 f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
+        parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
+        return ", ".join(parts)
+
+    async def _periodic(self, fn: Callable[[], Awaitable[None]], every: float) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every)
+                return
+            await fn()
+
+    async def _pump(self) -> None:
+        sub = self.subscriber
+        sub.start()
+        try:
+            while (m := await sub.next(self._stop)) is not None:
+                await self._handle(m)
+        finally:
+            await sub.stop()
+
+    async def _handle(self, m: _Message) -> None:
+        ack = lambda: self.subscriber.ack(m)  # noqa: E731 - one line, read right here
+        try:
+            frame = self.verifier.check(m.topic, m.payload)
+            why = self.replay.check(frame.site, frame.gateway, frame.seq)
+            if why is not None:
+                kind, _, detail = why.partition(": ")
+                raise Rejection(kind, detail)
+        except Rejection as exc:
+            self.rejected[exc.kind] += 1
+            self._rejects_log.warning(exc.kind, "ingest: refused a frame on %r: %s", m.topic, exc.reason)
+            self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns)],
+                                on_committed=ack)
+            return
+        site, gw, seq = frame.site, frame.gateway, frame.seq
+        key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"))
+
+        def committed() -> None:
+            self.replay.accept(site, gw, seq)
+            self.accepted_frames += 1
+            ack()
+
+        def failed(fut: asyncio.Future[None]) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                self.replay.release(site, gw, seq)
+
+        self.replay.reserve(site, gw, seq)
+        while True:
+            try:
+                fut = self.journal.submit(frame.records, dedupe=key, redelivered=True,
+                                          on_committed=committed, wait=True)
+                break
+            except JournalFull:
+                # The broker keeps the frame (it is not acknowledged) until there is room.
+                await asyncio.sleep(1.0)
+        assert fut is not None
+        fut.add_done_callback(failed)

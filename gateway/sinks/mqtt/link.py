@@ -1,0 +1,169 @@
+"""One MQTT 5 connection on a thread of its own, kept up with capped, jittered backoff.
+
+Shared by the uplink sink (which publishes and waits for PUBACKs) and the central ingest
+(which subscribes with a persistent session and acknowledges after its journal commit).
+As in the MQTT source (`gateway.sources.mqtt.source`), we run our own connect loop rather
+than paho's, so a change of state is logged once and the retry delay is jittered.
+`generation` counts successful connections: an acknowledgement is only sent on the
+connection that delivered the message, as the broker forgets message ids across sessions'
+connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config_types import Secret
+from gateway.sources.mqtt.config import TlsConfig
+
+__all__ = ["LinkSettings", "MqttLink"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: Secret | None = None
+    tls: TlsConfig | None = None
+    use_tls: bool = False
+    keepalive: float = 30.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    persistent: bool = False
+    session_expiry_s: int = 0
+    manual_ack: bool = False
+    max_inflight: int = 100
+
+
+class MqttLink:
+    """Owns a paho client; `on_connected(client, session_present)` runs on the paho thread."""
+
+    def __init__(self, settings: LinkSettings, name: str, log: logging.Logger,
+                 on_connected: Callable[[mqtt.Client, bool], None] | None = None,
+                 on_disconnected: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.name = name
+        self.connected = False
+        self.generation = 0
+        self._log = log
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._state: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False, manual_ack=s.manual_ack,
+        )
+        if s.username is not None:
+            c.username_pw_set(s.username, s.password.get() if s.password else None)
+        if s.use_tls:
+            c.tls_set(
+                ca_certs=s.tls.ca_file if s.tls else None,
+                certfile=s.tls.cert_file if s.tls else None,
+                keyfile=s.tls.key_file if s.tls else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            if s.tls and s.tls.insecure:
+                c.tls_insecure_set(True)
+        c.max_inflight_messages_set(s.max_inflight)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._handle_connect
+        c.on_disconnect = self._handle_disconnect
+        return c
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self._state:
+            self._state = state
+            line = f"{self.name} ({self.settings.host}:{self.settings.port}): {state}"
+            (self._log.info if state == "connected" else self._log.warning)(
+                line + (f" - {detail}" if detail else ""))
+
+    def _handle_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
+                        reason: mqtt.ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            self._set_state("refused by the broker", str(reason))
+            return
+        self.generation += 1
+        self.connected = True
+        self._set_state("connected", "resumed session" if flags.session_present else "new session")
+        if self._on_connected is not None:
+            self._on_connected(client, bool(flags.session_present))
+
+    def _handle_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
+                           _p: object) -> None:
+        self.connected = False
+        if not self._stop.is_set() and self._state != "refused by the broker":
+            self._set_state("unreachable", f"disconnected: {reason}")
+        if self._on_disconnected is not None:
+            self._on_disconnected()
+
+    def _connect_properties(self) -> Properties | None:
+        if not self.settings.session_expiry_s:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        return props
+
+    def _network_loop(self) -> None:
+        s = self.settings
+        delay = s.reconnect_min
+        first = True
+        while not self._stop.is_set():
+            try:
+                if first:
+                    self.client.connect(s.host, s.port, keepalive=int(s.keepalive),
+                                        clean_start=not s.persistent, properties=self._connect_properties())
+                    first = False
+                else:
+                    self.client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self._set_state("unreachable", str(exc) or type(exc).__name__)
+                self._stop.wait(random.uniform(0.5, 1.0) * delay)
+                delay = min(delay * 2, s.reconnect_max)
+                continue
+            while not self._stop.is_set():
+                if self.client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self.connected:
+                    delay = s.reconnect_min
+            if self.connected:  # the loop broke without paho calling on_disconnect
+                lost = mqtt.ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
+                self._handle_disconnect(self.client, None, None, lost, None)
+            if not self._stop.is_set():
+                self._stop.wait(random.uniform(0.5, 1.0) * delay)
+                delay = min(delay * 2, s.reconnect_max)
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+            self.client.loop(timeout=0.1)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._network_loop, name=f"mqtt-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect and join the thread (blocking: call it through `asyncio.to_thread`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()

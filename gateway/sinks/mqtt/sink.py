@@ -1,0 +1,204 @@
+"""The uplink sink: journal batches -> signed frames -> central MQTT broker, QoS 1.
+
+`write()` returns only once the broker has answered the frame's PUBLISH with a PUBACK, so
+the delivery runner moves this sink's cursor (and the journal may forget the records) only
+for frames the broker has taken responsibility for.  Every outcome is one of:
+
+    PUBACK, success reason code              delivered
+    not connected, disconnected while        RetryableError: the same records again, later
+      waiting, no PUBACK within `timeout`,
+      a refusing reason code (e.g. 0x87)
+    0x97 quota exceeded                      ThrottledError
+    0x95 packet too large, 0x99 payload      PermanentError: the runner splits the batch
+      format invalid
+
+Each attempt is a new frame with a new sequence number: a frame whose PUBACK was lost may
+still reach the ingest beside its retry; both carry the same readings with the same
+timestamps, so InfluxDB stores each as one point (SPEC section 6) either way.
+
+Sequence numbers are monotonic per gateway and survive restarts: the counter reserves
+blocks of `_SEQ_BLOCK` numbers in a small state file (written and fsynced before the first
+number of a block is used), so a restart skips at most one block and never reuses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from gateway.errors import ConfigError, PermanentError, RetryableError, ThrottledError
+from gateway.keys import UplinkKey, load_key_file
+from gateway.reading import Record
+from gateway.sinks.mqtt.config import MqttSinkConfig
+from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
+from gateway.sinks.mqtt.link import LinkSettings, MqttLink
+
+__all__ = ["MqttSink", "SequenceCounter"]
+
+log = logging.getLogger("remotecal.sink.mqtt")
+
+_SEQ_BLOCK = 1024
+_THROTTLED = {0x97}
+_PERMANENT = {0x95, 0x99}
+
+
+class SequenceCounter:
+    """Monotonic frame numbers, persisted in blocks (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            text = "0"
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the uplink sequence file: {exc.strerror}") from None
+        try:
+            self._reserved = int(text)
+        except ValueError:
+            raise ConfigError(f"{path}: not a sequence number: {text[:40]!r}") from None
+        self._next = self._reserved + 1
+
+    def next(self) -> int:
+        seq = self._next
+        if seq > self._reserved:
+            self._reserve(seq - 1 + _SEQ_BLOCK)
+        self._next += 1
+        return seq
+
+    def _reserve(self, upto: int) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(f"{upto}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._reserved = upto
+
+
+class MqttSink:
+    """The `Sink` for the central broker; one paho connection on its own thread."""
+
+    def __init__(self, config: MqttSinkConfig, *, site: str, gateway: str, data_dir: Path,
+                 name: str | None = None) -> None:
+        self.config = config
+        self.name = name or config.name or "mqtt"
+        self.batch_size = config.batch_size
+        self.flush_interval_s = config.flush_interval
+        self.site, self.gateway = site, gateway
+        self.key: UplinkKey = load_key_file(config.key_file)
+        if (self.key.site, self.key.gateway) != (site, gateway):
+            raise ConfigError(
+                f"sinks.mqtt.key_file: {config.key_file} is the key of {self.key.site}/{self.key.gateway}, "
+                f"not of this gateway {site}/{gateway}")
+        self.topic = readings_topic(config.topic_prefix, site, gateway)
+        self.frames = 0
+        self._seq = SequenceCounter(config.state_file or data_dir / f"uplink-{self.name}.seq")
+        self._pending: dict[int, asyncio.Future[mqtt.ReasonCode]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link = MqttLink(
+            LinkSettings(
+                host=config.host, port=config.port,
+                client_id=config.client_id or f"remotecal-uplink-{site}-{gateway}-{self.name}",
+                username=config.username, password=config.password, tls=config.tls,
+                use_tls=config.uses_tls, keepalive=config.keepalive,
+                reconnect_min=config.reconnect_min, reconnect_max=config.reconnect_max,
+            ),
+            f"mqtt sink {self.name!r}", log, on_disconnected=self._on_disconnected_thread,
+        )
+        self._link.client.on_publish = self._on_publish_thread
+
+    def __repr__(self) -> str:
+        return f"MqttSink(name={self.name!r}, url={self.config.url!r}, topic={self.topic!r})"
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    # -- paho thread: hand everything to the event loop --------------------------------
+
+    def _on_publish_thread(self, _c: mqtt.Client, _u: object, mid: int, reason: mqtt.ReasonCode,
+                           _p: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._resolve, mid, reason)
+
+    def _on_disconnected_thread(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fail_pending)
+
+    # -- event loop --------------------------------------------------------------------
+
+    def _resolve(self, mid: int, reason: mqtt.ReasonCode) -> None:
+        fut = self._pending.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reason)
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(RetryableError(f"{self.name}: disconnected before the PUBACK"))
+
+    def _ensure_started(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._link.start()
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Publish the records as one signed frame and wait for its PUBACK."""
+        self._ensure_started()
+        if not records:
+            return
+        await self._connected(self.config.timeout)
+        try:
+            body = encode_frame(self._seq.next(), time.time_ns(), self.site, self.gateway, records)
+        except (ValueError, TypeError) as exc:
+            raise PermanentError(f"cannot encode as an uplink frame: {exc}") from None
+        frame = sign(self.key.secret, body)
+        info = self._link.client.publish(self.topic, frame, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise RetryableError(f"{self.name}: publish failed: {mqtt.error_string(info.rc)}")
+        fut: asyncio.Future[mqtt.ReasonCode] = asyncio.get_running_loop().create_future()
+        self._pending[info.mid] = fut
+        try:
+            reason = await asyncio.wait_for(fut, self.config.timeout)
+        except TimeoutError:
+            raise RetryableError(
+                f"{self.name}: no PUBACK within {self.config.timeout:g} s") from None
+        finally:
+            self._pending.pop(info.mid, None)
+        if reason.is_failure:
+            code = reason.value
+            if code in _THROTTLED:
+                raise ThrottledError(f"{self.name}: broker: {reason}", self.config.max_retry_interval)
+            if code in _PERMANENT:
+                raise PermanentError(f"broker refused the frame: {reason}")
+            raise RetryableError(f"{self.name}: broker refused the frame: {reason}")
+        self.frames += 1
+
+    async def _connected(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the connection (the first write comes right after start)."""
+        deadline = time.monotonic() + timeout
+        while not self._link.connected:
+            if time.monotonic() >= deadline:
+                raise RetryableError(f"{self.name}: not connected to {self.config.host}:{self.config.port}")
+            await asyncio.sleep(0.05)
+
+    async def start(self) -> None:
+        """Connect now rather than at the first write (optional)."""
+        self._ensure_started()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._link.stop)

@@ -1,0 +1,94 @@
+"""The uplink frame: round trip bit-exact, signature, topic encoding, malformed input."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+
+from gateway.errors import PayloadError
+from gateway.reading import HealthSample, Reading
+from gateway.sinks.mqtt.frame import (
+    SIGNATURE_BYTES,
+    decode_frame,
+    encode_frame,
+    frame_header,
+    readings_topic,
+    sign,
+    split_topic,
+    verify,
+)
+
+KEY = bytes(range(32))
+SITE, GW = "lab 1", "gw,01"
+
+
+def readings(n: int = 50) -> list[Reading | HealthSample]:
+    out: list[Reading | HealthSample] = []
+    for i in range(n):
+        out.append(Reading(SITE, GW, "RUN-1", f"dut{i % 3}-t", "temperature", "degC", "dut",
+                           20.0 + i / 7, 1_795_000_000_000_000_000 + i, ()))
+    out.append(Reading(SITE, GW, "RUN-1", "ref", "temperature", "degC", "reference", -0.0, 5,
+                       (("probe", "PT100 #3"), ("ü", "ä=1"))))
+    out.append(Reading(SITE, GW, "RUN-1", "ref", "temperature", "degC", "reference", 5e-324, -5))
+    out.append(HealthSample(SITE, GW, 123, {"journal_pending": 7, "uptime_s": 1.5, "big": 2**62}))
+    return out
+
+
+def test_round_trip_is_exact_and_order_kept_per_kind() -> None:
+    recs = readings()
+    body = encode_frame(42, 99, SITE, GW, recs)
+    frame = decode_frame(verify(KEY, sign(KEY, body)))
+    assert (frame.seq, frame.sent_ns, frame.site, frame.gateway) == (42, 99, SITE, GW)
+    assert frame.records == recs
+    assert math.copysign(1.0, frame.records[50].value) == -1.0  # type: ignore[union-attr]
+
+
+def test_frame_is_much_smaller_than_json() -> None:
+    import json
+    recs = [r for r in readings(1000) if isinstance(r, Reading)]
+    as_json = json.dumps([{"site": r.site, "gateway": r.gateway, "run": r.run, "channel": r.channel,
+                           "quantity": r.quantity, "unit": r.unit, "role": r.role, "value": r.value,
+                           "time": r.time_ns} for r in recs]).encode()
+    frame = encode_frame(1, 0, SITE, GW, recs)
+    assert len(frame) * 7 < len(as_json)
+
+
+@pytest.mark.parametrize("flip", [0, 5, 30, -1, -SIGNATURE_BYTES - 1])
+def test_any_flipped_bit_breaks_the_signature(flip: int) -> None:
+    frame = bytearray(sign(KEY, encode_frame(1, 0, SITE, GW, readings(5))))
+    frame[flip] ^= 0x01
+    with pytest.raises(PayloadError, match="bad signature"):
+        verify(KEY, bytes(frame))
+
+
+def test_another_key_does_not_verify() -> None:
+    with pytest.raises(PayloadError, match="bad signature"):
+        verify(b"\x01" * 32, sign(KEY, encode_frame(1, 0, SITE, GW, readings(5))))
+
+
+@pytest.mark.parametrize("payload", [b"", b"{}", b"RCU1", b"XXXX" + b"\0" * 60, b'{"t": 21.5}' * 10])
+def test_not_a_frame(payload: bytes) -> None:
+    with pytest.raises(PayloadError, match="not a frame"):
+        frame_header(payload)
+
+
+def test_truncated_or_padded_bodies_are_malformed() -> None:
+    body = encode_frame(1, 0, SITE, GW, readings(5))
+    for bad in (body[:-1], body[:30], body + b"\0"):
+        with pytest.raises(PayloadError, match="malformed frame"):
+            decode_frame(bad)
+    nan = body.replace(struct.pack("<d", 20.0), struct.pack("<d", math.nan))
+    with pytest.raises(PayloadError, match="malformed frame"):
+        decode_frame(nan)
+
+
+def test_topic_levels_are_percent_encoded_and_checked() -> None:
+    t = readings_topic("remotecal/v1", "site/+#", "gw 1")
+    assert t == "remotecal/v1/site%2F%2B%23/gw%201/readings"
+    assert split_topic("remotecal/v1", t) == ("site/+#", "gw 1")
+    for bad in ("remotecal/v1/a/b", "remotecal/v1/a/b/c/readings", "other/a/b/readings",
+                "remotecal/v1/a%2f/b/readings"):
+        with pytest.raises(PayloadError):
+            split_topic("remotecal/v1", bad)
