@@ -21,16 +21,25 @@ from gateway.errors import ConfigError, RemotecalError
 __all__ = ["PipelineOutput", "cmd_pipeline_run", "main", "register", "run_pipeline"]
 
 if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
     from pipelines.run import PointResult
+    from pipelines.source import ChannelData
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PipelineOutput:
+    """What `run_pipeline` did, with what a report or certificate writer needs next."""
+
     results: list[PointResult]
+    """The calibration points, sorted by DUT channel, reference and point."""
     csv_path: Path
     points_written: int
+    """`calibration_point` points written to InfluxDB (0 for the local store or --no-points)."""
+    config: PipelineConfig
+    data: dict[str, ChannelData]
+    """The run's readings, by channel (for plots)."""
 
 
 def run_pipeline(
@@ -58,7 +67,7 @@ def run_pipeline(
     wanted = cfg.source.write_results if write_results is None else write_results
     if wanted and cfg.source.kind == "influxdb":
         written = write_points(results, cfg.source)
-    return PipelineOutput(results, csv_path, written)
+    return PipelineOutput(results, csv_path, written, cfg, data)
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:

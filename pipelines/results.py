@@ -16,7 +16,10 @@ dof_eff is written `inf`.
 quantity, point; fields setpoint, reference_mean, dut_mean, correction, u_combined, U, k,
 n (integer), dof_eff; timestamp = the plateau's last sample.  An infinite dof_eff has no
 spelling in line protocol and is left out (read a missing dof_eff as infinite).  Running the
-pipeline again overwrites the points of the same plateaus (same series, same timestamp).
+pipeline again overwrites the points of the same plateaus (same series, same timestamp);
+points of plateaus that a changed [stability] no longer finds are left as they are (nothing is
+deleted from the lab's database): remove them with
+`DELETE FROM calibration_point WHERE run = '...'` before a rerun if they are in the way.
 """
 
 from __future__ import annotations
