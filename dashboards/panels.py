@@ -1,0 +1,103 @@
+"""Panel shapes the rows share: every panel reads the `datasource` variable's InfluxDB."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, VizLegendOptions
+from grafana_foundation_sdk.builders.dashboard import ThresholdsConfig
+from grafana_foundation_sdk.models import common, dashboard
+
+from dashboards.influxql import DATASOURCE
+
+__all__ = [
+    "limit",
+    "limit_of",
+    "show_limit",
+    "since",
+    "stat_panel",
+    "table_panel",
+    "timeseries_panel",
+    "transformation",
+]
+
+
+def timeseries_panel(title: str, description: str, *, unit: str, width: int = 12) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .height(9)
+        .span(width)
+        .line_width(1)
+        .show_points(common.VisibilityMode.NEVER)
+        .legend(
+            VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+            .calcs(["lastNotNull", "mean"])
+        )
+    )
+
+
+def table_panel(title: str, description: str, *, width: int = 24) -> table.Panel:
+    return table.Panel().title(title).description(description).datasource(DATASOURCE).height(8).span(width)
+
+
+def stat_panel(title: str, description: str, *, unit: str, width: int = 6) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .height(9)
+        .span(width)
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.AREA)
+    )
+
+
+def limit(value: float) -> ThresholdsConfig:
+    """Green below `value`, red from it on: a stability criterion or an alarm level."""
+    return (
+        ThresholdsConfig()
+        .mode(dashboard.ThresholdsMode.ABSOLUTE)
+        .steps([
+            dashboard.Threshold(value=None, color="green"),
+            dashboard.Threshold(value=value, color="red"),
+        ])
+    )
+
+
+def limit_of(field: str, value: float) -> _Override:
+    """An override: `limit(value)` for the field named `field` only."""
+    return (
+        dashboard.MatcherConfig(id_val="byName", options=field),
+        [dashboard.DynamicConfigValue(id_val="thresholds", value=limit(value).build())],
+    )
+
+
+def show_limit() -> GraphThresholdsStyleConfig:
+    """Draw the thresholds as a dashed line across a time series."""
+    return GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+
+
+_Override = tuple[dashboard.MatcherConfig, list[dashboard.DynamicConfigValue]]
+
+
+def since(column: str = "Time", title: str = "last seen") -> _Override:
+    """An override that shows a time column as "3 minutes ago" (Grafana's `dateTimeFromNow`)."""
+    return (
+        dashboard.MatcherConfig(id_val="byName", options=column),
+        [
+            dashboard.DynamicConfigValue(id_val="unit", value="dateTimeFromNow"),
+            dashboard.DynamicConfigValue(id_val="displayName", value=title),
+        ],
+    )
+
+
+def transformation(transformer: str, options: dict[str, object]) -> dashboard.DataTransformerConfig:
+    return dashboard.DataTransformerConfig(id_val=transformer, options=options)

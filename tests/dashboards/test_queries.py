@@ -1,0 +1,161 @@
+"""Every InfluxQL query in the built dashboards runs against a real influxd and finds data.
+
+The queries are taken from the checked-in JSON (panel targets, annotations, template
+variables), their Grafana variables replaced the way Grafana's InfluxDB datasource does
+($timeFilter as an epoch-ms range, multi-value variables as `(a|b)`, "All" as `.*`), and run
+against influxd 1.x holding a three-hour run (tests/dashboards/data.py).  A query that fails,
+returns no series, or returns only nulls fails its test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.build import CHECKED_IN
+from dashboards.live_run import errors, stability
+from tests.dashboards.data import DUT_OFFSETS, RUN, Run, make_run
+from tests.servers.influx import InfluxD
+
+DB = "calibration"
+
+pytestmark = pytest.mark.integration
+
+
+def _queries() -> Iterator[tuple[str, str]]:
+    """(where it is, InfluxQL) for every query in every checked-in dashboard."""
+    for path in sorted((CHECKED_IN / "dashboards").glob("*.json")):
+        model = json.loads(path.read_text())
+        name = path.stem
+        for panel in model["panels"]:
+            for target in panel.get("targets", []):
+                yield f"{name} panel {panel['id']} {panel['title']!r} {target['refId']}", target["query"]
+        for annotation in model.get("annotations", {}).get("list", []):
+            if "query" in annotation:
+                yield f"{name} annotation {annotation['name']!r}", annotation["query"]
+                yield f"{name} annotation {annotation['name']!r} target", annotation["target"]["query"]
+        for variable in model["templating"]["list"]:
+            if variable["type"] == "query":
+                yield f"{name} variable {variable['name']}", variable["query"]
+
+
+QUERIES = dict(_queries())
+
+
+def substitute(query: str, run: Run, **overrides: str) -> str:
+    """The query as Grafana would send it for the test run's time range."""
+    values = {
+        "site": "(lab1|lab2)",
+        "gateway": ".*",
+        "run": RUN,
+        "quantity": "temperature",
+        "channel": ".*",
+        "reference": "ref-t",
+        "dut": "dut1-t",
+        "window_min": str(stability.WINDOW_MIN),
+        "offline_after": "1m",
+        "__interval": "30s",
+        "__interval_ms": "30000",
+        "timeFilter": f"time >= {run.start_ns // 10**6}ms and time <= {run.end_ns // 10**6}ms",
+        **overrides,
+    }
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        assert name in values, f"unknown variable ${name} in {query}"
+        return values[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, query)
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    return make_run()
+
+
+@pytest.fixture(scope="module")
+def influx(tmp_path_factory: pytest.TempPathFactory, run: Run) -> Iterator[InfluxD]:
+    server = InfluxD(Path(tmp_path_factory.mktemp("influxd")))
+    server.start()
+    try:
+        server.create_database(DB)
+        response = server.write_raw(run.body, DB)
+        assert response.status_code == 204, response.text
+        yield server
+    finally:
+        server.stop()
+
+
+def _series(influx: InfluxD, query: str) -> list[dict[str, Any]]:
+    results = influx.query(query, DB)
+    assert len(results) == 1
+    series: list[dict[str, Any]] = results[0].get("series", [])
+    return series
+
+
+def test_the_dashboards_have_queries() -> None:
+    kinds = {where.split()[1] for where in QUERIES}
+    assert kinds == {"panel", "annotation", "variable"}
+    assert len(QUERIES) >= 20
+
+
+@pytest.mark.parametrize("where", sorted(QUERIES))
+def test_query_runs_and_finds_data(where: str, influx: InfluxD, run: Run) -> None:
+    query = substitute(QUERIES[where], run)
+    series = _series(influx, query)
+    assert series, f"no series: {query}"
+    for s in series:
+        assert s.get("values"), f"empty series {s.get('tags')}: {query}"
+        data = [v for row in s["values"] for v in row[1:]]
+        assert any(v is not None for v in data), f"only nulls in {s.get('tags')}: {query}"
+
+
+def test_variables_narrow_down(influx: InfluxD, run: Run) -> None:
+    def values(name: str, **overrides: str) -> set[str]:
+        series = _series(influx, substitute(QUERIES[f"remotecal-live-run variable {name}"], run, **overrides))
+        return {row[1] for s in series for row in s["values"]}
+
+    assert values("site") == {"lab1"}  # lab2 has a gateway but no readings
+    assert values("run") == {RUN}
+    assert values("channel") == {"ref-t", *DUT_OFFSETS}
+    assert values("reference") == {"ref-t"}
+    assert values("dut") == set(DUT_OFFSETS)
+    assert values("dut", channel="(dut2-t|ref-t)") == {"dut2-t"}
+    fleet = _series(influx, substitute(QUERIES["remotecal-fleet variable gateway"], run, site="lab2"))
+    assert [row[1] for s in fleet for row in s["values"]] == ["gw02"]
+
+
+def _by_time(influx: InfluxD, query: str) -> dict[int, float]:
+    (series,) = _series(influx, query)
+    return {t: v for t, v in series["values"] if v is not None}
+
+
+def test_error_panel_queries_share_their_time_buckets(influx: InfluxD, run: Run) -> None:
+    """Grafana joins the DUT and reference means on time; the difference is the DUT's offset."""
+    for dut, offset in DUT_OFFSETS.items():
+        dut_mean = _by_time(influx, substitute(errors.DUT_MEAN, run, dut=dut))
+        reference = _by_time(influx, substitute(errors.REFERENCE_MEAN, run))
+        common = sorted(set(dut_mean) & set(reference))
+        assert len(common) >= 0.95 * len(reference)
+        error = [dut_mean[t] - reference[t] for t in common]
+        assert sum(error) / len(error) == pytest.approx(offset, abs=0.005)
+
+
+def test_stability_figures_separate_plateaus_from_ramps(influx: InfluxD, run: Run) -> None:
+    std = _by_time(influx, substitute(stability.ROLLING_STD, run))
+    slope = _by_time(influx, substitute(stability.SLOPE, run))
+    minute = 60 * 10**9
+    # The end of each plateau (steady for 40 min) against the middle of each ramp.
+    for hour in range(3):
+        plateau_end = run.start_ns + (hour + 1) * 60 * minute - 5 * minute
+        ramp = run.start_ns + hour * 60 * minute + 10 * minute
+        near_end = [v for t, v in std.items() if abs(t - plateau_end) <= 2 * minute]
+        near_ramp = [v for t, v in std.items() if abs(t - ramp) <= 2 * minute]
+        assert near_end and max(near_end) < stability.MAX_STD
+        assert near_ramp and min(near_ramp) > stability.MAX_STD
+    assert min(slope.values()) < stability.MAX_SLOPE_PER_MIN < max(slope.values())
