@@ -227,7 +227,7 @@ class InstrumentSource:
 
     @property
     def connected(self) -> bool:
-        """The instrument answered its last query (query mode) or its link is open (stream mode)."""
+        """The last query was answered (query mode), or a line came since the link opened (stream)."""
         return bool(self.reachable)
 
     async def __aenter__(self) -> InstrumentSource:
@@ -348,8 +348,6 @@ class InstrumentSource:
             try:
                 if not self.link.is_open:
                     await self.link.open()
-                    self._set_reachable(True)
-                    backoff.reset()
                 try:
                     raw = await self.link.readline(cfg.idle_timeout)
                 except TimeoutError:
@@ -358,4 +356,8 @@ class InstrumentSource:
                 self._down(exc)
                 await asyncio.sleep(backoff.next())
                 continue
-            self._emit(self._batch(raw, time.time_ns()))
+            t_ns = time.time_ns()
+            if not self.reachable:  # reachable once a line arrives, not when a connection opens
+                self._set_reachable(True)
+                backoff.reset()
+            self._emit(self._batch(raw, t_ns))
