@@ -185,6 +185,15 @@ quantity = "temperature"
 dut = "dut*-rh"
 reference = "refh-rh"
 quantity = "relative_humidity"
+[comparisons.stability]          # a hygrometer's criteria, in %rh
+window_s = {600 / k:.6g}
+max_std = 0.3
+max_slope_per_min = {0.05 * k:.6g}
+min_duration_s = {900 / k:.6g}
+[comparisons.uncertainty]        # in %rh
+reference_drift = 0.3
+dut_resolution = 0.1
+chamber_inhomogeneity = 0.5
 
 [reference_certificate.ref-t]
 points = [[10.0, 0.05, 0.02, 2.0], [20.0, 0.05, 0.02, 2.0], [30.0, 0.05, 0.02, 2.0], [40.0, 0.05, 0.02, 2.0]]

@@ -194,6 +194,10 @@ class ComparisonConfig(_Strict):
     """A channel name, or a glob (fnmatch: *, ?, [seq]) over the run's channels."""
     reference: str = Field(min_length=1)
     quantity: str
+    stability: StabilityConfig | None = None
+    """Criteria for this comparison's reference (e.g. in %rh for a hygrometer); default [stability]."""
+    uncertainty: UncertaintyConfig | None = None
+    """Type B contributions in this comparison's unit; default [uncertainty]."""
 
     @field_validator("quantity")
     @classmethod
@@ -265,6 +269,9 @@ class UncertaintyConfig(BaseModel):
     def extra_half_widths(self) -> dict[str, float]:
         """The further rectangular contributions, in file order."""
         return dict(self.__pydantic_extra__ or {})
+
+
+ComparisonConfig.model_rebuild()
 
 
 class PipelineConfig(_Strict):

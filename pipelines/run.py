@@ -44,7 +44,13 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import RemotecalError
-from pipelines.config import CertificateConfig, ComparisonConfig, PipelineConfig
+from pipelines.config import (
+    CertificateConfig,
+    ComparisonConfig,
+    PipelineConfig,
+    StabilityConfig,
+    UncertaintyConfig,
+)
 from pipelines.plateaus import find_plateaus
 from pipelines.source import ChannelData
 from pipelines.uncertainty import Budget, Component, combine, rectangular, resolution, type_a
@@ -243,9 +249,8 @@ def dut_channels(comparison: ComparisonConfig, data: dict[str, ChannelData], ind
 
 
 def _budget(
-    cfg: PipelineConfig, diff: FloatArray, u_reference: float, correction: float
+    unc: UncertaintyConfig, diff: FloatArray, u_reference: float, correction: float
 ) -> Budget:
-    unc = cfg.uncertainty
     components: list[Component] = [
         type_a("repeatability (Type A)", diff),
         Component("reference calibration", "normal", u=u_reference, value=correction),
@@ -266,7 +271,7 @@ def _compare(
     dut: ChannelData,
 ) -> list[PointResult]:
     cert = cfg.certificate(comparison.reference)
-    window_s = cfg.stability.window_s
+    window_s = (comparison.stability or cfg.stability).window_s
     out = []
     for number, (a, b) in enumerate(plateaus, start=1):
         t_ref = reference.t_s[a:b]
@@ -290,7 +295,7 @@ def _compare(
         diff = corrected - v_dut
         reference_mean = float(corrected.mean())
         dut_mean = float(v_dut.mean())
-        budget = _budget(cfg, diff, cc.u, float(cc.correction.mean()))
+        budget = _budget(comparison.uncertainty or cfg.uncertainty, diff, cc.u, float(cc.correction.mean()))
         if cc.extrapolated:
             log.warning("%s, point %d: certificate of %s extrapolated", channel, number, comparison.reference)
         out.append(
@@ -323,8 +328,7 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
     no channel, a channel has the wrong unit, or a reference leaves its certificate.
     """
     results: list[PointResult] = []
-    st = cfg.stability
-    plateaus_of: dict[str, list[tuple[int, int]]] = {}
+    plateaus_of: dict[tuple[str, StabilityConfig], list[tuple[int, int]]] = {}
     compared_in: dict[str, int] = {}
     for i, comparison in enumerate(cfg.comparisons):
         ref_name = comparison.reference
@@ -338,8 +342,10 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                 f"comparisons[{i}].reference: channel {ref_name!r} measures {reference.quantity}, "
                 f"not {comparison.quantity}"
             )
-        if ref_name not in plateaus_of:
-            plateaus_of[ref_name] = find_plateaus(
+        st = comparison.stability or cfg.stability
+        key = (ref_name, st)
+        if key not in plateaus_of:
+            plateaus_of[key] = find_plateaus(
                 reference.t_s,
                 reference.values,
                 window_s=st.window_s,
@@ -347,12 +353,12 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                 max_slope_per_min=st.max_slope_per_min,
                 min_duration_s=st.min_duration_s,
             )
-            if plateaus_of[ref_name]:
-                log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[ref_name]))
+            if plateaus_of[key]:
+                log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[key]))
             else:
                 log.warning("%s: no plateau meets [stability] in run %s; no calibration point",
                             ref_name, cfg.run.id)
-        plateaus = plateaus_of[ref_name]
+        plateaus = plateaus_of[key]
         for channel in dut_channels(comparison, data, i):
             if channel in compared_in:
                 # Its points would share run/channel/quantity/point with the other comparison's.

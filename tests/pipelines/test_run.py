@@ -423,3 +423,29 @@ def test_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
         monkeypatch.setenv("TEST_INFLUX_PW", influx.admin_password)
         assert main(["pipeline", "run", "-c", str(config), "--out", str(tmp_path)]) == 0
         assert len(influx.rows("SELECT * FROM calibration_point", "calibration")) == 6
+
+
+def test_a_comparison_may_carry_its_own_stability_and_uncertainty() -> None:
+    """A hygrometer's plateaus are judged in %rh, not by the thermometers' criteria."""
+    import tomllib
+
+    rng = np.random.default_rng(5)
+    t = np.arange(0.0, 7200.0, 1.0)
+    rh = np.where(t < 3600, 40.0, 60.0) + rng.normal(0.0, 0.1, t.size)
+    data = {
+        "ref-rh": ChannelData(t, rh, "relative_humidity", "%rh", "reference"),
+        "dut-rh": ChannelData(t, rh - 1.0, "relative_humidity", "%rh", "dut"),
+    }
+    doc = tomllib.loads(PIPELINE_TOML.format(run=RUN, url="http://127.0.0.1:1", database="calibration", cert=CERT))
+    doc["comparisons"] = [{"dut": "dut-rh", "reference": "ref-rh", "quantity": "relative_humidity"}]
+    doc["reference_certificate"] = {"ref-rh": {"points": [[0.0, 0.0, 1.0, 2.0], [100.0, 0.0, 1.0, 2.0]]}}
+    assert compute(parse_pipeline_config(doc), data) == []  # 0.1 %rh noise fails max_std = 0.02
+    doc["comparisons"][0]["stability"] = {"window_s": 600, "max_std": 0.3, "max_slope_per_min": 0.05,
+                                          "min_duration_s": 900}
+    doc["comparisons"][0]["uncertainty"] = {"reference_drift": 0.3, "dut_resolution": 0.1,
+                                            "chamber_inhomogeneity": 0.5}
+    results = compute(parse_pipeline_config(doc), data)
+    assert [r.point for r in results] == [1, 2]
+    assert all(abs(r.correction - 1.0) < 0.05 for r in results)
+    drift = next(c for c in results[0].budget.components if c.name == "reference drift")
+    assert drift.u == pytest.approx(0.3 / np.sqrt(3))

@@ -65,9 +65,15 @@ class LocalStoreSink:
                     for r in records if isinstance(r, Reading)]
         health = [(r.site, r.gateway, r.time_ns, json.dumps(r.fields))
                   for r in records if isinstance(r, HealthSample)]
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO reading VALUES(?,?,?,?,?,?,?,?,?)", readings)
-            self._db.executemany("INSERT OR REPLACE INTO gateway_health VALUES(?,?,?,?)", health)
+        db = self._db
+        db.execute("BEGIN")  # autocommit mode: without it every row would be its own transaction
+        try:
+            db.executemany("INSERT OR REPLACE INTO reading VALUES(?,?,?,?,?,?,?,?,?)", readings)
+            db.executemany("INSERT OR REPLACE INTO gateway_health VALUES(?,?,?,?)", health)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def write(self, records: Sequence[Record]) -> None:
         try:
