@@ -19,6 +19,7 @@ from gateway.errors import ConfigError
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sinks.local.store import LocalStoreConfig
 from gateway.sinks.mqtt.config import MqttSinkConfig
+from gateway.sources.instrument.config import InstrumentSourceConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 
@@ -62,9 +63,13 @@ class JournalConfig(_Strict):
     quarantine_max: int = Field(default=100_000, ge=0, description="quarantine rows kept (oldest go first)")
 
 
+_AnySource = MqttSourceConfig | ModbusSourceConfig | InstrumentSourceConfig
+
+
 class Sources(_Strict):
     mqtt: list[MqttSourceConfig] = []
     modbus: list[ModbusSourceConfig] = []
+    instrument: list[InstrumentSourceConfig] = []
 
 
 class Sinks(_Strict):
@@ -82,8 +87,11 @@ class GatewayConfig(_Strict):
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:
         names: dict[str, str] = {}
-        groups: tuple[tuple[str, Sequence[MqttSourceConfig | ModbusSourceConfig]], ...] = (
-            ("mqtt", self.sources.mqtt), ("modbus", self.sources.modbus))
+        groups: tuple[tuple[str, Sequence[_AnySource]], ...] = (
+            ("mqtt", self.sources.mqtt),
+            ("modbus", self.sources.modbus),
+            ("instrument", self.sources.instrument),
+        )
         for kind, items in groups:
             for i, s in enumerate(items):
                 if s.name in names:
@@ -92,7 +100,8 @@ class GatewayConfig(_Strict):
                     )
                 names[s.name] = f"sources.{kind}[{i}]"
         if not names:
-            raise ValueError("no source configured: add [[sources.mqtt]] or [[sources.modbus]]")
+            raise ValueError(
+                "no source configured: add [[sources.mqtt]], [[sources.modbus]] or [[sources.instrument]]")
         if not self.sink_configs():
             raise ValueError("no sink configured: add [[sinks.influxdb]] or [[sinks.mqtt]]")
         return self

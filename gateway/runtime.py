@@ -49,6 +49,10 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
         except ImportError:
             raise ConfigError("sources.modbus: Modbus polling is not available in this build") from None
         sources += ModbusSource.for_configs(cfg.sources.modbus, **tags)
+    if cfg.sources.instrument:
+        from gateway.sources.instrument.source import InstrumentSource
+
+        sources += InstrumentSource.for_configs(cfg.sources.instrument, **tags)
     return sources
 
 
