@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import shutil
@@ -130,6 +131,20 @@ def test_qr_code_carries_id_and_sha(page: lhtml.HtmlElement, certificate: bytes)
     assert qr_matrix(qr_payload(CERT_ID, "0" * 64)) != expected
 
 
+def _decode_qr(image: Image.Image) -> list[str]:
+    zxingcpp = pytest.importorskip("zxingcpp", reason="no QR decoder: pip install zxing-cpp")
+    return [r.text for r in zxingcpp.read_barcodes(image)]
+
+
+def test_qr_code_decodes_to_id_and_sha(page: lhtml.HtmlElement, certificate: bytes) -> None:
+    (img,) = page.xpath("//img[@class='qr']")
+    png = base64.b64decode(img.get("src").removeprefix("data:image/png;base64,"))
+    decoded = _decode_qr(Image.open(io.BytesIO(png)))
+    assert [json.loads(text) for text in decoded] == [
+        {"dcc": CERT_ID, "sha256": hashlib.sha256(certificate).hexdigest()}
+    ]
+
+
 def test_report_without_points(synthetic_run: SyntheticRun) -> None:
     out = build_report([], synthetic_run.data, synthetic_run.cfg, config_text="", software_version=VERSION,
                        certificate_xml=b"", certificate_id="none")
@@ -142,7 +157,7 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (Debian package 'chromium')")
-def test_screenshot_in_headless_chromium(report: str, tmp_path: Path) -> None:
+def test_screenshot_in_headless_chromium(report: str, certificate: bytes, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(report, encoding="utf-8")
     shot = tmp_path / "report.png"
@@ -166,3 +181,9 @@ def test_screenshot_in_headless_chromium(report: str, tmp_path: Path) -> None:
     shaded = (np.abs(rgb - shade).max(axis=2) <= 6).sum()
     assert shaded > 50_000, shaded
     assert (rgb.max(axis=2) < 30).sum() > 5_000
+    # and the QR code, as the browser drew it, still reads back (where a decoder is installed)
+    if importlib.util.find_spec("zxingcpp") is not None:
+        with Image.open(shot) as im:
+            decoded = _decode_qr(im.convert("RGB"))
+        sha = hashlib.sha256(certificate).hexdigest()
+        assert [json.loads(text) for text in decoded] == [{"dcc": CERT_ID, "sha256": sha}]
