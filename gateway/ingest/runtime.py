@@ -51,12 +51,13 @@ __all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
 log = logging.getLogger("remotecal.ingest")
 
 SHARED_SUBSCRIPTION_NOTE = """\
-Measured with Mosquitto 2.0.11: the frames a SIGKILLed worker had received but not
-acknowledged are NOT handed to the other member of the shared subscription; they stay in
-the dead worker's persistent session (with the frames the broker keeps routing to it while
-it is away), and the broker delivers them when that worker reconnects with the same client
-id.  So a dead worker must be restarted (systemd Restart=always) before its session expires
-(`session_expiry`); the other workers carry on meanwhile.
+Measured with Mosquitto 2.0.11 (two MQTT 5 members with persistent sessions, one SIGKILLed
+holding unacknowledged messages): the broker does NOT hand the dead member's unacknowledged
+messages to the live one, and it keeps routing every other new message to the dead member's
+session (round-robin goes on over both sessions).  All of them are delivered, the old ones
+with DUP set, when the dead worker reconnects with the same client id.  Nothing is lost,
+but half the stream waits: restart a dead worker promptly (systemd Restart=always), and in
+any case before `session_expiry`.  tests/gateway/uplink/test_uplink_end_to_end.py checks it.
 """
 
 

@@ -8,6 +8,8 @@ for frames the broker has taken responsibility for.  Every outcome is one of:
     not connected, disconnected while        RetryableError: the same records again, later
       waiting, no PUBACK within `timeout`,
       a refusing reason code (e.g. 0x87)
+    0x10 no matching subscribers             RetryableError: no ingest has subscribed yet,
+                                             the frame went nowhere
     0x97 quota exceeded                      ThrottledError
     0x95 packet too large, 0x99 payload      PermanentError: the runner splits the batch
       format invalid
@@ -44,6 +46,7 @@ __all__ = ["MqttSink", "SequenceCounter"]
 log = logging.getLogger("remotecal.sink.mqtt")
 
 _SEQ_BLOCK = 1024
+_NO_SUBSCRIBERS = 0x10
 _THROTTLED = {0x97}
 _PERMANENT = {0x95, 0x99}
 
@@ -179,8 +182,12 @@ class MqttSink:
                 f"{self.name}: no PUBACK within {self.config.timeout:g} s") from None
         finally:
             self._pending.pop(info.mid, None)
+        code = reason.value
+        if code == _NO_SUBSCRIBERS:
+            # MQTT 5 tells a publisher that nobody subscribed; Mosquitto 2.0 says so in the
+            # PUBACK. The frame is gone, not delivered: keep the records and try again.
+            raise RetryableError(f"{self.name}: no ingest subscribes to {self.topic} (yet)")
         if reason.is_failure:
-            code = reason.value
             if code in _THROTTLED:
                 raise ThrottledError(f"{self.name}: broker: {reason}", self.config.max_retry_interval)
             if code in _PERMANENT:

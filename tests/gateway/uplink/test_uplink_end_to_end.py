@@ -1,0 +1,213 @@
+"""End to end on real servers: three gateways -> signed frames over Mosquitto -> two ingest workers
+-> influxd.  Every reading lands once with its exact value, through a SIGKILL of a worker;
+tampered, unsigned, replayed and foreign frames are refused, quarantined, and never written.
+
+One Mosquitto plays both parts: the gateways' local broker (topics g1/..., g2/..., g3/...)
+and the central broker (remotecal/v1/...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.journal import Journal
+from gateway.keys import load_key_file
+from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
+from tests.gateway.harness import GatewayProcess, Publisher, SteadyStream
+from tests.gateway.uplink.harness import (
+    T0_MS,
+    IngestProcess,
+    Sniffer,
+    gateway_config,
+    ingest_config,
+    make_key,
+    state_message,
+)
+from tests.servers.influx import InfluxD
+from tests.servers.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+GATEWAYS = [("site 1", "gw,01", "g1"), ("site 2", "gw/02", "g2"), ("site 3", "gw 03", "g3")]
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, *logs: Callable[[], str]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(log()[-2500:] for log in logs))
+
+
+def count_readings(influx: InfluxD) -> int:
+    series = influx.query("SELECT COUNT(value) FROM reading", "calibration")[0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def counters(log: str) -> dict[str, int]:
+    line = [x for x in log.splitlines() if "ingest stopped:" in x][-1]
+    return {k: int(v) for k, v in (p.split("=") for p in line.split("ingest stopped: ")[1].split(", "))}
+
+
+def test_three_gateways_two_workers_one_sigkilled_every_reading_once(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    keys = tmp_path / "central-keys"
+    gws = []
+    for site, gw, local in GATEWAYS:
+        key = make_key(keys, site, gw)
+        cfg = gateway_config(tmp_path / local / "data", mosquitto.port, site, gw, local, key)
+        gws.append(GatewayProcess(tmp_path / local, cfg))
+    workers = [IngestProcess(tmp_path / w, ingest_config(tmp_path / w / "data", mosquitto.port, keys, influxd, w))
+               for w in ("w1", "w2")]
+    n = 9000  # messages, one reading each, 3000 per gateway
+
+    def message(i: int) -> tuple[str, str]:
+        return state_message(GATEWAYS[i % 3][2], f"s{i % 4}", i)
+
+    all_logs = [g.log for g in gws] + [w.log for w in workers]
+    try:
+        # Gateways first: their first frames find no subscriber, the broker says so in the
+        # PUBACK (0x10), and the sink keeps them in the journal until an ingest subscribes.
+        for g in gws:
+            g.start()
+        wait_until(lambda: all("connected" in g.log() for g in gws), 20, "gateways connected", *all_logs)
+        time.sleep(0.5)
+        stream = SteadyStream(mosquitto.port, rate=1500, count=n, make=message)
+        stream.start()
+        wait_until(lambda: len(stream.sent) > 1000, 30, "the first messages")
+        assert count_readings(influxd) == 0
+        for w in workers:
+            w.start()
+        wait_until(lambda: count_readings(influxd) > 2500, 60, "readings through both workers", *all_logs)
+        workers[0].kill()
+        landed_at_kill = count_readings(influxd)
+        # The live worker carries on alone with its half of the stream.
+        wait_until(lambda: count_readings(influxd) > landed_at_kill + 1000, 60, "w2 alone", *all_logs)
+        stream.join(60)
+        assert stream.error is None and len(stream.sent) == n
+        # Mosquitto 2.0 keeps the dead member's share in its session (SHARED_SUBSCRIPTION_NOTE):
+        # some readings wait for w1.
+        time.sleep(3.0)
+        waiting = n - count_readings(influxd)
+        workers[0].start()
+        wait_until(lambda: count_readings(influxd) >= n, 90, "every reading", *all_logs)
+        time.sleep(1.0)
+        for g in gws:
+            assert g.terminate() == 0, g.log()[-2000:]
+        for w in workers:
+            assert w.terminate() == 0, w.log()[-2000:]
+    finally:
+        for p in [*gws, *workers]:
+            p.kill()
+
+    assert count_readings(influxd) == n
+    rows = influxd.rows("SELECT value FROM reading GROUP BY *", "calibration")
+    got = {(r["site"], r["gateway"], r["channel"], r["time"]): r["value"] for r in rows}
+    expected = {}
+    for i in range(n):
+        site, gw, _ = GATEWAYS[i % 3]
+        expected[(site, gw, f"s{i % 4}", (T0_MS + i) * 10**6)] = json.loads(message(i)[1])["t"]
+    assert got == expected
+    assert {(r["run"], r["quantity"], r["unit"], r["role"]) for r in rows} == {("RUN-1", "temperature", "degC", "dut")}
+    health = influxd.rows("SELECT journal_pending FROM gateway_health GROUP BY *", "calibration")
+    assert {(h["site"], h["gateway"]) for h in health} == {(s, g) for s, g, _ in GATEWAYS}
+    c1, c2 = counters(workers[0].log()), counters(workers[1].log())
+    assert c1["accepted_frames"] > 0 and c2["accepted_frames"] > 0
+    assert sum(v for k, v in {**c1, **c2}.items() if k.startswith("rejected")) == 0
+    assert "no ingest subscribes" in "".join(g.log() for g in gws)
+    for g in gws:
+        assert "gateway stopped:" in g.log()
+    print(f"\nlanded at SIGKILL: {landed_at_kill}; waiting for w1's session: {waiting}; "
+          f"w1 {c1}; w2 {c2}")
+
+
+def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
+    pub = Publisher(port, "attacker")
+    pub.publish_all(messages)
+    pub.close()
+
+
+def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    keys = tmp_path / "central-keys"
+    (a_site, a_gw, a_local), (b_site, b_gw, _) = GATEWAYS[0], GATEWAYS[1]
+    a_key = make_key(keys, a_site, a_gw)
+    make_key(keys, b_site, b_gw)
+    rogue_key = make_key(tmp_path / "rogue", "site 9", "gw 9")  # not registered centrally
+    a_secret = load_key_file(a_key).secret
+    n = 600
+    gw = GatewayProcess(tmp_path / "a", gateway_config(tmp_path / "a" / "data", mosquitto.port, a_site, a_gw,
+                                                       a_local, a_key))
+    worker = IngestProcess(tmp_path / "w1", ingest_config(tmp_path / "w1" / "data", mosquitto.port, keys,
+                                                          influxd, "w1"))
+    sniffer = Sniffer(mosquitto.port)
+    a_topic, b_topic = readings_topic("remotecal/v1", a_site, a_gw), readings_topic("remotecal/v1", b_site, b_gw)
+    try:
+        worker.start()
+        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        gw.start()
+        pub = Publisher(mosquitto.port)
+        time.sleep(1.0)
+        pub.publish_all([state_message(a_local, "s0", i) for i in range(n)])
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= n, 60, "A's readings", gw.log, worker.log)
+        assert gw.terminate() == 0
+        genuine = next(p for t, p in sniffer.frames if t == a_topic and b"s0" in p)
+
+        def forged(secret: bytes, site: str, g: str, seq: int, rec_site: str | None = None) -> bytes:
+            from gateway.reading import Reading
+            r = Reading(rec_site or site, g, "RUN-1", "evil", "temperature", "degC", "dut", 666.0, T0_MS * 10**6)
+            return sign(secret, encode_frame(seq, time.time_ns(), site, g, [r]))
+
+        tampered = bytearray(genuine)
+        tampered[-40] ^= 0x01  # the last reading's value
+        attacks = [
+            (a_topic, genuine),                                           # replayed as is
+            (a_topic, bytes(tampered)),                                   # tampered
+            (a_topic, genuine[:-32]),                                     # unsigned (signature cut off)
+            (a_topic, genuine[:-32] + bytes(32)),                         # unsigned (zero signature)
+            (b_topic, genuine),                                           # A's frame on B's topic
+            (b_topic, forged(a_secret, b_site, b_gw, 10**9)),             # A's key signing as B
+            (a_topic, forged(a_secret, a_site, a_gw, 10**9, b_site)),     # A signs a record of site 2
+            (readings_topic("remotecal/v1", "site 9", "gw 9"),
+             forged(load_key_file(rogue_key).secret, "site 9", "gw 9", 1)),  # unknown gateway
+            (a_topic, b'{"t": 666.0}'),                                   # not a frame at all
+        ]
+        _publish(mosquitto.port, attacks)
+        wait_until(lambda: "refused a frame" in worker.log() and len(
+            Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db", 100)[1]) >= len(attacks),
+            30, "the quarantine", worker.log)
+        assert worker.terminate() == 0
+        # A replay after a restart of the worker is still a replay: the window is on disk.
+        worker.start()
+        wait_until(lambda: worker.log().count("connected") >= 2, 20, "ingest reconnected", worker.log)
+        _publish(mosquitto.port, [(a_topic, genuine)])
+        wait_until(lambda: len(Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db", 100)[1])
+                   > len(attacks), 30, "the second replay", worker.log)
+        time.sleep(1.0)
+        assert worker.terminate() == 0
+    finally:
+        sniffer.close()
+        gw.kill()
+        worker.kill()
+
+    assert count_readings(influxd) == n
+    assert influxd.rows("SELECT value FROM reading WHERE value = 666.0 OR channel = 'evil'", "calibration") == []
+    assert {r["site"] for r in influxd.rows("SELECT value FROM reading GROUP BY site", "calibration")} == {a_site}
+    total, rows = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db", 100)
+    kinds = [r.reason.split(":")[0] for r in rows]
+    assert kinds == ["replayed", "bad signature", "bad signature", "bad signature", "bad signature",
+                     "bad signature", "foreign", "unknown gateway", "malformed", "replayed"], kinds
+    assert total == len(attacks) + 1
+    assert rows[0].payload == genuine[:1024]
+    c = counters(worker.log())
+    assert c["rejected[replayed]"] == 1 and c["rejected[bad signature]"] == 0  # the second run only
+    assert c["accepted_frames"] == 0
