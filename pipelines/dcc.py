@@ -9,7 +9,8 @@ Layout (namespaces ``dcc`` = https://ptb.de/dcc, ``si`` = https://ptb.de/si, D-S
                              dates of the first plateau's start and the last one's end),
                              performanceLocation, issueDate
         items                one dcc:item per DUT channel (name, manufacturer, model, serial
-                             number from ``channels_meta``; the channel name always)
+                             number from ``channels_meta``; the channel name always), with
+                             id ``itemN`` that its measurementResult names in ``refId``
         calibrationLaboratory, respPersons, customer     from `Parties`
     dcc:measurementResults
         usedMethods          comparison calibration; GUM / EA-4/02 budget
@@ -286,9 +287,9 @@ def _administrative(
     _sub(core, _D + "issueDate", issued.isoformat())
 
     items = _sub(adm, _D + "items")
-    for channel, points in by_channel.items():
+    for number, (channel, points) in enumerate(by_channel.items(), start=1):
         meta = channels_meta.get(channel, {})
-        item = _sub(items, _D + "item")
+        item = _sub(items, _D + "item", id=f"item{number}")
         _text(item, "name", meta.get("name") or f"{points[0].quantity.replace('_', ' ')} sensor, "
               f"channel {channel}", lang)
         if meta.get("manufacturer"):
@@ -391,9 +392,9 @@ def _measurement_results(
                 _sub(lst, _S + "valueXMLList", " ".join(_num(row[col]) for row in cert.points))
                 _sub(lst, _S + "unitXMLList", u)
 
-    for channel, points in by_channel.items():
+    for number, (channel, points) in enumerate(by_channel.items(), start=1):
         unit = dsi_unit(points[0].unit)
-        mr = _sub(mrs, _D + "measurementResult")
+        mr = _sub(mrs, _D + "measurementResult", refId=f"item{number}")
         refs = ", ".join(sorted({r.reference for r in points}))
         w.name(mr, f"Calibration of channel {channel} against {refs}")
         results = _sub(mr, _D + "results")

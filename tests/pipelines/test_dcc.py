@@ -125,6 +125,8 @@ def test_administrative_data(xml: bytes, synthetic_run: SyntheticRun) -> None:
     channels = [i.xpath("dcc:identifications/dcc:identification[dcc:name/dcc:content='Channel']/dcc:value",
                         namespaces=NS)[0].text for i in items]
     assert channels == sorted({r.channel for r in synthetic_run.results})
+    results = doc.findall("dcc:measurementResults/dcc:measurementResult", NS)
+    assert [mr.get("refId") for mr in results] == [item.get("id") for item in items]
     dut1 = items[channels.index("dut1-t")]
     assert dut1.findtext("dcc:model", namespaces=NS) == "TH-1"
     assert dut1.findtext("dcc:identifications/dcc:identification/dcc:value", namespaces=NS) == "SN 42"

@@ -166,7 +166,7 @@ def test_screenshot_in_headless_chromium(report: str, certificate: bytes, tmp_pa
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+         "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
          page.as_uri()],
         check=True, capture_output=True, timeout=120,
     )
