@@ -4,10 +4,13 @@ Grafana expands `$VAR` in provisioning files from its environment, so one file s
 compose stack and a lab's own Grafana:
 
     REMOTECAL_INFLUXDB_URL       http://influxdb:8086
-    REMOTECAL_INFLUXDB_DATABASE  calibration   (InfluxDB 2: the bucket, reached through its
-                                               DBRP mapping; InfluxQL needs one)
-    REMOTECAL_INFLUXDB_TOKEN     InfluxDB 2 API token with read access (sent as
-                                 `Authorization: Token ...`; InfluxDB 1.x without auth ignores it)
+    REMOTECAL_INFLUXDB_DATABASE  calibration  (InfluxDB 2: the bucket's DBRP mapping)
+    REMOTECAL_INFLUXDB_USER      a user that may read the database: InfluxDB 1.x
+    REMOTECAL_INFLUXDB_PASSWORD  `GRANT READ`, InfluxDB 2 `influx v1 auth create
+                                 --read-bucket` (deploy/influxdb/); ignored without auth
+
+User and password rather than an API token: InfluxQL reaches InfluxDB 2 through its v1
+compatibility API, and one kind of credential then serves InfluxDB 1.x and 2.x alike.
 
 The dashboard provider loads every JSON file under DASHBOARDS_PATH into the folder
 "remotecal"; dashboards changed in the UI are not saved back (the code is the source).
@@ -35,14 +38,14 @@ datasources:
     url: $REMOTECAL_INFLUXDB_URL
     isDefault: true
     editable: false
+    user: $REMOTECAL_INFLUXDB_USER
     jsonData:
       version: InfluxQL
       dbName: $REMOTECAL_INFLUXDB_DATABASE
       httpMode: POST
       timeInterval: 1s
-      httpHeaderName1: Authorization
     secureJsonData:
-      httpHeaderValue1: Token $REMOTECAL_INFLUXDB_TOKEN
+      password: $REMOTECAL_INFLUXDB_PASSWORD
 """
 
 
