@@ -39,6 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipelines.config import PipelineConfig
+from pipelines.dcc import DccError, certificate_identifier
 from pipelines.run import PointResult
 from pipelines.source import ChannelData
 
@@ -280,8 +281,16 @@ def build_report(
 
     ``data`` are the run's readings by channel (for the overview plots); ``certificate_xml``
     the exact bytes of certificate.xml, whose SHA-256 the page prints and encodes in its QR
-    code together with ``certificate_id``.
+    code together with ``certificate_id``.  Raises DccError when the certificate states
+    another uniqueIdentifier than ``certificate_id``.
     """
+    if certificate_xml:
+        stated = certificate_identifier(certificate_xml)
+        if stated != certificate_id:
+            raise DccError(
+                f"certificate.xml is {stated!r}, not {certificate_id!r}: "
+                "the report would name another certificate"
+            )
     sha = hashlib.sha256(certificate_xml).hexdigest()
     payload = qr_payload(certificate_id, sha)
     esc = html.escape

@@ -17,7 +17,7 @@ import pytest
 from lxml import html as lhtml
 from PIL import Image
 
-from pipelines.dcc import build_dcc
+from pipelines.dcc import DccError, build_dcc
 from pipelines.report import budget_table_id, build_report, fmt, fmt_dof, qr_matrix, qr_payload
 from tests.pipelines.conftest import SyntheticRun
 
@@ -143,6 +143,12 @@ def test_qr_code_decodes_to_id_and_sha(page: lhtml.HtmlElement, certificate: byt
     assert [json.loads(text) for text in decoded] == [
         {"dcc": CERT_ID, "sha256": hashlib.sha256(certificate).hexdigest()}
     ]
+
+
+def test_report_refuses_a_certificate_of_another_id(synthetic_run: SyntheticRun, certificate: bytes) -> None:
+    with pytest.raises(DccError, match="not 'OTHER'"):
+        build_report(synthetic_run.results, synthetic_run.data, synthetic_run.cfg, config_text="",
+                     software_version=VERSION, certificate_xml=certificate, certificate_id="OTHER")
 
 
 def test_report_without_points(synthetic_run: SyntheticRun) -> None:
