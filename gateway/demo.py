@@ -349,9 +349,10 @@ def cmd_demo(args: Any) -> int:
                   f"at x{plan.speed:g} ({plan.wall_duration_s:.0f} s), results in {plan.out}")
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         outputs = asyncio.run(run_demo(plan, _LiveView(plan, live)))
-    console.print(f"done in {time.monotonic() - t0:.1f} s. Results:")
+    # Plain lines on stdout (never wrapped), so a script can pick the paths up.
+    print(f"demo done in {time.monotonic() - t0:.1f} s; results:")
     for name, path in outputs.items():
-        console.print(f"  {name:16} {path}")
+        print(f"  {name:16} {path}")
     return 0
 
 

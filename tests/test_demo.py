@@ -1,0 +1,44 @@
+"""`remotecal demo` runs the whole chain and its results match the errors the devices were given."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+# The demo's devices (gateway/demo.py): DUT errors as functions of the true value; the
+# corrections must come back as their negatives, within the expanded uncertainty.
+TRUTH = {
+    "dut1-t": lambda t: 0.3 + 0.004 * t,
+    "dut2-t": lambda t: -0.2,
+    "dut3-t": lambda t: 0.1 - 0.003 * t,
+    "dut1-rh": lambda rh: -1.5,
+    "dut2-rh": lambda rh: 2.0,
+    "dut3-rh": lambda rh: -0.8,
+}
+
+
+def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--out", str(out), "--speed", "720"],
+                          capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert f"corrections.csv  {out / 'corrections.csv'}" in proc.stdout
+    rows = list(csv.DictReader((out / "corrections.csv").open()))
+    assert sorted({r["channel"] for r in rows}) == sorted(TRUTH)
+    assert {r["setpoint"] for r in rows if r["quantity"] == "temperature"} == {"15", "25", "35"}
+    assert {r["setpoint"] for r in rows if r["quantity"] == "relative_humidity"} == {"30", "50", "70"}
+    assert len(rows) == 3 * len(TRUTH)
+    for r in rows:
+        expected = -TRUTH[r["channel"]](float(r["setpoint"]))
+        assert abs(float(r["correction"]) - expected) <= float(r["U"]), r
+    print(f"\ndemo: {elapsed:.1f} s wall for a 3 h chamber program at x720")
