@@ -14,11 +14,14 @@ All integers little-endian.  The signature covers the whole body, identity and s
 number included, so a frame cannot be moved to another gateway's topic or renumbered.
 
 Why not JSON: a gateway's readings repeat the same few tag sets (site, gateway, run,
-channel, quantity, unit, role) thousands of times; JSON would carry them with every reading
-(about 190 bytes per reading here), while the string table and series table carry them once
-per frame and a reading costs 18 bytes: ten times less over a metered cellular uplink.
-Floats travel as their IEEE 754 bits, so a value arrives bit-exact without the
-repr/parse round trip, and decoding is one `struct.iter_unpack` over the readings.  Why not
+channel, quantity, unit, role) thousands of times; JSON carries them with every reading,
+while the string table and series table carry them once per frame and a reading costs 18
+bytes.  `python -m bench.uplink` (frames of 1000 readings, 50 series): the frame is 19 bytes
+per reading, JSON 203, line protocol 153.  Gzip would shrink JSON to about 8 (our synthetic
+readings are very regular), but JSON + gzip encodes at about 0.28 M readings/s where the
+frame encodes and signs at 1.2 M, which matters on a gateway's small CPU, and JSON turns
+floats into text and back, where the frame carries their IEEE 754 bits, so every value
+arrives bit-exact.  Decoding is one `struct.iter_unpack` over the readings.  Why not
 msgpack: it would still repeat the keys and tags per reading unless we built the same
 tables on top of it, for a dependency more.
 """
