@@ -107,11 +107,10 @@ def live(frame_size: int, seconds: float) -> None:
     except ImportError as exc:
         print(f"\n(live phase skipped: {exc})")
         return
-    with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp, Mosquitto(Path(tmp) / "broker") as broker:
-        received = [0]
+    with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp, \
+            Mosquitto(Path(tmp) / "broker") as broker:
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         sub.on_connect = lambda c, *_: c.subscribe("remotecal/v1/#", qos=1)
-        sub.on_message = lambda *_: received.__setitem__(0, received[0] + 1)
         sub.connect("127.0.0.1", broker.port)
         sub.loop_start()
         time.sleep(0.5)
