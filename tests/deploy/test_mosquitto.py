@@ -29,6 +29,8 @@ from tests.servers.influx import free_port
 from tests.servers.mosquitto import Mosquitto
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+# What gateway.ingest subscribes to, and where gateway.sinks.mqtt publishes (MQTT 5 both).
+INGEST_FILTER = "$share/remotecal-ingest/remotecal/v1/+/+/readings"
 PASSWORDS = {"ingest": "ingest-secret", "lab1.gw01": "gw-one-secret", "lab2.gw01": "gw-two-secret"}
 
 pytestmark = [
@@ -120,7 +122,7 @@ class Client:
         self._connack = threading.Event()
         self._subscribed = threading.Event()
         self.refused: bool | None = None
-        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.mqtt.tls_set(ca_certs=str(ca))
         if user is not None:
             self.mqtt.username_pw_set(user, password)
@@ -166,7 +168,7 @@ def test_a_gateway_publishes_only_under_its_own_prefix(broker: tuple[Broker, Pat
     gw = Client(broker, "lab1-gw01", "lab1.gw01", PASSWORDS["lab1.gw01"])
     try:
         assert not (ingest.refused or other.refused or gw.refused)
-        ingest.subscribe("remotecal/v1/#")
+        ingest.subscribe(INGEST_FILTER)
         other.subscribe("remotecal/v1/#")  # allowed to ask, but may only read its own prefix
         gw.publish("remotecal/v1/lab2/gw01/readings")  # another site's gateway: denied
         gw.publish("remotecal/v1/lab1/gw02/readings")  # another gateway of its site: denied

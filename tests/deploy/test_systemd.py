@@ -22,15 +22,13 @@ UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 INSTALLED_PROGRAM = "/opt/remotecal/bin/remotecal"
 MAX_EXPOSURE = 2.0  # systemd's scale: 0 (locked down) .. 10 (unprotected); < 2 is "OK"
 
-CASES = {
-    "remotecal-gateway@.service": "gateway run -c /etc/remotecal/%i.toml",
-    "remotecal-ingest@.service": "ingest -c /etc/remotecal/%i.toml",
+CASES = {  # unit: (command, state directory under /var/lib)
+    "remotecal-gateway@.service": ("gateway run -c /etc/remotecal/%i.toml", "remotecal"),
+    "remotecal-ingest@.service": ("ingest -c /etc/remotecal/%i.toml", "remotecal-ingest"),
 }
 
 HARDENING = {
     "User": "remotecal",
-    "StateDirectory": "remotecal",
-    "ReadWritePaths": "/var/lib/remotecal",
     "ProtectSystem": "strict",
     "ProtectHome": "yes",
     "PrivateTmp": "yes",
@@ -66,7 +64,10 @@ def _instance_copy(unit: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("unit", sorted(CASES))
 def test_unit_runs_the_right_command_hardened(unit: str) -> None:
     service = _parse(UNITS / unit)["Service"]
-    assert service["ExecStart"] == f"{INSTALLED_PROGRAM} {CASES[unit]}"
+    command, state = CASES[unit]
+    assert service["ExecStart"] == f"{INSTALLED_PROGRAM} {command}"
+    assert service["StateDirectory"] == state
+    assert service["ReadWritePaths"] == f"/var/lib/{state}"
     for key, value in HARDENING.items():
         assert service.get(key) == value, key
     assert _parse(UNITS / unit)["Install"]["WantedBy"] == "multi-user.target"
