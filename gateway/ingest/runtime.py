@@ -10,8 +10,11 @@
     housekeeping               replay state saved each second, journal trimmed
 
 A refused frame is counted by kind, logged (rate-limited), kept in the journal's quarantine
-with its reason (`remotecal ingest quarantine`), and acknowledged: the broker must not
-hand it to us again.  Nothing of it is journalled, so nothing of it reaches InfluxDB.
+with its reason (`remotecal ingest -c ... --quarantine`), and acknowledged: the broker must
+not hand it to us again.  Nothing of it is journalled, so nothing of it reaches InfluxDB.
+A frame we already hold that comes back with DUP set is the broker's own redelivery (after
+a reconnect, or a worker restart, before our ack got through): it is counted as
+`redelivered` and acknowledged, not quarantined.
 
 A worker may be killed at any instant: a frame is acknowledged only after its readings are
 on disk, so the broker still holds every frame the worker had not committed.  What
@@ -67,6 +70,7 @@ class _Message:
     payload: bytes
     mid: int
     qos: int
+    dup: bool
     generation: int
     received_ns: int
 
@@ -98,7 +102,8 @@ class IngestSubscriber:
         client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        item = _Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.link.generation, time.time_ns())
+        item = _Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), self.link.generation,
+                        time.time_ns())
         while not self._slots.acquire(timeout=0.5):
             if self.link.stopping:
                 return  # not acked: it stays in our session
@@ -151,6 +156,7 @@ class Ingest:
                         for s, c in zip(self.sinks, cfg.sinks.influxdb, strict=True)]
         self.subscriber = IngestSubscriber(cfg)
         self.accepted_frames = 0
+        self.redelivered = 0
         self.rejected: Counter[str] = Counter({k: 0 for k in REJECT_KINDS})
         self._rejects_log = RateLimitedLog(log)
         self._stop = asyncio.Event()
@@ -192,7 +198,8 @@ class Ingest:
 
     def counters(self) -> str:
         st = self.journal.stats
-        parts = [f"accepted_frames={self.accepted_frames}", f"readings={st.received}",
+        parts = [f"accepted_frames={self.accepted_frames}", f"redelivered={self.redelivered}",
+                 f"readings={st.received}",
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
         parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
         return ", ".join(parts)
@@ -222,6 +229,13 @@ class Ingest:
                 kind, _, detail = why.partition(": ")
                 raise Rejection(kind, detail)
         except Rejection as exc:
+            if exc.kind == "replayed" and m.dup:
+                # The broker's own redelivery (a publisher cannot set DUP on what we receive,
+                # MQTT 3.3.1.1) of a frame we hold: an ack we could not send, or a frame
+                # still being committed.  Ack it once that commit is done; not an attack.
+                self.redelivered += 1
+                self.journal.submit([], on_committed=ack)
+                return
             self.rejected[exc.kind] += 1
             self._rejects_log.warning(exc.kind, "ingest: refused a frame on %r: %s", m.topic, exc.reason)
             self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns)],
