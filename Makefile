@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics socat
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics socat chromium fonts-dejavu-core openssl
 # Executables that tell whether each Debian package above is installed.
-NEEDED_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/influxd /usr/bin/victoria-metrics /usr/bin/socat
+NEEDED_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/influxd /usr/bin/victoria-metrics /usr/bin/socat /usr/bin/chromium /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/bin/openssl
 
 .PHONY: test lint typecheck unit venv system-packages demo bench clean
 
@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 
 # The integration tests start these servers themselves; they are only installed here.
 system-packages:
-	@missing=""; for b in $(NEEDED_BINARIES); do [ -x "$$b" ] || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(NEEDED_BINARIES); do [ -e "$$b" ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages (missing:$$missing)"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

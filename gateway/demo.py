@@ -289,8 +289,10 @@ def _run_pipeline(config: Path, out: Path) -> dict[str, Path]:
     from pipelines.cli import run_pipeline
 
     result = run_pipeline(config, out, write_results=False)
-    return {"corrections.csv": result.csv_path, "site config": out / "site.toml",
-            "pipeline config": config}
+    paths = {"corrections.csv": result.csv_path}
+    if result.report_path and result.certificate_path:
+        paths |= {"report.html": result.report_path, "certificate.xml": result.certificate_path}
+    return paths | {"site config": out / "site.toml", "pipeline config": config}
 
 
 class _LiveView:

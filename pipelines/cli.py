@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PipelineOutput:
     """What `run_pipeline` did, with what a report or certificate writer needs next."""
 
@@ -40,6 +40,9 @@ class PipelineOutput:
     config: PipelineConfig
     data: dict[str, ChannelData]
     """The run's readings, by channel (for plots)."""
+    certificate_path: Path | None = None
+    report_path: Path | None = None
+    certificate_id: str = ""
 
 
 def run_pipeline(
@@ -62,12 +65,41 @@ def run_pipeline(
                if cfg.run.start and cfg.run.end else "")
         )
     results = compute(cfg, data)
-    csv_path = write_corrections_csv(results, Path(out_dir) / "corrections.csv")
+    out = Path(out_dir)
+    csv_path = write_corrections_csv(results, out / "corrections.csv")
     written = 0
     wanted = cfg.source.write_results if write_results is None else write_results
     if wanted and cfg.source.kind == "influxdb":
         written = write_points(results, cfg.source)
-    return PipelineOutput(results, csv_path, written, cfg, data)
+    output = PipelineOutput(results, csv_path, written, cfg, data)
+    if results:
+        _certificate_and_report(output, Path(config), out)
+    return output
+
+
+def _certificate_and_report(output: PipelineOutput, config: Path, out: Path) -> None:
+    """certificate.xml (DCC 3.3.0, validated when the schema is at hand) and report.html."""
+    from importlib.metadata import version
+
+    from pipelines.dcc import build_dcc, certificate_identifier, dcc_dir, validate_dcc
+    from pipelines.report import build_report
+
+    software = version("remotecal")
+    xml = build_dcc(output.results, output.config, software_version=software)
+    if (dcc_dir() / "dcc.xsd").exists():
+        validate_dcc(xml)
+    else:
+        log.warning("certificate.xml not validated: no DCC schema at %s (set REMOTECAL_DCC_DIR)", dcc_dir())
+    cid = certificate_identifier(xml)
+    html = build_report(output.results, output.data, output.config, config_text=config.read_text(),
+                        software_version=software, certificate_xml=xml, certificate_id=cid)
+    try:
+        (out / "certificate.xml").write_bytes(xml)
+        (out / "report.html").write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise RemotecalError(f"{out}: cannot write the results: {exc.strerror}") from None
+    output.certificate_path, output.report_path, output.certificate_id = (
+        out / "certificate.xml", out / "report.html", cid)
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
@@ -77,6 +109,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
         + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
     )
+    if out.report_path is not None:
+        print(f"report {out.report_path}\ncertificate {out.certificate_path} (id {out.certificate_id})")
     return 0
 
 

@@ -42,3 +42,12 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
         expected = -TRUTH[r["channel"]](float(r["setpoint"]))
         assert abs(float(r["correction"]) - expected) <= float(r["U"]), r
     print(f"\ndemo: {elapsed:.1f} s wall for a 3 h chamber program at x720")
+    xml = (out / "certificate.xml").read_bytes()
+    from pipelines.dcc import certificate_identifier, dcc_dir, read_corrections, validate_dcc
+
+    if (dcc_dir() / "dcc.xsd").exists():
+        validate_dcc(xml)
+    cid = certificate_identifier(xml)
+    report = (out / "report.html").read_text()
+    assert cid in report and "<img" in report and "http://" not in report.replace("http://www.w3.org", "")
+    assert read_corrections(xml)
