@@ -1,0 +1,45 @@
+"""CENTRAL.toml: the sample is valid, paths are relative to the file, mistakes name their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.ingest.config import load_central_config
+
+SAMPLE = Path(__file__).parents[3] / "gateway" / "ingest" / "sample.toml"
+
+
+def test_the_sample_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMOTECAL_INGEST_PASSWORD", "x")
+    cfg = load_central_config(SAMPLE)
+    assert cfg.ingest.worker == "w1" and cfg.sink_names() == ["influx"]
+
+
+def test_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "central.toml"
+    p.write_text('[ingest]\nworker = "w1"\ndata_dir = "d"\nkeys = "k"\n[broker]\nurl = "mqtt://h"\n'
+                 '[[sinks.influxdb]]\nurl = "http://h:8086"\ndatabase = "db"\n')
+    cfg = load_central_config(p)
+    assert (cfg.ingest.data_dir, cfg.ingest.keys) == (tmp_path / "d", tmp_path / "k")
+    assert cfg.broker.port == 1883 and cfg.ingest.group == "remotecal-ingest"
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('[ingest]\nworker = "a/b"\ndata_dir = "d"\nkeys = "k"\n[broker]\nurl = "mqtt://h"\n'
+     '[[sinks.influxdb]]\nurl = "http://h"\ndatabase = "db"\n', "ingest.worker: must be one topic level"),
+    ('[ingest]\nworker = "w"\ndata_dir = "d"\nkeys = "k"\n[broker]\nurl = "http://h"\n'
+     '[[sinks.influxdb]]\nurl = "http://h"\ndatabase = "db"\n', "broker.url: expected mqtt://"),
+    ('[ingest]\nworker = "w"\ndata_dir = "d"\nkeys = "k"\n[broker]\nurl = "mqtt://h"\n',
+     "sinks: required key is missing"),
+    ('[ingest]\nworker = "w"\ndata_dir = "d"\n[broker]\nurl = "mqtt://h"\nsession = 1\n'
+     '[[sinks.influxdb]]\nurl = "http://h"\ndatabase = "db"\n', "broker.session: unknown key"),
+])
+def test_mistakes_name_their_key(tmp_path: Path, text: str, problem: str) -> None:
+    p = tmp_path / "central.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_central_config(p)
+    assert any(line.startswith(problem) for line in err.value.problems), err.value.problems
