@@ -6,9 +6,10 @@ InfluxDB datasource; these classes fill that gap in the SDK's own shape (a model
 ordinary `with_target`.  Every query is raw InfluxQL (`rawQuery`): the dashboards need
 subqueries and `SHOW TAG VALUES` filters the visual editor cannot express.
 
-Annotations are written in the datasource's classic form (`query`, `textColumn`,
-`tagsColumn` at the top level) and, for Grafana versions that read annotation targets, the
-same again under `target`; Grafana migrates the classic form itself.
+An annotation carries its query twice: under `target` in the shape Grafana's InfluxDB
+datasource migrates classic annotations into (`fromAnnotations`, `query`, `textColumn`,
+`tagsColumn` ...; its `prepareAnnotation` in migrations.ts keeps a target that has a query
+as it is), and at the top level in the classic form older Grafana versions read.
 """
 
 from __future__ import annotations
@@ -92,14 +93,16 @@ class AnnotationQuery(dashboard.AnnotationQuery):
         columns = {
             "tagsColumn": self.tags_column,
             "textColumn": self.text_column,
+            "timeEndColumn": "",
             "titleColumn": self.title_column,
         }
         payload.update(columns, query=self.query)
         payload["target"] = {
+            "fromAnnotations": True,
             "query": self.query,
+            "queryType": "tags",
             "rawQuery": True,
             "refId": "Anno",
-            "resultFormat": "table",
             **columns,
         }
         return payload
