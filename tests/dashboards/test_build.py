@@ -56,6 +56,11 @@ def test_live_run_offers_site_gateway_run_channel() -> None:
     assert "channel" in names
     error = next(p for p in live["panels"] if p.get("repeat") == "dut")
     assert [t["id"] for t in error["transformations"]] == ["joinByField", "calculateField"]
+    (annotation,) = live["annotations"]["list"]
+    # Grafana's InfluxDB prepareAnnotation keeps a target that has a query; it runs it as
+    # an annotation query only with fromAnnotations.
+    assert annotation["target"]["fromAnnotations"] is True
+    assert annotation["target"]["query"] == annotation["query"]
 
 
 def test_provisioning_files() -> None:
