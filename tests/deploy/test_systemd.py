@@ -22,9 +22,9 @@ UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 INSTALLED_PROGRAM = "/opt/remotecal/bin/remotecal"
 MAX_EXPOSURE = 2.0  # systemd's scale: 0 (locked down) .. 10 (unprotected); < 2 is "OK"
 
-CASES = {  # unit: (command, state directory under /var/lib)
-    "remotecal-gateway@.service": ("gateway run -c /etc/remotecal/%i.toml", "remotecal"),
-    "remotecal-ingest@.service": ("ingest -c /etc/remotecal/%i.toml", "remotecal-ingest"),
+CASES = {  # unit: (command, state directory under /var/lib, Restart)
+    "remotecal-gateway@.service": ("gateway run -c /etc/remotecal/%i.toml", "remotecal", "on-failure"),
+    "remotecal-ingest@.service": ("ingest -c /etc/remotecal/%i.toml", "remotecal-ingest", "always"),
 }
 
 HARDENING = {
@@ -33,7 +33,7 @@ HARDENING = {
     "ProtectHome": "yes",
     "PrivateTmp": "yes",
     "NoNewPrivileges": "yes",
-    "Restart": "on-failure",
+    "RestartPreventExitStatus": "2",
 }
 
 needs_systemd_analyze = pytest.mark.skipif(
@@ -64,9 +64,10 @@ def _instance_copy(unit: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("unit", sorted(CASES))
 def test_unit_runs_the_right_command_hardened(unit: str) -> None:
     service = _parse(UNITS / unit)["Service"]
-    command, state = CASES[unit]
+    command, state, restart = CASES[unit]
     assert service["ExecStart"] == f"{INSTALLED_PROGRAM} {command}"
     assert service["StateDirectory"] == state
+    assert service["Restart"] == restart
     assert service["ReadWritePaths"] == f"/var/lib/{state}"
     for key, value in HARDENING.items():
         assert service.get(key) == value, key
