@@ -137,7 +137,8 @@ class _Strings:
 def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Sequence[Record]) -> bytes:
     """The unsigned body of a frame (see the module docstring); `sign` it before sending.
 
-    Raises ValueError when the batch does not fit the format (more than 65535 series).
+    Raises ValueError when the batch does not fit the format (more than 65535 series), and
+    struct.error when one record does not (a string over 65535 bytes, over 255 tags).
     """
     strings = _Strings()
     series: dict[tuple[str, ...], int] = {}

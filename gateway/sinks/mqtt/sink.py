@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,7 +168,9 @@ class MqttSink:
         await self._connected(self.config.timeout)
         try:
             body = encode_frame(self._seq.next(), time.time_ns(), self.site, self.gateway, records)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, struct.error) as exc:
+            # One record does not fit the format (a string over 64 KiB, over 255 tags): the
+            # runner splits the batch down to it and quarantines it.
             raise PermanentError(f"cannot encode as an uplink frame: {exc}") from None
         frame = sign(self.key.secret, body)
         info = self._link.client.publish(self.topic, frame, qos=1)

@@ -92,3 +92,9 @@ def test_topic_levels_are_percent_encoded_and_checked() -> None:
                 "remotecal/v1/a%2f/b/readings"):
         with pytest.raises(PayloadError):
             split_topic("remotecal/v1", bad)
+
+
+def test_a_record_that_does_not_fit_raises_struct_error() -> None:
+    r = Reading(SITE, GW, "R", "c" * 70_000, "temperature", "degC", "dut", 1.0, 1)
+    with pytest.raises(struct.error):
+        encode_frame(1, 0, SITE, GW, [r])
