@@ -32,12 +32,15 @@ import tomllib
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from firmware_bridge.chamber import Chamber, Sensor, Step
 from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.modbus import ModbusServer
+from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import load_profile
+from firmware_bridge.scpi import ScpiThermometer
+from gateway.config import format_validation_error
 from gateway.config_types import Duration
 from gateway.errors import ConfigError
 
@@ -76,9 +79,12 @@ class _Sensor(_Strict):
 
 class _Device(_Strict):
     name: str
-    profile: str
+    profile: str | None = None
+    """Register map of a Modbus device (tcp:// or rtu://); MQTT nodes and SCPI thermometers take none."""
     listen: str
     unit_id: int = Field(1, ge=1, le=247)
+    interval: Duration = 1.0
+    """How often an MQTT node publishes."""
     temperature: _Sensor | None = None
     relative_humidity: _Sensor | None = None
 
@@ -86,20 +92,36 @@ class _Device(_Strict):
     @classmethod
     def _listen(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme == "tcp" and parts.hostname and parts.port is not None:
+        if parts.scheme in ("tcp", "scpi") and parts.hostname and parts.port is not None:
             return v
         if parts.scheme == "rtu" and parts.path:
             return v
-        raise ValueError("expected tcp://host:port or rtu:///path/to/tty?baudrate=...")
+        if parts.scheme == "mqtt" and parts.hostname and parts.path.strip("/"):
+            return v
+        raise ValueError("expected tcp://host:port or rtu:///path/to/tty?baudrate=... (Modbus), "
+                         "mqtt://host:port/topic (an MQTT sensor node) "
+                         "or scpi://host:port (a SCPI thermometer)")
 
     @field_validator("profile")
     @classmethod
-    def _profile(cls, v: str) -> str:
+    def _profile(cls, v: str | None) -> str | None:
         try:
-            load_profile(v)
+            if v is not None:
+                load_profile(v)
         except FileNotFoundError as exc:
             raise ValueError(str(exc)) from None
         return v
+
+    @model_validator(mode="after")
+    def _modbus_needs_profile(self) -> _Device:
+        if urlsplit(self.listen).scheme in ("tcp", "rtu") and self.profile is None:
+            raise ValueError("a Modbus device (tcp:// or rtu://) needs a profile")
+        return self
+
+    @property
+    def kind(self) -> str:
+        scheme = urlsplit(self.listen).scheme
+        return "modbus" if scheme in ("tcp", "rtu") else scheme
 
 
 class SimConfig(_Strict):
@@ -119,25 +141,34 @@ def load_sim_config(path: str | Path) -> SimConfig:
     try:
         return SimConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([
-            ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in e["loc"]).replace(".[", "[")
-            + f": {e['msg']}" for e in exc.errors()
-        ]) from None
+        raise ConfigError(format_validation_error(exc)) from None
 
 
-def build_servers(cfg: SimConfig) -> list[ModbusServer]:
+def build_chamber(cfg: SimConfig) -> Chamber:
     c = cfg.chamber
-    chamber = Chamber([Step(s.temperature, s.humidity, s.duration) for s in c.steps],
-                      start_temperature=c.start_temperature, start_humidity=c.start_humidity, tau_s=c.tau_s,
-                      oscillation=c.oscillation, oscillation_period_s=c.oscillation_period_s, noise=c.noise,
-                      seed=c.seed, speed=c.speed)
+    return Chamber([Step(s.temperature, s.humidity, s.duration) for s in c.steps],
+                   start_temperature=c.start_temperature, start_humidity=c.start_humidity, tau_s=c.tau_s,
+                   oscillation=c.oscillation, oscillation_period_s=c.oscillation_period_s, noise=c.noise,
+                   seed=c.seed, speed=c.speed)
+
+
+def _sensors(cfg: SimConfig, i: int, d: _Device) -> dict[str, Sensor]:
+    return {
+        m: Sensor(f"{d.name}-{m}", error=s.error, noise=s.noise, resolution=s.resolution,
+                  seed=cfg.chamber.seed + i)
+        for m, s in (("temperature", d.temperature), ("relative_humidity", d.relative_humidity))
+        if s is not None
+    }
+
+
+def build_servers(cfg: SimConfig, chamber: Chamber | None = None) -> list[ModbusServer]:
+    """The Modbus servers (devices with the same `listen` share one)."""
+    chamber = chamber or build_chamber(cfg)
     by_listen: dict[str, list[VirtualInstrument]] = {}
     for i, d in enumerate(cfg.devices):
-        sensors = {
-            m: Sensor(f"{d.name}-{m}", error=s.error, noise=s.noise, resolution=s.resolution, seed=c.seed + i)
-            for m, s in (("temperature", d.temperature), ("relative_humidity", d.relative_humidity))
-            if s is not None
-        }
+        if d.kind != "modbus" or d.profile is None:
+            continue
+        sensors = _sensors(cfg, i, d)
         by_listen.setdefault(d.listen, []).append(
             VirtualInstrument(chamber, load_profile(d.profile), unit_id=d.unit_id, sensors=sensors))
     servers = []
@@ -161,10 +192,28 @@ async def run_simulation(cfg: SimConfig, stop: asyncio.Event | None = None) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    servers = build_servers(cfg)
+    chamber = build_chamber(cfg)
+    servers = build_servers(cfg, chamber)
+    nodes: list[MqttSensorNode] = []
     async with contextlib.AsyncExitStack() as stack:
         for s in servers:
             await stack.enter_async_context(s)
+        for i, d in enumerate(cfg.devices):
+            parts = urlsplit(d.listen)
+            sensors = _sensors(cfg, i, d)
+            if d.kind == "scpi":
+                await stack.enter_async_context(
+                    ScpiThermometer(chamber, sensors.get("temperature")).tcp(parts.hostname or "127.0.0.1",
+                                                                             parts.port or 5025))
+            elif d.kind == "mqtt":
+                t_sensor = sensors.get("temperature") or Sensor(f"{d.name}-t")
+                rh_sensor = sensors.get("relative_humidity") or Sensor(f"{d.name}-rh")
+                node = MqttSensorNode(
+                    chamber, parts.hostname or "127.0.0.1", parts.port or 1883, topic=parts.path.strip("/"),
+                    interval_s=d.interval, client_id=f"sim-{d.name}",
+                    sensors={"t": ("temperature", t_sensor), "rh": ("relative_humidity", rh_sensor)})
+                nodes.append(node.start())
+                stack.callback(node.stop)
         for d in cfg.devices:
-            log.info("serving %s (%s, unit %d) on %s", d.name, d.profile, d.unit_id, d.listen)
+            log.info("serving %s (%s) on %s", d.name, d.profile or d.kind, d.listen)
         await stop.wait()

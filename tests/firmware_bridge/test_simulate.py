@@ -11,6 +11,7 @@ import pytest
 from firmware_bridge.simulate import load_sim_config, run_simulation
 from gateway.errors import ConfigError
 from gateway.sources.modbus.decode import compile_decoder
+from tests.servers.mosquitto import Mosquitto
 
 
 def _free_port() -> int:
@@ -75,3 +76,61 @@ def test_a_bad_sim_config_names_its_keys(tmp_path: Path) -> None:
         load_sim_config(path)
     keys = sorted(p.split(":")[0] for p in err.value.problems)
     assert keys == ["chamber.speed", "devices[1].profile"]
+
+
+async def test_simulate_serves_mqtt_nodes_and_scpi_thermometers(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    import json
+
+    import paho.mqtt.client as mqtt
+
+    scpi_port = _free_port()
+    path = tmp_path / "sim.toml"
+    path.write_text(f"""
+[chamber]
+start_temperature = 21.0
+start_humidity = 40.0
+noise = 0.0
+oscillation = 0.0
+[[chamber.steps]]
+temperature = 21.0
+humidity = 40.0
+duration = "1h"
+[[devices]]
+name = "node1"
+listen = "mqtt://127.0.0.1:{mosquitto.port}/lab/node1/state"
+interval = "100ms"
+[devices.temperature]
+error = [0.5]
+[[devices]]
+name = "ref"
+listen = "scpi://127.0.0.1:{scpi_port}"
+[devices.temperature]
+error = [-0.02]
+""")
+    got: list[dict[str, float]] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-check")
+    sub.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.subscribe("lab/node1/state", qos=1)
+    sub.loop_start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_simulation(load_sim_config(path), stop))
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", scpi_port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            writer.write(b"FETC?\n")
+            answer = float((await reader.readline()).decode())
+            writer.close()
+            while len(got) < 3:
+                await asyncio.sleep(0.05)
+        assert answer == pytest.approx(20.98, abs=1e-6)
+        assert all(m["t"] == pytest.approx(21.5) and m["rh"] == pytest.approx(40.0) for m in got)
+    finally:
+        stop.set()
+        await task
+        sub.loop_stop()
