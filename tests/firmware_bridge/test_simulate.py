@@ -134,3 +134,8 @@ error = [-0.02]
         stop.set()
         await task
         sub.loop_stop()
+
+
+def test_the_shipped_sim_example_is_valid() -> None:
+    cfg = load_sim_config(Path(__file__).parents[2] / "deploy" / "examples" / "sim.toml")
+    assert {d.kind for d in cfg.devices} == {"modbus", "mqtt", "scpi"}
