@@ -115,11 +115,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Subcommands that live with their own package (one folder per concern)."""
+    from dashboards.cli import register as dashboards
     from firmware_bridge.cli import register as simulate
     from gateway.demo import register as demo
     from pipelines.cli import register as pipeline
 
-    return [simulate, pipeline, demo]
+    return [simulate, pipeline, demo, dashboards]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

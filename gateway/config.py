@@ -23,7 +23,7 @@ from gateway.sources.instrument.config import InstrumentSourceConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 
-__all__ = ["GatewayConfig", "JournalConfig", "format_validation_error", "load_config"]
+__all__ = ["GatewayConfig", "JournalConfig", "format_validation_error", "load_config", "read_toml"]
 
 
 class _Strict(BaseModel):
@@ -148,20 +148,25 @@ def parse_config(data: dict[str, Any]) -> GatewayConfig:
         raise ConfigError(format_validation_error(exc)) from None
 
 
-def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a site config; raise ConfigError with every problem, by key path."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; ConfigError (one line naming the file) when it cannot be read."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    cfg = parse_config(data)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a site config; raise ConfigError with every problem, by key path."""
+    p = Path(path)
+    cfg = parse_config(read_toml(p))
     if not cfg.gateway.data_dir.is_absolute():
         # data_dir is relative to the config file, so a service's working directory cannot
         # move the journal (and split a gateway's evidence across two folders).

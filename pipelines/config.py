@@ -4,12 +4,22 @@
     [source]                   kind = "influxdb" (url, api = "v1", database, optional
                                retention_policy, username/password or token) | "local" (path)
     [stability]                window_s, max_std, max_slope_per_min, min_duration_s
-    [[comparisons]]            dut (a channel name or a glob), reference, quantity
+    [[comparisons]]            dut (a channel name or a glob), quantity, and either
+                               reference (a channel of the DUT's quantity), or, for
+                               relative_humidity, reference_dew_point and
+                               reference_temperature (a chilled mirror and a thermometer,
+                               each with its certificate) with optional pressure_pa;
+                               optional stability / uncertainty overrides
     [reference_certificate.<channel>]
                                points = [[indication, correction, U, k], ...], extrapolate = false
     [uncertainty]              reference_drift, dut_resolution, chamber_inhomogeneity
                                (half-widths or a resolution, in the quantity's unit), and any
                                further `name = half_width`: a rectangular Type B contribution
+    [curve]                    optional: degree = 1 fits a weighted polynomial of correction
+                               against DUT indication per DUT channel (`pipelines.curve`)
+    [conformity]               optional: mpe = 0.5 (or mpe = {temperature = 0.3, ...}),
+                               rule = "simple" | "guard_band" (ILAC-G8:09/2019,
+                               `pipelines.conformity`)
 
 Every problem is reported as one line with its key path, like the site config
 (`gateway.config.format_validation_error`), e.g.
@@ -19,7 +29,6 @@ Every problem is reported as one line with its key path, like the site config
 from __future__ import annotations
 
 import math
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,12 +39,13 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    PositiveFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from gateway.config import format_validation_error
+from gateway.config import format_validation_error, read_toml
 from gateway.config_types import Secret
 from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
@@ -43,6 +53,8 @@ from gateway.quantities import check_quantity
 __all__ = [
     "CertificateConfig",
     "ComparisonConfig",
+    "ConformityConfig",
+    "CurveConfig",
     "PipelineConfig",
     "RunConfig",
     "SourceConfig",
@@ -192,7 +204,16 @@ class StabilityConfig(_Strict):
 class ComparisonConfig(_Strict):
     dut: str = Field(min_length=1)
     """A channel name, or a glob (fnmatch: *, ?, [seq]) over the run's channels."""
-    reference: str = Field(min_length=1)
+    reference: str | None = Field(default=None, min_length=1)
+    """The reference channel, of the DUT's quantity. Or give the next two instead."""
+    reference_dew_point: str | None = Field(default=None, min_length=1)
+    """A dew-point channel (chilled mirror); with reference_temperature, the reference RH
+    is computed from it (relative_humidity only; see `pipelines.run`)."""
+    reference_temperature: str | None = Field(default=None, min_length=1)
+    """The air temperature beside the DUTs, for a dew-point reference."""
+    pressure_pa: float | None = Field(default=None, gt=0)
+    """Total pressure [Pa] at the DUTs: applies Hardy's enhancement factor (dew-point
+    reference only); absent: the enhancement factor is taken as 1."""
     quantity: str
     stability: StabilityConfig | None = None
     """Criteria for this comparison's reference (e.g. in %rh for a hygrometer); default [stability]."""
@@ -203,6 +224,24 @@ class ComparisonConfig(_Strict):
     @classmethod
     def _quantity(cls, v: str) -> str:
         return check_quantity(v)
+
+    @property
+    def reference_name(self) -> str:
+        """The channel whose plateaus are the points: the reference, or the dew point."""
+        name = self.reference or self.reference_dew_point
+        assert name is not None  # guaranteed by _cross_check
+        return name
+
+    @property
+    def reference_channels(self) -> tuple[str, ...]:
+        """Every reference channel this comparison reads (each needs a certificate)."""
+        if self.reference is not None:
+            return (self.reference,)
+        return tuple(c for c in (self.reference_dew_point, self.reference_temperature) if c)
+
+    @property
+    def dew_point_reference(self) -> bool:
+        return self.reference is None
 
 
 CertificatePoint = tuple[float, float, float, float]
@@ -274,6 +313,47 @@ class UncertaintyConfig(BaseModel):
 ComparisonConfig.model_rebuild()
 
 
+class CurveConfig(_Strict):
+    """A correction curve per DUT channel across its points (`pipelines.curve`)."""
+
+    degree: int = Field(ge=0, le=5)
+    """Polynomial degree of correction against DUT indication (1: offset and slope)."""
+
+
+class ConformityConfig(_Strict):
+    """Statements of conformity per ILAC-G8:09/2019 (`pipelines.conformity`)."""
+
+    mpe: PositiveFloat | dict[str, PositiveFloat]
+    """Maximum permissible error, in the quantity's unit: one number for every quantity, or
+    a table by quantity (``{temperature = 0.3, relative_humidity = 2.0}``); a quantity
+    missing from the table gets no decision."""
+    rule: Literal["simple", "guard_band"] = "simple"
+    """simple: pass when |error| <= MPE, else fail (ILAC-G8 4.2.1). guard_band: guard band
+    w = U (ILAC-G8 4.2.3, non-binary): pass, conditional pass, conditional fail, fail."""
+
+    @field_validator("mpe")
+    @classmethod
+    def _mpe(cls, v: float | dict[str, float]) -> float | dict[str, float]:
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("give one MPE, or a table with at least one quantity")
+            for quantity, x in v.items():
+                try:
+                    check_quantity(quantity)
+                except ValueError as exc:
+                    raise ValueError(f"{quantity}: {exc}") from None
+                if not math.isfinite(x):
+                    raise ValueError(f"{quantity}: must be a finite number")
+            return v
+        return _finite(v)
+
+    def mpe_for(self, quantity: str) -> float | None:
+        """The MPE of a quantity, or None when the table leaves it out."""
+        if isinstance(self.mpe, dict):
+            return self.mpe.get(quantity)
+        return self.mpe
+
+
 class PipelineConfig(_Strict):
     run: RunConfig
     source: SourceConfig
@@ -281,6 +361,8 @@ class PipelineConfig(_Strict):
     comparisons: list[ComparisonConfig] = Field(min_length=1)
     reference_certificate: dict[str, CertificateConfig] = {}
     uncertainty: UncertaintyConfig
+    curve: CurveConfig | None = None
+    conformity: ConformityConfig | None = None
 
     def certificate(self, channel: str) -> CertificateConfig:
         return self.reference_certificate[channel]
@@ -289,13 +371,50 @@ class PipelineConfig(_Strict):
 def _cross_check(cfg: PipelineConfig) -> list[str]:
     problems = []
     for i, c in enumerate(cfg.comparisons):
-        if c.reference not in cfg.reference_certificate:
+        dew = (c.reference_dew_point, c.reference_temperature)
+        if c.reference is not None and any(x is not None for x in dew):
+            key = "reference_dew_point" if c.reference_dew_point is not None else "reference_temperature"
             problems.append(
-                f"comparisons[{i}].reference: no certificate for {c.reference!r}; "
-                f"add [reference_certificate.{c.reference}] with its points"
+                f"comparisons[{i}].{key}: give either reference, or reference_dew_point with "
+                "reference_temperature, not both"
             )
-        if c.dut == c.reference:
-            problems.append(f"comparisons[{i}].dut: {c.dut!r} is the reference itself")
+            continue
+        if c.reference is None:
+            if all(x is None for x in dew):
+                problems.append(
+                    f"comparisons[{i}].reference: required key is missing (or give "
+                    "reference_dew_point and reference_temperature)"
+                )
+                continue
+            if c.reference_temperature is None:
+                problems.append(f"comparisons[{i}].reference_temperature: required with reference_dew_point")
+                continue
+            if c.reference_dew_point is None:
+                problems.append(f"comparisons[{i}].reference_dew_point: required with reference_temperature")
+                continue
+            if c.quantity != "relative_humidity":
+                problems.append(
+                    f"comparisons[{i}].reference_dew_point: a dew-point reference calibrates "
+                    f"relative_humidity, not {c.quantity}"
+                )
+            if c.reference_dew_point == c.reference_temperature:
+                problems.append(
+                    f"comparisons[{i}].reference_temperature: the same channel as reference_dew_point"
+                )
+        elif c.pressure_pa is not None:
+            problems.append(
+                f"comparisons[{i}].pressure_pa: applies to a dew-point reference "
+                "(reference_dew_point) only"
+            )
+        keys = ("reference",) if c.reference is not None else ("reference_dew_point", "reference_temperature")
+        for key, name in zip(keys, c.reference_channels, strict=True):
+            if name not in cfg.reference_certificate:
+                problems.append(
+                    f"comparisons[{i}].{key}: no certificate for {name!r}; "
+                    f"add [reference_certificate.{name}] with its points"
+                )
+            if c.dut == name:
+                problems.append(f"comparisons[{i}].dut: {c.dut!r} is the reference itself")
     for name, value in (cfg.uncertainty.__pydantic_extra__ or {}).items():
         if not math.isfinite(value):
             problems.append(f"uncertainty.{name}: must be a finite number")
@@ -317,17 +436,7 @@ def parse_pipeline_config(data: dict[str, Any]) -> PipelineConfig:
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read and validate PIPELINE.toml. A relative `source.path` is relative to the file."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    cfg = parse_pipeline_config(data)
+    cfg = parse_pipeline_config(read_toml(p))
     if cfg.source.path is not None and not cfg.source.path.is_absolute():
         source = cfg.source.model_copy(update={"path": (p.parent / cfg.source.path).resolve()})
         cfg = cfg.model_copy(update={"source": source})
