@@ -61,6 +61,14 @@ session (round-robin goes on over both sessions).  All of them are delivered, th
 with DUP set, when the dead worker reconnects with the same client id.  Nothing is lost,
 but half the stream waits: restart a dead worker promptly (systemd Restart=always), and in
 any case before `session_expiry`.  tests/gateway/uplink/test_uplink_end_to_end.py checks it.
+
+Also measured: after a restart of Mosquitto 2.0.11 itself, a persistent session keeps its
+queued messages but not its shared subscriptions (plain ones are restored) until the worker
+reconnects and subscribes again.  Meanwhile a gateway's PUBACK says "no matching
+subscribers" and the uplink keeps the frame and retries (gateway.sinks.mqtt.sink), so
+nothing is lost - unless some other client subscribes to the readings topics on the central
+broker: then the broker accepts the frames for that client alone.  Keep the readings topics
+to the ingest workers.
 """
 
 

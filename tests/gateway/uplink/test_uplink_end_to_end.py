@@ -217,3 +217,50 @@ def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
                            "--quarantine"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"{len(attacks) + 1} refused frame(s)" in proc.stdout and "bad signature" in proc.stdout
+
+
+def test_central_broker_outage_and_gateway_sigkill_lose_nothing(tmp_path: Path, mosquitto: Mosquitto,
+                                                                 influxd: InfluxD) -> None:
+    """The local broker is `mosquitto`; the central one is a second Mosquitto, stopped for a while."""
+    site, gw_id, local = GATEWAYS[0]
+    keys = tmp_path / "central-keys"
+    key = make_key(keys, site, gw_id)
+    central = Mosquitto(tmp_path / "central")
+    central.start()
+    gw = GatewayProcess(tmp_path / "gw", gateway_config(tmp_path / "gw" / "data", mosquitto.port, site, gw_id,
+                                                        local, key, central_port=central.port))
+    worker = IngestProcess(tmp_path / "w1", ingest_config(tmp_path / "w1" / "data", central.port, keys,
+                                                          influxd, "w1"))
+    n = 6000
+    logs = (gw.log, worker.log, central.log_tail)
+    try:
+        worker.start()
+        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", *logs)
+        gw.start()
+        wait_until(lambda: "connected" in gw.log(), 20, "gateway connected", *logs)
+        time.sleep(0.5)
+        stream = SteadyStream(mosquitto.port, rate=1000, count=n, make=lambda i: state_message(local, "s0", i))
+        stream.start()
+        wait_until(lambda: count_readings(influxd) > 1000, 30, "the first readings", *logs)
+        central.stop()  # the central site goes away: the gateway's journal holds the readings
+        time.sleep(2.0)
+        gw.kill()  # ... and the gateway dies with frames in flight
+        stopped_at = count_readings(influxd)
+        gw.start()
+        time.sleep(1.0)
+        central.start()
+        stream.join(60)
+        assert stream.error is None and len(stream.sent) == n
+        wait_until(lambda: count_readings(influxd) >= n, 90, "every reading", *logs)
+        time.sleep(1.0)
+        assert gw.terminate() == 0
+        assert worker.terminate() == 0
+    finally:
+        gw.kill()
+        worker.kill()
+        central.stop()
+    assert stopped_at < n
+    rows = influxd.rows("SELECT value FROM reading", "calibration")
+    assert sorted((r["time"], r["value"]) for r in rows) == [
+        ((T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"]) for i in range(n)]
+    assert "unreachable" in gw.log() or "not connected" in gw.log()
