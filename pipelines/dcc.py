@@ -329,10 +329,17 @@ def _budget(w: _Writer, parent: etree._Element, r: PointResult, unit: str) -> No
         row = _sub(lst, _D + "list", refType="remotecal_budgetComponent")
         w.name(row, c.name)
         w.text_quantity(row, "Distribution", "remotecal_distribution", c.distribution)
+        x_unit, c_unit = unit, r"\one"
+        if c.unit is not None and c.unit != r.unit:
+            # An input in another unit (a dew point in a budget of %rh): c_i in unit of y per
+            # unit of x_i, a temperature difference in kelvin.
+            x_unit = dsi_unit(c.unit)
+            per = r"\kelvin" if c.unit in ("degC", "K") else x_unit
+            c_unit = f"{unit}{per}\\tothe{{-1}}"
         if c.value is not None:
-            w.real(row, "Estimate", "remotecal_estimate", c.value, unit)
-        w.real(row, "Standard uncertainty", "remotecal_standardUncertainty", c.u, unit)
-        w.real(row, "Sensitivity coefficient", "remotecal_sensitivity", c.sensitivity, r"\one")
+            w.real(row, "Estimate", "remotecal_estimate", c.value, x_unit)
+        w.real(row, "Standard uncertainty", "remotecal_standardUncertainty", c.u, x_unit)
+        w.real(row, "Sensitivity coefficient", "remotecal_sensitivity", c.sensitivity, c_unit)
         w.real(row, "Contribution", "remotecal_contribution", c.contribution, unit)
         _dof(w, row, "Degrees of freedom", "remotecal_dof", c.dof)
     w.real(lst, "Combined standard uncertainty", "remotecal_combinedUncertainty", r.u_combined, unit)
@@ -366,9 +373,9 @@ def _measurement_results(
     _sub(method, _D + "norm", "JCGM 100:2008")
     _sub(method, _D + "norm", "EA-4/02 M:2013")
 
-    references = sorted({r.reference for points in by_channel.values() for r in points})
+    units = {ch: unit for points in by_channel.values() for r in points for ch, unit in r.equipment}
     equipment = _sub(mrs, _D + "measuringEquipments")
-    for ref in references:
+    for ref in sorted(units):
         eq = _sub(equipment, _D + "measuringEquipment", refType="basic_referenceStandard")
         w.name(eq, f"Reference, channel {ref}")
         ids = _sub(_sub(eq, _D + "identifications"), _D + "identification")
@@ -377,7 +384,7 @@ def _measurement_results(
         _text(ids, "name", "Channel", lang)
         cert = cfg.reference_certificate.get(ref)
         if cert is not None:
-            unit = dsi_unit(next(r.unit for p in by_channel.values() for r in p if r.reference == ref))
+            unit = dsi_unit(units[ref])
             qs = _sub(eq, _D + "measuringEquipmentQuantities")
             columns = (
                 ("Certificate: indication", "remotecal_certificateIndication", unit, 0),

@@ -161,11 +161,26 @@ def _overview(reference: str, points: Sequence[PointResult], data: Mapping[str, 
         return None
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax = fig.add_subplot()
+    equipment = sorted({ch for r in points for ch, _ in r.equipment} - {reference})
     ax.plot(_dt64(ref.t_s), ref.values, color="black", lw=1.2, label=f"{reference} (reference)")
+    for name in equipment:  # the thermometer beside a dew-point mirror
+        other = data.get(name)
+        if other is not None and other.unit == ref.unit:
+            ax.plot(_dt64(other.t_s), other.values, color="dimgray", lw=1.0, ls="--",
+                    label=f"{name} (reference)")
+    dut_ax = ax
+    if any(r.unit != ref.unit for r in points):
+        # DUTs in another unit than the reference channel (%rh against a dew point): own axis.
+        dut_ax = ax.twinx()
+        dut_ax.set_ylabel(f"{points[0].quantity.replace('_', ' ')} [{display_unit(points[0].unit)}]")
     for channel in sorted({r.channel for r in points}):
         ch = data.get(channel)
         if ch is not None:
-            ax.plot(_dt64(ch.t_s), ch.values, lw=0.8, label=channel)
+            dut_ax.plot(_dt64(ch.t_s), ch.values, lw=0.8, label=channel)
+    if dut_ax is not ax:
+        lines, labels = ax.get_legend_handles_labels()
+        more, more_labels = dut_ax.get_legend_handles_labels()
+        dut_ax.legend(lines + more, labels + more_labels, loc="best", fontsize=8)
     plateaus = {r.point: (r.t_start_s, r.t_end_s) for r in points}
     for number, (a, b) in sorted(plateaus.items()):
         ax.axvspan(_dt64(np.array([a]))[0], _dt64(np.array([b]))[0], color="tab:green", alpha=0.15, lw=0)
@@ -176,7 +191,8 @@ def _overview(reference: str, points: Sequence[PointResult], data: Mapping[str, 
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel(f"{ref.quantity.replace('_', ' ')} [{display_unit(ref.unit)}]")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if dut_ax is ax:
+        ax.legend(loc="best", fontsize=8)
     return _png(fig)
 
 
@@ -244,10 +260,16 @@ def _budget(r: PointResult) -> str:
             "sensitivity c<sub>i</sub>", f"contribution u<sub>i</sub>(y) [{unit}]", "dof ν<sub>i</sub>")
     rows = []
     for c in r.budget.components:
+        value, u, sensitivity = fmt(c.value), fmt(c.u), fmt(c.sensitivity)
+        if c.unit is not None and c.unit != r.unit:
+            # An input in its own unit (a dew point in a budget of %rh).
+            x_unit = html.escape(display_unit(c.unit))
+            value = f"{value} {x_unit}" if value else ""
+            u, sensitivity = f"{u} {x_unit}", f"{sensitivity} {unit}/{x_unit}"
         rows.append(
             '<tr class="component">'
             f'<td class="text">{html.escape(c.name)}</td><td class="text">{html.escape(c.distribution)}</td>'
-            f"<td>{fmt(c.value)}</td><td>{fmt(c.u)}</td><td>{fmt(c.sensitivity)}</td>"
+            f"<td>{value}</td><td>{u}</td><td>{sensitivity}</td>"
             f"<td>{fmt(c.contribution)}</td><td>{fmt_dof(c.dof)}</td></tr>"
         )
     totals = (

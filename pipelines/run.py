@@ -30,6 +30,35 @@ run's channels of the comparison's quantity):
    ============================  ===========================================  ===========
 
 5. setpoint = the corrected reference mean rounded to the nearest 0.5 of the unit.
+6. With ``[conformity]``, each point gets a decision (`pipelines.conformity`) on its error
+   DUT - reference = -C with its U.
+
+Relative humidity against a chilled mirror (``reference_dew_point`` and
+``reference_temperature`` instead of ``reference``):
+
+- The reference RH lives on the dew-point channel's time base: the air temperature is
+  interpolated onto the dew-point samples (as a DUT is, never across a gap longer than
+  ``window_s``; samples without a temperature are dropped), and
+  RH = `pipelines.humidity.dew_point_to_rh`(T_d, T, pressure_pa) (Hardy 1998; with
+  ``pressure_pa`` the enhancement factor is applied; a channel of quantity ``frost_point``
+  is taken over ice).  Both channels are in degC.
+- Plateaus are found on this computed RH, not on the dew point alone, with the
+  comparison's (or the global) ``[stability]`` in %rh: the RH the DUTs see is stable only
+  when both the dew point and the air temperature are (a chamber may step RH by stepping
+  the air temperature at a constant dew point, which a dew-point criterion would take for
+  one plateau), and the criteria are then in the unit of the DUTs and of the budget.  The
+  RH for plateau finding is computed from the raw indications (the certificates'
+  corrections are smooth and apply only where a plateau is evaluated, so a ramp outside a
+  certificate's range is no error).
+- Inside a plateau both channels are corrected with their own certificates, sample by
+  sample, and the reference RH is computed from the corrected values; reference_mean is
+  its mean, and reference_correction the mean RH change the two certificates make.
+- Instead of "reference calibration" the budget has two components, propagated with the
+  sensitivity coefficients at the plateau's mean corrected T_d and T (GUM 5.1.3):
+  "reference dew point calibration" u = U/k of the mirror's certificate [degC],
+  c = dRH/dT_d (`pipelines.humidity.drh_dtd`), and "reference temperature calibration"
+  u = U/k of the thermometer's certificate [degC], c = dRH/dT (`drh_dt`, negative).
+  ``[uncertainty]`` (or the comparison's own) is in %rh here, as the DUTs.
 """
 
 from __future__ import annotations
@@ -37,8 +66,9 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -48,9 +78,10 @@ from pipelines.config import (
     CertificateConfig,
     ComparisonConfig,
     PipelineConfig,
-    StabilityConfig,
     UncertaintyConfig,
 )
+from pipelines.conformity import decide
+from pipelines.humidity import dew_point_to_rh, drh_dt, drh_dtd
 from pipelines.plateaus import find_plateaus
 from pipelines.source import ChannelData
 from pipelines.uncertainty import Budget, Component, combine, rectangular, resolution, type_a
@@ -59,6 +90,7 @@ __all__ = [
     "MIN_SAMPLES",
     "CertificateCorrection",
     "PointResult",
+    "ReferenceSeries",
     "apply_certificate",
     "compute",
     "dut_channels",
@@ -103,6 +135,24 @@ class PointResult:
     extrapolated: bool
     """The reference's certificate was extrapolated for this point."""
     budget: Budget
+    reference_equipment: tuple[tuple[str, str], ...] = ()
+    """(channel, unit) of every reference instrument behind reference_mean, when that is
+    not just (reference, unit): a dew-point mirror and a thermometer."""
+    decision: str = ""
+    """Statement of conformity (`pipelines.conformity`): pass, fail, conditionalPass,
+    conditionalFail; empty without [conformity] (or without an MPE for the quantity)."""
+    mpe: float | None = None
+    """The maximum permissible error the decision was made against [unit]."""
+
+    @property
+    def equipment(self) -> tuple[tuple[str, str], ...]:
+        """(channel, unit) of each reference instrument."""
+        return self.reference_equipment or ((self.reference, self.unit),)
+
+    @property
+    def error(self) -> float:
+        """The DUT's error, DUT - reference = -correction [unit]."""
+        return -self.correction
 
     @property
     def u_combined(self) -> float:
@@ -236,7 +286,7 @@ def dut_channels(comparison: ComparisonConfig, data: dict[str, ChannelData], ind
         name
         for name, ch in data.items()
         if fnmatch.fnmatchcase(name, pattern)
-        and name != comparison.reference
+        and name not in comparison.reference_channels
         and ch.quantity == comparison.quantity
         and ch.role != "reference"
     )
@@ -248,12 +298,110 @@ def dut_channels(comparison: ComparisonConfig, data: dict[str, ChannelData], ind
     return names
 
 
-def _budget(
-    unc: UncertaintyConfig, diff: FloatArray, u_reference: float, correction: float
-) -> Budget:
+@dataclass(frozen=True)
+class ReferenceSeries:
+    """What a comparison's plateaus are found on: the reference channel's readings, or the
+    RH computed from a dew point and an air temperature (module docstring)."""
+
+    name: str
+    """The reference channel, or the dew-point channel."""
+    t_s: FloatArray
+    values: FloatArray
+    """Indications in the comparison's unit (for a dew-point reference: RH from the raw
+    channels) [unit]."""
+    unit: str
+    dew_point: FloatArray | None = None
+    """Raw dew point at t_s [degC] (dew-point reference only)."""
+    air_temperature: FloatArray | None = None
+    """Raw air temperature interpolated onto t_s [degC] (dew-point reference only)."""
+    temperature_name: str = ""
+    over: Literal["water", "ice"] = "water"
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    corrected: FloatArray
+    """Reference values, certificate(s) applied [unit]."""
+    reference_correction: float
+    components: list[Component]
+    extrapolated: bool
+
+
+def _reference_series(
+    cfg: PipelineConfig, comparison: ComparisonConfig, data: dict[str, ChannelData], index: int
+) -> ReferenceSeries:
+    """The series to find plateaus on; RemotecalError (one line) on a missing or wrong channel."""
+
+    def channel(key: str, name: str, quantities: tuple[str, ...], unit: str | None) -> ChannelData:
+        ch = data.get(name)
+        if ch is None or ch.t_s.size == 0:
+            raise RemotecalError(
+                f"comparisons[{index}].{key}: channel {name!r} has no readings in run {cfg.run.id!r}"
+            )
+        if ch.quantity not in quantities:
+            raise RemotecalError(
+                f"comparisons[{index}].{key}: channel {name!r} measures {ch.quantity}, "
+                f"not {' or '.join(quantities)}"
+            )
+        if unit is not None and ch.unit != unit:
+            raise RemotecalError(
+                f"comparisons[{index}].{key}: channel {name!r} is in {ch.unit}; a dew-point "
+                f"reference needs {unit}"
+            )
+        return ch
+
+    if not comparison.dew_point_reference:
+        ref = channel("reference", comparison.reference_name, (comparison.quantity,), None)
+        return ReferenceSeries(comparison.reference_name, ref.t_s, ref.values, ref.unit)
+    td_name, t_name = comparison.reference_channels
+    td = channel("reference_dew_point", td_name, ("dew_point", "frost_point"), "degC")
+    air = channel("reference_temperature", t_name, ("temperature",), "degC")
+    window_s = (comparison.stability or cfg.stability).window_s
+    t_air, valid = interpolate_onto(td.t_s, air.t_s, air.values, window_s)
+    if not valid.any():
+        raise RemotecalError(
+            f"comparisons[{index}].reference_temperature: channel {t_name!r} has no readings "
+            f"beside those of {td_name!r}"
+        )
+    over: Literal["water", "ice"] = "ice" if td.quantity == "frost_point" else "water"
+    t_s, dew, t_air = td.t_s[valid], td.values[valid], t_air[valid]
+    rh = np.asarray(dew_point_to_rh(dew, t_air, comparison.pressure_pa, over), dtype=np.float64)
+    return ReferenceSeries(td_name, t_s, rh, "%rh", dew, t_air, t_name, over)
+
+
+def _evaluate_reference(
+    cfg: PipelineConfig, comparison: ComparisonConfig, ref: ReferenceSeries, sel: npt.NDArray[np.intp]
+) -> _Evaluated:
+    """The reference's corrected values at the samples ``sel`` and its budget components."""
+    if ref.dew_point is None or ref.air_temperature is None:
+        v = ref.values[sel]
+        cc = apply_certificate(ref.name, cfg.certificate(ref.name), v)
+        mean_corr = float(cc.correction.mean())
+        component = Component("reference calibration", "normal", u=cc.u, value=mean_corr)
+        return _Evaluated(v + cc.correction, mean_corr, [component], cc.extrapolated)
+    td, ta = ref.dew_point[sel], ref.air_temperature[sel]
+    cd = apply_certificate(ref.name, cfg.certificate(ref.name), td)
+    ct = apply_certificate(ref.temperature_name, cfg.certificate(ref.temperature_name), ta)
+    td_c, ta_c = td + cd.correction, ta + ct.correction
+    p = comparison.pressure_pa
+    rh = np.asarray(dew_point_to_rh(td_c, ta_c, p, ref.over), dtype=np.float64)
+    td_m, ta_m = float(td_c.mean()), float(ta_c.mean())
+    components = [
+        Component("reference dew point calibration", "normal", u=cd.u,
+                  sensitivity=float(drh_dtd(td_m, ta_m, p, ref.over)),
+                  value=float(cd.correction.mean()), unit="degC"),
+        Component("reference temperature calibration", "normal", u=ct.u,
+                  sensitivity=float(drh_dt(td_m, ta_m, p, ref.over)),
+                  value=float(ct.correction.mean()), unit="degC"),
+    ]
+    correction = float(rh.mean() - ref.values[sel].mean())
+    return _Evaluated(rh, correction, components, cd.extrapolated or ct.extrapolated)
+
+
+def _budget(unc: UncertaintyConfig, diff: FloatArray, reference: list[Component]) -> Budget:
     components: list[Component] = [
         type_a("repeatability (Type A)", diff),
-        Component("reference calibration", "normal", u=u_reference, value=correction),
+        *reference,
         rectangular("reference drift", unc.reference_drift),
         resolution("DUT resolution", unc.dut_resolution, sensitivity=-1.0),
         rectangular("chamber inhomogeneity", unc.chamber_inhomogeneity),
@@ -265,23 +413,25 @@ def _budget(
 def _compare(
     cfg: PipelineConfig,
     comparison: ComparisonConfig,
-    reference: ChannelData,
+    reference: ReferenceSeries,
     plateaus: list[tuple[int, int]],
     channel: str,
     dut: ChannelData,
 ) -> list[PointResult]:
-    cert = cfg.certificate(comparison.reference)
     window_s = (comparison.stability or cfg.stability).window_s
+    ref_name = reference.name
+    equipment: tuple[tuple[str, str], ...] = ()
+    if reference.dew_point is not None:
+        equipment = ((ref_name, "degC"), (reference.temperature_name, "degC"))
     out = []
     for number, (a, b) in enumerate(plateaus, start=1):
         t_ref = reference.t_s[a:b]
-        v_ref = reference.values[a:b]
         v_dut, valid = interpolate_onto(t_ref, dut.t_s, dut.values, window_s)
         n = int(valid.sum())
         if n < MIN_SAMPLES:
             log.warning(
                 "%s: no DUT readings in plateau %d of %s (%s to %s); no point",
-                channel, number, comparison.reference,
+                channel, number, ref_name,
                 datetime.fromtimestamp(t_ref[0], UTC).isoformat(),
                 datetime.fromtimestamp(t_ref[-1], UTC).isoformat(),
             )
@@ -289,36 +439,46 @@ def _compare(
         if n < valid.size:
             log.info("%s, point %d: %d of %d reference samples have no DUT value (gap)",
                      channel, number, valid.size - n, valid.size)
-        v_ref, v_dut = v_ref[valid], v_dut[valid]
-        cc = apply_certificate(comparison.reference, cert, v_ref)
-        corrected = v_ref + cc.correction
-        diff = corrected - v_dut
-        reference_mean = float(corrected.mean())
+        sel = a + np.flatnonzero(valid)
+        v_dut = v_dut[valid]
+        ev = _evaluate_reference(cfg, comparison, reference, sel)
+        diff = ev.corrected - v_dut
+        reference_mean = float(ev.corrected.mean())
         dut_mean = float(v_dut.mean())
-        budget = _budget(comparison.uncertainty or cfg.uncertainty, diff, cc.u, float(cc.correction.mean()))
-        if cc.extrapolated:
-            log.warning("%s, point %d: certificate of %s extrapolated", channel, number, comparison.reference)
-        out.append(
-            PointResult(
-                run=cfg.run.id,
-                channel=channel,
-                quantity=comparison.quantity,
-                unit=dut.unit,
-                reference=comparison.reference,
-                point=number,
-                setpoint=round_setpoint(reference_mean),
-                t_start_s=float(t_ref[0]),
-                t_end_s=float(t_ref[-1]),
-                n=n,
-                reference_mean=reference_mean,
-                dut_mean=dut_mean,
-                correction=reference_mean - dut_mean,
-                reference_correction=float(cc.correction.mean()),
-                extrapolated=cc.extrapolated,
-                budget=budget,
-            )
+        budget = _budget(comparison.uncertainty or cfg.uncertainty, diff, ev.components)
+        if ev.extrapolated:
+            log.warning("%s, point %d: certificate of %s extrapolated", channel, number,
+                        " or ".join(name for name, _ in equipment) or ref_name)
+        result = PointResult(
+            run=cfg.run.id,
+            channel=channel,
+            quantity=comparison.quantity,
+            unit=dut.unit,
+            reference=ref_name,
+            point=number,
+            setpoint=round_setpoint(reference_mean),
+            t_start_s=float(t_ref[0]),
+            t_end_s=float(t_ref[-1]),
+            n=n,
+            reference_mean=reference_mean,
+            dut_mean=dut_mean,
+            correction=reference_mean - dut_mean,
+            reference_correction=ev.reference_correction,
+            extrapolated=ev.extrapolated,
+            budget=budget,
+            reference_equipment=equipment,
         )
+        out.append(_with_decision(cfg, result))
     return out
+
+
+def _with_decision(cfg: PipelineConfig, r: PointResult) -> PointResult:
+    if cfg.conformity is None:
+        return r
+    mpe = cfg.conformity.mpe_for(r.quantity)
+    if mpe is None:
+        return r
+    return replace(r, decision=decide(r.error, r.U, mpe, cfg.conformity.rule), mpe=mpe)
 
 
 def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResult]:
@@ -328,22 +488,13 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
     no channel, a channel has the wrong unit, or a reference leaves its certificate.
     """
     results: list[PointResult] = []
-    plateaus_of: dict[tuple[str, StabilityConfig], list[tuple[int, int]]] = {}
+    plateaus_of: dict[tuple[object, ...], list[tuple[int, int]]] = {}
     compared_in: dict[str, int] = {}
     for i, comparison in enumerate(cfg.comparisons):
-        ref_name = comparison.reference
-        reference = data.get(ref_name)
-        if reference is None or reference.t_s.size == 0:
-            raise RemotecalError(
-                f"comparisons[{i}].reference: channel {ref_name!r} has no readings in run {cfg.run.id!r}"
-            )
-        if reference.quantity != comparison.quantity:
-            raise RemotecalError(
-                f"comparisons[{i}].reference: channel {ref_name!r} measures {reference.quantity}, "
-                f"not {comparison.quantity}"
-            )
+        reference = _reference_series(cfg, comparison, data, i)
+        ref_name = reference.name
         st = comparison.stability or cfg.stability
-        key = (ref_name, st)
+        key = (comparison.reference_channels, comparison.pressure_pa, st)
         if key not in plateaus_of:
             plateaus_of[key] = find_plateaus(
                 reference.t_s,

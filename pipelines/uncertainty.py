@@ -76,6 +76,9 @@ class Component:
     sensitivity: float = 1.0
     dof: float = math.inf
     value: float | None = None
+    unit: str | None = None
+    """Unit of x_i (and of u and value) when it is not the unit of y, e.g. degC for a dew
+    point in a budget of %rh; None: the unit of y."""
 
     def __post_init__(self) -> None:
         if self.distribution not in ("normal", "type A", *_DIVISORS):
@@ -118,6 +121,8 @@ class Contribution:
     """u_i(y) = |c_i| u(x_i) [unit of y] (GUM eq. 11b)."""
     dof: float
     """Degrees of freedom nu_i; math.inf for Type B."""
+    unit: str | None = None
+    """Unit of x_i when it is not the unit of y (then c_i is in unit of y / unit of x_i)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ def combine(components: Iterable[ComponentLike]) -> Budget:
             sensitivity=c.sensitivity,
             contribution=abs(c.sensitivity) * c.standard_uncertainty,
             dof=c.dof,
+            unit=c.unit,
         )
         for c in parts
     )
