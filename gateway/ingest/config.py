@@ -7,14 +7,13 @@ are relative to the config file.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.config import JournalConfig, format_validation_error
+from gateway.config import JournalConfig, format_validation_error, read_toml
 from gateway.config_types import Duration, Secret, check_host_port
 from gateway.errors import ConfigError
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
@@ -109,15 +108,7 @@ def load_central_config(path: str | Path) -> CentralConfig:
     """Read and validate CENTRAL.toml; ConfigError with every problem by key path."""
     p = Path(path)
     try:
-        data: dict[str, Any] = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    try:
-        cfg = CentralConfig.model_validate(data)
+        cfg = CentralConfig.model_validate(read_toml(p))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
     section = cfg.ingest.model_copy(update={
