@@ -1,0 +1,54 @@
+"""The ingest's handling of one message, in process: what is journalled, quarantined, acked."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.ingest.config import load_central_config
+from gateway.ingest.runtime import Ingest, _Message
+from gateway.journal import Journal
+from gateway.keys import load_key_file, new_key_file
+from gateway.reading import Reading
+from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
+
+SITE, GW = "lab 1", "gw,01"
+
+
+def _message(payload: bytes, mid: int, *, dup: bool = False) -> _Message:
+    return _Message(readings_topic("remotecal/v1", SITE, GW), payload, mid, 1, dup, 0, 1)
+
+
+async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
+    secret = load_key_file(new_key_file(SITE, GW, tmp_path / "keys")).secret
+    (tmp_path / "central.toml").write_text(
+        '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
+        '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
+    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
+    acked: list[int] = []
+    ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
+    readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5 + i, 10**18 + i) for i in range(3)]
+    frame = sign(secret, encode_frame(7, 0, SITE, GW, readings))
+    (tmp_path / "data").mkdir()
+    await ingest.journal.open()
+    ingest.replay.open()
+    try:
+        await ingest._handle(_message(frame, 1))
+        await ingest._handle(_message(frame, 2, dup=True))  # while the first is being committed
+        await ingest._handle(_message(frame[:-1] + b"\0", 3))
+        for _ in range(100):
+            if len(acked) == 3:
+                break
+            await asyncio.sleep(0.01)
+        await ingest._handle(_message(frame, 4))  # a replay, long after
+        await ingest._handle(_message(frame, 5, dup=True))  # the broker's redelivery
+        batch = await ingest.journal.next_batch("influx", 100)
+    finally:
+        await ingest.journal.close()
+        await ingest.replay.close()
+    assert sorted(acked) == [1, 2, 3, 4, 5]
+    assert batch is not None and batch.records == readings
+    assert (ingest.accepted_frames, ingest.redelivered) == (1, 2)
+    assert (ingest.rejected["bad signature"], ingest.rejected["replayed"]) == (1, 1)
+    _, rows = Journal.read_quarantine(tmp_path / "data" / "journal.db")
+    assert [r.reason.split(":")[0] for r in rows] == ["bad signature", "replayed"]
