@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ __all__ = ["PipelineOutput", "cmd_pipeline_run", "main", "register", "run_pipeli
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
+    from pipelines.curve import Curve
     from pipelines.run import PointResult
     from pipelines.source import ChannelData
 
@@ -43,6 +44,9 @@ class PipelineOutput:
     certificate_path: Path | None = None
     report_path: Path | None = None
     certificate_id: str = ""
+    curves: dict[str, Curve] = field(default_factory=dict)
+    """The correction curves by DUT channel ([curve]; empty without it)."""
+    curve_path: Path | None = None
 
 
 def run_pipeline(
@@ -66,12 +70,20 @@ def run_pipeline(
         )
     results = compute(cfg, data)
     out = Path(out_dir)
-    csv_path = write_corrections_csv(results, out / "corrections.csv")
+    curves: dict[str, Curve] = {}
+    curve_path = None
+    if cfg.curve is not None:
+        from pipelines.curve import fit_curves
+        from pipelines.results import write_curve_csv
+
+        curves = fit_curves(results, cfg.curve.degree)
+        curve_path = write_curve_csv(curves, cfg.curve.degree, out / "curve.csv")
+    csv_path = write_corrections_csv(results, out / "corrections.csv", curves=curves)
     written = 0
     wanted = cfg.source.write_results if write_results is None else write_results
     if wanted and cfg.source.kind == "influxdb":
         written = write_points(results, cfg.source)
-    output = PipelineOutput(results, csv_path, written, cfg, data)
+    output = PipelineOutput(results, csv_path, written, cfg, data, curves=curves, curve_path=curve_path)
     if results:
         _certificate_and_report(output, Path(config), out)
     return output
@@ -85,14 +97,15 @@ def _certificate_and_report(output: PipelineOutput, config: Path, out: Path) -> 
     from pipelines.report import build_report
 
     software = version("remotecal")
-    xml = build_dcc(output.results, output.config, software_version=software)
+    xml = build_dcc(output.results, output.config, software_version=software, curves=output.curves)
     if (dcc_dir() / "dcc.xsd").exists():
         validate_dcc(xml)
     else:
         log.warning("certificate.xml not validated: no DCC schema at %s (set REMOTECAL_DCC_DIR)", dcc_dir())
     cid = certificate_identifier(xml)
     html = build_report(output.results, output.data, output.config, config_text=config.read_text(),
-                        software_version=software, certificate_xml=xml, certificate_id=cid)
+                        software_version=software, certificate_xml=xml, certificate_id=cid,
+                        curves=output.curves)
     try:
         (out / "certificate.xml").write_bytes(xml)
         (out / "report.html").write_text(html, encoding="utf-8")
@@ -109,6 +122,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
         + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
     )
+    if out.curve_path is not None:
+        print(f"correction curves of {len(out.curves)} channel(s) -> {out.curve_path}")
     if out.report_path is not None:
         print(f"report {out.report_path}\ncertificate {out.certificate_path} (id {out.certificate_id})")
     return 0

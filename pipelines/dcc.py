@@ -25,6 +25,15 @@ Layout (namespaces ``dcc`` = https://ptb.de/dcc, ``si`` = https://ptb.de/si, D-S
                              named after the component: distribution, estimate if stated,
                              standard uncertainty, sensitivity coefficient, contribution,
                              degrees of freedom) followed by u_c, nu_eff, k and U
+            "correction curve"  (with [curve]) the polynomial's coefficients a_0..a_d as one
+                             si:realListXMLList (unit^(1-i) each) with their covariance
+                             matrix (si:ellipsoidalRegionMUXMLList, k = 1), chi^2, its
+                             degrees of freedom and the residuals per point
+    dcc:administrativeData/dcc:statements    (with [conformity]) one dcc:statement per DUT
+                             channel (refId its item): the decision rule (declaration,
+                             norm ILAC-G8:09/2019), dcc:conformityXMLList with one
+                             pass / fail / conditionalPass / conditionalFail per point, and
+                             the MPE and the errors with their U as data
 
 Quantities carry ``refType`` attributes (``remotecal_*`` and DCC ``basic_*``) so that a reader
 finds them without relying on names; `read_corrections` is such a reader.
@@ -51,9 +60,12 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from lxml import etree
+from scipy import stats
 
 from gateway.errors import RemotecalError
 from pipelines.config import PipelineConfig
+from pipelines.conformity import RULE_TEXT
+from pipelines.curve import Curve
 from pipelines.run import PointResult
 from pipelines.uncertainty import COVERAGE_PROBABILITY, Contribution
 
@@ -348,6 +360,81 @@ def _budget(w: _Writer, parent: etree._Element, r: PointResult, unit: str) -> No
     w.real(lst, "Expanded uncertainty", "remotecal_expandedUncertainty", r.U, unit)
 
 
+def _power(unit: str, p: int) -> str:
+    """A D-SI unit to an integer power."""
+    return r"\one" if p == 0 else unit if p == 1 else f"{unit}\\tothe{{{p}}}"
+
+
+def _curve(w: _Writer, results: etree._Element, curve: Curve, unit: str, lang: str) -> None:
+    res = _sub(results, _D + "result", refType="remotecal_correctionCurve")
+    w.name(res, f"Correction curve of channel {curve.channel}")
+    terms = " + ".join(["a0"] + [f"a{i} x" + (f"^{i}" if i > 1 else "") for i in range(1, curve.degree + 1)])
+    desc = _sub(res, _D + "description")
+    _sub(desc, _D + "content", (
+        f"correction(x) = {terms}, x the DUT's indication, fitted to the points' corrections by "
+        "weighted least squares with weights 1/u_c^2; covariance of the coefficients unscaled "
+        f"(the points taken as uncorrelated). Valid from {curve.x.min():.6g} to {curve.x.max():.6g}."
+    ), lang=lang)
+    lst = _sub(_sub(res, _D + "data"), _D + "list")
+    w.real(lst, "Degree", "remotecal_curveDegree", curve.degree, r"\one")
+    units = [_power(unit, 1 - i) for i in range(curve.degree + 1)]
+    q = w.quantity(lst, "Coefficients a0 .. ad", "remotecal_curveCoefficients")
+    rl = _sub(q, _S + "realListXMLList")
+    _sub(rl, _S + "labelXMLList", " ".join(f"a{i}" for i in range(curve.degree + 1)))
+    _sub(rl, _S + "valueXMLList", " ".join(_num(float(a)) for a in curve.coefficients))
+    _sub(rl, _S + "unitXMLList", " ".join(units))
+    multivariate = _sub(rl, _S + "measurementUncertaintyMultivariateXMLList")
+    region = _sub(multivariate, _S + "ellipsoidalRegionMUXMLList")
+    matrix = _sub(region, _S + "covarianceMatrixXMLList")
+    rows = range(curve.degree + 1)
+    for j in rows:
+        cov = _sub(_sub(matrix, _S + "columnXMLList"), _S + "covarianceXMLList")
+        _sub(cov, _S + "valueXMLList", " ".join(_num(float(curve.covariance[i, j])) for i in rows))
+        _sub(cov, _S + "unitXMLList", " ".join(_power(unit, 2 - i - j) for i in rows))
+    _sub(region, _S + "coverageFactorXMLList", "1.0")
+    # k = 1 around d + 1 coefficients: the chi-squared probability of the unit ellipsoid.
+    _sub(region, _S + "coverageProbabilityXMLList", _num(float(stats.chi2.cdf(1.0, curve.degree + 1))))
+    _sub(region, _S + "distributionXMLList", "normal")
+    w.real(lst, "Chi-squared of the fit", "remotecal_curveChi2", curve.chi2, r"\one")
+    w.real(lst, "Residual degrees of freedom", "remotecal_curveDof", curve.dof, r"\one")
+    w.chars(lst, "Point", "remotecal_point", (str(p) for p in curve.points))
+    w.real_list(lst, "Residual (correction - curve)", "remotecal_curveResidual",
+                [float(x) for x in curve.residuals], unit)
+
+
+def _statements(adm: etree._Element, cfg: PipelineConfig, by_channel: Mapping[str, list[PointResult]],
+                lang: str) -> None:
+    """Statements of conformity (ILAC-G8:09/2019), one per DUT channel with decisions."""
+    if cfg.conformity is None:
+        return
+    w = _Writer(lang)
+    statements: etree._Element | None = None
+    for number, (channel, points) in enumerate(by_channel.items(), start=1):
+        decided = [r for r in points if r.decision]
+        if not decided:
+            continue
+        if statements is None:
+            statements = _sub(adm, _D + "statements")
+        unit = dsi_unit(decided[0].unit)
+        mpe = decided[0].mpe
+        assert mpe is not None
+        st = _sub(statements, _D + "statement", refId=f"item{number}", refType="basic_conformity")
+        rule = "guard band w = U" if cfg.conformity.rule == "guard_band" else "simple acceptance"
+        w.name(st, f"Conformity of channel {channel} to MPE ±{mpe:g} {decided[0].unit} ({rule})")
+        _sub(st, _D + "norm", "ILAC-G8:09/2019")
+        decl = _sub(st, _D + "declaration")
+        _sub(decl, _D + "content", (
+            f"{RULE_TEXT[cfg.conformity.rule]} The error is DUT - reference = -correction, "
+            f"per point; MPE = {mpe:g} {decided[0].unit}."
+        ), lang=lang)
+        _sub(st, _D + "conformityXMLList", " ".join(r.decision for r in decided))
+        lst = _sub(_sub(st, _D + "data"), _D + "list")
+        w.real(lst, "Maximum permissible error", "remotecal_mpe", mpe, unit)
+        w.chars(lst, "Point", "remotecal_point", (str(r.point) for r in decided))
+        w.real_list(lst, "Error (DUT - reference)", "remotecal_error", [r.error for r in decided], unit,
+                    expanded=([r.U for r in decided], [r.k for r in decided]))
+
+
 def _dof(w: _Writer, parent: etree._Element, name: str, ref_type: str, dof: float) -> None:
     if math.isinf(dof):
         w.text_quantity(parent, name, ref_type, "inf")
@@ -356,7 +443,11 @@ def _dof(w: _Writer, parent: etree._Element, name: str, ref_type: str, dof: floa
 
 
 def _measurement_results(
-    root: etree._Element, cfg: PipelineConfig, by_channel: Mapping[str, list[PointResult]], lang: str
+    root: etree._Element,
+    cfg: PipelineConfig,
+    by_channel: Mapping[str, list[PointResult]],
+    lang: str,
+    curves: Mapping[str, Curve],
 ) -> None:
     w = _Writer(lang)
     mrs = _sub(root, _D + "measurementResults")
@@ -436,6 +527,8 @@ def _measurement_results(
         data = _sub(res, _D + "data")
         for r in points:
             _budget(w, data, r, unit)
+        if channel in curves:
+            _curve(w, results, curves[channel], unit, lang)
 
 
 def build_dcc(
@@ -447,11 +540,13 @@ def build_dcc(
     issued: date | datetime | None = None,
     certificate_id: str | None = None,
     parties: Parties | None = None,
+    curves: Mapping[str, Curve] | None = None,
 ) -> bytes:
     """The run's certificate as DCC 3.3.0 XML (UTF-8, with declaration).
 
     ``certificate_id`` is the DCC's uniqueIdentifier (a random UUID when None; read it back
-    with `certificate_identifier`); ``issued`` the issue date (today, UTC, when None).
+    with `certificate_identifier`); ``issued`` the issue date (today, UTC, when None);
+    ``curves`` the correction curves by channel (`pipelines.curve`), if any.
     Raises DccError when there are no results or a unit has no D-SI spelling.
     """
     if not results:
@@ -469,7 +564,10 @@ def build_dcc(
     root.set("schemaVersion", SCHEMA_VERSION)
     _administrative(root, results, by_channel, channels_meta or {}, parties, software_version, issued,
                     certificate_id)
-    _measurement_results(root, cfg, by_channel, parties.language)
+    adm = root.find(_D + "administrativeData")
+    assert adm is not None
+    _statements(adm, cfg, by_channel, parties.language)
+    _measurement_results(root, cfg, by_channel, parties.language, curves or {})
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 

@@ -16,8 +16,12 @@ Sections, in order:
    the plateaus shaded and numbered;
 5. per quantity, the error of each DUT (DUT - reference = -correction) against the
    setpoint, with U as error bars (hollow markers: flagged points);
-6. per point, the uncertainty budget (EA-4/02 layout) with u_c, nu_eff, k and U;
-7. the config that produced the run, verbatim.
+6. with [conformity], the statements of conformity: the decision rule (ILAC-G8:09/2019),
+   the MPE, and per point the error, U and the decision;
+7. with [curve], per DUT channel the correction curve: its coefficients with their standard
+   uncertainties and correlations, chi^2, and the residual of every point;
+8. per point, the uncertainty budget (EA-4/02 layout) with u_c, nu_eff, k and U;
+9. the config that produced the run, verbatim.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipelines.config import PipelineConfig
+from pipelines.conformity import DECISIONS, RULE_TEXT
+from pipelines.curve import Curve
 from pipelines.dcc import DccError, certificate_identifier
 from pipelines.run import PointResult
 from pipelines.source import ChannelData
@@ -75,6 +81,9 @@ th { background: #eee; }
 td.text, th.text { text-align: left; }
 tr.total td { font-weight: bold; background: #f6f6f6; }
 tr.flagged td { background: #fff3cd; }
+td.pass { color: #0a6b0a; font-weight: bold; }
+td.fail { color: #b00020; font-weight: bold; }
+td.conditionalPass, td.conditionalFail { color: #8a5a00; font-weight: bold; }
 .header { display: flex; justify-content: space-between; align-items: flex-start; gap: 24px; }
 .ident { font-family: "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-all; }
 .qr { text-align: center; }
@@ -213,6 +222,11 @@ def _errors(quantity: str, points: Sequence[PointResult]) -> str:
             color = line.lines[0].get_color()
             ax.plot(x[flagged], y[flagged], "o", ms=10, mfc="white", mec=color, mew=1.5)
     ax.axhline(0.0, color="black", lw=0.8)
+    mpes = {r.mpe for r in points if r.mpe is not None}
+    if len(mpes) == 1:
+        mpe = mpes.pop()
+        for sign in (-1, 1):
+            ax.axhline(sign * mpe, color="tab:red", lw=1, ls="--", label="±MPE" if sign > 0 else None)
     unit = display_unit(points[0].unit)
     ax.set_xlabel(f"setpoint [{unit}]")
     ax.set_ylabel(f"error = DUT - reference [{unit}]")
@@ -224,8 +238,11 @@ def _errors(quantity: str, points: Sequence[PointResult]) -> str:
 
 
 def _summary(results: Sequence[PointResult]) -> str:
-    head = ("channel", "reference", "point", "setpoint", "start (UTC)", "end (UTC)", "n", "reference mean",
-            "DUT mean", "correction", "U", "k", "flags")
+    head: tuple[str, ...] = ("channel", "reference", "point", "setpoint", "start (UTC)", "end (UTC)", "n",
+                             "reference mean", "DUT mean", "correction", "U", "k", "flags")
+    decisions = any(r.decision for r in results)
+    if decisions:
+        head += ("decision",)
     rows = []
     for r in results:
         unit = html.escape(display_unit(r.unit))
@@ -244,6 +261,8 @@ def _summary(results: Sequence[PointResult]) -> str:
             f"<td>{r.k:#.3g}</td>",
             f'<td class="text flag">{html.escape(", ".join(r.flags))}</td>',
         ]
+        if decisions:
+            cells.append(f'<td class="text {r.decision}">{html.escape(DECISIONS.get(r.decision, ""))}</td>')
         cls = ' class="flagged"' if r.flags else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
     ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -289,6 +308,58 @@ def _budget(r: PointResult) -> str:
             f"ν<sub>eff</sub> = {fmt_dof(r.dof_eff)})</p>")
 
 
+def _conformity(results: Sequence[PointResult], cfg: PipelineConfig) -> str:
+    assert cfg.conformity is not None
+    decided = [r for r in results if r.decision]
+    parts = [f'<p id="decision-rule">{html.escape(RULE_TEXT[cfg.conformity.rule])} '
+             "The error is DUT - reference = -correction.</p>"]
+    if not decided:
+        return parts[0] + "<p>No point has an MPE for its quantity: no decisions.</p>"
+    head = ("channel", "point", "setpoint", "error", "U", "MPE", "decision")
+    rows = []
+    for r in decided:
+        unit = html.escape(display_unit(r.unit))
+        rows.append(
+            f'<tr><td class="text">{html.escape(r.channel)}</td><td>{r.point}</td>'
+            f"<td>{fmt(r.setpoint)} {unit}</td><td>{r.error:+.4f} {unit}</td><td>{r.U:#.3g} {unit}</td>"
+            f"<td>{fmt(r.mpe)} {unit}</td>"
+            f'<td class="text {r.decision}">{html.escape(DECISIONS[r.decision])}</td></tr>'
+        )
+    ths = "".join(f"<th>{h}</th>" for h in head)
+    counts = ", ".join(f"{sum(r.decision == d for r in decided)} {text}" for d, text in DECISIONS.items())
+    return (parts[0] + f'<table id="conformity"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            f"</table><p>{len(decided)} point(s): {counts}.</p>")
+
+
+def _curve(c: Curve) -> str:
+    unit = html.escape(display_unit(c.unit))
+    terms = " + ".join(["a<sub>0</sub>"] + [f"a<sub>{i}</sub> x" + (f"<sup>{i}</sup>" if i > 1 else "")
+                                              for i in range(1, c.degree + 1)])
+    u = c.standard_uncertainties
+    rows = []
+    for i, a in enumerate(c.coefficients):
+        power = 1 - i
+        a_unit = "" if power == 0 else unit if power == 1 else f"{unit}<sup>{power}</sup>"
+        corr = " ".join(fmt(float(c.covariance[i, j] / (u[i] * u[j])), 3) for j in range(c.degree + 1))
+        rows.append(f"<tr><td class=\"text\">a<sub>{i}</sub></td><td>{fmt(float(a), 6)} {a_unit}</td>"
+                    f"<td>{fmt(float(u[i]), 3)} {a_unit}</td><td class=\"text\">{corr}</td></tr>")
+    coef = ('<table class="curve"><thead><tr><th>coefficient</th><th>value</th><th>standard uncertainty</th>'
+            f'<th>correlations</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    res_rows = "".join(
+        f"<tr><td>{p}</td><td>{x:.4f} {unit}</td><td>{y:+.4f} {unit}</td><td>{fmt(float(uj), 3)} {unit}</td>"
+        f"<td>{float(f):+.4f} {unit}</td><td>{float(res):+.4f} {unit}</td>"
+        f"<td>{float(res / uj):+.2f}</td></tr>"
+        for p, x, y, uj, f, res in zip(c.points, c.x, c.y, c.u, c(c.x), c.residuals, strict=True)
+    )
+    residuals = ('<table class="curve-residuals"><thead><tr><th>point</th><th>DUT mean x</th>'
+                 "<th>correction</th><th>u<sub>c</sub></th><th>curve</th><th>residual</th>"
+                 f"<th>residual / u<sub>c</sub></th></tr></thead><tbody>{res_rows}</tbody></table>")
+    birge = "" if c.dof == 0 else f", Birge ratio √(χ²/dof) = {c.birge_ratio:.3g}"
+    return (f'<h3 id="curve-{html.escape(c.channel)}">{html.escape(c.channel)}: correction(x) = {terms}</h3>'
+            f"<p>x is the DUT's indication [{unit}], valid from {c.x.min():.4g} to {c.x.max():.4g} {unit}; "
+            f"χ² = {c.chi2:.3g} with {c.dof} degree(s) of freedom{birge}.</p>" + coef + residuals)
+
+
 def build_report(
     results: Sequence[PointResult],
     data: Mapping[str, ChannelData],
@@ -298,13 +369,15 @@ def build_report(
     software_version: str,
     certificate_xml: bytes,
     certificate_id: str,
+    curves: Mapping[str, Curve] | None = None,
 ) -> str:
     """report.html for a run's results (module docstring): one self-contained HTML page.
 
     ``data`` are the run's readings by channel (for the overview plots); ``certificate_xml``
     the exact bytes of certificate.xml, whose SHA-256 the page prints and encodes in its QR
-    code together with ``certificate_id``.  Raises DccError when the certificate states
-    another uniqueIdentifier than ``certificate_id``.
+    code together with ``certificate_id``; ``curves`` the correction curves by channel.
+    Raises DccError when the certificate states another uniqueIdentifier than
+    ``certificate_id``.
     """
     if certificate_xml:
         stated = certificate_identifier(certificate_xml)
@@ -370,6 +443,18 @@ def build_report(
     for quantity in sorted({r.quantity for r in results}):
         mine = [r for r in results if r.quantity == quantity]
         parts.append(_img(_errors(quantity, mine), f"error of each DUT against setpoint, {quantity}"))
+
+    if cfg.conformity is not None:
+        parts.append("<h2>Statements of conformity</h2>")
+        parts.append(_conformity(results, cfg))
+
+    if curves:
+        parts.append("<h2>Correction curves</h2>")
+        parts.append("<p>Weighted least squares (weights 1/u<sub>c</sub><sup>2</sup>) of the correction "
+                     "against the DUT's indication; the coefficients' uncertainties from their unscaled "
+                     "covariance, the points taken as uncorrelated (their common Type B contributions are "
+                     "not): use the curve between points, with each point's own U.</p>")
+        parts += [_curve(c) for c in curves.values()]
 
     parts.append("<h2>Uncertainty budgets</h2>")
     parts.append("<p>Uncorrelated input quantities (JCGM 100:2008 eq. 10), contributions "

@@ -6,8 +6,20 @@ corrections.csv starts with the SPEC's columns, in the SPEC's order,
     u_combined,U,k,dof_eff
 
 followed by `unit`, `reference`, `reference_correction` (the mean certificate correction
-applied to the reference) and `flags` (`extrapolated` when the reference's certificate was
-extrapolated).  Times are ISO 8601 UTC ("2026-11-20T10:40:00Z", with milliseconds when the
+applied to the reference), `flags` (`extrapolated` when the reference's certificate was
+extrapolated), `decision` and `mpe` (the statement of conformity, `pipelines.conformity`, and
+the MPE it was made against; empty without [conformity]) and `curve_residual` (correction
+minus the channel's correction curve at dut_mean; empty without [curve]).
+
+curve.csv (with [curve]) has one row per DUT channel with a curve (`pipelines.curve`):
+
+    run,channel,quantity,unit,degree,n_points,dof,chi2,x_min,x_max,a0..ad,u_a0..u_ad,
+    cov_a0_a1,...   (the covariances c_ij, i < j, row by row)
+
+where correction(x) = a0 + a1 x + ... for a DUT indication x (valid from x_min to x_max, the
+points' DUT means), u_ai = sqrt(c_ii).
+
+Times are ISO 8601 UTC ("2026-11-20T10:40:00Z", with milliseconds when the
 sample time has a fraction); numbers are written with 10 significant digits, which is below
 any resolution a thermometer or hygrometer has and reads back unambiguously; an infinite
 dof_eff is written `inf`.
@@ -27,7 +39,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -36,6 +48,7 @@ import httpx
 from gateway.errors import RemotecalError
 from gateway.sinks.influxdb.lineprotocol import escape_key, escape_measurement
 from pipelines.config import SourceConfig
+from pipelines.curve import Curve
 from pipelines.run import PointResult
 from pipelines.source import influx_client
 
@@ -43,10 +56,13 @@ __all__ = [
     "CSV_COLUMNS",
     "EXTRA_COLUMNS",
     "csv_row",
+    "curve_columns",
+    "curve_row",
     "encode_points",
     "format_number",
     "format_time",
     "write_corrections_csv",
+    "write_curve_csv",
     "write_points",
 ]
 
@@ -58,7 +74,7 @@ CSV_COLUMNS = (
 )
 """The SPEC's columns, in its order."""
 
-EXTRA_COLUMNS = ("unit", "reference", "reference_correction", "flags")
+EXTRA_COLUMNS = ("unit", "reference", "reference_correction", "flags", "decision", "mpe", "curve_residual")
 
 _MEASUREMENT = escape_measurement("calibration_point")
 
@@ -78,7 +94,7 @@ def format_time(t: datetime) -> str:
     return t.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-def csv_row(r: PointResult) -> dict[str, str]:
+def csv_row(r: PointResult, curve_residual: float | None = None) -> dict[str, str]:
     return {
         "run": r.run,
         "channel": r.channel,
@@ -99,27 +115,73 @@ def csv_row(r: PointResult) -> dict[str, str]:
         "reference": r.reference,
         "reference_correction": format_number(r.reference_correction),
         "flags": " ".join(r.flags),
+        "decision": r.decision,
+        "mpe": "" if r.mpe is None else format_number(r.mpe),
+        "curve_residual": "" if curve_residual is None else format_number(curve_residual),
     }
 
 
-def write_corrections_csv(results: Sequence[PointResult], path: str | Path) -> Path:
-    """Write corrections.csv (header even when there are no rows); return its path.
-
-    Written to a temporary file and renamed, so a reader never sees half a file.
-    """
+def _write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[dict[str, str]]) -> Path:
+    """Write a CSV file (header even when there are no rows) to a temporary file and rename
+    it, so a reader never sees half a file; return its path."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, *EXTRA_COLUMNS], lineterminator="\n")
+            w = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
             w.writeheader()
-            for r in results:
-                w.writerow(csv_row(r))
+            w.writerows(rows)
         tmp.replace(p)
     except OSError as exc:
         raise RemotecalError(f"cannot write {p}: {exc.strerror or exc}") from None
     return p
+
+
+def write_corrections_csv(
+    results: Sequence[PointResult], path: str | Path, *, curves: Mapping[str, Curve] | None = None
+) -> Path:
+    """Write corrections.csv (header even when there are no rows); return its path.
+
+    With ``curves`` (by channel), each point of a channel with a curve gets its residual.
+    """
+    curves = curves or {}
+    rows = []
+    for r in results:
+        curve = curves.get(r.channel)
+        residual = curve.residual_of(r.point) if curve is not None and r.point in curve.points else None
+        rows.append(csv_row(r, residual))
+    return _write_csv(path, [*CSV_COLUMNS, *EXTRA_COLUMNS], rows)
+
+
+def curve_columns(degree: int) -> list[str]:
+    """The columns of curve.csv for curves of ``degree``."""
+    terms = range(degree + 1)
+    return [
+        "run", "channel", "quantity", "unit", "degree", "n_points", "dof", "chi2", "x_min", "x_max",
+        *(f"a{i}" for i in terms), *(f"u_a{i}" for i in terms),
+        *(f"cov_a{i}_a{j}" for i in terms for j in terms if i < j),
+    ]
+
+
+def curve_row(c: Curve) -> dict[str, str]:
+    terms = range(c.degree + 1)
+    row = {
+        "run": c.run, "channel": c.channel, "quantity": c.quantity, "unit": c.unit,
+        "degree": str(c.degree), "n_points": str(c.x.size), "dof": str(c.dof),
+        "chi2": format_number(c.chi2), "x_min": format_number(float(c.x.min())),
+        "x_max": format_number(float(c.x.max())),
+    }
+    row.update({f"a{i}": format_number(float(c.coefficients[i])) for i in terms})
+    row.update({f"u_a{i}": format_number(float(c.standard_uncertainties[i])) for i in terms})
+    row.update({f"cov_a{i}_a{j}": format_number(float(c.covariance[i, j]))
+                for i in terms for j in terms if i < j})
+    return row
+
+
+def write_curve_csv(curves: Mapping[str, Curve], degree: int, path: str | Path) -> Path:
+    """Write curve.csv, one row per channel with a curve; return its path."""
+    return _write_csv(path, curve_columns(degree), [curve_row(c) for c in curves.values()])
 
 
 def _field(x: float) -> str:
