@@ -50,8 +50,9 @@ def cmd_gateway_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     g = cfg.gateway
     print(f"{args.config}: ok - gateway {g.site}/{g.id}, run {g.run}, "
-          f"{len(cfg.sources.mqtt)} MQTT and {len(cfg.sources.modbus)} Modbus source(s), "
-          f"{len(cfg.sinks.influxdb)} sink(s), journal in {g.data_dir}")
+          f"{len(cfg.sources.mqtt)} MQTT, {len(cfg.sources.modbus)} Modbus and "
+          f"{len(cfg.sources.instrument)} instrument source(s), sinks {', '.join(cfg.sink_names())}, "
+          f"journal in {g.data_dir}")
     return 0
 
 
@@ -118,9 +119,10 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     from dashboards.cli import register as dashboards
     from firmware_bridge.cli import register as simulate
     from gateway.demo import register as demo
+    from gateway.ingest.cli import register as ingest
     from pipelines.cli import register as pipeline
 
-    return [simulate, pipeline, demo, dashboards]
+    return [simulate, pipeline, demo, dashboards, ingest]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

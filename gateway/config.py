@@ -167,9 +167,16 @@ def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a site config; raise ConfigError with every problem, by key path."""
     p = Path(path)
     cfg = parse_config(read_toml(p))
-    if not cfg.gateway.data_dir.is_absolute():
-        # data_dir is relative to the config file, so a service's working directory cannot
-        # move the journal (and split a gateway's evidence across two folders).
-        section = cfg.gateway.model_copy(update={"data_dir": (p.parent / cfg.gateway.data_dir).resolve()})
-        cfg = cfg.model_copy(update={"gateway": section})
-    return cfg
+    # Paths are relative to the config file, so a service's working directory cannot move the
+    # journal (and split a gateway's evidence across two folders) or lose a key.
+    base = p.parent
+
+    def anchored(x: Path) -> Path:
+        return x if x.is_absolute() else (base / x).resolve()
+
+    sinks = cfg.sinks.model_copy(update={
+        "mqtt": [s.model_copy(update={"key_file": anchored(s.key_file)}) for s in cfg.sinks.mqtt],
+        "local": [s.model_copy(update={"path": anchored(s.path)}) for s in cfg.sinks.local],
+    })
+    section = cfg.gateway.model_copy(update={"data_dir": anchored(cfg.gateway.data_dir)})
+    return cfg.model_copy(update={"gateway": section, "sinks": sinks})

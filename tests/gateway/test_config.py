@@ -156,3 +156,12 @@ def test_secrets_come_from_env_or_file_and_never_print(tmp_path: Path, monkeypat
     assert token is not None and token.get() == "s3cr3t-token"
     dumped = repr(cfg) + str(cfg.model_dump()) + cfg.model_dump_json()
     assert "hunter2" not in dumped and "s3cr3t-token" not in dumped
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "site.toml"
+    path.write_text(SPEC_EXAMPLE + '\n[[sinks.local]]\npath = "store/readings.db"\n')
+    cfg = load_config(path)
+    assert cfg.gateway.data_dir == (tmp_path / "etc" / "var" / "gw01").resolve()
+    assert cfg.sinks.local[0].path == (tmp_path / "etc" / "store" / "readings.db").resolve()
