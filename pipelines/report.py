@@ -198,7 +198,10 @@ def _overview(reference: str, points: Sequence[PointResult], data: Mapping[str, 
                     ha="center", va="bottom", fontsize=9)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
     ax.set_xlabel("time (UTC)")
-    ax.set_ylabel(f"{ref.quantity.replace('_', ' ')} [{display_unit(ref.unit)}]")
+    quantities = [ref.quantity.replace("_", " ")]
+    quantities += [data[name].quantity.replace("_", " ") for name in equipment
+                   if name in data and data[name].unit == ref.unit]
+    ax.set_ylabel(f"{', '.join(dict.fromkeys(quantities))} [{display_unit(ref.unit)}]")
     ax.grid(True, alpha=0.3)
     if dut_ax is ax:
         ax.legend(loc="best", fontsize=8)
