@@ -14,14 +14,24 @@ The same query works against InfluxDB 2.x/3.x through their v1 compatibility API
 token); it needs a server that speaks InfluxQL.
 
 ``kind = "local"`` reads the demo's SQLite store instead (`gateway.sinks.local.read_run`).
+
+While a long read goes on (more than ``PROGRESS_AFTER_S``), a progress display (rich) on
+stderr shows the readings and series read so far, their rate and the time elapsed; the
+answer is streamed without a total, so the bar pulses rather than fills.  Only when stderr
+is a terminal: in a pipe, a log file or under systemd nothing is drawn, and the display
+is removed when the read ends (the log line stays).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import httpx
 import numpy as np
@@ -30,13 +40,24 @@ import numpy.typing as npt
 from gateway.errors import RemotecalError
 from pipelines.config import PipelineConfig, SourceConfig
 
-__all__ = ["ChannelData", "influx_client", "influxql_string", "load_run", "query_readings", "read_local"]
+__all__ = [
+    "PROGRESS_AFTER_S",
+    "ChannelData",
+    "influx_client",
+    "influxql_string",
+    "load_run",
+    "query_readings",
+    "read_local",
+]
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+PROGRESS_AFTER_S = 1.0
+"""A read that takes longer than this shows its progress (on a terminal)."""
 
 
 class ChannelData(NamedTuple):
@@ -128,8 +149,57 @@ class _Series:
         self.v.append(v)
 
 
-def query_readings(cfg: PipelineConfig) -> dict[str, ChannelData]:
+@contextmanager
+def _progress(run: str, stream: TextIO | None, after_s: float) -> Iterator[Callable[[int, int], None]]:
+    """A callback ``update(readings, series)``; draws on ``stream`` (rich, transient) once
+    ``after_s`` have passed, and only when ``stream`` is a terminal."""
+    if stream is None or not stream.isatty():
+        yield lambda readings, n_series: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("reading run {task.fields[run]} from InfluxDB"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} readings in {task.fields[series]} series"),
+        TextColumn("({task.fields[rate]:,.0f}/s)"),
+        TimeElapsedColumn(),
+        console=Console(file=stream),
+        transient=True,
+    )
+    task = progress.add_task("read", total=None, run=run, series=0, rate=0.0)
+    began = time.monotonic()
+    started = False
+
+    def update(readings: int, n_series: int) -> None:
+        nonlocal started
+        elapsed = time.monotonic() - began
+        if not started:
+            if elapsed < after_s:
+                return
+            progress.start()
+            started = True
+        progress.update(task, completed=readings, series=n_series, rate=readings / max(elapsed, 1e-9))
+
+    try:
+        yield update
+    finally:
+        if started:
+            progress.stop()
+
+
+def query_readings(
+    cfg: PipelineConfig,
+    *,
+    progress_to: TextIO | None = None,
+    progress_after_s: float = PROGRESS_AFTER_S,
+) -> dict[str, ChannelData]:
     """Every reading of run ``cfg.run.id`` within its bounds, by channel.
+
+    A read longer than ``progress_after_s`` shows its progress on ``progress_to`` (default:
+    sys.stderr) when that is a terminal (module docstring).
 
     Raises RemotecalError (one line, naming the URL) when the server cannot be reached,
     refuses the credentials, does not know the database, or answers with an error; and when
@@ -148,8 +218,13 @@ def query_readings(cfg: PipelineConfig) -> dict[str, ChannelData]:
     }
     series: dict[tuple[str, str, str, str], _Series] = {}
     points = 0
+    stream = sys.stderr if progress_to is None else progress_to
     try:
-        with influx_client(source) as client, client.stream("POST", url, data=params) as r:
+        with (
+            _progress(cfg.run.id, stream, progress_after_s) as show,
+            influx_client(source) as client,
+            client.stream("POST", url, data=params) as r,
+        ):
             if r.status_code == 401 or r.status_code == 403:
                 raise RemotecalError(f"InfluxDB at {source.url} refused the credentials ({r.status_code})")
             if r.status_code != 200:
@@ -182,6 +257,7 @@ def query_readings(cfg: PipelineConfig) -> dict[str, ChannelData]:
                             values, columns.index("time"), columns.index("value")
                         )
                         points += len(values)
+                show(points, len(series))
     except httpx.HTTPError as exc:
         reason = str(exc) or type(exc).__name__
         raise RemotecalError(f"cannot read from InfluxDB at {source.url}: {reason}") from None
