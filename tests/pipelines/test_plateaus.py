@@ -202,3 +202,16 @@ def test_empty_and_invalid_input() -> None:
         rolling_stats([0.0, 1.0], [1.0, 1.0], 0.0)
     with pytest.raises(ValueError, match=">= 0"):
         find_plateaus([0.0], [1.0], window_s=10.0, max_std=-1.0, max_slope_per_min=1.0)
+
+
+@pytest.mark.parametrize(("step", "window"), [(1.0, 600.0), (0.1, 0.3), (0.1, 60.0), (1 / 3, 10.0), (2.5, 7.5)])
+def test_window_starts_closed_form_equals_the_search(step: float, window: float) -> None:
+    """Evenly sampled series take a closed form; it must equal searchsorted exactly, also where
+    t - window_s rounds across a sample."""
+    from pipelines.plateaus import _window_starts
+
+    t = 1_795_000_000.0 + np.arange(20_000) * step
+    np.testing.assert_array_equal(_window_starts(t, window), np.searchsorted(t, t - window, side="left"))
+    uneven = t.copy()
+    uneven[5000:] += 0.25 * step
+    np.testing.assert_array_equal(_window_starts(uneven, window), np.searchsorted(uneven, uneven - window, side="left"))
