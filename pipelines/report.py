@@ -240,6 +240,11 @@ def _errors(quantity: str, points: Sequence[PointResult]) -> str:
     return _png(fig)
 
 
+def _references(r: PointResult) -> str:
+    """The reference instruments of a point: one channel, or a dew-point mirror + a thermometer."""
+    return " + ".join(channel for channel, _ in r.equipment)
+
+
 def _summary(results: Sequence[PointResult]) -> str:
     head: tuple[str, ...] = ("channel", "reference", "point", "setpoint", "start (UTC)", "end (UTC)", "n",
                              "reference mean", "DUT mean", "correction", "U", "k", "flags")
@@ -251,7 +256,7 @@ def _summary(results: Sequence[PointResult]) -> str:
         unit = html.escape(display_unit(r.unit))
         cells = [
             f'<td class="text">{html.escape(r.channel)}</td>',
-            f'<td class="text">{html.escape(r.reference)}</td>',
+            f'<td class="text">{html.escape(_references(r))}</td>',
             f"<td>{r.point}</td>",
             f"<td>{fmt(r.setpoint)} {unit}</td>",
             f'<td class="text">{_time(r.t_start_s)}</td>',
@@ -275,7 +280,7 @@ def _summary(results: Sequence[PointResult]) -> str:
 def _budget(r: PointResult) -> str:
     unit = html.escape(display_unit(r.unit))
     title = (f"{html.escape(r.channel)}, point {r.point}: setpoint {fmt(r.setpoint)} {unit}, reference "
-             f"{html.escape(r.reference)}, {_time(r.t_start_s)} to {_time(r.t_end_s)} UTC, n = {r.n}")
+             f"{html.escape(_references(r))}, {_time(r.t_start_s)} to {_time(r.t_end_s)} UTC, n = {r.n}")
     if r.flags:
         title += f' <span class="flag">[{html.escape(", ".join(r.flags))}]</span>'
     head = ("input quantity", "distribution", "estimate", f"u(x<sub>i</sub>) [{unit}]",
