@@ -39,7 +39,7 @@ demo: venv
 	$(VENV)/bin/remotecal demo --out out/demo
 
 bench: venv system-packages
-	$(PY) -m bench
+	$(PY) -m bench --out bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

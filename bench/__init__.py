@@ -1,8 +1,22 @@
-"""Benchmarks: `python -m bench` (or `make bench`) runs every module in `BENCHES` and prints its figures.
+"""Benchmarks: `python -m bench` (or `make bench`) runs every module in `BENCHES`, prints its
+figures beside its baseline, and writes them all to `bench/RESULTS.md`.
 
     modbus_poll   50 virtual Modbus TCP devices polled at 1 Hz by ModbusSource (issue 3)
     pipeline      plateaus + corrections of 10 channels x 7 days at 1 Hz in memory vs pandas (issue 4)
     read_path     1,000,000 readings read back from a real influxd by pipelines.source vs naive JSON (issue 4)
+    encode        line-protocol encoding vs influxdb-client's Point (issue 6)
+    journal       durable appends/s and deliveries/s per fsync policy (issue 6)
+    uplink        signed frames through Mosquitto to an ingest worker (issue 6)
+    ingest        JSON sensor messages through a gateway into influxd vs a bare subscriber and a
+                  naive script (issue 6)
 """
 
-BENCHES = ("bench.modbus_poll", "bench.pipeline", "bench.read_path")
+BENCHES = (
+    "bench.encode",
+    "bench.journal",
+    "bench.pipeline",
+    "bench.read_path",
+    "bench.uplink",
+    "bench.ingest",
+    "bench.modbus_poll",
+)

@@ -1,26 +1,73 @@
-"""`python -m bench [--seconds N]`: run every benchmark in `bench.BENCHES`, one after the other."""
+"""`python -m bench [--seconds N] [--out FILE]`: run every benchmark in `bench.BENCHES`, one
+after the other, and write what they print to FILE (default bench/RESULTS.md)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
+import platform
 import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import BENCHES
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: io.TextIOBase | io.StringIO):
+        self.streams = streams
+
+    def write(self, s: str) -> int:
+        for st in self.streams:
+            st.write(s)
+            st.flush()
+        return len(s)
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--seconds", type=float, default=None,
                    help="measured duration of each phase of each benchmark (default: the benchmark's own)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
+    p.add_argument("--only", nargs="*", help="run only these benchmarks (names without 'bench.')")
     args = p.parse_args(argv)
+    names = [n for n in BENCHES if not args.only or n.removeprefix("bench.") in args.only]
+    captured = io.StringIO()
+    out = _Tee(sys.stdout, captured)  # type: ignore[arg-type]
     status = 0
-    for name in BENCHES:
-        print(f"## {name}\n", flush=True)
-        module = importlib.import_module(name)
-        sub_argv = [] if args.seconds is None else ["--seconds", str(args.seconds)]
-        status = max(status, int(module.main(sub_argv) or 0))
-        print(flush=True)
+    t_all = time.monotonic()
+    with contextlib.redirect_stdout(out):
+        print(f"# remotecal benchmarks\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()}\n")
+        for name in names:
+            print(f"## {name}\n")
+            t0 = time.monotonic()
+            module = importlib.import_module(name)
+            sub_argv = [] if args.seconds is None else ["--seconds", str(args.seconds)]
+            try:
+                code = int(module.main(sub_argv) or 0)
+            except Exception as exc:  # one failing benchmark must not hide the others' figures
+                print(f"FAILED: {type(exc).__name__}: {exc}")
+                code = 1
+            status = max(status, code)
+            print(f"\n({name} took {time.monotonic() - t0:.0f} s)\n")
+        print(f"All benchmarks took {time.monotonic() - t_all:.0f} s.")
+    Path(args.out).write_text(captured.getvalue())
+    print(f"written to {args.out}", file=sys.stderr)
     return status
 
 

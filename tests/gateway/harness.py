@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -142,7 +142,7 @@ class Publisher:
 class SteadyStream(threading.Thread):
     """Publishes `rate` messages/s (bounded in count) until stopped; remembers what was acked."""
 
-    def __init__(self, port: int, rate: float, count: int, make):  # type: ignore[no-untyped-def]
+    def __init__(self, port: int, rate: float, count: int, make: Callable[[int], tuple[str, str]]):
         super().__init__(daemon=True)
         self.port, self.rate, self.count, self.make = port, rate, count, make
         self.sent: list[tuple[str, str]] = []
