@@ -242,3 +242,23 @@ def test_wrong_reference_channels() -> None:
     bad = {**data, "ref-t": data["ref-t"]._replace(quantity="dew_point")}
     with pytest.raises(RemotecalError, match=r"measures dew_point, not temperature"):
         compute(cfg, bad)
+
+
+def test_a_frost_point_channel_is_taken_over_ice() -> None:
+    t = np.arange(T0, T0 + 3600.0, 5.0)
+    rng = np.random.default_rng(11)
+    fp, air = -10.0, 23.0
+    data = {
+        "mirror-td": ChannelData(t, fp - 0.05 + rng.normal(0, 0.002, t.size), "frost_point", "degC", "reference"),
+        "ref-t": ChannelData(t, _indication(np.full(t.size, air), CERT_T), "temperature", "degC", "reference"),
+        "dut1-rh": ChannelData(t, np.full(t.size, 10.0), "relative_humidity", "%rh", "dut"),
+    }
+    doc = config()
+    doc["reference_certificate"]["mirror-td"] = {"points": [[-20.0, 0.05, 0.1, 2.0], [0.0, 0.05, 0.1, 2.0]]}
+    (r,) = compute(parse_pipeline_config(doc), data)
+    assert r.reference_mean == pytest.approx(dew_point_to_rh(fp, air, P_PA, over="ice"), abs=1e-3)
+    assert r.reference_mean < dew_point_to_rh(fp, air, P_PA) - 0.5  # e_ice < e_water at -10 degC
+    c_td = r.budget.components[1]
+    h = 1e-4
+    fd = (dew_point_to_rh(fp + h, air, P_PA, over="ice") - dew_point_to_rh(fp - h, air, P_PA, over="ice")) / (2 * h)
+    assert c_td.sensitivity == pytest.approx(fd, rel=2e-3)
