@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.config import JournalConfig, format_validation_error, read_toml
-from gateway.config_types import Duration, Secret, check_host_port
+from gateway.config_types import Duration
 from gateway.errors import ConfigError
+from gateway.mqtt_broker import BrokerConnection
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sinks.mqtt.config import check_topic_prefix
-from gateway.sources.mqtt.config import TlsConfig
 
 __all__ = ["BrokerConfig", "CentralConfig", "IngestSection", "load_central_config"]
 
@@ -47,39 +46,10 @@ class IngestSection(_Strict):
     _prefix = field_validator("topic_prefix")(check_topic_prefix)
 
 
-class BrokerConfig(_Strict):
-    url: str
-    client_id: str | None = None
-    username: str | None = None
-    password: Secret | None = None
-    tls: TlsConfig | None = None
-    keepalive: Duration = 30.0
+class BrokerConfig(BrokerConnection):
     session_expiry: Duration = Field(
         default=7 * 86400.0, gt=0, description="how long the broker keeps a dead worker's session")
     max_inflight: int = Field(default=100, ge=1, le=65535)
-    reconnect_min: Duration = 0.5
-    reconnect_max: Duration = 30.0
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        check_host_port(parts)
-        return v
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or (8883 if self.uses_tls else 1883)
-
-    @property
-    def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme in ("mqtts", "ssl") or self.tls is not None
 
 
 class CentralSinks(_Strict):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, Secret, Size, check_host_port
+from gateway.config_types import Size
+from gateway.mqtt_broker import BrokerConnection, TlsConfig
 from gateway.quantities import ChannelSchema
 
 __all__ = ["FieldMapping", "MqttSourceConfig", "TlsConfig", "TopicMapping", "wildcard_count"]
@@ -72,48 +72,11 @@ class TopicMapping(_Strict):
         return self
 
 
-class TlsConfig(_Strict):
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = Field(False, description="skip the server hostname check (tests only)")
-
-
-class MqttSourceConfig(_Strict):
+class MqttSourceConfig(BrokerConnection):
     name: str
-    url: str
     qos: Literal[0, 1] = Field(
         1, description="1: at least once, acked after the journal commit; 0: no guarantee. QoS 2 is "
         "refused: its PUBREC hands the message over before the journal has it"
     )
-    client_id: str | None = None
-    username: str | None = None
-    password: Secret | None = None
-    tls: TlsConfig | None = None
-    keepalive: Duration = 30.0
     max_payload: Size = 256 * 1024
-    reconnect_min: Duration = 0.5
-    reconnect_max: Duration = 30.0
     topics: list[TopicMapping] = Field(min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        check_host_port(parts)
-        return v
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if self.uses_tls else 1883)
-
-    @property
-    def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme in ("mqtts", "ssl") or self.tls is not None
