@@ -6,8 +6,9 @@ figures beside its baseline, and writes them all to `bench/RESULTS.md`.
     read_path     1,000,000 readings read back from a real influxd by pipelines.source vs naive JSON (issue 4)
     encode        line-protocol encoding vs influxdb-client's Point (issue 6)
     journal       durable appends/s and deliveries/s per fsync policy (issue 6)
-    uplink        signed frames through Mosquitto to an ingest worker (issue 6)
-    ingest        JSON sensor messages through a gateway into influxd vs a bare subscriber and a
+    uplink        signed frames: codec, PUBACK round trips, 1..3 ingest workers into influxd (issue 6)
+    ingest        one ingest worker draining a backlog of signed frames into influxd (issue 6)
+    gateway_ingest  JSON sensor messages through a gateway into influxd vs a bare subscriber and a
                   naive script (issue 6)
 """
 
@@ -18,5 +19,6 @@ BENCHES = (
     "bench.read_path",
     "bench.uplink",
     "bench.ingest",
+    "bench.gateway_ingest",
     "bench.modbus_poll",
 )

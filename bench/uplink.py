@@ -14,6 +14,11 @@ Live, when Mosquitto is installed: a real broker on a free loopback port, a plai
 (so the broker does not answer "no matching subscribers"), and `MqttSink.write()` called one
 frame after another, as the delivery runner does: frames/s, readings/s and the PUBACK round
 trip (p50, p99) of each write.
+
+Scaling, with Mosquitto and influxd: a backlog of signed frames (about `4 x --seconds` of one
+worker's drain) queued for 1, 2, ... `--workers` ingest workers (one `python -m gateway.ingest
+ingest` process each, one shared subscription), then drained: readings/s delivered to influxd
+for each worker count, and its ratio to one worker.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import platform
 import statistics
 import sys
@@ -29,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.encode import make_readings
 from gateway.keys import new_key_file
@@ -127,16 +134,163 @@ def live(frame_size: int, seconds: float) -> None:
           f"{q[98] * 1e3:.2f} |")
 
 
+_DRAIN_RATE = 70_000  # readings/s one worker delivers to influxd (bench.ingest), to size the backlog
+
+
+def _central(folder: Path, port: int, influx_url: str, k: int, w: int) -> str:
+    return f"""
+[ingest]
+worker = "k{k}w{w}"
+data_dir = "{folder / 'data'}"
+keys = "{folder.parent.parent / 'keys'}"
+group = "scale{k}"
+shutdown_grace = "30s"
+
+[broker]
+url = "mqtt://127.0.0.1:{port}"
+reconnect_min = "100ms"
+reconnect_max = "1s"
+max_inflight = 100
+
+[journal]
+fsync = "full"
+
+[[sinks.influxdb]]
+name = "influx"
+url = "{influx_url}"
+database = "scale{k}"
+batch_size = 5000
+flush_interval = "100ms"
+"""
+
+
+def _wait(cond: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _accepted_frames(log: str) -> int:
+    lines = [x for x in log.splitlines() if "ingest stopped:" in x]
+    if not lines:
+        return -1
+    fields = dict(p.split("=", 1) for p in lines[-1].split("ingest stopped: ", 1)[1].split(", "))
+    return int(fields.get("accepted_frames", -1))
+
+
+def _steady(samples: list[tuple[float, int]], total: int) -> float:
+    """readings/s while the backlog went from 20 % to 80 % delivered: start-up and tail left out."""
+    t20 = next((t for t, n in samples if n >= 0.2 * total), float("nan"))
+    t80, n80 = next(((t, n) for t, n in samples if n >= 0.8 * total), (float("nan"), 0))
+    n20 = next((n for t, n in samples if t == t20), 0)
+    return (n80 - n20) / (t80 - t20) if t80 > t20 else float("nan")
+
+
+def _scale_once(tmp: Path, port: int, influx: Any, probe: Any, k: int, frames: list[tuple[str, bytes]],
+                total: int, timeout: float) -> tuple[float, float, list[int], int, list[int]]:
+    """k workers drain the backlog: (s from start to all landed, steady readings/s,
+    frames per worker, readings in influxd, exit codes)."""
+    from tests.gateway.harness import Publisher
+    from tests.gateway.uplink.harness import IngestProcess
+
+    influx.create_database(f"scale{k}")
+    dirs = [tmp / f"k{k}" / f"w{w}" for w in range(k)]
+    workers = [IngestProcess(d, _central(d, port, influx.url, k, w)) for w, d in enumerate(dirs)]
+    try:
+        # The workers' persistent sessions first, then the backlog while they are away: the
+        # broker queues it round-robin over the k sessions of the shared subscription.
+        for wk in workers:
+            wk.start()
+        _wait(lambda: all("connected" in wk.log() for wk in workers), 30, "the workers to connect")
+        time.sleep(1.0)  # their SUBSCRIBEs are through
+        for wk in workers:
+            if wk.terminate() != 0:
+                raise RuntimeError(f"a worker did not stop cleanly:\n{wk.log()[-2000:]}")
+        pub = Publisher(port, f"bench-backlog-{k}")
+        try:
+            pub.publish_all(frames, timeout=300)
+        finally:
+            pub.close()
+        since = probe.points_written()
+        t0 = time.monotonic()
+        for wk in workers:
+            wk.start()
+        t_all, samples = probe.wait_for(f"scale{k}", total, since, timeout, every=0.1)
+        codes = [wk.terminate() for wk in workers]
+        split = [_accepted_frames(wk.log()) for wk in workers]
+        landed = probe.count(f"scale{k}")
+    finally:
+        for wk in workers:
+            wk.kill()
+    return t_all - t0, _steady(samples, total), split, landed, codes
+
+
+def scaling(frame_size: int, seconds: float, max_workers: int, gateways: int = 3) -> bool:
+    """The same backlog of signed frames drained by 1..max_workers ingest processes; True if every run
+    delivered every reading exactly once and every worker stopped cleanly."""
+    try:
+        from bench.gateway_ingest import InfluxProbe
+        from bench.ingest import _frames
+        from tests.servers.influx import InfluxD
+        from tests.servers.mosquitto import Mosquitto
+    except ImportError as exc:
+        print(f"\n(scaling phase skipped: {exc})")
+        return True
+    rows = []
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-uplink-scale-") as tmp_s:
+        tmp = Path(tmp_s)
+        total = max(frame_size * gateways, int(_DRAIN_RATE * 4 * seconds))
+        frames = _frames(tmp, gateways, frame_size, total)  # key files in tmp/keys
+        total = len(frames) * frame_size
+        with Mosquitto(tmp / "broker") as broker, InfluxD(tmp / "influxd") as influx:
+            probe = InfluxProbe(influx.url)
+            try:
+                for k in range(1, max_workers + 1):
+                    wall, steady, split, landed, codes = _scale_once(
+                        tmp, broker.port, influx, probe, k, frames, total, 60 + 20 * seconds)
+                    good = landed == total and all(c == 0 for c in codes) and sum(split) == len(frames)
+                    ok = ok and good
+                    rows.append((k, wall, steady, split, landed, good))
+            finally:
+                probe.close()
+    base, base_steady = total / rows[0][1], rows[0][2]
+    print(f"\nscaling: {len(frames)} signed frames of {frame_size} readings from {gateways} gateways "
+          f"({total:,} readings) queued by Mosquitto for k ingest workers "
+          f"(`python -m gateway.ingest ingest`, one process each, one shared subscription, persistent "
+          f"sessions, journal fsync = full, InfluxDB v1 sink in batches of 5000), then the k workers "
+          f"start; the same backlog for each k, into a fresh database.  This machine has "
+          f"{os.cpu_count()} cores, shared by Mosquitto, influxd and the k workers: k workers cannot "
+          f"have k cores to themselves.\n")
+    print("| workers | readings/s, start to all in influxd | x 1 worker | readings/s, 20 % to 80 % delivered "
+          "| x 1 worker | frames per worker | in influxd |")
+    print("|---:|---:|---:|---:|---:|---|---:|")
+    for k, wall, steady, split, landed, good in rows:
+        print(f"| {k} | {total / wall:,.0f} | {total / wall / base:.2f} | {steady:,.0f} | "
+              f"{steady / base_steady:.2f} | {' / '.join(map(str, split))} | "
+              f"{landed:,}{'' if good else ' FAIL'} |")
+    print("\nOne run per worker count.  'start' is when the k worker processes are launched (their Python "
+          "start-up counts); '20 % to 80 %' is the drain rate once they run, from "
+          "influxd's SHOW STATS (points written) polled every 100 ms; all of them in influxd is confirmed "
+          "by SELECT COUNT.  'frames per worker' is each worker's accepted_frames.")
+    print(f"\n- {'PASS' if ok else 'FAIL'}: every run delivered exactly {total:,} readings and every "
+          "worker stopped cleanly")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.uplink", description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=3.0, help="measured time per phase")
     p.add_argument("--frame", type=int, default=1000, help="readings per frame")
+    p.add_argument("--workers", type=int, default=3, help="scaling: 1 .. this many ingest workers")
     args = p.parse_args(argv)
     print(f"frames of {args.frame} readings, 50 series, {args.seconds:g} s per phase; "
           f"Python {platform.python_version()} on {platform.machine()}\n")
     offline(args.frame, args.seconds)
     live(args.frame, args.seconds)
-    return 0
+    return 0 if scaling(args.frame, args.seconds, args.workers) else 1
 
 
 if __name__ == "__main__":
