@@ -161,14 +161,16 @@ role = "dut"
 def pipeline_config_text(plan: DemoPlan, store: Path) -> str:
     """The demo's pipeline config: the lab's criteria, scaled to the demo's compressed time."""
     k = plan.speed
+    if plan.influx_url:  # the pipeline reads what the gateway wrote, and writes calibration_point
+        source = f'[source]\nkind = "influxdb"\nurl = {_toml(plan.influx_url)}\ndatabase = "calibration"'
+    else:
+        source = f'[source]\nkind = "local"\npath = {_toml(str(store))}'
     return f"""# The demo compresses time {k:g}x: a lab's 600 s window, 900 s minimum and 0.005 K/min
 # become {600 / k:.3g} s, {900 / k:.3g} s and {0.005 * k:.3g} K/min of wall-clock time.
 [run]
 id = "{RUN_ID}"
 
-[source]
-kind = "local"
-path = {_toml(str(store))}
+{source}
 
 [stability]
 window_s = {600 / k:.6g}
@@ -288,7 +290,7 @@ def parse_config_text(text: str) -> Any:
 def _run_pipeline(config: Path, out: Path) -> dict[str, Path]:
     from pipelines.cli import run_pipeline
 
-    result = run_pipeline(config, out, write_results=False)
+    result = run_pipeline(config, out)
     paths = {"corrections.csv": result.csv_path}
     if result.report_path and result.certificate_path:
         paths |= {"report.html": result.report_path, "certificate.xml": result.certificate_path}

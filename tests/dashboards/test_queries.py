@@ -47,7 +47,7 @@ def _queries() -> Iterator[tuple[str, str]]:
 QUERIES = dict(_queries())
 
 
-def substitute(query: str, run: Run, **overrides: str) -> str:
+def substitute(query: str, run: Run, /, **overrides: str) -> str:
     """The query as Grafana would send it for the test run's time range."""
     values = {
         "site": "(lab1|lab2)",
