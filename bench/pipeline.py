@@ -17,7 +17,8 @@ Two implementations of SPEC section 5's criteria (window 600 s, sample std <= 0.
     ours     `pipelines.plateaus.find_plateaus` on the reference (vectorised windowed sums
              from cumulative sums), then `pipelines.run.compute` with a `PipelineConfig`
              built in code: interpolation onto the reference, certificate, corrections and
-             the full GUM budget of every DUT at every plateau
+             the full GUM budget of every DUT at every plateau (the coverage factors'
+             cache emptied before each run: every run starts cold)
     pandas   a straightforward pandas version of the same criteria: a Series on a
              DatetimeIndex, `rolling("600s", closed="both")` count and std, the slope from
              rolling means of t, v, t*v and t*t, completeness after gaps with a groupby,
@@ -60,6 +61,7 @@ from pipelines.config import PipelineConfig, StabilityConfig
 from pipelines.plateaus import find_plateaus
 from pipelines.run import PointResult, compute
 from pipelines.source import ChannelData
+from pipelines.uncertainty import _t_quantile
 
 __all__ = ["main", "make_run", "ours", "pandas_corrections", "pandas_plateaus", "pipeline_config"]
 
@@ -148,6 +150,9 @@ def our_plateaus(data: dict[str, ChannelData]) -> list[tuple[int, int]]:
 
 
 def ours(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResult]:
+    """`compute`, from cold: the coverage factors cached by an earlier run are dropped first,
+    so that no timed run profits from another (all other state is per call)."""
+    _t_quantile.cache_clear()
     return compute(cfg, data)
 
 
@@ -380,7 +385,11 @@ def main(argv: list[str] | None = None) -> int:
           "two implementations alternating; pandas' time includes building its Series/DataFrame from the "
           "arrays, ours starts from the `ChannelData` arrays as `load_run` returns them. *Ours* for "
           "plateaus + corrections is `pipelines.run.compute` (interpolation onto the reference, "
-          "certificate, full GUM budget per point), more work than the pandas version's means and std. "
+          "certificate, full GUM budget per point), more work than the pandas version's means and std "
+          "(pandas joins the DUTs on exact time stamps and makes no budget). All channels of a poll share "
+          "its time stamp here, so ours finds every DUT reading at the reference's own times and takes "
+          "them as they are (what interpolation returns there); DUTs on their own clocks take the "
+          "interpolation path, which costs more. "
           "Peak memory is tracemalloc's peak over one separate, untimed run of each (numpy and pandas "
           "report their array allocations to tracemalloc), started after the run's arrays exist: memory "
           "the computation allocates on top of its input, not the input itself.\n")

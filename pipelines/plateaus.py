@@ -60,17 +60,28 @@ class RollingStats(NamedTuple):
 
 
 def _validate(t_s: npt.ArrayLike, values: npt.ArrayLike, window_s: float) -> tuple[FloatArray, FloatArray]:
+    t, v, _ = _validate_steps(t_s, values, window_s)
+    return t, v
+
+
+def _validate_steps(
+    t_s: npt.ArrayLike, values: npt.ArrayLike, window_s: float
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """`_validate`, and the steps it checked: a buffer of t's length whose first
+    ``len(t) - 1`` entries are ``np.diff(t)`` (the last is undefined), for reuse."""
     t = np.asarray(t_s, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if t.ndim != 1 or v.ndim != 1 or t.shape != v.shape:
         raise ValueError(f"t_s and values must be 1-D arrays of one length, not {t.shape} and {v.shape}")
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(v))):
         raise ValueError("t_s and values must be finite (no NaN or inf)")
-    if np.any(np.diff(t) < 0):
+    steps = np.empty(t.size)
+    dt = np.subtract(t[1:], t[:-1], out=steps[:-1] if t.size else steps)  # np.diff(t)
+    if np.any(dt < 0):
         raise ValueError("t_s must be sorted in increasing order")
     if not (window_s > 0 and np.isfinite(window_s)):
         raise ValueError(f"window_s must be a positive number of seconds, not {window_s!r}")
-    return t, v
+    return t, v, steps
 
 
 def _prefix(x: FloatArray) -> FloatArray:
@@ -132,79 +143,146 @@ def rolling_stats(t_s: npt.ArrayLike, values: npt.ArrayLike, window_s: float) ->
 
 def _window_starts(t: FloatArray, window_s: float) -> IntArray:
     """Index of the first sample of the window ending at each sample:
-    ``searchsorted(t, t - window_s, side="left")``.
+    ``searchsorted(t, t - window_s, side="left")``."""
+    return _starts_and_keys(t, window_s).start
 
-    Evenly sampled series (the usual logger output) take a closed form, checked exactly
-    against the definition, instead of a binary search per sample (5x faster at 1e6 samples);
-    anything else, or a check that fails, takes the search.
+
+class _Starts(NamedTuple):
+    start: IntArray
+    """`_window_starts`."""
+    keys: FloatArray
+    """t - window_s, the keys searched for."""
+    shift: int | None
+    """w when start[j] = max(j - w, 0) for every j except ``fixed``; None: no such form."""
+    fixed: IntArray
+    """Where start departs from the closed form (when ``shift`` is not None)."""
+
+
+def _starts_and_keys(t: FloatArray, window_s: float) -> _Starts:
+    """`_window_starts`, the keys ``t - window_s`` it searched for, and its closed form.
+
+    Evenly sampled stretches (the usual logger output, between outages) take a closed form
+    from the first step, s_j = max(j - floor(window_s / step), 0), which is then checked
+    exactly against the definition (t[s] >= key and t[s - 1] < key, which for sorted t is
+    what the search returns; shifted slices, no gathers); only the samples where the check
+    fails (after a gap, where the clock is uneven) take a binary search.  If many fail, the
+    closed form is corrected by one sample where rounding of t - window_s put it one early,
+    and checked again.  Much faster than searching for every sample, which misses the cache.
     """
     keys = t - window_s
-    if t.size > 2:
-        step = t[1] - t[0]
-        if step > 0 and np.all(np.diff(t) == step):
-            start = np.arange(t.size, dtype=np.intp)
-            start -= int(np.floor(window_s / step))
-            np.maximum(start, 0, out=start)
-            below = start - 1
-            if bool(np.all(t[start] >= keys)) and bool(np.all((below < 0) | (t[below] < keys))):
-                return start
-            # one sample too early, by rounding of t - window_s: correct where needed
-            start += t[start] < keys
-            below = start - 1
-            if bool(np.all(t[start] >= keys)) and bool(np.all((below < 0) | (t[below] < keys))):
-                return start
-    return np.searchsorted(t, keys, side="left").astype(np.intp)
+    n = t.size
+    none = np.zeros(0, dtype=np.intp)
+    if n > 2:
+        step = float(t[1] - t[0])
+        if step > 0:
+            w = int(min(np.floor(window_s / step), n))
+            start = np.arange(-w, n - w, dtype=np.intp)
+            start[:w] = 0
+            bad = np.empty(n, dtype=np.bool_)
+            # j <= w: s_j = 0 (no sample below it); j > w: s_j = j - w
+            np.less(t[0], keys[:w + 1], out=bad[:w + 1])
+            if n > w + 1:
+                np.less(t[1:n - w], keys[w + 1:], out=bad[w + 1:])
+                bad[w + 1:] |= t[:n - w - 1] >= keys[w + 1:]
+            fix = np.flatnonzero(bad)
+            shift: int | None = w
+            if fix.size > n // 16:
+                # one sample too early, by rounding of t - window_s: correct where needed
+                start += t[start] < keys
+                below = start - 1
+                np.maximum(below, 0, out=below)
+                np.less(t[start], keys, out=bad)
+                bad |= (start > 0) & (t[below] >= keys)
+                fix = np.flatnonzero(bad)
+                shift = None
+            if fix.size > n // 2:
+                return _Starts(np.searchsorted(t, keys, side="left").astype(np.intp), keys, None, none)
+            if fix.size:
+                start[fix] = np.searchsorted(t, keys[fix], side="left")
+            return _Starts(start, keys, shift, fix)
+    return _Starts(np.searchsorted(t, keys, side="left").astype(np.intp), keys, None, none)
+
+
+def _gather(c: FloatArray, starts: _Starts, out: FloatArray) -> FloatArray:
+    """``np.take(c, starts.start, out=out)``, from shifted slices where the closed form holds."""
+    w = starts.shift
+    if w is None:
+        return np.take(c, starts.start, out=out)
+    n = out.size
+    out[:w + 1] = c[0]
+    out[w + 1:] = c[1:n - w]
+    if starts.fixed.size:
+        out[starts.fixed] = c[starts.start[starts.fixed]]
+    return out
 
 
 def _stable_window_ends(
-    t: FloatArray, v: FloatArray, window_s: float, max_std: float, max_slope_per_min: float
+    t: FloatArray, v: FloatArray, window_s: float, max_std: float, max_slope_per_min: float,
+    steps: FloatArray | None = None,
 ) -> tuple[npt.NDArray[np.bool_], IntArray]:
     """`rolling_stats` reduced to the two comparisons, without square roots or divisions.
 
     s <= max_std  <=>  SS_v <= max_std^2 (n - 1), and |b| 60 <= max_slope  <=>
     |SP_tv| 60 <= max_slope SS_t (SS_t > 0 for n >= 3 distinct times).  The windows' upper
     ends are the samples themselves, so the upper cumulative sums are plain slices and only
-    the lower ends are gathered; every operation works in place on as few temporaries as it
-    can.  Same definitions as `rolling_stats` (its test compares them).
-    """
-    start = _window_starts(t, window_s)
-    if t.size == 0:
-        return np.zeros(0, dtype=np.bool_), start
-    nf = np.arange(1, t.size + 1, dtype=np.float64)
-    nf -= start
-    gap = np.diff(t) > window_s
-    if gap.any():
-        segment_first = np.flatnonzero(np.concatenate(([True], gap)))
-        segment_start = segment_first[np.cumsum(np.concatenate(([0], gap.astype(np.intp))))]
-        complete = t - window_s >= t[segment_start]
-    else:
-        complete = t - window_s >= t[0]
-    complete &= nf >= MIN_SAMPLES
-    tc = t - t[0]
-    vc = v - v.mean()
+    the lower ends are gathered; every operation works in place in a few buffers.  Same
+    definitions (and arithmetic) as `rolling_stats` (its test compares them).
 
-    def window_sum(x: FloatArray) -> FloatArray:
-        c = _prefix(x)
-        out = c[1:].copy()
-        out -= c[start]
+    ``steps`` is `_validate_steps`'s buffer (np.diff(t), then reused), or None.
+    """
+    starts = _starts_and_keys(t, window_s)
+    start, keys = starts.start, starts.keys
+    n = t.size
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_), start
+    # Float buffers of the series' length, each reused through the computation: a fresh
+    # array costs page faults (zeroed pages) as it is first written, about as much as the
+    # arithmetic on it.
+    nf = np.arange(1, n + 1, dtype=np.float64)
+    nf -= start
+    # complete: t - window_s >= the first time of the sample's gap-free segment
+    if steps is None:
+        steps = np.empty(n)
+        np.subtract(t[1:], t[:-1], out=steps[:-1])
+    gaps = np.flatnonzero(steps[:-1] > window_s) + 1
+    if gaps.size > 64:
+        segment_first = np.concatenate(([0], gaps))
+        lengths = np.diff(np.append(segment_first, n))
+        complete = keys >= np.repeat(t[segment_first], lengths)
+    else:
+        complete = np.empty(n, dtype=np.bool_)
+        for a, b in zip([0, *gaps.tolist()], [*gaps.tolist(), n], strict=True):
+            np.greater_equal(keys[a:b], t[a], out=complete[a:b])
+    complete &= nf >= MIN_SAMPLES
+    tc = np.subtract(t, t[0], out=keys)
+    vc = np.subtract(v, v.mean(), out=steps)
+    c = np.empty(n + 1)
+    c[0] = 0.0
+    csum = c[1:]
+
+    def window_sum(x: FloatArray, out: FloatArray) -> FloatArray:
+        """sum of x over each window, c[j + 1] - c[start[j]] with c the prefix sums of x,
+        into ``out`` (which may be x)."""
+        np.cumsum(x, out=csum)
+        _gather(c, starts, out)
+        np.subtract(csum, out, out=out)
         return out
 
-    s_t = window_sum(tc)
-    s_v = window_sum(vc)
-    s_vv = window_sum(vc * vc)
-    # SS_v = S_vv - S_v^2 / n
-    ss_v = s_v * s_v
+    s_t = window_sum(tc, np.empty(n))
+    s_v = window_sum(vc, np.empty(n))
+    work = np.multiply(vc, vc, out=np.empty(n))
+    s_vv = window_sum(work, work)
+    # SS_v = S_vv - S_v^2 / n  (c is free until the next sum: a temporary)
+    ss_v = np.multiply(s_v, s_v, out=csum)
     ss_v /= nf
-    np.subtract(s_vv, ss_v, out=ss_v)
-    del s_vv
-    limit = nf - 1.0
+    np.subtract(s_vv, ss_v, out=s_vv)
+    limit = np.subtract(nf, 1.0, out=csum)
     limit *= max_std * max_std
-    ok = ss_v <= limit
-    del ss_v, limit
-    s_tv = window_sum(tc * vc)
-    s_tt = window_sum(tc * tc)
+    ok = s_vv <= limit
+    s_tv = window_sum(np.multiply(tc, vc, out=work), work)
+    s_tt = window_sum(np.multiply(tc, tc, out=vc), vc)
     # SP_tv = S_tv - S_t S_v / n ;  SS_t = S_tt - S_t^2 / n
-    tmp = s_t * s_v
+    tmp = np.multiply(s_t, s_v, out=csum)
     tmp /= nf
     s_tv -= tmp
     np.multiply(s_t, s_t, out=tmp)
@@ -253,8 +331,9 @@ def find_plateaus(
     """
     if not (max_std >= 0 and max_slope_per_min >= 0 and min_duration_s >= 0):
         raise ValueError("max_std, max_slope_per_min and min_duration_s must be >= 0")
-    t, v = _validate(t_s, values, window_s)
-    stable, start = _stable_window_ends(t, v, window_s, max_std, max_slope_per_min)
+    t, v, steps = _validate_steps(t_s, values, window_s)
+    stable, start = _stable_window_ends(t, v, window_s, max_std, max_slope_per_min, steps)
+    del steps
     ends = np.flatnonzero(stable)
     if ends.size == 0:
         return []

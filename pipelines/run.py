@@ -64,6 +64,7 @@ Relative humidity against a chilled mirror (``reference_dew_point`` and
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -84,7 +85,16 @@ from pipelines.conformity import decide
 from pipelines.humidity import dew_point_to_rh, drh_dt, drh_dtd
 from pipelines.plateaus import find_plateaus
 from pipelines.source import ChannelData
-from pipelines.uncertainty import Budget, Component, combine, rectangular, resolution, type_a
+from pipelines.uncertainty import (
+    Budget,
+    Component,
+    Contribution,
+    budget_of,
+    contribution_of,
+    rectangular,
+    resolution,
+    type_a,
+)
 
 __all__ = [
     "MIN_SAMPLES",
@@ -213,9 +223,14 @@ def apply_certificate(
     rows = np.asarray(cert.points, dtype=np.float64)
     ind, corr, u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
     lo, hi = float(ind[0]), float(ind[-1])
-    outside = (x < lo) | (x > hi)
-    extrapolated = bool(outside.any())
+    x_min, x_max = (float(x.min()), float(x.max())) if x.size else (lo, hi)
+    if math.isnan(x_min) or math.isnan(x_max):
+        # NaN hides the extremes: test every indication (NaN is never outside)
+        extrapolated = bool(((x < lo) | (x > hi)).any())
+    else:
+        extrapolated = x_min < lo or x_max > hi
     if extrapolated and not cert.extrapolate:
+        outside = (x < lo) | (x > hi)
         worst = float(x[outside][np.argmax(np.abs(x[outside] - (lo + hi) / 2))])
         raise RemotecalError(
             f"reference {channel!r} reads {worst:.6g}, outside its certificate "
@@ -226,13 +241,15 @@ def apply_certificate(
         correction = np.full_like(x, corr[0])
     else:
         correction = np.interp(x, ind, corr)
-        below, above = x < lo, x > hi
-        if below.any():
-            slope = (corr[1] - corr[0]) / (ind[1] - ind[0])
-            correction[below] = corr[0] + slope * (x[below] - ind[0])
-        if above.any():
-            slope = (corr[-1] - corr[-2]) / (ind[-1] - ind[-2])
-            correction[above] = corr[-1] + slope * (x[above] - ind[-1])
+        if extrapolated:
+            below = x < lo
+            if below.any():
+                slope = (corr[1] - corr[0]) / (ind[1] - ind[0])
+                correction[below] = corr[0] + slope * (x[below] - ind[0])
+            above = x > hi
+            if above.any():
+                slope = (corr[-1] - corr[-2]) / (ind[-1] - ind[-2])
+                correction[above] = corr[-1] + slope * (x[above] - ind[-1])
     mean_indication = float(x.mean()) if x.size else lo
     # np.interp holds the end values outside the range: the uncertainty is never extrapolated.
     u = float(np.interp(mean_indication, ind, u_rows))
@@ -325,6 +342,13 @@ class _Evaluated:
     reference_correction: float
     components: list[Component]
     extrapolated: bool
+    mean: float
+    """Mean of ``corrected`` [unit]."""
+
+    @functools.cached_property
+    def rows(self) -> tuple[Contribution, ...]:
+        """``components`` as budget rows, made once for every DUT compared at the plateau."""
+        return tuple(contribution_of(c) for c in self.components)
 
 
 def _reference_series(
@@ -370,7 +394,8 @@ def _reference_series(
 
 
 def _evaluate_reference(
-    cfg: PipelineConfig, comparison: ComparisonConfig, ref: ReferenceSeries, sel: npt.NDArray[np.intp]
+    cfg: PipelineConfig, comparison: ComparisonConfig, ref: ReferenceSeries,
+    sel: npt.NDArray[np.intp] | slice,
 ) -> _Evaluated:
     """The reference's corrected values at the samples ``sel`` and its budget components."""
     if ref.dew_point is None or ref.air_temperature is None:
@@ -378,7 +403,8 @@ def _evaluate_reference(
         cc = apply_certificate(ref.name, cfg.certificate(ref.name), v)
         mean_corr = float(cc.correction.mean())
         component = Component("reference calibration", "normal", u=cc.u, value=mean_corr)
-        return _Evaluated(v + cc.correction, mean_corr, [component], cc.extrapolated)
+        corrected = v + cc.correction
+        return _Evaluated(corrected, mean_corr, [component], cc.extrapolated, float(corrected.mean()))
     td, ta = ref.dew_point[sel], ref.air_temperature[sel]
     cd = apply_certificate(ref.name, cfg.certificate(ref.name), td)
     ct = apply_certificate(ref.temperature_name, cfg.certificate(ref.temperature_name), ta)
@@ -395,19 +421,68 @@ def _evaluate_reference(
                   value=float(ct.correction.mean()), unit="degC"),
     ]
     correction = float(rh.mean() - ref.values[sel].mean())
-    return _Evaluated(rh, correction, components, cd.extrapolated or ct.extrapolated)
+    return _Evaluated(rh, correction, components, cd.extrapolated or ct.extrapolated, float(rh.mean()))
 
 
-def _budget(unc: UncertaintyConfig, diff: FloatArray, reference: list[Component]) -> Budget:
-    components: list[Component] = [
-        type_a("repeatability (Type A)", diff),
-        *reference,
+def _fixed_rows(unc: UncertaintyConfig) -> tuple[Contribution, ...]:
+    """The budget's rows that do not depend on the point (after the reference's)."""
+    components = [
         rectangular("reference drift", unc.reference_drift),
         resolution("DUT resolution", unc.dut_resolution, sensitivity=-1.0),
         rectangular("chamber inhomogeneity", unc.chamber_inhomogeneity),
     ]
     components += [rectangular(name, hw) for name, hw in unc.extra_half_widths.items()]
-    return combine(components)
+    return tuple(contribution_of(c) for c in components)
+
+
+def _budget(diff: FloatArray, reference: tuple[Contribution, ...], fixed: tuple[Contribution, ...]) -> Budget:
+    """`pipelines.uncertainty.combine` of Type A, the reference's components and the fixed ones."""
+    return budget_of((contribution_of(type_a("repeatability (Type A)", diff)), *reference, *fixed))
+
+
+class _PlateauCache:
+    """What every DUT compared with one reference shares at a plateau: whether the
+    reference's times are strictly increasing there, and the reference evaluated over the
+    whole plateau (certificate applied, its components)."""
+
+    def __init__(self, cfg: PipelineConfig, comparison: ComparisonConfig, reference: ReferenceSeries):
+        self.cfg, self.comparison, self.reference = cfg, comparison, reference
+        self._strict: dict[tuple[int, int], bool] = {}
+        self._evaluated: dict[tuple[int, int], _Evaluated] = {}
+
+    def strictly_increasing(self, a: int, b: int) -> bool:
+        key = (a, b)
+        if key not in self._strict:
+            t = self.reference.t_s[a:b]
+            self._strict[key] = bool(np.all(t[1:] > t[:-1]))
+        return self._strict[key]
+
+    def evaluated(self, a: int, b: int) -> _Evaluated:
+        key = (a, b)
+        if key not in self._evaluated:
+            self._evaluated[key] = _evaluate_reference(self.cfg, self.comparison, self.reference, slice(a, b))
+        return self._evaluated[key]
+
+
+def _onto_plateau(
+    t_ref: FloatArray, t_dut: FloatArray, v_dut: FloatArray, max_gap_s: float, lo: int, hi: int,
+    strictly_increasing: bool,
+) -> tuple[FloatArray, BoolArray | None]:
+    """`interpolate_onto` for the sorted reference times of one plateau, on the DUT's
+    readings around it only; identical results.
+
+    ``lo`` is ``searchsorted(t_dut, t_ref[0], "left")`` and ``hi`` is
+    ``searchsorted(t_dut, t_ref[-1], "right")``.  The DUT's readings from lo - 1 to hi (the
+    neighbours on either side included) are all that interpolation, its gap test and the
+    end tests look at for reference times in [t_ref[0], t_ref[-1]].  Where the DUT read at
+    exactly the reference's (strictly increasing) times, its values are taken as they are,
+    which is what interpolation returns at a reading's own time; valid is then None: all.
+    """
+    m = t_ref.size
+    if strictly_increasing and hi - lo == m and bool((t_dut[lo:hi] == t_ref).all()):
+        return v_dut[lo:hi], None
+    i0, i1 = max(lo - 1, 0), min(hi + 1, t_dut.size)
+    return interpolate_onto(t_ref, t_dut[i0:i1], v_dut[i0:i1], max_gap_s)
 
 
 def _compare(
@@ -417,17 +492,27 @@ def _compare(
     plateaus: list[tuple[int, int]],
     channel: str,
     dut: ChannelData,
+    shared: _PlateauCache,
 ) -> list[PointResult]:
     window_s = (comparison.stability or cfg.stability).window_s
+    fixed = _fixed_rows(comparison.uncertainty or cfg.uncertainty)
     ref_name = reference.name
     equipment: tuple[tuple[str, str], ...] = ()
     if reference.dew_point is not None:
         equipment = ((ref_name, "degC"), (reference.temperature_name, "degC"))
+    if not plateaus:
+        return []
+    # Where each plateau's reference times fall among the DUT's: two searches in all.
+    first = reference.t_s[np.array([a for a, _ in plateaus], dtype=np.intp)]
+    last = reference.t_s[np.array([b - 1 for _, b in plateaus], dtype=np.intp)]
+    los = np.searchsorted(dut.t_s, first, side="left").tolist()
+    his = np.searchsorted(dut.t_s, last, side="right").tolist()
     out = []
-    for number, (a, b) in enumerate(plateaus, start=1):
+    for number, ((a, b), lo, hi) in enumerate(zip(plateaus, los, his, strict=True), start=1):
         t_ref = reference.t_s[a:b]
-        v_dut, valid = interpolate_onto(t_ref, dut.t_s, dut.values, window_s)
-        n = int(valid.sum())
+        v_dut, valid = _onto_plateau(t_ref, dut.t_s, dut.values, window_s, lo, hi,
+                                     shared.strictly_increasing(a, b))
+        n = b - a if valid is None else int(valid.sum())
         if n < MIN_SAMPLES:
             log.warning(
                 "%s: no DUT readings in plateau %d of %s (%s to %s); no point",
@@ -436,16 +521,17 @@ def _compare(
                 datetime.fromtimestamp(t_ref[-1], UTC).isoformat(),
             )
             continue
-        if n < valid.size:
+        if valid is not None and n < valid.size:
             log.info("%s, point %d: %d of %d reference samples have no DUT value (gap)",
                      channel, number, valid.size - n, valid.size)
-        sel = a + np.flatnonzero(valid)
-        v_dut = v_dut[valid]
-        ev = _evaluate_reference(cfg, comparison, reference, sel)
+            v_dut = v_dut[valid]
+            ev = _evaluate_reference(cfg, comparison, reference, a + np.flatnonzero(valid))
+        else:
+            ev = shared.evaluated(a, b)
         diff = ev.corrected - v_dut
-        reference_mean = float(ev.corrected.mean())
+        reference_mean = ev.mean
         dut_mean = float(v_dut.mean())
-        budget = _budget(comparison.uncertainty or cfg.uncertainty, diff, ev.components)
+        budget = _budget(diff, ev.rows, fixed)
         if ev.extrapolated:
             log.warning("%s, point %d: certificate of %s extrapolated", channel, number,
                         " or ".join(name for name, _ in equipment) or ref_name)
@@ -510,6 +596,7 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                 log.warning("%s: no plateau meets [stability] in run %s; no calibration point",
                             ref_name, cfg.run.id)
         plateaus = plateaus_of[key]
+        shared = _PlateauCache(cfg, comparison, reference)
         for channel in dut_channels(comparison, data, i):
             if channel in compared_in:
                 # Its points would share run/channel/quantity/point with the other comparison's.
@@ -524,6 +611,6 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                     f"comparisons[{i}]: {channel!r} is in {dut.unit} but {ref_name!r} in "
                     f"{reference.unit}; compare channels of one unit"
                 )
-            results.extend(_compare(cfg, comparison, reference, plateaus, channel, dut))
+            results.extend(_compare(cfg, comparison, reference, plateaus, channel, dut, shared))
     results.sort(key=lambda r: (r.channel, r.reference, r.point))
     return results
