@@ -22,8 +22,9 @@ Definitions used here (all times in seconds, on the samples' own, possibly uneve
 
 Windowed sums come from cumulative sums of t, v, t^2, t v and v^2 (centred on the series'
 first time and mean value, which keeps the cancellation in the differences small for runs of
-days at 1 Hz), and window bounds in closed form for evenly sampled series (O(n)) or from one
-`numpy.searchsorted` otherwise (O(n log n)); vectorised, no loop over samples.
+days at 1 Hz), and window bounds in closed form where the series is evenly sampled (checked
+exactly, O(n)), from `numpy.searchsorted` where it is not (O(n log n)); vectorised, no loop
+over samples, in a few buffers reused through the computation.
 """
 
 from __future__ import annotations
