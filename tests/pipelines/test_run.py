@@ -449,3 +449,31 @@ def test_a_comparison_may_carry_its_own_stability_and_uncertainty() -> None:
     assert all(abs(r.correction - 1.0) < 0.05 for r in results)
     drift = next(c for c in results[0].budget.components if c.name == "reference drift")
     assert drift.u == pytest.approx(0.3 / np.sqrt(3))
+
+
+def test_interpolation_on_a_plateau_slice_equals_the_whole_series() -> None:
+    """compute() interpolates each plateau on the DUT readings around it only (_onto_plateau):
+    the values and validity must be those of interpolate_onto over the whole DUT series."""
+    from pipelines.run import _onto_plateau, interpolate_onto
+
+    rng = np.random.default_rng(11)
+    for case in range(300):
+        n = int(rng.integers(1, 60))
+        t_dut = np.cumsum(rng.choice([0.5, 1.0, 1.0, 2.0, 30.0], size=n)) + rng.uniform(0, 5)
+        if case % 3 == 0:
+            t_dut = np.round(t_dut)  # shared clocks, duplicate-free: the exact-time path
+            t_dut = np.unique(t_dut)
+        v_dut = rng.normal(20, 1, t_dut.size)
+        t_all = np.unique(np.round(np.sort(rng.uniform(-5, t_dut[-1] + 5, 80)), 1))
+        if case % 3 == 0:
+            t_all = np.unique(np.concatenate([t_all, t_dut]))
+        a = int(rng.integers(0, t_all.size))
+        b = int(rng.integers(a + 1, t_all.size + 1))
+        t_ref = t_all[a:b]
+        lo = int(np.searchsorted(t_dut, t_ref[0], side="left"))
+        hi = int(np.searchsorted(t_dut, t_ref[-1], side="right"))
+        got_v, got_ok = _onto_plateau(t_ref, t_dut, v_dut, 10.0, lo, hi, True)
+        want_v, want_ok = interpolate_onto(t_ref, t_dut, v_dut, 10.0)
+        ok = np.ones(t_ref.size, dtype=bool) if got_ok is None else got_ok
+        np.testing.assert_array_equal(ok, want_ok, err_msg=f"case {case}")
+        np.testing.assert_array_equal(np.asarray(got_v)[ok], want_v[want_ok], err_msg=f"case {case}")
