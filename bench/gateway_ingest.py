@@ -231,13 +231,20 @@ class InfluxProbe:
     def wait_for(self, db: str, target: int, since: int, timeout: float,
                  every: float = 0.05) -> float:
         """Poll until `db` holds `target` readings; the monotonic time it was seen (NaN on a timeout)."""
+        return self.wait_for_samples(db, target, since, timeout, every)[0]
+
+    def wait_for_samples(self, db: str, target: int, since: int, timeout: float,
+                         every: float = 0.05) -> tuple[float, list[tuple[float, int]]]:
+        """As `wait_for`, with the samples of (time, points written since `since`) it saw."""
+        samples: list[tuple[float, int]] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             now, written = time.monotonic(), self.points_written() - since
+            samples.append((now, written))
             if written >= target and self.count(db) >= target:
-                return now
+                return now, samples
             time.sleep(every)
-        return float("nan")
+        return float("nan"), samples
 
     def close(self) -> None:
         self.http.close()

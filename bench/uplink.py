@@ -217,7 +217,7 @@ def _scale_once(tmp: Path, port: int, influx: Any, probe: Any, k: int, frames: l
         t0 = time.monotonic()
         for wk in workers:
             wk.start()
-        t_all, samples = probe.wait_for(f"scale{k}", total, since, timeout, every=0.1)
+        t_all, samples = probe.wait_for_samples(f"scale{k}", total, since, timeout, every=0.1)
         codes = [wk.terminate() for wk in workers]
         split = [_accepted_frames(wk.log()) for wk in workers]
         landed = probe.count(f"scale{k}")
