@@ -9,13 +9,14 @@ awaits that commit before taking the next batch, so one fsync covers many messag
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.reading import Reading
 
-__all__ = ["Rejected", "Source", "SourceBatch"]
+__all__ = ["QueuedBatches", "Rejected", "Source", "SourceBatch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +49,23 @@ class Source(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     def batches(self) -> AsyncIterator[SourceBatch]: ...
+
+
+class QueuedBatches:
+    """For sources whose own tasks put batches on `self._queue`: `batches()` yields them, and a
+    task that fails puts its exception there (`_task_done`), so the runtime sees it."""
+
+    _queue: asyncio.Queue[SourceBatch | BaseException] | None = None
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self._queue is not None:
+            self._queue.put_nowait(task.exception())  # type: ignore[arg-type]
+
+    async def batches(self) -> AsyncIterator[SourceBatch]:
+        if self._queue is None:
+            raise RuntimeError("use `async with source:` before iterating its batches")
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item

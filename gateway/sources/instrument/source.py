@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,7 @@ from gateway.backoff import Backoff
 from gateway.errors import ConfigError
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import Reading
-from gateway.sources import Rejected, SourceBatch
+from gateway.sources import QueuedBatches, Rejected, SourceBatch
 from gateway.sources.instrument.config import InstrumentSourceConfig, serial_settings
 
 __all__ = ["InstrumentSource", "LinkDown", "parse_line"]
@@ -187,7 +187,7 @@ def _next_tick(now: float, interval: float, after: float | None) -> float:
     return tick
 
 
-class InstrumentSource:
+class InstrumentSource(QueuedBatches):
     """One instrument: `async with InstrumentSource(cfg, site=.., gateway=.., run=..) as src:`,
     then `async for batch in src.batches(): ...`."""
 
@@ -243,18 +243,6 @@ class InstrumentSource:
             self._task = None
         self.link.close()
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and self._queue is not None:
-            self._queue.put_nowait(task.exception())  # type: ignore[arg-type]
-
-    async def batches(self) -> AsyncIterator[SourceBatch]:
-        if self._queue is None:
-            raise RuntimeError("use `async with source:` before iterating its batches")
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
 
     # -- lines -> readings -----------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,7 +43,7 @@ from gateway.backoff import Backoff
 from gateway.errors import ConfigError
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import Reading
-from gateway.sources import Rejected, SourceBatch
+from gateway.sources import QueuedBatches, Rejected, SourceBatch
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.decode import Field, ReadBlock, decode_block, make_field, plan_reads
 
@@ -204,7 +204,7 @@ class _Device:
         return f"modbus:{self.cfg.unit_id}:{f.kind}:{f.address}"
 
 
-class ModbusSource:
+class ModbusSource(QueuedBatches):
     """`async with ModbusSource(configs, ...) as src: async for batch in src.batches(): ...`
 
     `configs` are the devices of one link: one TCP device, or the devices of one RTU bus.
@@ -290,18 +290,6 @@ class ModbusSource:
         self._tasks = []
         self.link.close()
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and self._queue is not None:
-            self._queue.put_nowait(task.exception())  # type: ignore[arg-type]
-
-    async def batches(self) -> AsyncIterator[SourceBatch]:
-        if self._queue is None:
-            raise RuntimeError("use `async with source:` before iterating its batches")
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
 
     def _emit(self, dev: _Device, batch: SourceBatch) -> None:
         assert self._queue is not None
