@@ -10,10 +10,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 import paho.mqtt.client as mqtt
 
-__all__ = ["GatewayProcess", "Publisher", "site_config"]
+__all__ = ["CommandProcess", "GatewayProcess", "Publisher", "site_config"]
 
 
 def site_config(data_dir: Path, broker_port: int, sink: str, *, run: str = "RUN-1",
@@ -65,15 +66,19 @@ reconnect_max = "1s"
 """
 
 
-class GatewayProcess:
-    """`remotecal gateway run` as a child process; SIGKILL and restart it at will."""
+class CommandProcess:
+    """A `remotecal` command on a config file, as a child process; SIGKILL and restart it at will."""
+
+    command: tuple[str, ...] = ("gateway", "run")
+    config_name = "site.toml"
+    log_name = "gateway.log"
 
     def __init__(self, workdir: Path, config: str):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "site.toml"
+        self.config_path = workdir / self.config_name
         self.config_path.write_text(config)
-        self.log_path = workdir / "gateway.log"
+        self.log_path = workdir / self.log_name
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -83,7 +88,7 @@ class GatewayProcess:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "gateway", "run", "-c", str(self.config_path)],
+                [sys.executable, "-m", "gateway.cli", *self.command, "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
@@ -106,12 +111,16 @@ class GatewayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def __enter__(self) -> GatewayProcess:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class GatewayProcess(CommandProcess):
+    """`remotecal gateway run -c site.toml`."""
 
 
 class Publisher:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from gateway.keys import new_key_file
+from tests.gateway.harness import CommandProcess
 from tests.servers.influx import InfluxD
 
 __all__ = ["IngestProcess", "Sniffer", "gateway_config", "ingest_config", "make_key", "state_message"]
@@ -90,52 +88,12 @@ max_retry_interval = "1s"
 """
 
 
-class IngestProcess:
-    """`python -m gateway.ingest ingest -c CENTRAL.toml` as a child process."""
+class IngestProcess(CommandProcess):
+    """`remotecal ingest -c central.toml` as a child process."""
 
-    def __init__(self, workdir: Path, config: str) -> None:
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "central.toml"
-        self.config_path.write_text(config)
-        self.log_path = workdir / "ingest.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- start {self.starts}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.ingest", "ingest", "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        finally:
-            self.kill()
-        return code
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def __enter__(self) -> IngestProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
+    command = ("ingest",)
+    config_name = "central.toml"
+    log_name = "ingest.log"
 
 
 class Sniffer:
