@@ -78,6 +78,8 @@ class CompiledTopic:
 class Parsed:
     readings: list[Reading]
     errors: list[str]
+    sensor_time: bool = False
+    """The readings carry the sensor's own time: a second copy would be the same points."""
 
 
 def _walk(obj: Any, path: tuple[str, ...]) -> Any:
@@ -170,7 +172,9 @@ class MessageParser:
                 return Parsed([], [f"time_path {m.time_path!r} is missing"])
             except ValueError as exc:
                 return Parsed([], [f"time_path {m.time_path!r}: {exc}"])
-        return self._readings(ct, groups, lambda f: _walk(doc, f.path), ts)
+        out = self._readings(ct, groups, lambda f: _walk(doc, f.path), ts)
+        out.sensor_time = ct.time_path is not None
+        return out
 
     def _readings(self, ct: CompiledTopic, groups: list[str], get: Any, ts: int) -> Parsed:
         out = Parsed([], [])

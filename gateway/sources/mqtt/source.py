@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from gateway.ratelimit import RateLimitedLog
 from gateway.sources import Rejected, SourceBatch
 from gateway.sources.mqtt.config import MqttSourceConfig
-from gateway.sources.mqtt.parse import MessageParser
+from gateway.sources.mqtt.parse import MessageParser, Parsed
 
 __all__ = ["MqttSource"]
 
@@ -206,4 +206,13 @@ class MqttSource:
                 )
                 rejected.append(Rejected(self.name, reason, m.topic, m.payload, m.received_ns))
             yield SourceBatch(parsed.readings, rejected, on_committed=functools.partial(self._ack, m),
-                              dedupe=(m.topic.encode(), m.payload) if m.qos else None, redelivered=m.dup)
+                              dedupe=(m.topic.encode(), m.payload) if self._dedupe(m, parsed) else None,
+                              redelivered=m.dup)
+
+    @staticmethod
+    def _dedupe(m: _Message, parsed: Parsed) -> bool:
+        """Remember this message for redelivery checks?  Only where a redelivered copy would not
+        be the same points: readings stamped with the receive time, or rejects (quarantine
+        rows).  A copy of sensor-stamped readings rewrites the same series and timestamps,
+        which InfluxDB (and the local store) keep as one point - so no `seen` row is spent."""
+        return bool(m.qos) and (not parsed.sensor_time or bool(parsed.errors))
