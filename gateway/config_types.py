@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import SplitResult
 
-from pydantic import BeforeValidator, GetCoreSchemaHandler
+from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, ValidationInfo
 from pydantic_core import core_schema
 
-__all__ = ["Duration", "Secret", "Size", "check_host_port", "parse_duration", "parse_size"]
+__all__ = [
+    "Duration", "PositiveDuration", "Secret", "Size", "check_host_port", "parse_duration", "parse_size",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -72,7 +74,14 @@ def check_host_port(parts: SplitResult) -> None:
         raise ValueError("the URL's port is not a number in 1..65535")
 
 
+def _positive(seconds: float, info: ValidationInfo) -> float:
+    if seconds <= 0:
+        raise ValueError(f"{info.field_name or 'the duration'} must be positive")
+    return seconds
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, check_host_port
+from gateway.config_types import Duration, PositiveDuration, check_host_port
 from gateway.quantities import ChannelSchema
 
 __all__ = ["InstrumentChannelConfig", "InstrumentSourceConfig", "serial_settings"]
@@ -67,8 +67,8 @@ class InstrumentSourceConfig(_Strict):
     url: str
     mode: Literal["query", "stream"] = "query"
     query: str = Field("FETC?\n", description="query mode: what is sent every interval (with its terminator)")
-    interval: Duration = 1.0
-    timeout: Duration = Field(2.0, description="connecting, and (query mode) waiting for the answer")
+    interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = Field(2.0, description="connecting, and (query mode) waiting for the answer")
     idle_timeout: Duration | None = Field(
         None, description="stream mode: reconnect after this long without a line (default: wait forever)")
     terminator: Literal["\n", "\r", "\r\n"] = Field("\n", description="end of an incoming line")
@@ -97,20 +97,6 @@ class InstrumentSourceConfig(_Strict):
                     raise ValueError(f"{key} must be a whole number")
         else:
             raise ValueError("expected tcp://host:port or serial:///dev/ttyX?baudrate=9600")
-        return v
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("interval must be positive")
-        return v
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("timeout must be positive")
         return v
 
     @field_validator("encoding")

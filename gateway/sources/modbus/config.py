@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, check_host_port
+from gateway.config_types import Duration, PositiveDuration, check_host_port
 from gateway.quantities import ChannelSchema
 
 __all__ = ["REGISTER_WIDTH", "ModbusSourceConfig", "RegisterConfig"]
@@ -38,8 +38,8 @@ class ModbusSourceConfig(_Strict):
     name: str
     url: str
     unit_id: int = Field(1, ge=0, le=247)
-    interval: Duration = 1.0
-    timeout: Duration = 1.0
+    interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = 1.0
     max_gap: int = Field(0, ge=0, le=124, description="unused registers read to join two reads")
     inter_frame_pause: Duration | None = Field(
         None, description="rtu: silence on the bus after each answer; default 3.5 characters, >= 1.75 ms"
@@ -63,13 +63,6 @@ class ModbusSourceConfig(_Strict):
                 raise ValueError("parity must be N, E or O")
         else:
             raise ValueError("expected tcp://host:port or rtu:///dev/ttyX?baudrate=...")
-        return v
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("interval must be positive")
         return v
 
     @model_validator(mode="after")
