@@ -34,6 +34,9 @@ def _level(v: str) -> str:
 
 class IngestSection(_Strict):
     worker: str = Field(description="unique per process: names its MQTT session")
+    site: str = Field(default="central", min_length=1,
+                      description="site tag of its gateway_health points (gateway: ingest-WORKER)")
+    health_interval: Duration = 10.0
     data_dir: Path
     keys: Path = Field(description="a folder of key files (or one file), from `remotecal keys new`")
     group: str = "remotecal-ingest"

@@ -45,6 +45,7 @@ from gateway.ingest.verify import REJECT_KINDS, FrameVerifier, Rejection
 from gateway.journal import Journal, dedupe_key
 from gateway.keys import load_keys
 from gateway.ratelimit import RateLimitedLog
+from gateway.reading import HealthSample
 from gateway.sinks.influxdb.sink import InfluxDBSink
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink
 from gateway.sources import Rejected
@@ -193,8 +194,10 @@ class Ingest:
                 pump = tg.create_task(self._pump(), name="pump")
                 tg.create_task(self._periodic(self.replay.save, 1.0), name="replay-save")
                 tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
+                tg.create_task(self._periodic(self._health, i.health_interval), name="health")
                 await self._stop.wait()
                 await pump
+                await self._health()
                 for r in self.runners:
                     r.stop(i.shutdown_grace)
         finally:
@@ -211,6 +214,26 @@ class Ingest:
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
         parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
         return ", ".join(parts)
+
+    def health_fields(self) -> dict[str, float | int]:
+        """This worker's counters as a `gateway_health` point (site `[ingest] site`, gateway
+        `ingest-{worker}`), so the Fleet dashboard shows the central workers beside the gateways."""
+        st = self.journal.stats
+        fields: dict[str, float | int] = {
+            "journal_pending": st.pending, "journal_bytes": st.size_bytes, "journal_full": int(st.full),
+            "received": st.received, "rejected": sum(self.rejected.values()),
+            "delivered": sum(st.delivered.values()), "duplicates": st.duplicates,
+            "accepted_frames": self.accepted_frames, "redelivered": self.redelivered,
+            "sink_errors": sum(r.errors for r in self.runners),
+        }
+        fields |= {f"rejected_{k}": n for k, n in self.rejected.items()}
+        return fields
+
+    async def _health(self) -> None:
+        i = self.cfg.ingest
+        sample = HealthSample(i.site, f"ingest-{i.worker}", time.time_ns(), self.health_fields())
+        with contextlib.suppress(JournalFull):
+            self.journal.submit([sample])
 
     async def _periodic(self, fn: Callable[[], Awaitable[None]], every: float) -> None:
         while not self._stop.is_set():

@@ -71,6 +71,7 @@ data_dir = "{data_dir}"
 keys = "{keys}"
 group = "central"
 shutdown_grace = "20s"
+health_interval = "1s"
 
 [broker]
 url = "mqtt://127.0.0.1:{broker_port}"

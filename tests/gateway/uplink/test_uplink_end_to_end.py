@@ -120,7 +120,14 @@ def test_three_gateways_two_workers_one_sigkilled_every_reading_once(
     assert got == expected
     assert {(r["run"], r["quantity"], r["unit"], r["role"]) for r in rows} == {("RUN-1", "temperature", "degC", "dut")}
     health = influxd.rows("SELECT journal_pending FROM gateway_health GROUP BY *", "calibration")
-    assert {(h["site"], h["gateway"]) for h in health} == {(s, g) for s, g, _ in GATEWAYS}
+    assert {(h["site"], h["gateway"]) for h in health} == {(s, g) for s, g, _ in GATEWAYS} | {
+        ("central", "ingest-w1"), ("central", "ingest-w2")}
+    workers_health = influxd.rows("SELECT accepted_frames, rejected FROM gateway_health WHERE site = 'central' "
+                                  "GROUP BY gateway ORDER BY time DESC LIMIT 1", "calibration")
+    assert {h["gateway"]: h["accepted_frames"] for h in workers_health} == {
+        "ingest-w1": counters(workers[0].log())["accepted_frames"],
+        "ingest-w2": counters(workers[1].log())["accepted_frames"]}
+    assert all(h["rejected"] == 0 for h in workers_health)
     c1, c2 = counters(workers[0].log()), counters(workers[1].log())
     assert c1["accepted_frames"] > 0 and c2["accepted_frames"] > 0
     assert sum(v for k, v in {**c1, **c2}.items() if k.startswith("rejected")) == 0
