@@ -12,6 +12,11 @@ figures beside its baseline, and writes them all to `bench/RESULTS.md`.
                   naive script (issue 6)
 """
 
+import contextlib
+import os
+import platform
+from pathlib import Path
+
 BENCHES = (
     "bench.encode",
     "bench.journal",
@@ -22,3 +27,17 @@ BENCHES = (
     "bench.gateway_ingest",
     "bench.modbus_poll",
 )
+
+
+
+def machine() -> str:
+    """The machine a benchmark ran on: CPUs, CPU model, Python, OS - for every results table."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}; "
+            f"Python {platform.python_version()} ({platform.python_implementation()}), "
+            f"{platform.system()} {platform.release()}")

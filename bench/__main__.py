@@ -7,14 +7,12 @@ import argparse
 import contextlib
 import importlib
 import io
-import os
-import platform
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import BENCHES
+from bench import BENCHES, machine
 
 
 class _Tee(io.TextIOBase):
@@ -26,17 +24,6 @@ class _Tee(io.TextIOBase):
             st.write(s)
             st.flush()
         return len(s)
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     t_all = time.monotonic()
     with contextlib.redirect_stdout(out):
-        print(f"# remotecal benchmarks\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()}\n")
+        print(f"# remotecal benchmarks\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}\n")
         for name in names:
             print(f"## {name}\n")
             t0 = time.monotonic()

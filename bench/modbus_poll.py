@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import machine
 from firmware_bridge.chamber import Chamber, Sensor, Step
 from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.modbus import ModbusServer
@@ -283,18 +283,6 @@ async def run_phase(ports: Sequence[int], seconds: float, *, journal_dir: Path |
 
 
 # -- report ------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}; "
-            f"Python {platform.python_version()} ({platform.python_implementation()}), "
-            f"{platform.system()} {platform.release()}")
 
 
 def table(base: PhaseResult, many: PhaseResult) -> str:

@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from bench.modbus_poll import machine
+from bench import machine
 from pipelines.config import PipelineConfig, StabilityConfig
 from pipelines.plateaus import find_plateaus
 from pipelines.run import PointResult, compute

@@ -44,7 +44,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from bench.modbus_poll import machine
+from bench import machine
 from gateway.reading import Reading
 from gateway.sinks.influxdb.lineprotocol import encode_batch
 from pipelines.config import PipelineConfig
