@@ -6,16 +6,15 @@ what mbpoll prints is compared with them.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import struct
 import subprocess
-import threading
 
 import pytest
 
 from firmware_bridge.modbus import DeviceImage, ModbusServer
+from tests.servers.threaded import ServedInThread
 
 pytestmark = pytest.mark.integration
 
@@ -23,28 +22,6 @@ pytestmark = pytest.mark.integration
 def _words(fmt: str, value: float) -> list[int]:
     raw = struct.pack(">" + fmt, value)
     return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
-
-
-class _Served(threading.Thread):
-    def __init__(self, server: ModbusServer):
-        super().__init__(daemon=True)
-        self.server = server
-        self.ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._quit: asyncio.Event | None = None
-
-    def run(self) -> None:
-        async def main() -> None:
-            self._loop, self._quit = asyncio.get_running_loop(), asyncio.Event()
-            async with self.server:
-                self.ready.set()
-                await self._quit.wait()
-        asyncio.run(main())
-
-    def halt(self) -> None:
-        if self._loop is not None and self._quit is not None:
-            self._loop.call_soon_threadsafe(self._quit.set)
-        self.join(10)
 
 
 def _mbpoll(port: int, *args: str) -> list[str]:
@@ -63,10 +40,7 @@ def test_mbpoll_reads_the_virtual_device() -> None:
     image.set("holding", 0, -1234, "int16")
     image.set("holding", 1, 54321, "uint16")
     image.set("holding", 4, -123456789, "int32", "ABCD")
-    served = _Served(ModbusServer([image]).tcp())
-    served.start()
-    assert served.ready.wait(10)
-    try:
+    with ServedInThread(ModbusServer([image]).tcp()) as served:
         port = served.server.port
         # big-endian words (ABCD): mbpoll -B
         (addr, text), = _mbpoll(port, "-t", "3:float", "-B", "-r", "0", "-c", "1")
@@ -81,5 +55,3 @@ def test_mbpoll_reads_the_virtual_device() -> None:
         # and the raw words are exactly struct's big-endian encoding
         rows = _mbpoll(port, "-t", "3:hex", "-r", "0", "-c", "2")
         assert [int(v, 16) for _, v in rows] == _words("f", 23.4567)
-    finally:
-        served.halt()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,41 +11,14 @@ from firmware_bridge.scpi import ScpiThermometer
 from tests.gateway.harness import GatewayProcess
 from tests.gateway.test_end_to_end import count_readings, v1_sink, wait_until
 from tests.servers.influx import InfluxD
+from tests.servers.threaded import ServedInThread
 
 pytestmark = pytest.mark.integration
 
 
-class _Served(threading.Thread):
-    """The thermometer on its own event loop, so the test can go on meanwhile."""
-
-    def __init__(self, thermometer: ScpiThermometer):
-        super().__init__(daemon=True)
-        self.thermometer = thermometer
-        self.ready = threading.Event()
-        self._quit: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._quit = asyncio.Event()
-            async with self.thermometer:
-                self.ready.set()
-                await self._quit.wait()
-        asyncio.run(main())
-
-    def halt(self) -> None:
-        if self._loop is not None and self._quit is not None:
-            self._loop.call_soon_threadsafe(self._quit.set)
-        self.join(10)
-
-
 def test_scpi_thermometer_to_influxd(tmp_path: Path, influxd: InfluxD) -> None:
     chamber = Chamber([Step(23.0, 45.0, 3600)], start_temperature=23.0, noise=0.0, oscillation=0.0)
-    served = _Served(ScpiThermometer(chamber, Sensor("ref", error=[0.012], resolution=0.001)).tcp())
-    served.start()
-    assert served.ready.wait(10)
-    try:
+    with ServedInThread(ScpiThermometer(chamber, Sensor("ref", error=[0.012], resolution=0.001)).tcp()) as served:
         cfg = f"""
 [gateway]
 site = "lab"
@@ -56,7 +27,7 @@ run = "SCPI-1"
 data_dir = "{tmp_path / 'data'}"
 [[sources.instrument]]
 name = "ref-thermometer"
-url = "tcp://127.0.0.1:{served.thermometer.port}"
+url = "tcp://127.0.0.1:{served.server.port}"
 mode = "query"
 query = "FETC?\\n"
 interval = "200ms"
@@ -71,8 +42,6 @@ pattern = '^\\s*(?P<value>[-+]?\\d+(?:\\.\\d*)?(?:[eE][-+]?\\d+)?)\\s*$'
         with GatewayProcess(tmp_path / "gw", cfg) as gw:
             wait_until(lambda: count_readings(influxd) >= 10, 30, "thermometer readings", gw)
             assert gw.terminate() == 0
-    finally:
-        served.halt()
     rows = influxd.rows("SELECT value FROM reading GROUP BY *", "calibration")
     assert {r["channel"] for r in rows} == {"ref-t"} and {r["role"] for r in rows} == {"reference"}
     assert all(r["value"] == pytest.approx(23.012, abs=1e-9) for r in rows), rows[:3]
