@@ -125,7 +125,8 @@ def test_value_payload_not_a_number() -> None:
 def test_only_messages_whose_copies_would_differ_are_remembered_for_redelivery() -> None:
     """A broker redelivery of sensor-stamped readings rewrites the same points; one stamped
     with the receive time (or one with rejects) would not, so only those get a dedupe key."""
-    from gateway.sources.mqtt.source import MqttSource, _Message
+    from gateway.sources.mqtt.message import Message
+    from gateway.sources.mqtt.source import MqttSource
 
     p = _parser(STATE, {"topic": "lab/+/raw", "format": "value", "fields": [
         {"channel": "{1}-raw", "quantity": "temperature", "unit": "degC", "role": "dut"}]})
@@ -133,8 +134,8 @@ def test_only_messages_whose_copies_would_differ_are_remembered_for_redelivery()
     half_bad = p.parse("lab/a/state", b'{"t": "x", "h": {"rh": 2}, "ts": 1795000000000}', NOW)
     received = p.parse("lab/a/raw", b"21.5", NOW)
 
-    def msg(qos: int) -> _Message:
-        return _Message("t", b"p", 1, qos, False, 1, NOW)
+    def msg(qos: int) -> Message:
+        return Message("t", b"p", 1, qos, False, 1, NOW)
 
     assert stamped.sensor_time and not received.sensor_time
     assert not MqttSource._dedupe(msg(1), stamped)

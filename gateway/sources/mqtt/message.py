@@ -1,0 +1,21 @@
+"""One MQTT message as the source's links hand it over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Message"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    dup: bool
+    generation: int
+    """Which connection brought it: a PUBACK goes only to that one."""
+    received_ns: int
+    error: str | None = None
+    """Set when the packet itself was malformed: the message is quarantined with this reason."""
