@@ -66,8 +66,9 @@ class DemoPlan:
 
 
 @contextlib.asynccontextmanager
-async def _broker(workdir: Path) -> AsyncIterator[int]:
-    """A loopback MQTT broker for the demo: Mosquitto if installed, else amqtt in-process."""
+async def _broker(workdir: Path) -> AsyncIterator[tuple[int, str]]:
+    """A loopback MQTT broker for the demo: Mosquitto if installed, else amqtt in-process;
+    (its port, the MQTT version the gateway speaks to it: amqtt knows only 3.1.1)."""
     port = _free_port()
     exe = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin")
     if exe:
@@ -80,7 +81,7 @@ async def _broker(workdir: Path) -> AsyncIterator[int]:
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                     break
                 await asyncio.sleep(0.05)
-            yield port
+            yield port, "5"
         finally:
             proc.terminate()
             proc.wait(10)
@@ -92,7 +93,7 @@ async def _broker(workdir: Path) -> AsyncIterator[int]:
                      "topic-check": {"enabled": False}})
     await broker.start()
     try:
-        yield port
+        yield port, "3.1.1"
     finally:
         await broker.shutdown()
 
@@ -109,7 +110,8 @@ def _table(name: str, entries: list[dict[str, Any]]) -> str:
     return "\n".join(f"[[{name}]]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in e.items()) for e in entries)
 
 
-def gateway_config_text(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path) -> str:
+def gateway_config_text(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path,
+                        mqtt_protocol: str = "5") -> str:
     """The demo gateway's site config: every source and sink as a user would write them."""
     modbus = [("ref", 1, "generic-pt100", "reference", ["t"]),
               ("refh", 2, "generic-thr", "reference", ["rh"]),
@@ -135,6 +137,7 @@ timeout = "1s"
     parts.append(f"""[[sources.mqtt]]
 name = "nodes"
 url = "mqtt://127.0.0.1:{mqtt_port}"
+protocol = "{mqtt_protocol}"
 [[sources.mqtt.topics]]
 topic = "lab/+/state"
 time_path = "ts"
@@ -252,11 +255,12 @@ async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
     chamber = Chamber(DEMO_PROGRAM, start_temperature=start.temperature, start_humidity=start.humidity,
                       speed=plan.speed, seed=7)
     with tempfile.TemporaryDirectory(prefix="remotecal-demo-") as tmp:
-        async with _broker(Path(tmp)) as mqtt_port:
+        async with _broker(Path(tmp)) as (mqtt_port, mqtt_protocol):
             server = ModbusServer([i.image() for i in _instruments(chamber)]).tcp(port=0)
             async with server:
-                cfg = parse_config_text(gateway_config_text(plan, server.port, mqtt_port, store))
-                (plan.out / "site.toml").write_text(gateway_config_text(plan, server.port, mqtt_port, store))
+                text = gateway_config_text(plan, server.port, mqtt_port, store, mqtt_protocol)
+                cfg = parse_config_text(text)
+                (plan.out / "site.toml").write_text(text)
                 gateway = Gateway(cfg)
                 task = asyncio.create_task(gateway.run(), name="demo-gateway")
                 nodes = [n.start() for n in _nodes(chamber, mqtt_port, plan.poll_s)]

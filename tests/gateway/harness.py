@@ -18,7 +18,7 @@ __all__ = ["CommandProcess", "GatewayProcess", "Publisher", "site_config"]
 
 
 def site_config(data_dir: Path, broker_port: int, sink: str, *, run: str = "RUN-1",
-                health: str = "1s", topics: str | None = None) -> str:
+                health: str = "1s", topics: str | None = None, protocol: str = "5") -> str:
     """A site config: one MQTT source on the test broker, the given sink section(s)."""
     topics = topics or """
 [[sources.mqtt.topics]]
@@ -59,6 +59,7 @@ shutdown_grace = "20s"
 [[sources.mqtt]]
 name = "broker"
 url = "mqtt://127.0.0.1:{broker_port}"
+protocol = "{protocol}"
 reconnect_min = "100ms"
 reconnect_max = "1s"
 {topics}

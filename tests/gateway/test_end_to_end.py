@@ -69,10 +69,14 @@ def expected_state_readings(sensors: list[str], n: int) -> dict[tuple[str, int],
     return out
 
 
-def test_mqtt_to_influxd_v1_every_value_and_tag_exact(tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_mqtt_to_influxd_v1_every_value_and_tag_exact(tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD,
+                                                      protocol: str) -> None:
+    """Both links of the MQTT source: MQTT 5 (mqtt5 codec) and 3.1.1 (paho)."""
     sensors = [f"dut{k}" for k in range(1, 6)]
     n = 600  # 5 sensors x 600 messages x 2 fields = 6000 readings
-    with GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd))) as gw:
+    cfg = site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd), protocol=protocol)
+    with GatewayProcess(tmp_path / "gw", cfg) as gw:
         pub = Publisher(mosquitto.port)
         time.sleep(1.0)  # let the gateway subscribe (a persistent session keeps later messages anyway)
         pub.publish_all(state_message(s, i, T0_MS + i * 100) for i in range(n) for s in sensors)
@@ -194,12 +198,15 @@ def _values(influx: InfluxD) -> list[float]:
     return [r["value"] for r in influx.rows("SELECT value FROM reading WHERE channel = 'steady-raw'", "calibration")]
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_crash_safety_sigkill_gateway_and_influxd_nothing_lost_nothing_twice(
-        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
-    """Receive-time stamps (no ts in the payload): a redelivery would be a *different* point."""
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD, protocol: str) -> None:
+    """Receive-time stamps (no ts in the payload): a redelivery would be a *different* point,
+    and two readings of one receive stamp would be one point."""
     rate, count = 1000.0, 15000
     stream = SteadyStream(mosquitto.port, rate, count, lambda i: ("lab/steady/raw", f"{i}.5"))
-    gw = GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd)))
+    gw = GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd),
+                                                     protocol=protocol))
     gw.start()
     try:
         time.sleep(1.5)

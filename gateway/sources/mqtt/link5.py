@@ -317,7 +317,11 @@ class Mqtt5Link:
             session_expiry_interval=_SESSION_NEVER_EXPIRES,
             receive_max=min(self.buffer, 65535),
         ).write())
-        connack = await asyncio.wait_for(proto.connack, _CONNECT_TIMEOUT)
+        try:
+            connack = await asyncio.wait_for(proto.connack, _CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise ConnectionError(f"no CONNACK within {_CONNECT_TIMEOUT:.0f} s (a broker that does not "
+                                  'speak MQTT 5 may not answer at all: protocol = "3.1.1" for it)') from None
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
             raise _BrokerRefused(connack.reason_str or connack.reason_code.name)
         self.connected = True
