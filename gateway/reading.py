@@ -15,9 +15,13 @@ __all__ = ["ROLES", "HealthSample", "Reading", "Record"]
 ROLES = ("reference", "dut", "chamber")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Reading:
-    """One measured value of one channel at one instant.
+    """One measured value of one channel at one instant; treat it as immutable.
+
+    Not `frozen=True`: a frozen dataclass's `__init__` sets each field through
+    `object.__setattr__`, 2.0 us a reading against 0.3 us here - on a gateway's hot path,
+    where every MQTT message makes one or more.  Equality and hashing are by value, as before.
 
     time_ns : int [ns since the Unix epoch, UTC]
     value : float [unit]

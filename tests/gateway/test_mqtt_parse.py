@@ -115,6 +115,27 @@ def test_missing_path_is_named() -> None:
     assert out.errors == ["path 'h.rh' is missing"] and len(out.readings) == 1
 
 
+def test_an_integer_too_large_for_a_float_is_refused_with_its_reason_and_the_other_field_kept() -> None:
+    """json.loads gives a Python int of any size; float() of it raised OverflowError, which is
+    no ValueError: the message took the source down instead of being quarantined."""
+    p = _parser(STATE)
+    out = p.parse("lab/a/state", b'{"t": 1' + b"0" * 400 + b', "h": {"rh": 45}, "ts": 1795000000000}', NOW)
+    assert [r.value for r in out.readings] == [45.0]
+    assert out.errors == ["path 't' is out of range (10000000000000000000...)"]
+    assert p.parse("lab/a/state", b'{"t": 1e400, "h": {"rh": 45}, "ts": 1795000000000}', NOW).errors == [
+        "path 't' is infinite"]
+    assert p.parse("lab/a/state", b'{"t": -7, "h": {"rh": 45.5}, "ts": 1795000000000}', NOW).readings[0].value == -7.0
+
+
+def test_the_same_topic_maps_to_the_same_channels_every_time_and_each_topic_to_its_own() -> None:
+    p = _parser(STATE)
+    msg = b'{"t": 1, "h": {"rh": 2}, "ts": 1795000000000}'
+    for _ in range(3):
+        assert [r.channel for r in p.parse("lab/a/state", msg, NOW).readings] == ["a-t", "a-rh"]
+        assert [r.channel for r in p.parse("lab/b/state", msg, NOW).readings] == ["b-t", "b-rh"]
+        assert p.parse("lab/b/other", msg, NOW).errors == ["topic matches no mapping"]
+
+
 def test_value_payload_not_a_number() -> None:
     p = _parser({"topic": "x", "format": "value", "fields": [
         {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]})

@@ -25,6 +25,8 @@ _TIME_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: earlier stamps are a wrong time_unit
 _FUTURE_SLACK_NS = 86_400 * 10**9
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
+_INT_MAX = 2**1023  # larger ints overflow a float
+_ROUTES_MAX = 100_000  # topics remembered with their mapping and channel names
 
 
 def match_topic(levels: Sequence[str], topic: str) -> list[str] | None:
@@ -96,15 +98,20 @@ def _walk(obj: Any, path: tuple[str, ...]) -> Any:
 
 
 def _number(raw: Any, what: str) -> float:
+    kind = type(raw)
+    if kind is float and raw - raw == 0.0:  # finite (inf - inf and nan - nan are nan)
+        return float(raw)
+    if kind is int and -_INT_MAX < raw < _INT_MAX:
+        return float(raw)
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        kind = "null" if raw is None else type(raw).__name__
-        raise ValueError(f"{what} is not a number (got {kind})")
+        kind_name = "null" if raw is None else type(raw).__name__
+        raise ValueError(f"{what} is not a number (got {kind_name})")
+    if isinstance(raw, int):
+        raise ValueError(f"{what} is out of range ({str(raw)[:20]}...)")
     value = float(raw)
     if math.isnan(value):
         raise ValueError(f"{what} is NaN")
-    if math.isinf(value):
-        raise ValueError(f"{what} is infinite")
-    return value
+    raise ValueError(f"{what} is infinite")
 
 
 def _timestamp(raw: Any, unit: str, now_ns: int) -> int:
@@ -134,19 +141,37 @@ class MessageParser:
         self._topics = [CompiledTopic.compile(t) for t in topics]
         self._site, self._gateway, self._run = site, gateway, run
         self.max_payload = max_payload
+        self._routes: dict[str, tuple[CompiledTopic, tuple[str, ...]] | tuple[()]] = {}
 
     def parse(self, topic: str, payload: bytes, received_ns: int | None = None) -> Parsed:
         """Every reading the message gives, and one reason per part that was refused."""
         now_ns = received_ns if received_ns is not None else time.time_ns()
         if len(payload) > self.max_payload:
             return Parsed([], [f"payload of {len(payload)} bytes exceeds max_payload ({self.max_payload})"])
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        if not route:
+            return Parsed([], ["topic matches no mapping"])
+        return self._parse_mapped(route[0], route[1], payload, now_ns)
+
+    def _route(self, topic: str) -> tuple[CompiledTopic, tuple[str, ...]] | tuple[()]:
+        """The first mapping `topic` matches and its fields' channel names, remembered (sensors
+        publish on the same few topics over and over)."""
+        route: tuple[CompiledTopic, tuple[str, ...]] | tuple[()] = ()
         for ct in self._topics:
             groups = match_topic(ct.levels, topic)
             if groups is not None:
-                return self._parse_mapped(ct, groups, payload, now_ns)
-        return Parsed([], ["topic matches no mapping"])
+                names = tuple(f.channel.format(*groups) if f.templated else f.channel for f in ct.fields)
+                route = (ct, names)
+                break
+        if len(self._routes) >= _ROUTES_MAX:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
-    def _parse_mapped(self, ct: CompiledTopic, groups: list[str], payload: bytes, now_ns: int) -> Parsed:
+    def _parse_mapped(self, ct: CompiledTopic, channels: tuple[str, ...], payload: bytes,
+                      now_ns: int) -> Parsed:
         m = ct.mapping
         try:
             text = payload.decode("utf-8")
@@ -157,11 +182,13 @@ class MessageParser:
                 raw: Any = float(text.strip())
             except ValueError:
                 return Parsed([], [f"payload {text[:40]!r} is not a number"])
-            return self._readings(ct, groups, lambda f: raw, now_ns)
+            return self._readings(ct, channels, None, raw, now_ns)
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             return Parsed([], [f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"])
+        except RecursionError:
+            return Parsed([], ["malformed JSON: nested too deeply"])
         if not isinstance(doc, dict):
             return Parsed([], [f"JSON payload is a {type(doc).__name__}, not an object"])
         ts = now_ns
@@ -172,25 +199,33 @@ class MessageParser:
                 return Parsed([], [f"time_path {m.time_path!r} is missing"])
             except ValueError as exc:
                 return Parsed([], [f"time_path {m.time_path!r}: {exc}"])
-        out = self._readings(ct, groups, lambda f: _walk(doc, f.path), ts)
+        out = self._readings(ct, channels, doc, None, ts)
         out.sensor_time = ct.time_path is not None
         return out
 
-    def _readings(self, ct: CompiledTopic, groups: list[str], get: Any, ts: int) -> Parsed:
+    def _readings(self, ct: CompiledTopic, channels: tuple[str, ...], doc: dict[str, Any] | None, raw: Any,
+                  ts: int) -> Parsed:
+        """The fields' readings, from the JSON object `doc` or, without one, the number `raw`."""
         out = Parsed([], [])
-        for f in ct.fields:
+        site, gateway, run = self._site, self._gateway, self._run
+        for f, channel in zip(ct.fields, channels, strict=True):
             fm = f.mapping
-            what = f"path {fm.path!r}" if fm.path else "payload"
             try:
-                value = _number(get(f), what)
+                if doc is None:
+                    got = raw
+                elif len(f.path) == 1:
+                    got = doc[f.path[0]]
+                else:
+                    got = _walk(doc, f.path)
+                value = _number(got, f"path {fm.path!r}" if fm.path else "payload")
             except (KeyError, IndexError):
                 out.errors.append(f"path {fm.path!r} is missing")
                 continue
             except ValueError as exc:
                 out.errors.append(str(exc))
                 continue
-            channel = f.channel.format(*groups) if f.templated else f.channel
-            value = value * fm.scale + fm.offset
-            out.readings.append(Reading(self._site, self._gateway, self._run, channel, fm.quantity,
-                                        fm.unit, fm.role, value, ts))
+            if fm.scale != 1.0 or fm.offset != 0.0:
+                value = value * fm.scale + fm.offset
+            out.readings.append(Reading(site, gateway, run, channel, fm.quantity, fm.unit, fm.role, value,
+                                        ts))
         return out
