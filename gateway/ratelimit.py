@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["ConnectionStateLog", "RateLimitedLog"]
 
 
 class RateLimitedLog:
@@ -29,3 +29,20 @@ class RateLimitedLog:
             self._log.warning(msg + " (and %d more like it since the last line)", *args, held)
         else:
             self._log.warning(msg, *args)
+
+
+class ConnectionStateLog:
+    """A connection's state ("connected", "unreachable", "refused by the broker", ...) logged
+    once per change: `{name} ({host}:{port}): {state} - {detail}`, at INFO for "connected"
+    and WARNING otherwise, so a broker that stays down does not fill the log."""
+
+    def __init__(self, logger: logging.Logger, name: str, host: str, port: int):
+        self._log = logger
+        self._where = f"{name} ({host}:{port})"
+        self.state: str | None = None
+
+    def set(self, state: str, detail: str = "") -> None:
+        if state != self.state:
+            self.state = state
+            line = f"{self._where}: {state}" + (f" - {detail}" if detail else "")
+            (self._log.info if state == "connected" else self._log.warning)(line)

@@ -65,16 +65,18 @@ class ScriptedBroker:
                                                         ).write() + self.after_subscribe)
                     elif isinstance(packet, mqtt5.PubAckPacket):
                         self.acked.append(packet.packet_id)
+                    elif isinstance(packet, mqtt5.PingReqPacket):
+                        writer.write(mqtt5.PingRespPacket().write())
         except ConnectionError:
             pass
         finally:
             writer.close()
 
 
-def _source(port: int) -> MqttSource:
+def _source(port: int, buffer: int = 10_000, **options: str) -> MqttSource:
     cfg = MqttSourceConfig.model_validate({"name": "s", "url": f"mqtt://127.0.0.1:{port}", "topics": TOPICS,
-                                           "reconnect_min": "50ms", "reconnect_max": "200ms"})
-    return MqttSource(cfg, site="lab", gateway="gw", run="R")
+                                           "reconnect_min": "50ms", "reconnect_max": "200ms", **options})
+    return MqttSource(cfg, site="lab", gateway="gw", run="R", buffer=buffer)
 
 
 async def _take(src: MqttSource, n: int) -> list[SourceBatch]:
@@ -125,7 +127,7 @@ async def test_a_publish_the_codec_refuses_is_quarantined_and_acked_and_the_next
     async with ScriptedBroker(OK, bad + good) as broker, _source(broker.port) as src:
         first, second = await _take(src, 2)
         assert first.readings == [] and first.rejected[0].reason.startswith("malformed MQTT PUBLISH")
-        assert first.rejected[0].topic == "lab/\ufffd/raw"
+        assert first.rejected[0].topic == "lab/\ufffd/raw" and first.rejected[0].payload == bad
         assert [r.value for r in second.readings] == [21.5]
         for b in (first, second):
             assert b.on_committed is not None
@@ -148,3 +150,4 @@ async def test_a_broker_that_answers_in_mqtt_3_1_1_is_named_in_one_log_line(
     assert len(broker.connects) >= 3, "it keeps trying (with backoff)"
     assert lines == [f"mqtt source 's' (127.0.0.1:{broker.port}): refused by the broker - the broker does not "
                      'speak MQTT 5 (set protocol = "3.1.1" for this source)'], "once, naming the fix"
+

@@ -1,9 +1,10 @@
-"""One MQTT 5 connection on a thread of its own, kept up with capped, jittered backoff.
+"""One paho MQTT connection on a thread of its own, kept up with capped, jittered backoff.
 
-Shared by the uplink sink (which publishes and waits for PUBACKs) and the central ingest
-(which subscribes with a persistent session and acknowledges after its journal commit).
-As in the MQTT source (`gateway.sources.mqtt.source`), we run our own connect loop rather
-than paho's, so a change of state is logged once and the retry delay is jittered.
+Shared by the uplink sink (which publishes and waits for PUBACKs), the central ingest
+(which subscribes with a persistent session and acknowledges after its journal commit), both
+MQTT 5, and the MQTT source's link for 3.1.1 brokers (`gateway.sources.mqtt.link311`).
+We run our own connect loop rather than paho's, so a change of state is logged once and the
+retry delay is jittered.
 `generation` counts successful connections: an acknowledgement is only sent on the
 connection that delivered the message, as the broker forgets message ids across sessions'
 connections.
@@ -18,12 +19,14 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config_types import Secret
+from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import TlsConfig
 
 __all__ = ["LinkSettings", "MqttLink"]
@@ -45,6 +48,8 @@ class LinkSettings:
     session_expiry_s: int = 0
     manual_ack: bool = False
     max_inflight: int = 100
+    protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5
+    """paho's MQTTv5 or MQTTv311 (persistent = clean session off; no session expiry)."""
 
 
 class MqttLink:
@@ -57,10 +62,9 @@ class MqttLink:
         self.name = name
         self.connected = False
         self.generation = 0
-        self._log = log
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
-        self._state: str | None = None
+        self._state = ConnectionStateLog(log, name, settings.host, settings.port)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.client = self._make_client()
@@ -68,7 +72,8 @@ class MqttLink:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5,
+            mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=s.protocol,
+            clean_session=None if s.protocol == mqtt.MQTTv5 else not s.persistent,
             reconnect_on_failure=False, manual_ack=s.manual_ack,
         )
         if s.username is not None:
@@ -88,29 +93,22 @@ class MqttLink:
         c.on_disconnect = self._handle_disconnect
         return c
 
-    def _set_state(self, state: str, detail: str = "") -> None:
-        if state != self._state:
-            self._state = state
-            line = f"{self.name} ({self.settings.host}:{self.settings.port}): {state}"
-            (self._log.info if state == "connected" else self._log.warning)(
-                line + (f" - {detail}" if detail else ""))
-
     def _handle_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
                         reason: mqtt.ReasonCode, _p: object) -> None:
         if reason.is_failure:
-            self._set_state("refused by the broker", str(reason))
+            self._state.set("refused by the broker", str(reason))
             return
         self.generation += 1
         self.connected = True
-        self._set_state("connected", "resumed session" if flags.session_present else "new session")
+        self._state.set("connected", "resumed session" if flags.session_present else "new session")
         if self._on_connected is not None:
             self._on_connected(client, bool(flags.session_present))
 
     def _handle_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
                            _p: object) -> None:
         self.connected = False
-        if not self._stop.is_set() and self._state != "refused by the broker":
-            self._set_state("unreachable", f"disconnected: {reason}")
+        if not self._stop.is_set() and self._state.state != "refused by the broker":
+            self._state.set("unreachable", f"disconnected: {reason}")
         if self._on_disconnected is not None:
             self._on_disconnected()
 
@@ -125,16 +123,17 @@ class MqttLink:
         s = self.settings
         delay = s.reconnect_min
         first = True
+        v5: dict[str, Any] = ({"clean_start": not s.persistent, "properties": self._connect_properties()}
+                              if s.protocol == mqtt.MQTTv5 else {})  # 3.1.1: clean_session, on the client
         while not self._stop.is_set():
             try:
                 if first:
-                    self.client.connect(s.host, s.port, keepalive=int(s.keepalive),
-                                        clean_start=not s.persistent, properties=self._connect_properties())
+                    self.client.connect(s.host, s.port, keepalive=int(s.keepalive), **v5)
                     first = False
                 else:
                     self.client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as exc:
-                self._set_state("unreachable", str(exc) or type(exc).__name__)
+                self._state.set("unreachable", str(exc) or type(exc).__name__)
                 self._stop.wait(random.uniform(0.5, 1.0) * delay)
                 delay = min(delay * 2, s.reconnect_max)
                 continue

@@ -33,6 +33,7 @@ from typing import Any
 import mqtt5
 
 from gateway.backoff import Backoff
+from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.message import Message
 
@@ -40,7 +41,6 @@ __all__ = ["Mqtt5Link"]
 
 log = logging.getLogger("remotecal.source.mqtt")
 
-_READ_CHUNK = 256 * 1024
 _SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 _CONNECT_TIMEOUT = 10.0
 _PUBLISH = 0x30
@@ -80,17 +80,15 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int] | None:
     raise ValueError("malformed remaining length")
 
 
-def _salvage_publish(packet: memoryview, error: str, generation: int, now: int) -> Message:
-    """A PUBLISH the codec refused: its topic and packet id read by hand, so that it can be
-    quarantined with the codec's reason and acknowledged like any other rejected input."""
+def _salvage_publish(packet: memoryview, body: int, error: str, generation: int, now: int) -> Message:
+    """A PUBLISH the codec refused (`body`: where its variable header starts): topic and
+    packet id read by hand, so that it can be quarantined - all its bytes, with the codec's
+    reason - and acknowledged like any other rejected input."""
     header = packet[0]
     qos = (header >> 1) & 0x03
-    _, n = _varint(packet, 1) or (0, 1)
-    pos = 1 + n
-    tlen = int.from_bytes(packet[pos:pos + 2], "big")
-    topic = bytes(packet[pos + 2:pos + 2 + tlen]).decode("utf-8", "replace")
-    pos += 2 + tlen
-    mid = int.from_bytes(packet[pos:pos + 2], "big") if qos else 0
+    tlen = int.from_bytes(packet[body:body + 2], "big")
+    topic = bytes(packet[body + 2:body + 2 + tlen]).decode("utf-8", "replace")
+    mid = int.from_bytes(packet[body + 2 + tlen:body + 4 + tlen], "big") if qos else 0
     return Message(topic, bytes(packet), mid, min(qos, 1), bool(header & 0x08), generation, now,
                    error=f"malformed MQTT PUBLISH ({error})")
 
@@ -107,16 +105,10 @@ class _Protocol(asyncio.Protocol):
         self.closed: asyncio.Future[str] = loop.create_future()
         self.last_rx = time.monotonic()
         self._rest = b""
-        self._skip = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        with contextlib.suppress(AttributeError, NotImplementedError):
-            transport.set_read_buffer_limits(high=_READ_CHUNK)  # type: ignore[attr-defined]
-
-    def get_buffer_size(self) -> int:
-        return _READ_CHUNK
 
     def data_received(self, data: bytes) -> None:
         buf = self._rest + data if self._rest else data
@@ -139,9 +131,10 @@ class _Protocol(asyncio.Protocol):
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except BaseException as exc:  # mqtt5 can raise a pyo3 PanicException
-                    if not self._malformed(view, pos, end, exc, generation, now):
+                    after = self._malformed(view, pos, end, exc, generation, now)
+                    if after is None:
                         return
-                    pos = self._skip
+                    pos = after
                     now += 1
                     continue
                 pos += used
@@ -159,8 +152,9 @@ class _Protocol(asyncio.Protocol):
         link.received()
 
     def _malformed(self, view: memoryview, pos: int, end: int, exc: BaseException, generation: int,
-                   now: int) -> bool:
-        """Handle a packet the codec refused; False when the connection has to end."""
+                   now: int) -> int | None:
+        """Handle a packet the codec refused: where the next packet starts, or None when the
+        connection has to end."""
         reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
         try:
             size = _varint(view, pos + 1)
@@ -170,15 +164,15 @@ class _Protocol(asyncio.Protocol):
             # A 3.1.1 broker answers a version-5 CONNECT with its own CONNACK ("unacceptable
             # protocol version") and closes: say so rather than "unreadable packet".
             self.connack.set_exception(_BrokerRefused(_NOT_MQTT5))
-            return False
+            return None
         if size is None or view[pos] & 0xF0 != _PUBLISH or pos + 1 + size[1] + size[0] > end:
             self.link.protocol_error(f"unreadable packet from the broker: {reason}")
             if self.transport is not None:
                 self.transport.close()
-            return False
-        self._skip = pos + 1 + size[1] + size[0]
-        self.link.inbox.append(_salvage_publish(view[pos:self._skip], reason, generation, now))
-        return True
+            return None
+        after = pos + 1 + size[1] + size[0]
+        self.link.inbox.append(_salvage_publish(view[pos:after], 1 + size[1], reason, generation, now))
+        return after
 
     def _control(self, packet: Any) -> None:
         if isinstance(packet, mqtt5.ConnAckPacket):
@@ -204,7 +198,7 @@ class Mqtt5Link:
     `ack(m)` queues a PUBACK, written with the others of the same event-loop turn."""
 
     def __init__(self, cfg: MqttSourceConfig, client_id: str, *, buffer: int,
-                 set_state: Callable[..., None], wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None]) -> None:
         self.cfg = cfg
         self.client_id = client_id
         self.buffer = max(1, buffer)
@@ -212,7 +206,7 @@ class Mqtt5Link:
         self.generation = 0
         self.last_stamp = 0
         self.inbox: list[Message] = []
-        self._set_state = set_state
+        self._state = ConnectionStateLog(log, f"mqtt source {cfg.name!r}", cfg.host, cfg.port)
         self._wake = wake
         self._proto: _Protocol | None = None
         self._task: asyncio.Task[None] | None = None
@@ -237,7 +231,7 @@ class Mqtt5Link:
 
     def server_disconnect(self, packet: Any) -> None:
         reason = getattr(packet.reason_code, "name", packet.reason_code)
-        self._set_state("unreachable", f"the broker disconnected us: {reason}")
+        self._state.set("unreachable", f"the broker disconnected us: {reason}")
 
     # -- called by the source --------------------------------------------------------
 
@@ -286,9 +280,9 @@ class Mqtt5Link:
             try:
                 await self._session(backoff)
             except _BrokerRefused as exc:
-                self._set_state("refused by the broker", str(exc))
+                self._state.set("refused by the broker", str(exc))
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-                self._set_state("unreachable", str(exc) or type(exc).__name__)
+                self._state.set("unreachable", str(exc) or type(exc).__name__)
             finally:
                 self.connected = False
                 self._paused = False
@@ -326,7 +320,7 @@ class Mqtt5Link:
             raise _BrokerRefused(connack.reason_str or connack.reason_code.name)
         self.connected = True
         backoff.reset()
-        self._set_state("connected", "resumed session" if connack.session_present else "new session")
+        self._state.set("connected", "resumed session" if connack.session_present else "new session")
         proto.transport.write(mqtt5.SubscribePacket(1, [
             mqtt5.TopicFilter(t.topic, max_qos=mqtt5.QoS(int(cfg.qos))) for t in cfg.topics
         ]).write())
@@ -344,7 +338,7 @@ class Mqtt5Link:
             proto.transport.write(ping)
         reason = proto.closed.result()
         if not self._stopping:
-            self._set_state("unreachable", f"disconnected: {reason}")
+            self._state.set("unreachable", f"disconnected: {reason}")
 
     async def _check_suback(self, proto: _Protocol) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):

@@ -47,20 +47,12 @@ class MqttSource:
         self._rejects_log = RateLimitedLog(log)
         self._wake = asyncio.Event()
         self._closing = False
-        self._state: str | None = None
         link = PahoLink if cfg.protocol == "3.1.1" else Mqtt5Link
-        self._link: Mqtt5Link | PahoLink = link(cfg, self.client_id, buffer=buffer, set_state=self._set_state,
-                                                wake=self._wake.set)
+        self._link: Mqtt5Link | PahoLink = link(cfg, self.client_id, buffer=buffer, wake=self._wake.set)
 
     @property
     def connected(self) -> bool:
         return self._link.connected
-
-    def _set_state(self, state: str, detail: str = "") -> None:
-        if state != self._state:
-            self._state = state
-            line = f"mqtt source {self.name!r} ({self.cfg.host}:{self.cfg.port}): {state}"
-            (log.info if state == "connected" else log.warning)(line + (f" - {detail}" if detail else ""))
 
     async def __aenter__(self) -> MqttSource:
         await self._link.start()
