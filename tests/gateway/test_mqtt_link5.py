@@ -151,3 +151,14 @@ async def test_a_broker_that_answers_in_mqtt_3_1_1_is_named_in_one_log_line(
     assert lines == [f"mqtt source 's' (127.0.0.1:{broker.port}): refused by the broker - the broker does not "
                      'speak MQTT 5 (set protocol = "3.1.1" for this source)'], "once, naming the fix"
 
+
+async def test_a_full_inbox_pauses_reading_without_the_keepalive_check_dropping_the_connection() -> None:
+    """While the journal refuses input (full), nothing is taken and reading pauses; the
+    broker's PINGRESPs then wait unread in the socket - that is no dead connection."""
+    burst = b"".join(_publish("lab/p1/raw", f"{i}.5".encode(), i + 1) for i in range(50))
+    async with ScriptedBroker(OK, burst) as broker, _source(broker.port, buffer=10, keepalive="1s") as src:
+        await asyncio.sleep(3.5)  # > 1.5 x keepalive, paused all along
+        assert len(broker.connects) == 1 and src.connected
+        batches = await _take(src, 50)
+        assert [b.readings[0].value for b in batches] == [i + 0.5 for i in range(50)]
+        assert len(broker.connects) == 1

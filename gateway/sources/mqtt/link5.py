@@ -240,6 +240,7 @@ class Mqtt5Link:
         out, self.inbox = self.inbox, []
         if self._paused and self._proto is not None and self._proto.transport is not None:
             self._paused = False
+            self._proto.last_rx = time.monotonic()  # the keepalive check starts over
             self._proto.transport.resume_reading()
         return out
 
@@ -332,7 +333,8 @@ class Mqtt5Link:
             done, _ = await asyncio.wait([proto.closed], timeout=keepalive / 2 if keepalive > 0 else None)
             if done:
                 break
-            if time.monotonic() - proto.last_rx > 1.5 * keepalive:
+            # Paused (inbox full), the broker's PINGRESPs wait unread: no sign of a dead link.
+            if not self._paused and time.monotonic() - proto.last_rx > 1.5 * keepalive:
                 proto.transport.close()
                 raise ConnectionError(f"no packet from the broker for {1.5 * keepalive:.0f} s")
             proto.transport.write(ping)
