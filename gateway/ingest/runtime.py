@@ -28,11 +28,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -47,8 +45,9 @@ from gateway.keys import load_keys
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample
 from gateway.sinks.influxdb.sink import InfluxDBSink
-from gateway.sinks.mqtt.link import LinkSettings, MqttLink
+from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
 from gateway.sources import Rejected
+from gateway.sources.mqtt.message import Message
 
 __all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
 
@@ -73,28 +72,13 @@ to the ingest workers.
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    dup: bool
-    generation: int
-    received_ns: int
-
-
 class IngestSubscriber:
-    """The shared subscription, with a bounded hand-over from the paho thread to the loop."""
+    """The shared subscription; messages reach the event loop through a bounded `Receiver`."""
 
     def __init__(self, cfg: CentralConfig, buffer: int = 10_000) -> None:
         b, i = cfg.broker, cfg.ingest
         self.topic_filter = f"$share/{i.group}/{i.topic_prefix}/+/+/readings"
-        self._buffer: deque[_Message] = deque()
-        self._slots = threading.BoundedSemaphore(buffer)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self._waiting = False
         self.link = MqttLink(
             LinkSettings(
                 host=b.host, port=b.port, client_id=b.client_id or f"remotecal-ingest-{i.worker}",
@@ -105,45 +89,30 @@ class IngestSubscriber:
             ),
             f"ingest {i.worker!r}", log, on_connected=self._subscribe,
         )
-        self.link.client.on_message = self._on_message
+        self._receiver = Receiver(self.link, buffer, self._wake.set)
 
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
         client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        item = _Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), self.link.generation,
-                        time.time_ns())
-        while not self._slots.acquire(timeout=0.5):
-            if self.link.stopping:
-                return  # not acked: it stays in our session
-        self._buffer.append(item)
-        if self._waiting and self._loop is not None:
-            self._waiting = False
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.link.start()
+        self._receiver.start()
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.link.stop)
+        await self._receiver.stop()
 
-    def ack(self, m: _Message) -> None:
-        if m.qos and m.generation == self.link.generation and self.link.connected:
-            self.link.client.ack(m.mid, m.qos)
+    def ack(self, m: Message) -> None:
+        self._receiver.ack(m)
 
-    async def next(self, stop: asyncio.Event) -> _Message | None:
+    async def next(self, stop: asyncio.Event) -> Message | None:
         """The next message, or None once `stop` is set."""
         while not stop.is_set():
-            if self._buffer:
-                self._slots.release()
-                return self._buffer.popleft()
-            self._waiting = True
-            if not self._buffer:
+            got = self._receiver.take(1)
+            if got:
+                return got[0]
+            self._wake.clear()
+            if not self._receiver.waiting:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.2)
-            self._wake.clear()
-            self._waiting = False
         return None
 
 
@@ -251,7 +220,7 @@ class Ingest:
         finally:
             await sub.stop()
 
-    async def _handle(self, m: _Message) -> None:
+    async def _handle(self, m: Message) -> None:
         ack = lambda: self.subscriber.ack(m)  # noqa: E731 - one line, read right here
         try:
             frame = self.verifier.check(m.topic, m.payload)

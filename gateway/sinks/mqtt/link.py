@@ -12,11 +12,14 @@ connections.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +31,9 @@ from paho.mqtt.properties import Properties
 from gateway.config_types import Secret
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import TlsConfig
+from gateway.sources.mqtt.message import Message
 
-__all__ = ["LinkSettings", "MqttLink"]
+__all__ = ["LinkSettings", "MqttLink", "Receiver"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +170,58 @@ class MqttLink:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+
+class Receiver:
+    """The messages of a subscribing `MqttLink`, handed from its paho thread to the event loop
+    through a bounded inbox: while `buffer` messages wait, the paho thread stops reading the
+    socket, so backpressure reaches the broker instead of our memory.  `wake` runs on the
+    event loop when the inbox stops being empty; `ack(m)` acknowledges (manual_ack) only on
+    the connection that brought `m`, as the broker forgets message ids across connections."""
+
+    def __init__(self, link: MqttLink, buffer: int, wake: Callable[[], None]) -> None:
+        self.link = link
+        self._wake = wake
+        self._inbox: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, buffer))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        link.client.on_message = self._on_message
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        item = Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), self.link.generation,
+                       time.time_ns())
+        while not self._slots.acquire(timeout=0.5):
+            if self.link.stopping:
+                return  # not acked: the broker redelivers it to the next session
+        with self._lock:
+            self._inbox.append(item)
+            first = len(self._inbox) == 1
+        if first and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+
+    @property
+    def waiting(self) -> int:
+        """Messages in the inbox."""
+        return len(self._inbox)
+
+    def take(self, limit: int | None = None) -> list[Message]:
+        """The oldest `limit` messages of the inbox (all without a limit)."""
+        with self._lock:
+            n = len(self._inbox) if limit is None else min(limit, len(self._inbox))
+            out = [self._inbox.popleft() for _ in range(n)]
+        for _ in out:
+            self._slots.release()
+        return out
+
+    def ack(self, m: Message) -> None:
+        if m.qos and m.generation == self.link.generation and self.link.connected:
+            self.link.client.ack(m.mid, m.qos)
+
+    def start(self) -> None:
+        """Connect (on the event loop that takes the messages)."""
+        self._loop = asyncio.get_running_loop()
+        self.link.start()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.link.stop)

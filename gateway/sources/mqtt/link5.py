@@ -235,6 +235,11 @@ class Mqtt5Link:
 
     # -- called by the source --------------------------------------------------------
 
+    @property
+    def waiting(self) -> int:
+        """Messages in the inbox."""
+        return len(self.inbox)
+
     def take(self) -> list[Message]:
         """Every message received so far (and reading resumes if it was paused)."""
         out, self.inbox = self.inbox, []

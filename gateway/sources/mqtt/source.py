@@ -65,9 +65,9 @@ class MqttSource:
     async def batches(self) -> AsyncIterator[SourceBatch]:
         link = self._link
         while not self._closing:
-            if not link.inbox:
+            if not link.waiting:
                 self._wake.clear()
-                if not link.inbox:
+                if not link.waiting:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), 0.5)
                 continue

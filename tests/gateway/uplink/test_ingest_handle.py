@@ -6,17 +6,18 @@ import asyncio
 from pathlib import Path
 
 from gateway.ingest.config import load_central_config
-from gateway.ingest.runtime import Ingest, _Message
+from gateway.ingest.runtime import Ingest
 from gateway.journal import Journal
 from gateway.keys import load_key_file, new_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
+from gateway.sources.mqtt.message import Message
 
 SITE, GW = "lab 1", "gw,01"
 
 
-def _message(payload: bytes, mid: int, *, dup: bool = False) -> _Message:
-    return _Message(readings_topic("remotecal/v1", SITE, GW), payload, mid, 1, dup, 0, 1)
+def _message(payload: bytes, mid: int, *, dup: bool = False) -> Message:
+    return Message(readings_topic("remotecal/v1", SITE, GW), payload, mid, 1, dup, 0, 1)
 
 
 async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
