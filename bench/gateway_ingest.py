@@ -17,6 +17,9 @@ only ~6-7k messages/s, less than the gateway and the bare subscriber take):
 
     ceiling   a bare paho subscriber (its own process, QoS 1) that only counts messages:
               the Nth message counted
+    link      the bare subscriber on the gateway's own MQTT 5 link (`Mqtt5Link`), counting and
+              acking at once: what the broker gives a consumer that reads like the gateway
+              (reported beside the rest, no target)
     gateway   `remotecal gateway run` (a child process; one MQTT source, QoS 1; journal
               fsync = "full"; one InfluxDB v1 sink): influxd holding every reading
               (SHOW STATS, then SELECT COUNT), which must be exactly 2 per message
@@ -36,6 +39,7 @@ ceiling and at least 20x the naive script.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import platform
@@ -187,67 +191,51 @@ def _subscriber(port: int, prefix: str, n: int, naive_db_url: str | None, keepal
 
 
 def _bare_mqtt5(port: int, prefix: str, n: int, subscribe_only: bool, q: Queue[Any]) -> None:
-    """Child process: the bare subscriber on the gateway's own kind of link - MQTT 5, packets
-    parsed by `mqtt5` on an asyncio protocol, the PUBACKs of each received chunk in one write -
-    counting only.  With `subscribe_only` it makes its persistent session and leaves.  Reports
-    like `_subscriber`: (count, CONNACK time, first message, last message)."""
+    """Child process: the bare subscriber on the gateway's own MQTT 5 link
+    (`gateway.sources.mqtt.link5.Mqtt5Link`: the same session, parsing and batched PUBACKs),
+    counting messages and acknowledging each at once instead of after a journal commit.
+    With `subscribe_only` it makes its persistent session and leaves.  Reports like
+    `_subscriber`: (count, CONNACK time, first message, last message); the CONNACK time is
+    when the link says it is connected, polled every millisecond."""
     import asyncio
 
-    import mqtt5
+    from gateway.sources.mqtt.config import MqttSourceConfig
+    from gateway.sources.mqtt.link5 import Mqtt5Link
 
     async def run() -> tuple[Any, ...]:
-        loop = asyncio.get_running_loop()
-        connack: asyncio.Future[Any] = loop.create_future()
-        done: asyncio.Future[None] = loop.create_future()
-        st = {"count": 0, "connack": 0.0, "first": 0.0, "last": 0.0, "present": False}
-
-        class Counter(asyncio.Protocol):
-            rest = b""
-
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                assert isinstance(transport, asyncio.Transport)
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                buf = self.rest + data if self.rest else data
-                view, pos, acks = memoryview(buf), 0, []
-                while pos < len(buf):
-                    try:
-                        packet, used = mqtt5.read(view[pos:])
-                    except IndexError:
-                        break
-                    pos += used
-                    if type(packet) is mqtt5.PublishPacket:
-                        st["count"] += 1
-                        acks.append(mqtt5.PubAckPacket(packet.packet_id or 0).write())
-                    elif isinstance(packet, mqtt5.ConnAckPacket):
-                        st["connack"], st["present"] = time.monotonic(), packet.session_present
-                        connack.set_result(packet)
-                    elif isinstance(packet, mqtt5.SubAckPacket) and subscribe_only:
-                        done.set_result(None)
-                self.rest = bytes(view[pos:])
-                view.release()
-                if acks:
-                    self.transport.write(b"".join(acks))
-                    st["last"] = time.monotonic()
-                    if not st["first"]:
-                        st["first"] = st["last"]
-                if st["count"] >= n and not subscribe_only and not done.done():
-                    done.set_result(None)
-
-        transport, _ = await loop.create_connection(Counter, "127.0.0.1", port)
-        transport.write(mqtt5.ConnectPacket(_client_id(prefix) + "-5", clean_start=False, keep_alive=60,
-                                            session_expiry_interval=3600).write())
-        await asyncio.wait_for(connack, 20)
-        if subscribe_only:
-            transport.write(mqtt5.SubscribePacket(1, [mqtt5.TopicFilter(f"{prefix}/+/state",
-                                                                        max_qos=mqtt5.QoS.AT_LEAST_ONCE)]).write())
-        elif not st["present"]:
-            return ("error", "the broker did not resume the session")
-        await asyncio.wait_for(done, 120)
-        transport.write(mqtt5.DisconnectPacket().write())
-        transport.close()
-        return ("done", st["count"], st["connack"], st["first"], st["last"])
+        cfg = MqttSourceConfig.model_validate({
+            "name": "bare", "url": f"mqtt://127.0.0.1:{port}", "client_id": _client_id(prefix) + "-5",
+            "topics": [{"topic": f"{prefix}/+/state", "format": "value", "fields": [
+                {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]}]})
+        wake = asyncio.Event()
+        link = Mqtt5Link(cfg, cfg.client_id or "", buffer=10_000, wake=wake.set)
+        await link.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not link.connected:
+                if time.monotonic() > deadline:
+                    return ("error", "no CONNACK within 20 s")
+                await asyncio.sleep(0.001)
+            connack, first, last, count = time.monotonic(), 0.0, 0.0, 0
+            if subscribe_only:
+                await asyncio.sleep(0.5)  # its SUBSCRIBE reaches the broker
+                return ("done", 0, connack, 0.0, 0.0)
+            deadline = connack + 120
+            while count < n and time.monotonic() < deadline:
+                wake.clear()
+                got = link.take()
+                if not got:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), 0.5)
+                    continue
+                for m in got:
+                    link.ack(m)
+                count += len(got)
+                last = time.monotonic()
+                first = first or last
+            return ("done", count, connack, first, last)
+        finally:
+            await link.stop()
 
     q.put(asyncio.run(run()))
 
@@ -380,7 +368,7 @@ def _ceiling(run: _Run, n: int) -> tuple[float, float, float]:
 
 
 def _ceiling_mqtt5(run: _Run, n: int) -> tuple[float, float, float]:
-    """As `_ceiling`, for the bare subscriber on an MQTT 5 link like the gateway's."""
+    """As `_ceiling`, for the bare subscriber on the gateway's own MQTT 5 link."""
     _get(run.spawn(_bare_mqtt5, run.port, "ceiling5", 0, True), "bare MQTT 5 subscriber (session)", 30)
     fill_s = run.backlog("ceiling5", n)
     _, count, connack, first, last = _get(run.spawn(_bare_mqtt5, run.port, "ceiling5", n, False),
@@ -499,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| ceiling: bare paho subscriber, counts only | {n:,} | {2 * n:,} | {ceiling_fill:.2f} | "
           f"{ceiling_s:.2f} | {ceiling:,.0f} | - |")
-    print(f"| bare subscriber on an MQTT 5 link like the gateway's (mqtt5 codec, asyncio), counts only "
+    print(f"| bare subscriber on the gateway's own MQTT 5 link (`Mqtt5Link`), counts and acks only "
           f"| {n:,} | {2 * n:,} | {link_fill:.2f} | {link_s:.2f} | {link_ceiling:,.0f} | - |")
     print(f"| **gateway**: MQTT source -> journal (fsync = full) -> InfluxDB v1 sink | {n:,} | {2 * n:,} | "
           f"{gw['fill']:.2f} | {gw_s:.2f} | **{gateway:,.0f}** | {landed:,} |")
@@ -542,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for ok, text in checks:
         print(f"- {'PASS' if ok else 'FAIL'}: {text}")
-    print(f"- INFO (no target): gateway / the bare subscriber on an MQTT 5 link = "
+    print(f"- INFO (no target): gateway / the bare subscriber on its own MQTT 5 link = "
           f"{gateway / link_ceiling:.2f}; "
           f"that subscriber takes {link_ceiling / ceiling:.1f}x what the bare paho one does, so the broker "
           f"is not what limits the gateway: the journal, the delivery and influxd, on the same "
