@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import threading
 import time
@@ -28,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.backoff import Backoff
 from gateway.config_types import Secret
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import TlsConfig
@@ -125,7 +125,7 @@ class MqttLink:
 
     def _network_loop(self) -> None:
         s = self.settings
-        delay = s.reconnect_min
+        backoff = Backoff(s.reconnect_min, s.reconnect_max)
         first = True
         v5: dict[str, Any] = ({"clean_start": not s.persistent, "properties": self._connect_properties()}
                               if s.protocol == mqtt.MQTTv5 else {})  # 3.1.1: clean_session, on the client
@@ -138,20 +138,18 @@ class MqttLink:
                     self.client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self._state.set("unreachable", str(exc) or type(exc).__name__)
-                self._stop.wait(random.uniform(0.5, 1.0) * delay)
-                delay = min(delay * 2, s.reconnect_max)
+                self._stop.wait(backoff.next())
                 continue
             while not self._stop.is_set():
                 if self.client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
                     break
                 if self.connected:
-                    delay = s.reconnect_min
+                    backoff = Backoff(s.reconnect_min, s.reconnect_max)
             if self.connected:  # the loop broke without paho calling on_disconnect
                 lost = mqtt.ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
                 self._handle_disconnect(self.client, None, None, lost, None)
             if not self._stop.is_set():
-                self._stop.wait(random.uniform(0.5, 1.0) * delay)
-                delay = min(delay * 2, s.reconnect_max)
+                self._stop.wait(backoff.next())
         with contextlib.suppress(Exception):
             self.client.disconnect()
             self.client.loop(timeout=0.1)
