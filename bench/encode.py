@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rounds = 5
     print(f"{len(readings)} readings, {args.channels} series, batches of {args.batch}, "
-          f"{args.seconds:g} s each in {rounds} alternating rounds (medians; a shared machine's noise "
-          f"hits both); Python {platform.python_version()} on {platform.machine()}\n")
+          f"{args.seconds:g} s each in {rounds} alternating rounds; Python {platform.python_version()} "
+          f"on {platform.machine()}\n")
     print("| encoder | readings/s, median (range) | ns/reading | bytes/reading |")
     print("|---|---:|---:|---:|")
     encoders = (("gateway.sinks.influxdb.lineprotocol", _ours), ("influxdb-client Point", _influxdb_client))
@@ -119,10 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         m = medians[name]
         print(f"| {name} | {m:,.0f} ({min(rates[name]):,.0f} - {max(rates[name]):,.0f}) | {1e9 / m:,.0f} | "
               f"{sizes[name] / args.batch:.1f} |")
-    a, b = medians.values()
-    print(f"\nours is {a / b:.1f}x influxdb-client's Point on the same readings\n")
-    print(f"- {'PASS' if a >= 10 * b else 'FAIL'}: {a / b:.1f}x (target >= 10x)")
-    return 0 if a >= 10 * b else 1
+    our_rates, their_rates = rates.values()
+    # Each round times both within a second: the ratio of a round is free of the machine's
+    # drift between rounds (clock boost at the start, neighbours), the ratio of medians is not.
+    ratios = [a / b for a, b in zip(our_rates, their_rates, strict=True)]
+    ratio = statistics.median(ratios)
+    print(f"\nours is {ratio:.1f}x influxdb-client's Point on the same readings (median of the "
+          f"{rounds} rounds' ratios, {min(ratios):.1f}x - {max(ratios):.1f}x)\n")
+    print(f"- {'PASS' if ratio >= 10 else 'FAIL'}: {ratio:.1f}x (target >= 10x)")
+    return 0 if ratio >= 10 else 1
 
 
 if __name__ == "__main__":

@@ -145,10 +145,20 @@ class LineEncoder:
 
     def encode_batch(self, records: Iterable[Record]) -> bytes:
         """The records as one request body: lines joined by '\\n', UTF-8."""
-        encode_reading = self._encode_reading
-        return "\n".join(
-            [encode_reading(r) if type(r) is Reading else self.encode(r) for r in records]
-        ).encode()
+        # `_encode_reading` inlined for the common case (a known series, a finite value):
+        # one call less per reading is ~10 % of the batch.
+        get = self._prefixes.get
+        lines: list[str] = []
+        append = lines.append
+        for r in records:
+            if type(r) is Reading:
+                prefix = get((r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role, r.tags))
+                value = r.value
+                if prefix is not None and type(value) is float and value - value == 0.0:
+                    append(f"{prefix}{value!r} {r.time_ns:d}")
+                    continue
+            append(self.encode(r))
+        return "\n".join(lines).encode()
 
 
 _DEFAULT = LineEncoder()
