@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import JournalError, JournalFull
-from gateway.reading import HealthSample, Reading, Record
+from gateway.reading import Reading, Record
+from gateway.records import RecordRows, Series
 from gateway.sources import Rejected
 
 __all__ = ["Batch", "Journal", "JournalStats", "QuarantineRow", "dedupe_key"]
@@ -104,15 +105,22 @@ class JournalStats:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Records a sink should deliver next, in journal order; `last_seq` is its cursor after."""
+    """Records a sink should deliver next, in journal order; `last_seq` is its cursor after.
+
+    `records` are the journal's rows (`RecordRows`): records made on demand, or encoded
+    straight from the rows by a sink that can.
+    """
 
     sink: str
-    seqs: list[int]
-    records: list[Record]
+    records: RecordRows
+
+    @property
+    def seqs(self) -> list[int]:
+        return self.records.seqs
 
     @property
     def last_seq(self) -> int:
-        return self.seqs[-1]
+        return self.records.rows[-1][0]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -163,7 +171,7 @@ class Journal:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
         self._series: dict[tuple[str, ...], int] = {}
-        self._series_by_id: dict[int, tuple[str, ...]] = {}
+        self._series_by_id: dict[int, Series] = {}
         self._cursors: dict[str, int] = {}
         self._last_seq = 0
         self._queue: list[_Submission] = []
@@ -213,7 +221,7 @@ class Journal:
         self._db = db
         for sid, *key in db.execute("SELECT * FROM series"):
             self._series[tuple(key)] = sid
-            self._series_by_id[sid] = tuple(key)
+            self._series_by_id[sid] = Series.from_key(key)
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         self._last_seq = row[0] if row else 0
         stored = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
@@ -320,7 +328,7 @@ class Journal:
                 ).fetchone()[0]
             assert sid is not None
             self._series[key] = sid
-            self._series_by_id[sid] = key
+            self._series_by_id[sid] = Series.from_key(key)
         return sid
 
     def _commit_sync(self, subs: list[_Submission]) -> set[int]:
@@ -441,17 +449,7 @@ class Journal:
         ).fetchall()
         if not rows:
             return None
-        seqs: list[int] = []
-        records: list[Record] = []
-        for seq, sid, ts, value, fields in rows:
-            m, site, gw, run, channel, quantity, unit, role, tags = self._series_by_id[sid]
-            seqs.append(seq)
-            if m == "reading":
-                extra = tuple(tuple(t) for t in json.loads(tags)) if tags else ()
-                records.append(Reading(site, gw, run, channel, quantity, unit, role, value, ts, extra))
-            else:
-                records.append(HealthSample(site, gw, ts, json.loads(fields)))
-        return Batch(sink, seqs, records)
+        return Batch(sink, RecordRows(rows, self._series_by_id))
 
     async def commit_delivery(self, sink: str, last_seq: int, count: int) -> None:
         """Move `sink`'s cursor to `last_seq` (its batch is delivered) and prune."""

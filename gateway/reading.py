@@ -39,13 +39,14 @@ class Reading:
     time_ns: int
     tags: tuple[tuple[str, str], ...] = ()
 
-    def series_key(self) -> tuple[str, ...]:
-        """Everything but value and time: the identity of the InfluxDB series."""
-        extra = tuple(f"{k}={v}" for k, v in self.tags)
-        return (
-            self.site, self.gateway, self.run, self.channel,
-            self.quantity, self.unit, self.role, *extra,
-        )
+    def series_key(self) -> tuple[object, ...]:
+        """Everything but value and time: the identity of the InfluxDB series.
+
+        The extra tags stay a tuple of pairs: joined as 'k=v' text, ('a', 'b=c') and
+        ('a=b', 'c') would be one series.
+        """
+        return (self.site, self.gateway, self.run, self.channel,
+                self.quantity, self.unit, self.role, self.tags)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@
 Tag keys are sorted (InfluxDB's advice: the server need not sort them again); tags with an
 empty value are left out, as InfluxDB refuses them.  The part before the value depends only on
 the series, so it is escaped once and kept in a bounded cache: encoding a batch is then one
-f-string per reading.
+f-string per reading.  A batch straight from the journal (`RecordRows`) is encoded from its
+rows, the prefix found by series id: no `Reading` is made and no key is built (1.6x faster
+than from `Reading` objects, see `bench/encode`).
 
 A float is written with `repr` - the shortest text that reads back as the same double - and
 always has a '.' or an exponent, so InfluxDB never takes a reading for an integer field.
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from gateway.reading import HealthSample, Reading, Record
+from gateway.records import READING, RecordRows, Series
 
 __all__ = ["LineEncoder", "encode_batch", "escape_key", "escape_measurement", "escape_string"]
 
@@ -106,6 +109,8 @@ class LineEncoder:
     def __init__(self, max_series: int = 10_000) -> None:
         self.max_series = max_series
         self._prefixes: dict[tuple[object, ...], str] = {}
+        self._table: Mapping[int, Series] | None = None
+        self._by_id: dict[int, str] = {}
 
     def _reading_prefix(self, r: Reading, key: tuple[object, ...]) -> str:
         fixed = [(name, getattr(r, name)) for name in _READING_TAGS]
@@ -125,8 +130,7 @@ class LineEncoder:
         raise TypeError(f"cannot encode {type(record).__name__}")
 
     def _encode_reading(self, r: Reading) -> str:
-        # The tuple of fields (not `series_key()`, whose 'k=v' joining is ambiguous and
-        # slower) identifies the series.
+        # `series_key()`, built inline (a call less; same tuple).
         key = (r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role, r.tags)
         prefix = self._prefixes.get(key) or self._reading_prefix(r, key)
         value = r.value
@@ -143,8 +147,42 @@ class LineEncoder:
         )
         return f"{_HEALTH}{tags} {fields} {h.time_ns:d}"
 
+    def _row_prefix(self, s: Series, sid: int) -> str:
+        """The prefix of series `sid` (of the current table), remembered; "" if not a reading's."""
+        prefix = ""
+        if s.measurement == READING:
+            fixed = (("site", s.site), ("gateway", s.gateway), ("run", s.run), ("channel", s.channel),
+                     ("quantity", s.quantity), ("unit", s.unit), ("role", s.role))
+            prefix = f"{_READING}{_tag_set(fixed, s.tags)} value="
+        if len(self._by_id) >= self.max_series:
+            del self._by_id[next(iter(self._by_id))]
+        self._by_id[sid] = prefix
+        return prefix
+
+    def _encode_rows(self, records: RecordRows) -> bytes:
+        table = records.series
+        if table is not self._table:  # ids are only unique within one journal's table
+            self._table, self._by_id = table, {}
+        get = self._by_id.get
+        lines: list[str] = []
+        append = lines.append
+        for row in records.rows:
+            _, sid, ts, value, _ = row
+            prefix = get(sid)
+            if prefix is None:
+                prefix = self._row_prefix(table[sid], sid)
+            # A reading's value is a float, or None for a NaN (SQLite stores NaN as NULL);
+            # `ts` an int (an INTEGER column).
+            if prefix and value is not None and value - value == 0.0:
+                append(f"{prefix}{value!r} {ts}")
+            else:
+                append(self.encode(records.record(row)))
+        return "\n".join(lines).encode()
+
     def encode_batch(self, records: Iterable[Record]) -> bytes:
         """The records as one request body: lines joined by '\\n', UTF-8."""
+        if type(records) is RecordRows:
+            return self._encode_rows(records)
         # `_encode_reading` inlined for the common case (a known series, a finite value):
         # one call less per reading is ~10 % of the batch.
         get = self._prefixes.get

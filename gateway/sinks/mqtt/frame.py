@@ -39,6 +39,7 @@ from urllib.parse import quote, unquote
 
 from gateway.errors import PayloadError
 from gateway.reading import HealthSample, Reading, Record
+from gateway.records import READING, RecordRows
 
 __all__ = [
     "MAGIC",
@@ -137,48 +138,75 @@ class _Strings:
 def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Sequence[Record]) -> bytes:
     """The unsigned body of a frame (see the module docstring); `sign` it before sending.
 
+    A journal batch (`RecordRows`) is packed from its rows: its series ids give the frame's
+    series table directly, with no `Reading` made.
+
     Raises ValueError when the batch does not fit the format (more than 65535 series), and
     struct.error when one record does not (a string over 65535 bytes, over 255 tags).
     """
     strings = _Strings()
-    series: dict[tuple[str, ...], int] = {}
+    series: dict[object, int] = {}
     series_parts: list[bytes] = []
     readings: list[bytes] = []
     health: list[bytes] = []
-    for r in records:
-        if isinstance(r, Reading):
-            key = r.series_key()
-            sid = series.get(key)
+
+    def add_series(key: object, fixed: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> int:
+        sid = series[key] = len(series)
+        if sid > _MAX_TABLE:
+            raise ValueError("more than 65535 series in one frame")
+        part = [_SERIES.pack(*map(strings, fixed), len(tags))]
+        part += [_U16.pack(strings(k)) + _U16.pack(strings(v)) for k, v in tags]
+        series_parts.append(b"".join(part))
+        return sid
+
+    if type(records) is RecordRows:
+        table = records.series
+        for row in records.rows:
+            _, jsid, ts, value, _ = row
+            sid = series.get(jsid)
             if sid is None:
-                sid = series[key] = len(series)
-                if sid > _MAX_TABLE:
-                    raise ValueError("more than 65535 series in one frame")
-                ids = [strings(s) for s in (r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role)]
-                part = [_SERIES.pack(*ids, len(r.tags))]
-                part += [_U16.pack(strings(k)) + _U16.pack(strings(v)) for k, v in r.tags]
-                series_parts.append(b"".join(part))
-            readings.append(_READING.pack(sid, r.time_ns, r.value))
-        else:
-            part = [_HEALTH.pack(strings(r.site), strings(r.gateway), r.time_ns, len(r.fields))]
-            for name, value in r.fields.items():
-                if isinstance(value, int):
-                    part.append(_FIELD.pack(strings(name), b"i", _I64.pack(value)))
-                else:
-                    part.append(_FIELD.pack(strings(name), b"f", _F64.pack(value)))
-            health.append(b"".join(part))
+                s = table[jsid]
+                if s.measurement != READING:
+                    health.append(_health_part(records.record(row), strings))
+                    continue
+                sid = add_series(jsid, (s.site, s.gateway, s.run, s.channel, s.quantity, s.unit, s.role),
+                                 s.tags)
+            readings.append(_READING.pack(sid, ts, value))
+    else:
+        for r in records:
+            if isinstance(r, Reading):
+                key = r.series_key()
+                sid = series.get(key)
+                if sid is None:
+                    sid = add_series(key, (r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role),
+                                     r.tags)
+                readings.append(_READING.pack(sid, r.time_ns, r.value))
+            else:
+                health.append(_health_part(r, strings))
     if len(health) > _MAX_TABLE:
         raise ValueError("more than 65535 health samples in one frame")
     ident = _U16.pack(strings(site)) + _U16.pack(strings(gateway))
-    table = [_U16.pack(len(strings.index))]
-    for s in strings.index:
-        b = s.encode()
-        table += [_U16.pack(len(b)), b]
+    table_parts = [_U16.pack(len(strings.index))]
+    for text in strings.index:
+        b = text.encode()
+        table_parts += [_U16.pack(len(b)), b]
     return b"".join([
-        _HEADER.pack(MAGIC, VERSION, seq, sent_ns), *table, ident,
+        _HEADER.pack(MAGIC, VERSION, seq, sent_ns), *table_parts, ident,
         _U16.pack(len(series_parts)), *series_parts,
         _U32.pack(len(readings)), *readings,
         _U16.pack(len(health)), *health,
     ])
+
+
+def _health_part(h: Record, strings: _Strings) -> bytes:
+    assert isinstance(h, HealthSample)
+    part = [_HEALTH.pack(strings(h.site), strings(h.gateway), h.time_ns, len(h.fields))]
+    for name, value in h.fields.items():
+        if isinstance(value, int):
+            part.append(_FIELD.pack(strings(name), b"i", _I64.pack(value)))
+        else:
+            part.append(_FIELD.pack(strings(name), b"f", _F64.pack(value)))
+    return b"".join(part)
 
 
 class _Reader:

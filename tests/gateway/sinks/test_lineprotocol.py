@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 import random
 import struct
+from pathlib import Path
 
 import pytest
 
-from gateway.reading import HealthSample, Reading
+from gateway.journal import Journal
+from gateway.reading import HealthSample, Reading, Record
+from gateway.records import RecordRows
 from gateway.sinks.influxdb.lineprotocol import (
     LineEncoder,
     encode_batch,
@@ -173,11 +176,62 @@ def test_series_cache_is_bounded_and_does_not_change_the_output() -> None:
 
 
 def test_series_with_tags_that_join_alike_stay_apart() -> None:
-    # Reading.series_key() spells both ('a=b', 'c'): the cache must not take one for the other.
+    # Joined as 'k=v' text both are 'a=b=c': the cache must not take one for the other.
     enc = LineEncoder()
     one = enc.encode(reading(tags=(("a", "b=c"),)))
     two = enc.encode(reading(tags=(("a=b", "c"),)))
     assert one != two
+
+
+# --- batches straight from the journal (RecordRows) ---------------------------------------
+
+
+def _journal_records() -> list[Record]:
+    out: list[Record] = []
+    for i in range(300):
+        tags = (("probe", f"p {i % 3}"), ("slot", "a,b")) if i % 4 == 0 else ()
+        out.append(reading(value=20.0 + i / 7, channel=f"ch{i % 12}", time_ns=T0 + i, tags=tags))
+        if i % 50 == 0:
+            out.append(HealthSample("site a", "gw,1", T0 + i, {"journal_pending": i, "rate": 0.5}))
+    out.append(reading(value=math.inf, time_ns=T0 + 999))  # refused, as from objects
+    return out
+
+
+async def _batch(path: Path, records: list[Record]) -> RecordRows:
+    async with Journal(path, ["s"]) as j:
+        await j.append(records)
+        batch = await j.next_batch("s", 10_000)
+    assert batch is not None and isinstance(batch.records, RecordRows)
+    return batch.records
+
+
+async def test_a_journal_batch_encodes_exactly_as_its_records_do(tmp_path: Path) -> None:
+    records = _journal_records()
+    rows = await _batch(tmp_path / "j.db", records)
+    assert list(rows) == records
+    with pytest.raises(ValueError, match="inf"):
+        LineEncoder().encode_batch(rows)
+    rows, records = rows[:-1], records[:-1]
+    assert isinstance(rows, RecordRows)
+    enc = LineEncoder()
+    assert enc.encode_batch(rows) == LineEncoder().encode_batch(records)
+    assert enc.encode_batch(rows) == LineEncoder().encode_batch(records)  # from the cache
+    small = LineEncoder(max_series=3)
+    assert small.encode_batch(rows) == enc.encode_batch(rows)
+    assert len(small._by_id) <= 3
+    # A slice is rows too, and the split the delivery runner makes encodes alike.
+    assert enc.encode_batch(rows[:7]) + b"\n" + enc.encode_batch(rows[7:]) == enc.encode_batch(rows)
+
+
+async def test_series_ids_of_two_journals_are_not_confused(tmp_path: Path) -> None:
+    # The same id is a different series in another journal; one encoder sees both.
+    a = await _batch(tmp_path / "a.db", [reading(channel="from-a", value=1.0)])
+    b = await _batch(tmp_path / "b.db", [reading(channel="from-b", value=2.0)])
+    assert a.rows[0][1] == b.rows[0][1]
+    enc = LineEncoder()
+    assert b"from-a" in enc.encode_batch(a)
+    assert b"from-b" in enc.encode_batch(b)
+    assert b"from-a" in enc.encode_batch(a)
 
 
 # --- round trips through influxd --------------------------------------------------------

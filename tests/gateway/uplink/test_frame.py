@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import struct
+from pathlib import Path
 
 import pytest
 
 from gateway.errors import PayloadError
+from gateway.journal import Journal
 from gateway.reading import HealthSample, Reading
+from gateway.records import RecordRows
 from gateway.sinks.mqtt.frame import (
     SIGNATURE_BYTES,
     decode_frame,
@@ -98,3 +101,25 @@ def test_a_record_that_does_not_fit_raises_struct_error() -> None:
     r = Reading(SITE, GW, "R", "c" * 70_000, "temperature", "degC", "dut", 1.0, 1)
     with pytest.raises(struct.error):
         encode_frame(1, 0, SITE, GW, [r])
+
+
+def test_series_whose_tags_join_alike_stay_apart() -> None:
+    # Joined as 'k=v' text both are 'a=b=c' (as series_key() once did): two series, not one.
+    recs = [Reading(SITE, GW, "RUN-1", "c", "temperature", "degC", "dut", 1.0, 1, (("a", "b=c"),)),
+            Reading(SITE, GW, "RUN-1", "c", "temperature", "degC", "dut", 2.0, 2, (("a=b", "c"),))]
+    assert decode_frame(encode_frame(1, 0, SITE, GW, recs)).records == recs
+
+
+async def test_a_journal_batch_packs_exactly_as_its_records_do(tmp_path: Path) -> None:
+    recs = readings(300)
+    async with Journal(tmp_path / "j.db", ["up"]) as journal:
+        await journal.append(recs)
+        batch = await journal.next_batch("up", 1000)
+    assert batch is not None and isinstance(batch.records, RecordRows)
+    body = encode_frame(7, 8, SITE, GW, batch.records)
+    assert body == encode_frame(7, 8, SITE, GW, list(batch.records))
+    assert decode_frame(body).records == recs
+    # The halves the delivery runner splits a refused batch into are rows too.
+    half = batch.records[:100]
+    assert isinstance(half, RecordRows)
+    assert decode_frame(encode_frame(7, 8, SITE, GW, half)).records == recs[:100]
