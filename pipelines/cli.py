@@ -93,11 +93,23 @@ def _certificate_and_report(output: PipelineOutput, config: Path, out: Path) -> 
     """certificate.xml (DCC 3.3.0, validated when the schema is at hand) and report.html."""
     from importlib.metadata import version
 
-    from pipelines.dcc import build_dcc, certificate_identifier, dcc_dir, validate_dcc
+    from pipelines.dcc import (
+        Parties,
+        build_dcc,
+        certificate_identifier,
+        channels_meta_from_config,
+        dcc_dir,
+        validate_dcc,
+    )
     from pipelines.report import build_report
 
     software = version("remotecal")
-    xml = build_dcc(output.results, output.config, software_version=software, curves=output.curves)
+    cfg = output.config
+    _warn_unstated(cfg, output.results, config)
+    xml = build_dcc(output.results, cfg, software_version=software, curves=output.curves,
+                    parties=Parties.from_config(cfg.certificate),
+                    channels_meta=channels_meta_from_config(cfg.items),
+                    certificate_id=cfg.certificate.identifier if cfg.certificate else None)
     if (dcc_dir() / "dcc.xsd").exists():
         validate_dcc(xml)
     else:
@@ -113,6 +125,22 @@ def _certificate_and_report(output: PipelineOutput, config: Path, out: Path) -> 
         raise RemotecalError(f"{out}: cannot write the results: {exc.strerror}") from None
     output.certificate_path, output.report_path, output.certificate_id = (
         out / "certificate.xml", out / "report.html", cid)
+
+
+def _warn_unstated(cfg: PipelineConfig, results: list[PointResult], config: Path) -> None:
+    """One line for each thing a real certificate must state and this one will not."""
+    if cfg.certificate is None:
+        log.warning("certificate.xml states no calibration laboratory, customer or responsible person "
+                    "('not stated', country ZZ): add a [certificate] section to %s", config)
+    channels = sorted({r.channel for r in results})
+    bare = [ch for ch in channels if ch not in cfg.items]
+    if bare:
+        log.warning("certificate.xml states no manufacturer, model or serial number of DUT channel(s) %s: "
+                    "add [items.<channel>] sections to %s", ", ".join(bare), config)
+    absent = sorted(set(cfg.items) - set(channels))
+    if absent:
+        log.warning("items: channel(s) %s have no calibration point in run %s: not on the certificate",
+                    ", ".join(absent), cfg.run.id)
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:

@@ -20,6 +20,12 @@
     [conformity]               optional: mpe = 0.5 (or mpe = {temperature = 0.3, ...}),
                                rule = "simple" | "guard_band" (ILAC-G8:09/2019,
                                `pipelines.conformity`)
+    [certificate]              optional: what certificate.xml states about who calibrated for
+                               whom (`IssuedCertificateConfig`); without it the DCC says "not
+                               stated" and the CLI warns
+    [items.<channel>]          optional, per DUT channel: name, manufacturer, model, serial of
+                               the instrument (its dcc:item); the channel must be one that a
+                               comparison's dut matches
 
 Every problem is reported as one line with its key path, like the site config
 (`gateway.config.format_validation_error`), e.g.
@@ -28,7 +34,10 @@ Every problem is reported as one line with its key path, like the site config
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +64,8 @@ __all__ = [
     "ComparisonConfig",
     "ConformityConfig",
     "CurveConfig",
+    "IssuedCertificateConfig",
+    "ItemConfig",
     "PipelineConfig",
     "RunConfig",
     "SourceConfig",
@@ -354,6 +365,106 @@ class ConformityConfig(_Strict):
         return self.mpe
 
 
+def _one_line(v: str | None) -> str | None:
+    """Surrounding blanks are dropped: the DCC's notEmptyStringType refuses them."""
+    if v is None:
+        return None
+    v = v.strip()
+    if not v or any(unicodedata.category(c) == "Cc" for c in v):
+        raise ValueError("must be one non-blank line of text")
+    return v
+
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_LANGUAGE = re.compile(r"[a-z]{2}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
+
+def _country(v: str | None) -> str | None:
+    if v is None or _COUNTRY.fullmatch(v):
+        return v
+    if _COUNTRY.fullmatch(v.upper()):
+        raise ValueError(f"an ISO 3166-1 alpha-2 country code is upper case: {v.upper()!r}, not {v!r}")
+    raise ValueError(
+        f"expected an ISO 3166-1 alpha-2 country code, two upper-case letters such as 'DE', got {v!r}"
+    )
+
+
+PerformanceLocation = Literal["laboratory", "customer", "laboratoryBranch", "customerBranch", "other"]
+
+
+class IssuedCertificateConfig(_Strict):
+    """[certificate]: who calibrated what for whom, where, as certificate.xml states it
+    (`pipelines.dcc.Parties`; what ISO/IEC 17025:2017 7.8.2.1 asks of a report).
+
+    The laboratory, the customer (name, city, country) and the responsible person are
+    required once the section is given: a certificate that states some of them and "not
+    stated" for the others is no better than one that states none.
+    """
+
+    identifier: str | None = None
+    """The certificate number the laboratory assigns (DCC uniqueIdentifier, printed in the
+    report and its QR code); default: a new random UUID at every run."""
+    laboratory: str
+    laboratory_code: str | None = None
+    """The accreditation code, e.g. "D-K-15070-01-00"."""
+    laboratory_email: str | None = None
+    laboratory_city: str
+    laboratory_country: str
+    customer: str
+    customer_city: str
+    customer_country: str
+    responsible_person: str
+    """The person who authorises the certificate (dcc:respPerson, main signer)."""
+    responsible_role: str | None = None
+    """Default "calibration engineer"."""
+    country_code: str | None = None
+    """The certificate's country (coreData countryCodeISO3166_1); default laboratory_country."""
+    language: str | None = None
+    """ISO 639-1 code of the certificate's texts (its used and mandatory language, and the
+    lang of every text); "en", the default, is the only one remotecal writes."""
+    performance_location: PerformanceLocation | None = None
+    """Where the calibration was performed; default "laboratory"."""
+
+    _lines = field_validator(
+        "identifier", "laboratory", "laboratory_code", "laboratory_email", "laboratory_city", "customer",
+        "customer_city", "responsible_person", "responsible_role",
+    )(_one_line)
+    _countries = field_validator("laboratory_country", "customer_country", "country_code")(_country)
+
+    @field_validator("laboratory_email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is not None and not _EMAIL.fullmatch(v):
+            raise ValueError(f"expected an e-mail address such as 'calibration@example.org', got {v!r}")
+        return v
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        if v is not None and not _LANGUAGE.fullmatch(v):
+            raise ValueError(
+                f"expected an ISO 639-1 language code, two lower-case letters such as 'en', got {v!r}"
+            )
+        if v is not None and v != "en":
+            # The certificate would declare its English texts to be in another language.
+            raise ValueError(f"remotecal writes the certificate's texts in English only: 'en', not {v!r}")
+        return v
+
+
+class ItemConfig(_Strict):
+    """[items.<channel>]: the instrument behind one DUT channel, as its dcc:item states it."""
+
+    name: str | None = None
+    """Default "<quantity> sensor, channel <channel>"."""
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    """The manufacturer's serial number."""
+
+    _lines = field_validator("name", "manufacturer", "model", "serial")(_one_line)
+
+
 class PipelineConfig(_Strict):
     run: RunConfig
     source: SourceConfig
@@ -363,9 +474,9 @@ class PipelineConfig(_Strict):
     uncertainty: UncertaintyConfig
     curve: CurveConfig | None = None
     conformity: ConformityConfig | None = None
-
-    def certificate(self, channel: str) -> CertificateConfig:
-        return self.reference_certificate[channel]
+    certificate: IssuedCertificateConfig | None = None
+    items: dict[str, ItemConfig] = {}
+    """By DUT channel name."""
 
 
 def _cross_check(cfg: PipelineConfig) -> list[str]:
@@ -418,6 +529,25 @@ def _cross_check(cfg: PipelineConfig) -> list[str]:
     for name, value in (cfg.uncertainty.__pydantic_extra__ or {}).items():
         if not math.isfinite(value):
             problems.append(f"uncertainty.{name}: must be a finite number")
+    problems += _check_items(cfg)
+    return problems
+
+
+def _check_items(cfg: PipelineConfig) -> list[str]:
+    """Each [items.<channel>] must be a DUT channel that some comparison's dut matches: a
+    typo would otherwise leave a DUT without its serial number on the certificate.  Whether
+    the run has readings for it is known only when the run is read (the CLI warns then)."""
+    problems = []
+    references = {name for c in cfg.comparisons for name in c.reference_channels}
+    duts = ", ".join(repr(c.dut) for c in cfg.comparisons)
+    for channel, item in cfg.items.items():
+        if item == ItemConfig():
+            problems.append(f"items.{channel}: give at least one of name, manufacturer, model, serial")
+        elif not any(fnmatch.fnmatchcase(channel, c.dut) and channel not in c.reference_channels
+                     for c in cfg.comparisons):
+            why = ("is a reference channel; items are the DUTs the certificate is for"
+                   if channel in references else f"matches no comparison's dut ({duts})")
+            problems.append(f"items.{channel}: {channel!r} {why}")
     return problems
 
 

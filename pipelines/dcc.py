@@ -9,9 +9,11 @@ Layout (namespaces ``dcc`` = https://ptb.de/dcc, ``si`` = https://ptb.de/si, D-S
                              dates of the first plateau's start and the last one's end),
                              performanceLocation, issueDate
         items                one dcc:item per DUT channel (name, manufacturer, model, serial
-                             number from ``channels_meta``; the channel name always), with
+                             number from ``channels_meta``: [items.<channel>] through
+                             `channels_meta_from_config`; the channel name always), with
                              id ``itemN`` that its measurementResult names in ``refId``
-        calibrationLaboratory, respPersons, customer     from `Parties`
+        calibrationLaboratory, respPersons, customer     from `Parties` ([certificate]
+                             through `Parties.from_config`)
     dcc:measurementResults
         usedMethods          comparison calibration; GUM / EA-4/02 budget
         measuringEquipments  one per reference channel, with its certificate's rows
@@ -57,13 +59,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from lxml import etree
 from scipy import stats
 
 from gateway.errors import RemotecalError
-from pipelines.config import PipelineConfig
+from pipelines.config import IssuedCertificateConfig, ItemConfig, PipelineConfig
 from pipelines.conformity import RULE_TEXT
 from pipelines.curve import Curve
 from pipelines.run import PointResult
@@ -78,6 +80,7 @@ __all__ = [
     "Parties",
     "build_dcc",
     "certificate_identifier",
+    "channels_meta_from_config",
     "dcc_dir",
     "dsi_unit",
     "read_corrections",
@@ -148,6 +151,22 @@ class Parties:
     language: str = "en"
     performance_location: str = "laboratory"
     """laboratory | customer | laboratoryBranch | customerBranch | other."""
+
+    @classmethod
+    def from_config(cls, section: IssuedCertificateConfig | None) -> Parties:
+        """The parties a [certificate] section states; the defaults where it is absent, or
+        for the keys it leaves out.  The certificate's country is the laboratory's unless
+        country_code says otherwise."""
+        if section is None:
+            return cls()
+        given = section.model_dump(exclude={"identifier"}, exclude_none=True)
+        given.setdefault("country_code", section.laboratory_country)
+        return cls(**given)
+
+
+def channels_meta_from_config(items: Mapping[str, ItemConfig]) -> dict[str, ChannelMeta]:
+    """`build_dcc`'s ``channels_meta`` from the [items.<channel>] sections (the same keys)."""
+    return {channel: cast(ChannelMeta, item.model_dump(exclude_none=True)) for channel, item in items.items()}
 
 
 def dsi_unit(unit: str) -> str:

@@ -400,14 +400,14 @@ def _evaluate_reference(
     """The reference's corrected values at the samples ``sel`` and its budget components."""
     if ref.dew_point is None or ref.air_temperature is None:
         v = ref.values[sel]
-        cc = apply_certificate(ref.name, cfg.certificate(ref.name), v)
+        cc = apply_certificate(ref.name, cfg.reference_certificate[ref.name], v)
         mean_corr = float(cc.correction.mean())
         component = Component("reference calibration", "normal", u=cc.u, value=mean_corr)
         corrected = v + cc.correction
         return _Evaluated(corrected, mean_corr, [component], cc.extrapolated, float(corrected.mean()))
     td, ta = ref.dew_point[sel], ref.air_temperature[sel]
-    cd = apply_certificate(ref.name, cfg.certificate(ref.name), td)
-    ct = apply_certificate(ref.temperature_name, cfg.certificate(ref.temperature_name), ta)
+    cd = apply_certificate(ref.name, cfg.reference_certificate[ref.name], td)
+    ct = apply_certificate(ref.temperature_name, cfg.reference_certificate[ref.temperature_name], ta)
     td_c, ta_c = td + cd.correction, ta + ct.correction
     p = comparison.pressure_pa
     rh = np.asarray(dew_point_to_rh(td_c, ta_c, p, ref.over), dtype=np.float64)

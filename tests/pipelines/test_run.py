@@ -148,10 +148,11 @@ def test_spec_example_is_accepted_as_is() -> None:
     assert cfg.source.kind == "influxdb" and cfg.source.database == "calibration"
     assert cfg.stability.window_s == 600 and cfg.stability.min_duration_s == 900
     assert cfg.comparisons[0].dut == "dut*-t"
-    assert cfg.certificate("ref-t").points[1] == (20.0, 0.03, 0.02, 2.0)
-    assert cfg.certificate("ref-t").extrapolate is False
+    assert cfg.reference_certificate["ref-t"].points[1] == (20.0, 0.03, 0.02, 2.0)
+    assert cfg.reference_certificate["ref-t"].extrapolate is False
     assert cfg.uncertainty.chamber_inhomogeneity == 0.03
     assert cfg.uncertainty.extra_half_widths == {}
+    assert cfg.certificate is None and cfg.items == {}  # the optional [certificate], [items.*]
 
 
 def test_deploy_example_is_accepted() -> None:
