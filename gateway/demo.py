@@ -210,7 +210,31 @@ points = [[10.0, -0.5, 0.8, 2.0], [50.0, -0.5, 0.8, 2.0], [90.0, -0.5, 0.8, 2.0]
 reference_drift = 0.01
 dut_resolution = 0.01
 chamber_inhomogeneity = 0.03
-"""
+
+# Who calibrated what for whom: certificate.xml states it (invented names: a demo).
+[certificate]
+laboratory = "remotecal demo laboratory"
+laboratory_city = "Loopback"
+laboratory_country = "ZZ"
+customer = "remotecal demo customer"
+customer_city = "Loopback"
+customer_country = "ZZ"
+responsible_person = "Demo Engineer"
+performance_location = "customer"
+{_demo_items()}"""
+
+
+def _demo_items() -> str:
+    """An [items.<channel>] per DUT channel of the demo: the virtual devices' identities."""
+    devices = {"dut1": ("virtual thermo-hygrometer (profile generic-thr) on Modbus TCP", "DEMO-THR-0001"),
+               "dut2": ("virtual MQTT sensor node", "DEMO-MQTT-0002"),
+               "dut3": ("virtual MQTT sensor node", "DEMO-MQTT-0003")}
+    parts = []
+    for dut, (model, serial) in devices.items():
+        for suffix in ("t", "rh"):
+            parts.append(f'\n[items.{dut}-{suffix}]\nmanufacturer = "remotecal firmware_bridge"\n'
+                         f'model = {_toml(model)}\nserial = "{serial}"\n')
+    return "".join(parts)
 
 
 def _instruments(chamber: Chamber) -> list[VirtualInstrument]:

@@ -51,3 +51,9 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
     report = (out / "report.html").read_text()
     assert cid in report and "<img" in report and "http://" not in report.replace("http://www.w3.org", "")
     assert read_corrections(xml)
+    # The certificate states who and what: the demo's laboratory, customer and each DUT's serial,
+    # so the pipeline warns of nothing missing.
+    for text in (b"remotecal demo laboratory", b"remotecal demo customer", b"Demo Engineer",
+                 b"DEMO-THR-0001", b"DEMO-MQTT-0002", b"DEMO-MQTT-0003"):
+        assert text in xml, text
+    assert not any(w in proc.stderr for w in ("[certificate]", "[items.", "items: channel")), proc.stderr[-2000:]

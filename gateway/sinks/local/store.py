@@ -61,6 +61,7 @@ class LocalStoreSink:
     def _write(self, records: Sequence[Record]) -> None:
         if self._db is None:
             self._db = _connect(self.config.path)
+        records = list(records)  # a journal batch makes its records as it is read: once
         readings = [(r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role, r.time_ns, r.value)
                     for r in records if isinstance(r, Reading)]
         health = [(r.site, r.gateway, r.time_ns, json.dumps(r.fields))
