@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
 
 from gateway.reading import HealthSample, Reading, Record
 from gateway.records import READING, RecordRows, Series
 
 __all__ = ["LineEncoder", "encode_batch", "escape_key", "escape_measurement", "escape_string"]
 
+K = TypeVar("K", bound=Hashable)
 _READING_TAGS = ("site", "gateway", "run", "channel", "quantity", "unit", "role")
 _HEALTH_TAGS = ("site", "gateway")
 
@@ -83,6 +85,12 @@ def _tag_set(fixed: Iterable[tuple[str, str]], extra: Iterable[tuple[str, str]])
     )
 
 
+def _series_prefix(s: Reading | Series) -> str:
+    """Everything of a reading's line before its value: measurement, sorted tags, 'value='."""
+    fixed = [(name, getattr(s, name)) for name in _READING_TAGS]
+    return f"{_READING}{_tag_set(fixed, s.tags)} value="
+
+
 def _float(value: float) -> str:
     if type(value) is not float:
         value = float(value)
@@ -112,14 +120,15 @@ class LineEncoder:
         self._table: Mapping[int, Series] | None = None
         self._by_id: dict[int, str] = {}
 
-    def _reading_prefix(self, r: Reading, key: tuple[object, ...]) -> str:
-        fixed = [(name, getattr(r, name)) for name in _READING_TAGS]
-        prefix = f"{_READING}{_tag_set(fixed, r.tags)} value="
-        if len(self._prefixes) >= self.max_series:
+    def _remember(self, cache: dict[K, str], key: K, prefix: str) -> str:
+        if len(cache) >= self.max_series:
             # Oldest first out: the series of a running calibration stay hot.
-            del self._prefixes[next(iter(self._prefixes))]
-        self._prefixes[key] = prefix
+            del cache[next(iter(cache))]
+        cache[key] = prefix
         return prefix
+
+    def _reading_prefix(self, r: Reading, key: tuple[object, ...]) -> str:
+        return self._remember(self._prefixes, key, _series_prefix(r))
 
     def encode(self, record: Record) -> str:
         """One line, without its newline."""
@@ -149,15 +158,7 @@ class LineEncoder:
 
     def _row_prefix(self, s: Series, sid: int) -> str:
         """The prefix of series `sid` (of the current table), remembered; "" if not a reading's."""
-        prefix = ""
-        if s.measurement == READING:
-            fixed = (("site", s.site), ("gateway", s.gateway), ("run", s.run), ("channel", s.channel),
-                     ("quantity", s.quantity), ("unit", s.unit), ("role", s.role))
-            prefix = f"{_READING}{_tag_set(fixed, s.tags)} value="
-        if len(self._by_id) >= self.max_series:
-            del self._by_id[next(iter(self._by_id))]
-        self._by_id[sid] = prefix
-        return prefix
+        return self._remember(self._by_id, sid, _series_prefix(s) if s.measurement == READING else "")
 
     def _encode_rows(self, records: RecordRows) -> bytes:
         table = records.series
