@@ -104,7 +104,29 @@ class GatewayConfig(_Strict):
                 "no source configured: add [[sources.mqtt]], [[sources.modbus]] or [[sources.instrument]]")
         if not self.sink_configs():
             raise ValueError("no sink configured: add [[sinks.influxdb]] or [[sinks.mqtt]]")
+        self._one_source_per_channel()
         return self
+
+    def _one_source_per_channel(self) -> None:
+        """A channel named outright (no `{n}` of a topic) is read by one place only: two devices
+        writing one channel would interleave their readings into one series."""
+        where: dict[str, str] = {}
+        places: list[tuple[str, str]] = []
+        for i, m in enumerate(self.sources.modbus):
+            places += [(r.channel, f"sources.modbus[{i}].registers[{j}]")
+                       for j, r in enumerate(m.registers)]
+        for i, d in enumerate(self.sources.instrument):
+            places += [(c.channel, f"sources.instrument[{i}].channels[{j}]")
+                       for j, c in enumerate(d.channels)]
+        for i, q in enumerate(self.sources.mqtt):
+            for j, t in enumerate(q.topics):
+                places += [(f.channel, f"sources.mqtt[{i}].topics[{j}].fields[{k}]")
+                           for k, f in enumerate(t.fields) if "{" not in f.channel]
+        for channel, key in places:
+            if channel in where:
+                raise ValueError(f"{key}.channel {channel!r} is already read by {where[channel]}: "
+                                 "two devices would write one channel")
+            where.setdefault(channel, key)
 
     def sink_configs(self) -> list[tuple[str, InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig]]:
         """(stable name, config) of every sink: the journal keeps one cursor under each name."""

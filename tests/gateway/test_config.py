@@ -88,6 +88,11 @@ BROKEN = [
     ("secret from an unset variable", "sources.mqtt[0].password", "env:REMOTECAL_TEST_UNSET",
      "sources.mqtt[0].password", "REMOTECAL_TEST_UNSET is not set"),
     ("no sink", "sinks.influxdb", [], "(top level)", "no sink configured"),
+    ("a field's channel twice in one topic", "sources.mqtt[0].topics[0].fields[1].channel", "{1}-t",
+     "sources.mqtt[0].topics[0]", "fields[1].channel '{1}-t' is used twice"),
+    ("a channel read by two sources", "sources.mqtt[0].topics[0].fields[1].channel", "ref-t",
+     "(top level)", "sources.mqtt[0].topics[0].fields[1].channel 'ref-t' is already read by "
+     "sources.modbus[0].registers[0]: two devices would write one channel"),
 ]
 
 

@@ -54,7 +54,13 @@ class TopicMapping(_Strict):
     @model_validator(mode="after")
     def _fields(self) -> TopicMapping:
         n = wildcard_count(self.topic)
+        seen: set[str] = set()
         for i, f in enumerate(self.fields):
+            if f.channel in seen:
+                # One message would give two readings of one channel at one instant: the
+                # second would overwrite the first in InfluxDB.
+                raise ValueError(f"fields[{i}].channel {f.channel!r} is used twice")
+            seen.add(f.channel)
             for m in _PLACEHOLDER.finditer(f.channel):
                 k = int(m.group(1))
                 if not 1 <= k <= n:
