@@ -6,9 +6,17 @@ DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics socat c
 # Executables that tell whether each Debian package above is installed.
 NEEDED_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/influxd /usr/bin/victoria-metrics /usr/bin/socat /usr/bin/chromium /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/bin/openssl /usr/bin/mbpoll
 
-.PHONY: test lint typecheck unit venv system-packages demo bench clean
+.PHONY: test lint typecheck unit venv python-venv system-packages demo bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Debian and Ubuntu ship Python's venv without ensurepip until python3-venv is installed.
+python-venv:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "installing python3-venv ($(PYTHON) -m venv needs it)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
+
+$(VENV)/.installed: pyproject.toml | python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
