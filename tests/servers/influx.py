@@ -86,14 +86,15 @@ class _Process:
     def _choose_ports(self) -> None:
         self.port = free_port()
 
-    def start(self) -> None:
+    def start(self, *, keep_port: bool = False) -> None:
         """Start (or restart) the server and return once it answers.
 
         The first start retries with other ports when one was taken between choosing it
-        and binding it; a restart keeps its ports, as a test that kills and revives a
-        server expects its clients to find it where it was.
+        and binding it (unless `keep_port`: the port was asked for); a restart keeps its
+        ports, as a test that kills and revives a server expects its clients to find it
+        where it was.
         """
-        first = not self.log_path.exists()
+        first = not self.log_path.exists() and not keep_port
         for attempt in range(3):
             try:
                 self._start_once()
