@@ -10,7 +10,8 @@ temporary folder; give the disk the gateway will use, as fsync costs are the dis
     pipelined readings/s `journal.submit()` of 10-reading batches without waiting (the
                          gateway's source pump), 1000 in flight at most: group commit
     delivered readings/s `next_batch(5000)` + `commit_delivery()` over what was appended,
-                         as a sink that keeps up (the sink's own write is not included)
+                         as a sink that keeps up (the sink's own write is not included;
+                         the batch is the journal's rows, no `Reading` is made)
 
 Each phase runs `--seconds`.  Figures depend on the disk far more than on the CPU.
 """
