@@ -22,7 +22,8 @@ Two implementations of SPEC section 5's criteria (window 600 s, sample std <= 0.
     pandas   a straightforward pandas version of the same criteria: a Series on a
              DatetimeIndex, `rolling("600s", closed="both")` count and std, the slope from
              rolling means of t, v, t*v and t*t, completeness after gaps with a groupby,
-             the same chaining of stable windows into stretches with shift/cumsum/groupby;
+             the same stretches (runs of consecutive stable window ends, each from its
+             first window's first sample to its last window's end) with shift/cumsum/groupby;
              then the reference corrected with the same certificate (np.interp) and one
              groupby over the plateau labels for the mean and std of every DUT and of the
              difference. Building the Series/DataFrame from the arrays is timed with it.
@@ -179,17 +180,17 @@ def pandas_plateaus(t_s: FloatArray, values: FloatArray) -> list[tuple[int, int]
     segment_t0 = tc.groupby(segment).transform("first")
     complete = (tc - w >= segment_t0) & (n >= 3)
     stable = complete & (std <= STABILITY.max_std) & (slope.abs() <= STABILITY.max_slope_per_min)
-    # Stable windows sharing a sample chain into one stretch.
-    pos = pd.Series(np.arange(len(v)))
-    ends = pos[stable.to_numpy()].reset_index(drop=True)
+    # A stretch: a run of consecutive stable window ends, from the first sample of its first
+    # window to its last window's end (its stamps are unique: no samples at one time).
+    stable = stable.reset_index(drop=True)
+    run = (stable != stable.shift(1, fill_value=False)).cumsum()
+    ends = pd.Series(np.arange(len(v)))[stable]
     if ends.empty:
         return []
-    starts = ends - n.to_numpy()[ends.to_numpy()].astype(np.int64) + 1
-    opens = starts > ends.shift(1, fill_value=-1)
-    stretches = pd.DataFrame({"start": starts, "end": ends}).groupby(opens.cumsum()).agg(
-        start=("start", "min"), end=("end", "max"))
+    runs = ends.groupby(run[stable]).agg(["first", "last"])
+    starts = runs["first"] - n.to_numpy()[runs["first"].to_numpy()].astype(np.int64) + 1
     t = tc.to_numpy()
-    return [(int(a), int(b) + 1) for a, b in zip(stretches["start"], stretches["end"], strict=True)
+    return [(int(a), int(b) + 1) for a, b in zip(starts, runs["last"], strict=True)
             if t[b] - t[a] >= STABILITY.min_duration_s]
 
 

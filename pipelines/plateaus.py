@@ -7,18 +7,37 @@ reference stay under limits.
 
 Definitions used here (all times in seconds, on the samples' own, possibly uneven, clock):
 
-- The window ending at sample j holds the samples i with t_i >= t_j - window_s (a closed
-  interval [t_j - window_s, t_j]).
+- The window ending at sample j is the span [t_j - window_s, t_j] and holds the samples in
+  it: from ``start[j]``, the first i with t_i >= t_j - window_s, to j (and any later samples
+  at the same time t_j: samples at one time are never split, so the window ending at any of
+  them is the one ending at the last).
 - A gap is a step t_k - t_(k-1) longer than ``window_s``: no window spans one.
 - The window is complete when gap-free data reach back to t_j - window_s. Windows at the
   start of the series or right after a gap are incomplete, and so are windows with fewer
   than 3 samples; incomplete windows are never stable.
 - A window is stable when its sample standard deviation (ddof=1) is <= ``max_std`` and the
   absolute value of its least-squares slope, times 60, is <= ``max_slope_per_min``.
-- Stable windows that share at least one sample chain into a stretch: the plateau runs
-  from the first sample of its first window to the last sample of its last one. A sample
-  that makes every window around it unstable (a spike, a step) therefore splits a plateau,
-  and so does a gap, since windows on either side of it cannot share a sample.
+- A stretch is a run of consecutive window ends j0..j1 whose windows are all stable, taken
+  as long as it goes: the windows ending at j0 - 1 and at j1 + 1 are not stable (or there
+  is no such sample).  Its span is the union of its windows, [t_(j0) - window_s, t_(j1)], and
+  its plateau the samples in that span, ``(start[j0], j1 + 1)`` (end exclusive).
+
+This is SPEC section 5's "longest stretch in which every window of ``window_s`` seconds meets
+both criteria", exactly: window starts and ends both rise with j, so the windows that lie
+in the span [t_(j0) - window_s, t_(j1)] are those ending at j0..j1, all stable, and a span
+that holds any further window holds the one ending at j0 - 1 or at j1 + 1, which is not;
+the plateau is the samples of these windows, no more.  (On an uneven clock the window
+ending at j0 - 1 can hold only samples of the plateau, when no sample falls between
+t_(j0-1) - window_s and t_(j0) - window_s; it begins before the span all the same, like any
+shorter piece of a stable window.)  Consequences:
+
+- A sample that makes every window holding it unstable (a spike, a step) ends one plateau
+  before it and begins the next after it; a gap splits a plateau too, since the windows
+  after it are incomplete until ``window_s`` of data follow.
+- Plateaus can overlap: two stretches separated by less than ``window_s`` seconds of
+  unstable windows share samples.  Each is a longest stretch; their union is none, since it
+  holds the unstable windows between them.  (Stable windows merely sharing a sample do not
+  make one stretch: that would let an unstable window lie inside a plateau.)
 
 Windowed sums come from cumulative sums of t, v, t^2, t v and v^2 (centred on the series'
 first time and mean value, which keeps the cancellation in the differences small for runs of
@@ -48,6 +67,8 @@ class RollingStats(NamedTuple):
 
     ``std`` and ``slope_per_min`` are NaN where the window is incomplete (see module
     docstring) or holds fewer than 3 samples, so that a NaN reads "not enough data yet".
+    Samples at one time share the window ending at the last of them (``n``, ``std`` and
+    ``slope_per_min`` are that window's).
     """
 
     start: IntArray
@@ -139,7 +160,22 @@ def rolling_stats(t_s: npt.ArrayLike, values: npt.ArrayLike, window_s: float) ->
         slope = np.where(ss_t > 0, sp_tv / ss_t, np.nan) * 60.0
     std = np.where(complete, std, np.nan)
     slope = np.where(complete, slope, np.nan)
+    last = _last_at_same_time(t)
+    if last is not None:
+        n, std, slope = n[last], std[last], slope[last]
     return RollingStats(start, n, std, slope)
+
+
+def _last_at_same_time(t: FloatArray) -> IntArray | None:
+    """For each sample, the index of the last sample at its time; None when no two samples
+    share a time (the index would be the sample's own)."""
+    if t.size < 2:
+        return None
+    later = t[1:] > t[:-1]
+    if later.all():
+        return None
+    ends = np.flatnonzero(np.append(later, True))  # the last sample of each time
+    return np.repeat(ends, np.diff(ends, prepend=-1))
 
 
 def _window_starts(t: FloatArray, window_s: float) -> IntArray:
@@ -227,7 +263,8 @@ def _stable_window_ends(
     |SP_tv| 60 <= max_slope SS_t (SS_t > 0 for n >= 3 distinct times).  The windows' upper
     ends are the samples themselves, so the upper cumulative sums are plain slices and only
     the lower ends are gathered; every operation works in place in a few buffers.  Same
-    definitions (and arithmetic) as `rolling_stats` (its test compares them).
+    definitions (and arithmetic) as `rolling_stats` (its test compares them), except that
+    samples at one time are left to the caller: each gets the window up to itself here.
 
     ``steps`` is `_validate_steps`'s buffer (np.diff(t), then reused), or None.
     """
@@ -306,9 +343,13 @@ def find_plateaus(
     max_slope_per_min: float,
     min_duration_s: float = 0.0,
 ) -> list[tuple[int, int]]:
-    """Stretches in which every window of ``window_s`` seconds is stable (SPEC section 5).
+    """The longest stretches in which every window of ``window_s`` seconds is stable (SPEC 5).
 
-    Stability, windows, gaps and chaining are as defined in the module docstring.
+    Each is a run of consecutive window ends j0..j1 whose windows all meet both criteria,
+    as long as it goes, and its plateau the samples those windows hold, ``(start[j0], j1 +
+    1)``: every window lying in it is stable, and it cannot grow without taking in an
+    unstable one.  Windows, completeness, gaps and stretches as defined in the module
+    docstring; plateaus separated by less than a window may overlap.
 
     Parameters
     ----------
@@ -328,23 +369,19 @@ def find_plateaus(
     Returns
     -------
     list of (start, end)
-        Sample indices, ``end`` exclusive, in time order.
+        Sample indices, ``end`` exclusive, in time order (of start, and of end).
     """
     if not (max_std >= 0 and max_slope_per_min >= 0 and min_duration_s >= 0):
         raise ValueError("max_std, max_slope_per_min and min_duration_s must be >= 0")
     t, v, steps = _validate_steps(t_s, values, window_s)
     stable, start = _stable_window_ends(t, v, window_s, max_std, max_slope_per_min, steps)
     del steps
-    ends = np.flatnonzero(stable)
-    if ends.size == 0:
-        return []
-    starts = start[ends]
-    # A stable window opens a new stretch unless it shares a sample with the previous one.
-    opens = np.concatenate(([True], starts[1:] > ends[:-1]))
-    first = np.flatnonzero(opens)
-    last = np.concatenate((first[1:] - 1, [ends.size - 1]))
-    plateaus = []
-    for a, b in zip(starts[first], ends[last], strict=True):
-        if t[b] - t[a] >= min_duration_s:
-            plateaus.append((int(a), int(b) + 1))
-    return plateaus
+    last = _last_at_same_time(t)
+    if last is not None:
+        stable = stable[last]  # samples at one time: the window ending at the last of them
+    # Runs of stable window ends: j0 where one begins, j1 + 1 where it ends.
+    edges = np.flatnonzero(np.diff(stable, prepend=False, append=False))
+    j0, stop = edges[0::2], edges[1::2]
+    a = start[j0]
+    keep = t[stop - 1] - t[a] >= min_duration_s
+    return [(int(x), int(y)) for x, y in zip(a[keep], stop[keep], strict=True)]

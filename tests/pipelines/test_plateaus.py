@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from pipelines.plateaus import find_plateaus, rolling_stats
 
@@ -128,40 +130,131 @@ def test_rolling_stats_match_numpy_on_a_line_plus_noise() -> None:
         assert_allclose(stats.slope_per_min[j], slope, rtol=1e-8)
 
 
-def brute_force(
-    t: np.ndarray,
-    v: np.ndarray,
-    window_s: float,
-    max_std: float,
-    max_slope_per_min: float,
-    min_duration_s: float,
-) -> list[tuple[int, int]]:
-    """The module docstring's definitions, one window at a time, in plain loops: O(n^2)."""
-    n = len(t)
-    windows = []
-    for j in range(n):
-        i = 0
-        while t[i] < t[j] - window_s:
-            i += 1
-        first = j
-        while first > 0 and t[first] - t[first - 1] <= window_s:
-            first -= 1
-        if t[j] - window_s < t[first] or j - i + 1 < 3:
+class Criteria(NamedTuple):
+    window_s: float
+    max_std: float
+    max_slope_per_min: float
+
+
+def window_of(t: np.ndarray, j: int, window_s: float) -> np.ndarray:
+    """Indices of the samples in the window ending at sample j: the span [t_j - window_s, t_j]."""
+    return np.flatnonzero((t >= t[j] - window_s) & (t <= t[j]))
+
+
+def window_is_stable(t: np.ndarray, v: np.ndarray, j: int, c: Criteria) -> bool:
+    """The module docstring's definitions, directly: complete (gap-free data back to
+    t_j - window_s, 3 samples or more), then numpy's std and polyfit against the limits."""
+    first = j  # the first sample of j's gap-free segment
+    while first > 0 and t[first] - t[first - 1] <= c.window_s:
+        first -= 1
+    idx = window_of(t, j, c.window_s)
+    if t[j] - c.window_s < t[first] or idx.size < 3:
+        return False
+    std = np.std(v[idx], ddof=1)
+    slope = np.polyfit(t[idx] - t[idx[0]], v[idx], 1)[0] * 60.0
+    return bool(std <= c.max_std and abs(slope) <= c.max_slope_per_min)
+
+
+def spec_brute_force(t: np.ndarray, v: np.ndarray, c: Criteria, min_duration_s: float = 0.0) -> list[tuple[int, int]]:
+    """SPEC 5's sentence, checked candidate by candidate (no shared code, no run logic).
+
+    A candidate stretch is a span of time [t_a' - window_s, t_b'] for window ends a' <= b';
+    the windows of ``window_s`` seconds in it are those whose own spans lie in it; it meets
+    the SPEC when every one of them is stable.  The longest are those whose windows are not
+    a proper subset of another's; the plateau is the samples in the span.
+    """
+    n = t.size
+    ok = [window_is_stable(t, v, j, c) for j in range(n)]
+    valid: set[tuple[int, int]] = set()  # (first, last) window end of each candidate's windows
+    for a in range(n):
+        for b in range(a, n):
+            inside = np.flatnonzero((t - c.window_s >= t[a] - c.window_s) & (t <= t[b]))
+            if not all(ok[j] for j in inside):
+                break  # a longer candidate holds these windows too
+            valid.add((int(inside[0]), int(inside[-1])))
+    longest = [(lo, hi) for lo, hi in valid
+               if not any(lo2 <= lo and hi <= hi2 and (lo2, hi2) != (lo, hi) for lo2, hi2 in valid)]
+    out = []
+    for lo, hi in sorted(longest):
+        samples = np.flatnonzero((t >= t[lo] - c.window_s) & (t <= t[hi]))
+        a, b = int(samples[0]), int(samples[-1]) + 1
+        if t[b - 1] - t[a] >= min_duration_s:
+            out.append((a, b))
+    return out
+
+
+def is_valid_stretch(t: np.ndarray, v: np.ndarray, a: int, b: int, c: Criteria) -> bool:
+    """Whether samples a..b-1 are a stretch that meets SPEC 5: exactly the samples of a span
+    [t_j - window_s, t_(b-1)] starting with a window j (so every sample is in a window of it)
+    in which every window of ``window_s`` seconds is stable."""
+    if a < 0 or b > t.size or a >= b:
+        return False
+    for j in range(a, b):
+        lo = t[j] - c.window_s
+        samples = np.flatnonzero((t >= lo) & (t <= t[b - 1]))
+        if samples[0] != a or samples[-1] != b - 1:
             continue
-        xs, ys = t[i : j + 1], v[i : j + 1]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        sxx = sum((x - mx) ** 2 for x in xs)
-        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-        std = (sum((y - my) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5
-        if std <= max_std and abs(sxy / sxx * 60.0) <= max_slope_per_min:
-            windows.append((i, j))
-    stretches: list[list[int]] = []
-    for i, j in windows:
-        if stretches and i <= stretches[-1][1]:
-            stretches[-1][1] = j
-        else:
-            stretches.append([i, j])
-    return [(a, b + 1) for a, b in stretches if t[b] - t[a] >= min_duration_s]
+        inside = np.flatnonzero((t - c.window_s >= lo) & (t <= t[b - 1]))
+        if all(window_is_stable(t, v, k, c) for k in inside):
+            return True
+    return False
+
+
+def random_run(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Criteria]:
+    """A short series that makes plateaus and breaks them: even, uneven (with samples at one
+    time) and gappy clocks; levels, ramps, spikes and noise."""
+    n = int(rng.integers(12, 60))
+    window_s = float(rng.uniform(3.0, 9.0))
+    clock = rng.integers(3)
+    if clock == 0:
+        dt = np.ones(n)
+    elif clock == 1:
+        dt = rng.uniform(0.2, 3.0, n)
+    else:
+        dt = rng.choice([0.0, 0.5, 1.0, 1.0, 2.0], n)
+    gaps = rng.integers(0, n, rng.integers(0, 3))
+    dt[gaps] = rng.uniform(0.5, 2.0, gaps.size) * window_s
+    t = 1.7e9 + np.cumsum(dt)
+    level = np.repeat(rng.uniform(19.0, 21.0, 4), -(-n // 4))[:n]
+    v = level + rng.normal(0.0, 0.01, n) + rng.choice([0.0, 0.02], n) * (t - t[0]) / 60.0
+    spikes = rng.integers(0, n, rng.integers(0, 3))
+    v[spikes] += rng.normal(0.0, 0.05, spikes.size)
+    c = Criteria(window_s, float(rng.uniform(0.008, 0.03)), float(rng.uniform(0.05, 1.0)))
+    return t, v, c
+
+
+def test_no_unstable_window_in_a_plateau_and_none_can_grow() -> None:
+    """Property, over many short random series: (a) every window in a plateau is stable,
+    (b) adding the sample before or after makes it fail, and the plateaus are the brute
+    force's."""
+    found = 0
+    for seed in range(400):
+        t, v, c = random_run(np.random.default_rng(seed))
+        plateaus = find_plateaus(t, v, **c._asdict())
+        for a, b in plateaus:
+            assert is_valid_stretch(t, v, a, b, c), (seed, (a, b))  # (a)
+            assert not is_valid_stretch(t, v, a - 1, b, c), (seed, (a, b))  # (b)
+            assert not is_valid_stretch(t, v, a, b + 1, c), (seed, (a, b))
+        assert plateaus == spec_brute_force(t, v, c), seed
+        found += len(plateaus)
+    assert found > 400  # not vacuous
+
+
+def test_the_audit_example() -> None:
+    """Seed 0, 1 Hz, window 10 s: the window ending at sample 24 (samples 14-24) is unstable
+    (slope 0.14/min), so no plateau holds it; chaining windows that share a sample gave (12, 39)."""
+    t = np.arange(200.0)
+    v = np.cumsum(np.random.default_rng(0).normal(0.0, 0.01, 200))
+    c = Criteria(10.0, 0.03, 0.06)
+    assert_array_equal(window_of(t, 24, c.window_s), np.arange(14, 25))
+    assert not window_is_stable(t, v, 24, c)
+    assert_allclose(np.polyfit(t[14:25], v[14:25], 1)[0] * 60.0, 0.1415, atol=1e-4)
+    plateaus = find_plateaus(t, v, **c._asdict())
+    assert (12, 39) not in plateaus
+    assert not [(a, b) for a, b in plateaus if a <= 14 and b >= 25]
+    # Stable windows end at 22-23, 29 and 37-38: three stretches, overlapping ones too.
+    assert plateaus[1:4] == [(12, 24), (19, 30), (27, 39)]
+    assert plateaus == spec_brute_force(t, v, c)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -177,17 +270,29 @@ def test_same_plateaus_as_brute_force(seed: int) -> None:
         (20.0, 0.015, 0.1, 30.0),
         (10.0, 0.01, 0.2, 0.0),
     ]:
-        fast = find_plateaus(
-            t,
-            v,
-            window_s=window_s,
-            max_std=max_std,
-            max_slope_per_min=max_slope,
-            min_duration_s=min_dur,
-        )
-        slow = brute_force(t, v, window_s, max_std, max_slope, min_dur)
-        assert fast == slow
-    assert any(brute_force(t, v, 20.0, 0.015, 0.1, 0.0))  # the comparison is not vacuous
+        c = Criteria(window_s, max_std, max_slope)
+        fast = find_plateaus(t, v, **c._asdict(), min_duration_s=min_dur)
+        assert fast == spec_brute_force(t, v, c, min_dur)
+    assert any(spec_brute_force(t, v, Criteria(20.0, 0.015, 0.1)))  # the comparison is not vacuous
+
+
+def test_samples_at_one_time_are_never_split() -> None:
+    """A window is a span of time: samples at one time are in it together, so a plateau
+    neither begins nor ends between them."""
+    t = np.repeat(np.arange(0.0, 60.0, 1.0), 2)  # every time twice
+    v = 20.0 + np.random.default_rng(5).normal(0.0, 0.01, t.size)
+    v[61] += 0.2  # the second reading at t = 30 s is off
+    c = Criteria(5.0, 0.02, 1.0)
+    plateaus = find_plateaus(t, v, **c._asdict())
+    assert plateaus == spec_brute_force(t, v, c)
+    assert plateaus[0] == (0, 60) and plateaus[1][0] == 62
+    for a, b in plateaus:
+        assert a % 2 == 0 and b % 2 == 0
+    stats = rolling_stats(t, v, c.window_s)
+    assert_array_equal(stats.n[0::2], stats.n[1::2])
+    assert_array_equal(stats.std[0::2], stats.std[1::2])
+    assert stats.n[61] == window_of(t, 61, c.window_s).size
+    assert_allclose(stats.std[60], np.std(v[window_of(t, 61, c.window_s)], ddof=1), rtol=1e-9)
 
 
 def test_empty_and_invalid_input() -> None:
