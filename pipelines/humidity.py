@@ -425,8 +425,10 @@ def rh_to_dew_point(rh: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -
     # reached from at or above 0 degC). Solve on each range and keep the root that lies in
     # its own range, preferring the upper one: every dew point at or above 0 degC round-trips.
     # An upper root a round-off below 0 degC (1 nK here) is 0 degC itself.
-    upper = _newton(td, ln_e, p, over, np.zeros(td.shape, dtype=np.bool_))
-    lower = _newton(td, ln_e, p, over, np.ones(td.shape, dtype=np.bool_))
+    # (The inputs' broadcast shape: ``td`` is a float when they are scalars, as
+    # `dew_point` returns one for a scalar.)
+    upper = _newton(td, ln_e, p, over, np.zeros(h.shape, dtype=np.bool_))
+    lower = _newton(td, ln_e, p, over, np.ones(h.shape, dtype=np.bool_))
     in_upper = upper >= _T0 - 1e-9
     return _out(np.where(in_upper, np.maximum(upper, _T0), lower) - _T0, scalar)
 

@@ -191,6 +191,44 @@ def test_scalars_give_floats_and_arrays_give_arrays() -> None:
     assert rh_to_dew_point(np.array([30.0, 60.0]), 20.0).shape == (2,)
 
 
+@pytest.mark.parametrize(
+    ("over", "rh", "t_c", "p_pa"),
+    [
+        ("water", 50.0, 20.0, P_STD),
+        ("water", 80.0, -5.0, 90_000.0),
+        ("water", 100.0, 0.0, P_STD),  # a dew point of 0 degC: the seam of f's two ranges
+        ("water", 30.0, 60.0, 110_000.0),
+        ("ice", 60.0, -10.0, P_STD),
+        ("ice", 20.0, 5.0, 80_000.0),
+    ],
+)
+def test_scalars_with_a_pressure(over: Over, rh: float, t_c: float, p_pa: float) -> None:
+    """Every function that takes a pressure: scalars in give a float out, equal to the
+    array result, and rh_to_dew_point inverts dew_point_to_rh."""
+    td = rh_to_dew_point(rh, t_c, p_pa, over=over)
+    assert isinstance(td, float)
+    arrays = (np.array([rh, rh]), np.array([t_c, t_c]), np.array([p_pa, p_pa]))
+    td_array = rh_to_dew_point(*arrays, over=over)
+    assert isinstance(td_array, np.ndarray) and td_array.shape == (2,)
+    assert_allclose(td, td_array[0], rtol=1e-14)
+    back = dew_point_to_rh(td, t_c, p_pa, over=over)
+    assert isinstance(back, float)
+    assert_allclose(back, rh, rtol=1e-13)
+    if rh < 100.0:  # (at saturation over water f cancels)
+        assert td != rh_to_dew_point(rh, t_c, over=over)  # the enhancement factor is applied
+    # Mixed: a scalar beside an array broadcasts to an array.
+    mixed = rh_to_dew_point(rh, t_c, np.array([p_pa]), over=over)
+    assert isinstance(mixed, np.ndarray) and mixed.shape == (1,)
+    assert_allclose(mixed[0], td, rtol=1e-14)
+    for fn in (dew_point_to_rh, drh_dtd, drh_dt):
+        scalar = fn(td, t_c, p_pa, over=over)
+        assert isinstance(scalar, float), fn.__name__
+        assert_allclose(scalar, fn(np.array([td, td]), arrays[1], arrays[2], over=over)[0], rtol=1e-14)
+    f = enhancement_factor(td, p_pa, over=over)
+    assert isinstance(f, float)
+    assert_allclose(f, enhancement_factor(np.array([td]), np.array([p_pa]), over=over)[0], rtol=1e-14)
+
+
 def test_unknown_phase_is_rejected() -> None:
     with pytest.raises(ValueError, match="over"):
         saturation_vapour_pressure(20.0, over="steam")  # type: ignore[call-overload]
