@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 __all__ = ["register"]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from firmware_bridge.simulate import load_sim_config, run_simulation
+    from firmware_bridge.simulate import SimulationError, load_sim_config, run_simulation
 
     cfg = load_sim_config(args.config)
     try:
         asyncio.run(run_simulation(cfg))
-    except OSError as exc:  # a port in use, a serial device that is not there
-        print(f"{args.config}: cannot serve the devices: {exc}")
+    except SimulationError as exc:  # a port in use, a serial device that is not there
+        print(f"{args.config}: {exc}", file=sys.stderr)
         return 1
     return 0
 

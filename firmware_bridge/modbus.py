@@ -97,6 +97,14 @@ def _runs(addresses: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
+class _ListenFailed(Exception):
+    """Carries the OSError of a failed listen past pymodbus, which would swallow it."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class ModbusServer:
     """`async with ModbusServer(images).tcp() as srv: srv.port ...` or `.rtu("/tmp/ttyA")`."""
 
@@ -159,15 +167,36 @@ class ModbusServer:
         return data[:-1] + bytes([data[-1] ^ 0xFF])
 
     async def start(self) -> None:
+        """Listen; OSError (with the system's reason) when the address or the serial port
+        cannot be had."""
         devices = [self._sim_device(im) for im in self.images.values()]
         kind, opts = self._mode
+        server: ModbusTcpServer | ModbusSerialServer
         if kind == "tcp":
-            self._server = ModbusTcpServer(devices, address=(opts["host"], opts["port"]),
-                                           trace_packet=self._trace)
+            server = ModbusTcpServer(devices, address=(opts["host"], opts["port"]), trace_packet=self._trace)
         else:
-            self._server = ModbusSerialServer(devices, framer=FramerType.RTU, trace_packet=self._trace,
-                                              ignore_missing_devices=True, **opts)
-        await self._server.serve_forever(background=True)
+            server = ModbusSerialServer(devices, framer=FramerType.RTU, trace_packet=self._trace,
+                                        ignore_missing_devices=True, **opts)
+        # pymodbus logs why it cannot listen and raises a bare RuntimeError: take the reason
+        # (the OSError of the bind or of opening the port) before it does.
+        create = getattr(server, "call_create", None)
+        if create is not None:
+            async def call_create() -> Any:
+                try:
+                    return await create()
+                except OSError as exc:
+                    raise _ListenFailed(exc) from exc
+
+            server.call_create = call_create
+        try:
+            await server.serve_forever(background=True)
+        except _ListenFailed as failed:
+            raise failed.error from None
+        except RuntimeError as exc:
+            if create is not None:
+                raise
+            raise OSError(f"cannot listen: {exc}") from None
+        self._server = server
         if kind == "tcp":
             sockets = getattr(self._server.transport, "sockets", None) or []
             self.port = sockets[0].getsockname()[1] if sockets else opts["port"]

@@ -1,15 +1,21 @@
 """`remotecal` command line (SPEC section 2).
 
 User errors (bad config, unreachable server, bad file) print one line naming the cause and
-the key or file, and exit non-zero: 2 for a config problem, 1 for anything else.
+the key or file, and exit non-zero: 2 for a config problem, 1 for anything else.  Commands
+translate the errors they expect into RemotecalError; as a backstop, an OSError a user can
+cause (a path that cannot be written, a port in use, a host that cannot be reached) becomes
+one line too.  Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -17,7 +23,7 @@ from datetime import UTC, datetime
 from gateway import __version__
 from gateway.errors import ConfigError, RemotecalError
 
-__all__ = ["main"]
+__all__ = ["main", "os_error_text"]
 
 log = logging.getLogger("remotecal")
 
@@ -36,6 +42,35 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "pymodbus", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# What a user's path, port or network causes; other errnos (EBADF, EINVAL...) are bugs.
+_USER_ERRNOS = frozenset({
+    errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+    errno.ENOTEMPTY, errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+    errno.EXDEV, errno.EBUSY, errno.ETXTBSY, errno.ENODEV, errno.ENXIO,
+    errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ECONNREFUSED, errno.ECONNRESET,
+    errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.ETIMEDOUT,
+})
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OSError: the file it names (if any) and the system's reason."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name: {exc.strerror or exc}"
+    if not (exc.errno and exc.errno > 0):
+        return str(exc) or type(exc).__name__
+    reason = os.strerror(exc.errno)
+    if exc.filename is not None:
+        names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+        return f"{names}: {reason}"
+    if exc.strerror and exc.strerror.lower() != reason.lower():
+        return exc.strerror  # asyncio's bind errors name the address in strerror
+    return reason
+
+
+def _user_caused(exc: OSError) -> bool:
+    return isinstance(exc, socket.gaierror) or exc.errno in _USER_ERRNOS
 
 
 def _config_problems(exc: ConfigError, path: str) -> int:
@@ -135,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_problems(exc, getattr(args, "config", "") or "config")
     except RemotecalError as exc:
         print(f"remotecal: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the backstop: a path or port a command did not expect to fail
+        if not _user_caused(exc):
+            raise
+        print(f"remotecal: {os_error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
