@@ -10,15 +10,23 @@
 
 The broker is Mosquitto when it is on the PATH, else an embedded amqtt broker.  The chamber
 runs `speed` times faster than real time; readings are stamped by the wall clock, so the
-demo's stability criteria are the lab's (600 s window, 900 s minimum, 0.005 K/min) scaled by
-the same factor - written out in DIR/pipeline.toml.
+demo's stability criteria, set in chamber time (a 600 s window, a 900 s minimum plateau, a
+slope of at most 0.01 K/min or 0.05 %rh/min, a standard deviation of at most 0.03 K or
+0.3 %rh), are scaled by the same factor - written out in DIR/pipeline.toml.
+
+`--speed` is at most MAX_SPEED (2000): the gateway reads every device each 0.1 s of wall
+clock, and at x2000 the 600 s window lasts 0.3 s and holds the 3 readings a window needs
+(pipelines.plateaus.MIN_SAMPLES); any faster and no plateau can be found.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import getpass
+import math
+import os
 import shutil
 import socket
 import subprocess
@@ -28,21 +36,39 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from firmware_bridge.chamber import Chamber, Sensor, Step
 from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.modbus import ModbusServer
 from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import gateway_registers, load_profile
+from gateway.cli import os_error_text
 from gateway.config import parse_config
 from gateway.errors import RemotecalError
 from gateway.runtime import Gateway
+from pipelines.plateaus import MIN_SAMPLES
 
-__all__ = ["DEMO_PROGRAM", "DemoPlan", "run_demo"]
+__all__ = ["DEMO_PROGRAM", "MAX_SPEED", "DemoPlan", "prepare_out", "run_demo"]
 
 # One hour of chamber time per setpoint: temperature and humidity step together.
 DEMO_PROGRAM = [Step(15.0, 30.0, 3600.0), Step(25.0, 50.0, 3600.0), Step(35.0, 70.0, 3600.0)]
 RUN_ID = "DEMO-0001"
+
+# The demo's stability criteria in chamber time; pipeline.toml gets them scaled by the speed.
+WINDOW_S = 600.0
+MIN_DURATION_S = 900.0
+MAX_STD_T = 0.03          # K; a standard deviation does not scale with time
+MAX_SLOPE_T = 0.01        # K/min
+MAX_STD_RH = 0.3          # %rh
+MAX_SLOPE_RH = 0.05       # %rh/min
+
+POLL_S = 0.1
+"""How often (wall clock) the gateway polls the Modbus devices and the MQTT nodes publish."""
+MAX_SPEED = float(round(WINDOW_S / (MIN_SAMPLES * POLL_S)))
+"""Above this the stability window, WINDOW_S / speed of wall clock, holds fewer readings than
+a window needs (MIN_SAMPLES, one per POLL_S): no plateau could be found."""
+DEFAULT_SPEED = 360.0
 
 
 def _free_port() -> int:
@@ -56,9 +82,13 @@ class DemoPlan:
     """What the demo runs: its timing and where everything goes."""
 
     out: Path
-    speed: float = 360.0
+    speed: float = DEFAULT_SPEED
     influx_url: str | None = None
-    poll_s: float = 0.1
+    poll_s: float = POLL_S
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"speed must be a finite number > 0, not {self.speed!r}")
 
     @property
     def wall_duration_s(self) -> float:
@@ -161,25 +191,37 @@ role = "dut"
     return "\n".join(parts)
 
 
+def _criteria_comment(k: float) -> str:
+    """What pipeline.toml's [stability] tables are: the demo's criteria, scaled by its speed."""
+    slope, std = f"{MAX_SLOPE_T:g} K/min ({MAX_SLOPE_RH:g} %rh/min)", f"{MAX_STD_T:g} K ({MAX_STD_RH:g} %rh)"
+    wall = f"{MAX_SLOPE_T * k:.3g} K/min ({MAX_SLOPE_RH * k:.3g} %rh/min)"
+    return "\n".join([
+        f"# The demo compresses time {k:g}x.  Its stability criteria in chamber time - a {WINDOW_S:g} s",
+        f"# window, a {MIN_DURATION_S:g} s minimum plateau, a slope of at most {slope} and a standard",
+        f"# deviation of at most {std} - become a {WINDOW_S / k:.3g} s window, a {MIN_DURATION_S / k:.3g} s "
+        f"minimum and {wall}",
+        "# of wall-clock time; a standard deviation does not scale.",
+    ])
+
+
 def pipeline_config_text(plan: DemoPlan, store: Path) -> str:
-    """The demo's pipeline config: the lab's criteria, scaled to the demo's compressed time."""
+    """The demo's pipeline config: its stability criteria, scaled to its compressed time."""
     k = plan.speed
     if plan.influx_url:  # the pipeline reads what the gateway wrote, and writes calibration_point
         source = f'[source]\nkind = "influxdb"\nurl = {_toml(plan.influx_url)}\ndatabase = "calibration"'
     else:
         source = f'[source]\nkind = "local"\npath = {_toml(str(store))}'
-    return f"""# The demo compresses time {k:g}x: a lab's 600 s window, 900 s minimum and 0.005 K/min
-# become {600 / k:.3g} s, {900 / k:.3g} s and {0.005 * k:.3g} K/min of wall-clock time.
+    return f"""{_criteria_comment(k)}
 [run]
 id = "{RUN_ID}"
 
 {source}
 
 [stability]
-window_s = {600 / k:.6g}
-max_std = 0.03
-max_slope_per_min = {0.01 * k:.6g}
-min_duration_s = {900 / k:.6g}
+window_s = {WINDOW_S / k:.6g}
+max_std = {MAX_STD_T:g}
+max_slope_per_min = {MAX_SLOPE_T * k:.6g}
+min_duration_s = {MIN_DURATION_S / k:.6g}
 
 [[comparisons]]
 dut = "dut*-t"
@@ -191,10 +233,10 @@ dut = "dut*-rh"
 reference = "refh-rh"
 quantity = "relative_humidity"
 [comparisons.stability]          # a hygrometer's criteria, in %rh
-window_s = {600 / k:.6g}
-max_std = 0.3
-max_slope_per_min = {0.05 * k:.6g}
-min_duration_s = {900 / k:.6g}
+window_s = {WINDOW_S / k:.6g}
+max_std = {MAX_STD_RH:g}
+max_slope_per_min = {MAX_SLOPE_RH * k:.6g}
+min_duration_s = {MIN_DURATION_S / k:.6g}
 [comparisons.uncertainty]        # in %rh
 reference_drift = 0.3
 dut_resolution = 0.1
@@ -261,6 +303,7 @@ def _nodes(chamber: Chamber, port: int, interval_s: float) -> list[MqttSensorNod
     spec = {"dut2": ([-0.2], [2.0]), "dut3": ([0.1, -0.003], [-0.8])}
     return [
         MqttSensorNode(chamber, "127.0.0.1", port, topic=f"lab/{name}/state", interval_s=interval_s,
+                       name=name,
                        sensors={"t": ("temperature", _dut_sensor(f"{name}-t", et, 10 + i)),
                                 "rh": ("relative_humidity", _dut_sensor(f"{name}-rh", er, 20 + i))})
         for i, (name, (et, er)) in enumerate(spec.items())
@@ -270,10 +313,7 @@ def _nodes(chamber: Chamber, port: int, interval_s: float) -> list[MqttSensorNod
 async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
     """Run the chain; return the paths of the results.  `progress(chamber, store)` is awaited
     every half second while the chamber runs (the CLI shows a live display with it)."""
-    work = plan.out / "work"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work = prepare_out(plan.out)
     store = work / "store.db"
     start = DEMO_PROGRAM[0]
     chamber = Chamber(DEMO_PROGRAM, start_temperature=start.temperature, start_humidity=start.humidity,
@@ -295,6 +335,9 @@ async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
                         if task.done():
                             task.result()
                             raise RemotecalError("the demo gateway stopped early")
+                        for n in nodes:
+                            if n.failure is not None:
+                                raise RuntimeError(f"demo sensor node {n.name} stopped") from n.failure
                         if progress is not None:
                             await progress(chamber, store)
                         await asyncio.sleep(0.5)
@@ -307,6 +350,29 @@ async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
     pipeline_text = pipeline_config_text(plan, store)
     (plan.out / "pipeline.toml").write_text(pipeline_text)
     return await asyncio.to_thread(_run_pipeline, plan.out / "pipeline.toml", plan.out)
+
+
+def prepare_out(out: Path) -> Path:
+    """Create `out` and an empty `out/work`; RemotecalError naming the path and the reason
+    when that cannot be done (a path under /proc, a file in the way, no permission)."""
+    if out.exists() and not out.is_dir():
+        raise RemotecalError(f"--out {out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno and exc.filename == str(out) else os_error_text(exc)
+        raise RemotecalError(f"--out {out}: cannot create the output directory: {reason}") from None
+    work = out / "work"
+    try:
+        if work.is_dir() and not work.is_symlink():
+            shutil.rmtree(work)
+        elif work.exists() or work.is_symlink():
+            work.unlink()
+        work.mkdir()
+    except OSError as exc:
+        raise RemotecalError(
+            f"--out {out}: cannot prepare the work directory: {os_error_text(exc)}") from None
+    return work
 
 
 def parse_config_text(text: str) -> Any:
@@ -357,8 +423,8 @@ class _LiveView:
             if "ref-t" in data:
                 ref = data["ref-t"]
                 k = self.plan.speed
-                found = find_plateaus(ref.t_s, ref.values, window_s=600 / k, max_std=0.03,
-                                      max_slope_per_min=0.01 * k, min_duration_s=900 / k)
+                found = find_plateaus(ref.t_s, ref.values, window_s=WINDOW_S / k, max_std=MAX_STD_T,
+                                      max_slope_per_min=MAX_SLOPE_T * k, min_duration_s=MIN_DURATION_S / k)
                 plateaus = ", ".join(f"{ref.values[a:b].mean():.2f} degC" for a, b in found) or "none yet"
         foot = Table.grid()
         foot.add_row(f"[b]plateaus on ref-t[/b]: {plateaus}")
@@ -374,6 +440,9 @@ def cmd_demo(args: Any) -> int:
     from gateway.cli import setup_logging
 
     plan = DemoPlan(out=Path(args.out).resolve(), speed=args.speed, influx_url=args.influx)
+    prepare_out(plan.out)  # before the live display: a bad --out is one line, not a frame and a line
+    if plan.influx_url:
+        check_influx(plan.influx_url)
     console = Console(stderr=True)
     setup_logging("warning")  # the live display shows the state; warnings still get through
     t0 = time.monotonic()
@@ -388,10 +457,51 @@ def cmd_demo(args: Any) -> int:
     return 0
 
 
+def _speed(text: str) -> float:
+    """--speed: a number > 0 and at most MAX_SPEED (argparse reports the ArgumentTypeError)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number > 0 and at most {MAX_SPEED:g}, not {text!r}") from None
+    if not (math.isfinite(x) and 0 < x <= MAX_SPEED):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range: the speed must be > 0 and at most {MAX_SPEED:g} "
+            f"(at x{MAX_SPEED:g} the {WINDOW_S:g} s stability window lasts {WINDOW_S / MAX_SPEED:g} s "
+            f"and holds the {MIN_SAMPLES} readings a window needs at one per {POLL_S:g} s)")
+    return x
+
+
+def _influx_url(text: str) -> str:
+    """--influx: an http:// or https:// URL with a host."""
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number or out of range
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL of an InfluxDB, not {text!r}")
+    return text
+
+
+def check_influx(url: str, timeout: float = 3.0) -> None:
+    """RemotecalError when nothing answers at `url`: the demo would run for nothing, then fail."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout):
+            pass
+    except OSError as exc:
+        raise RemotecalError(f"--influx {url}: cannot connect: {os_error_text(exc)}") from None
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="the whole chain on this machine, no outside service")
     p.add_argument("--out", default="out/demo", help="where the results go (default out/demo)")
-    p.add_argument("--speed", type=float, default=360.0,
-                   help="chamber time per wall-clock time (default 360)")
-    p.add_argument("--influx", metavar="URL", help="also write to this InfluxDB 1.x (database 'calibration')")
+    p.add_argument("--speed", type=_speed, default=DEFAULT_SPEED,
+                   help=f"chamber time per wall-clock time, > 0 and at most {MAX_SPEED:g} "
+                        f"(default {DEFAULT_SPEED:g})")
+    p.add_argument("--influx", metavar="URL", type=_influx_url,
+                   help="also write to this InfluxDB 1.x (database 'calibration')")
     p.set_defaults(func=cmd_demo)
