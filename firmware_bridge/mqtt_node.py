@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 
 from firmware_bridge.chamber import Chamber, Sensor
 from gateway.backoff import Backoff
-from gateway.cli import os_error_text
+from gateway.errors import os_error_text
 
 __all__ = ["MqttSensorNode"]
 

@@ -14,16 +14,15 @@ import asyncio
 import errno
 import json
 import logging
-import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from gateway import __version__
-from gateway.errors import ConfigError, RemotecalError
+from gateway.errors import ConfigError, RemotecalError, os_error_text
 
-__all__ = ["main", "os_error_text"]
+__all__ = ["main"]
 
 log = logging.getLogger("remotecal")
 
@@ -52,21 +51,6 @@ _USER_ERRNOS = frozenset({
     errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ECONNREFUSED, errno.ECONNRESET,
     errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.ETIMEDOUT,
 })
-
-
-def os_error_text(exc: OSError) -> str:
-    """One line for an OSError: the file it names (if any) and the system's reason."""
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host name: {exc.strerror or exc}"
-    if not (exc.errno and exc.errno > 0):
-        return str(exc) or type(exc).__name__
-    reason = os.strerror(exc.errno)
-    if exc.filename is not None:
-        names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
-        return f"{names}: {reason}"
-    if exc.strerror and exc.strerror.lower() != reason.lower():
-        return exc.strerror  # asyncio's bind errors name the address in strerror
-    return reason
 
 
 def _user_caused(exc: OSError) -> bool:

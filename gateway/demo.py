@@ -43,9 +43,8 @@ from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.modbus import ModbusServer
 from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import gateway_registers, load_profile
-from gateway.cli import os_error_text
 from gateway.config import parse_config
-from gateway.errors import RemotecalError
+from gateway.errors import RemotecalError, os_error_text
 from gateway.runtime import Gateway
 from pipelines.plateaus import MIN_SAMPLES
 

@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 __all__ = [
     "ConfigError",
     "JournalError",
@@ -23,6 +26,7 @@ __all__ = [
     "RetryableError",
     "SinkError",
     "ThrottledError",
+    "os_error_text",
 ]
 
 
@@ -76,3 +80,18 @@ class PermanentError(SinkError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OSError: the file it names (if any) and the system's reason."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name: {exc.strerror or exc}"
+    if not (exc.errno and exc.errno > 0):
+        return str(exc) or type(exc).__name__
+    reason = os.strerror(exc.errno)
+    if exc.filename is not None:
+        names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+        return f"{names}: {reason}"
+    if exc.strerror and exc.strerror.lower() != reason.lower():
+        return exc.strerror  # asyncio's bind errors name the address in strerror
+    return reason
