@@ -3,7 +3,17 @@
 gateway.cli adds it through its list of extensions (`register`).  `main` runs it on its own
 (`python -m pipelines.cli pipeline run -c ...`) with the same exits: 2 with one line per
 config problem, 1 with one line for any other user error (unreachable server, unknown
-database, a channel with no readings, a reference outside its certificate, an unwritable DIR).
+database, a channel with no readings, a reference outside its certificate, an unwritable DIR)
+and for a run without a calibration point.
+
+A run without a calibration point (no plateau met the stability criteria on any reference,
+or no DUT had readings in one) certifies nothing: `run_pipeline` raises
+`NoCalibrationPoint`, whose one line names the run, each reference with its criteria and how
+near it came (the steadiest window's std and slope, or the longest stable stretch).  DIR then
+holds no corrections.csv, curve.csv or certificate.xml - those an earlier run left there are
+removed (and logged), so that nothing in DIR can be taken for this run's results - and its
+report.html is a diagnosis: the criteria and each reference's trace with its windows' std
+and slope against the limits, titled "No calibration point".  Nothing is written to InfluxDB.
 """
 
 from __future__ import annotations
@@ -18,12 +28,12 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import ConfigError, RemotecalError
 
-__all__ = ["PipelineOutput", "cmd_pipeline_run", "main", "register", "run_pipeline"]
+__all__ = ["NoCalibrationPoint", "PipelineOutput", "cmd_pipeline_run", "main", "register", "run_pipeline"]
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
     from pipelines.curve import Curve
-    from pipelines.run import PointResult
+    from pipelines.run import PointResult, StabilityDiagnosis
     from pipelines.source import ChannelData
 
 log = logging.getLogger(__name__)
@@ -49,12 +59,28 @@ class PipelineOutput:
     curve_path: Path | None = None
 
 
+RESULT_FILES = ("corrections.csv", "curve.csv", "certificate.xml")
+"""What a run writes into DIR besides report.html, and a run without a point removes."""
+
+
+class NoCalibrationPoint(RemotecalError):
+    """The run gives no calibration point: nothing to certify (module docstring)."""
+
+    def __init__(self, message: str, diagnoses: list[StabilityDiagnosis], report_path: Path):
+        super().__init__(message)
+        self.diagnoses = diagnoses
+        """Per reference, why it gave no point (`pipelines.run.diagnose_stability`)."""
+        self.report_path = report_path
+        """The diagnosis, report.html."""
+
+
 def run_pipeline(
     config: str | Path, out_dir: str | Path, *, write_results: bool | None = None
 ) -> PipelineOutput:
     """Load the config, read the run, compute, write corrections.csv into ``out_dir`` and
     (unless ``write_results`` is False, or the config's ``source.write_results`` is) the
-    `calibration_point` points.  Raises ConfigError / RemotecalError."""
+    `calibration_point` points.  Raises ConfigError / RemotecalError, and NoCalibrationPoint
+    (a RemotecalError) when the run has no calibration point, after writing its diagnosis."""
     from pipelines.config import load_pipeline_config
     from pipelines.results import write_corrections_csv, write_points
     from pipelines.run import compute
@@ -70,6 +96,8 @@ def run_pipeline(
         )
     results = compute(cfg, data)
     out = Path(out_dir)
+    if not results:
+        raise _no_calibration_point(cfg, data, Path(config), out)
     curves: dict[str, Curve] = {}
     curve_path = None
     if cfg.curve is not None:
@@ -84,9 +112,44 @@ def run_pipeline(
     if wanted and cfg.source.kind == "influxdb":
         written = write_points(results, cfg.source)
     output = PipelineOutput(results, csv_path, written, cfg, data, curves=curves, curve_path=curve_path)
-    if results:
-        _certificate_and_report(output, Path(config), out)
+    _certificate_and_report(output, Path(config), out)
     return output
+
+
+def _no_calibration_point(
+    cfg: PipelineConfig, data: dict[str, ChannelData], config: Path, out: Path
+) -> NoCalibrationPoint:
+    """Remove an earlier run's results from ``out``, write the diagnosis as report.html, and
+    return the error that says why, in one line."""
+    from importlib.metadata import version
+
+    from pipelines.report import build_diagnosis
+    from pipelines.run import diagnose_stability
+
+    diagnoses = diagnose_stability(cfg, data)
+    report = out / "report.html"
+    html = build_diagnosis(diagnoses, cfg, config_text=config.read_text(),
+                           software_version=version("remotecal"))
+    removed = []
+    try:
+        for name in RESULT_FILES:
+            if (out / name).is_file() or (out / name).is_symlink():
+                (out / name).unlink()
+                removed.append(name)
+        out.mkdir(parents=True, exist_ok=True)
+        report.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise RemotecalError(
+            f"{out}: cannot write the diagnosis of run {cfg.run.id!r}: {exc.strerror}") from None
+    if removed:
+        log.warning("%s: removed %s of an earlier run: run %s has no calibration point", out,
+                    ", ".join(removed), cfg.run.id)
+    reasons = "; ".join(f"{d.label} with {d.criteria}: {d.summary()}" for d in diagnoses)
+    return NoCalibrationPoint(
+        f"run {cfg.run.id!r} has no calibration point, nothing to certify (no certificate.xml): "
+        f"{reasons}; diagnosis in {report}",
+        diagnoses, report,
+    )
 
 
 def _certificate_and_report(output: PipelineOutput, config: Path, out: Path) -> None:

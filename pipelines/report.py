@@ -22,6 +22,11 @@ Sections, in order:
    uncertainties and correlations, chi^2, and the residual of every point;
 8. per point, the uncertainty budget (EA-4/02 layout) with u_c, nu_eff, k and U;
 9. the config that produced the run, verbatim.
+
+A run without a calibration point gets `build_diagnosis` instead: no certificate to name,
+and per reference the stability criteria, how near it came (the steadiest window, the
+longest stable stretch) and its trace over the run with the windows' standard deviation
+and slope against their limits, the config verbatim; plainly titled as no calibration.
 """
 
 from __future__ import annotations
@@ -46,12 +51,13 @@ from pipelines.config import PipelineConfig
 from pipelines.conformity import DECISIONS, RULE_TEXT
 from pipelines.curve import Curve
 from pipelines.dcc import DccError, certificate_identifier
-from pipelines.run import PointResult
+from pipelines.run import PointResult, StabilityDiagnosis
 from pipelines.source import ChannelData
 
 __all__ = [
     "FLAG_TEXT",
     "budget_table_id",
+    "build_diagnosis",
     "build_report",
     "display_unit",
     "fmt",
@@ -470,6 +476,104 @@ def build_report(
                  "Welch-Satterthwaite, k from Student's t for 95.45 % coverage (EA-4/02 M:2013).</p>")
     parts += [_budget(r) for r in results]
 
+    parts += [
+        "<h2>Configuration</h2>",
+        f'<pre id="config">{esc(config_text)}</pre>',
+        f"<p>remotecal {esc(software_version)}</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _stability_plot(d: StabilityDiagnosis) -> str:
+    """The reference over the run, and its windows' std and |slope| against the limits: stable
+    stretches shaded green, the steadiest window orange."""
+    ref, st, stats = d.reference, d.stability, d.stats
+    unit = display_unit(ref.unit)
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    ax_v, ax_s, ax_b = fig.subplots(3, 1, sharex=True)
+    t = _dt64(ref.t_s)
+    ax_v.plot(t, ref.values, color="black", lw=1.0, label=d.label)
+    ax_v.set_ylabel(f"reference [{unit}]")
+    ax_s.plot(t, stats.std, color="tab:blue", lw=1.0, label=f"std over {st.window_s:g} s")
+    ax_s.axhline(st.max_std, color="tab:red", ls="--", lw=1.0, label=f"max_std {st.max_std:g}")
+    ax_s.set_ylabel(f"std [{unit}]")
+    ax_b.plot(t, np.abs(stats.slope_per_min), color="tab:purple", lw=1.0,
+              label=f"|slope| over {st.window_s:g} s")
+    ax_b.axhline(st.max_slope_per_min, color="tab:red", ls="--", lw=1.0,
+                 label=f"max_slope_per_min {st.max_slope_per_min:g}")
+    ax_b.set_ylabel(f"|slope| [{unit}/min]")
+    for ax, y in ((ax_s, stats.std), (ax_b, np.abs(stats.slope_per_min))):
+        if np.any(y > 0):
+            ax.set_yscale("log", nonpositive="mask")
+    for a, b in d.stretches:
+        for ax in (ax_v, ax_s, ax_b):
+            ax.axvspan(t[a], t[b - 1], color="tab:green", alpha=0.15, lw=0)
+    if d.steadiest is not None:
+        j = d.steadiest
+        lo = _dt64(np.array([ref.t_s[j] - st.window_s]))[0]
+        for ax in (ax_v, ax_s, ax_b):
+            ax.axvspan(lo, t[j], color="tab:orange", alpha=0.3, lw=0,
+                       label="steadiest window" if ax is ax_v else None)
+    for ax in (ax_v, ax_s, ax_b):
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    ax_b.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
+    ax_b.set_xlabel("time (UTC)")
+    return _png(fig)
+
+
+def build_diagnosis(
+    diagnoses: Sequence[StabilityDiagnosis],
+    cfg: PipelineConfig,
+    *,
+    config_text: str,
+    software_version: str,
+) -> str:
+    """report.html for a run without a calibration point: why no plateau held (module
+    docstring).  Names no certificate: there is none."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>No calibration point: run {esc(cfg.run.id)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f'<h1 id="no-calibration">No calibration point: run {esc(cfg.run.id)}</h1>',
+        "<p><b>Nothing was calibrated and nothing is certified:</b> no DUT could be compared at a "
+        "plateau of its reference, so this run has no corrections, no certificate.xml and no "
+        "calibration_point points. This page shows why, for the engineer; it is not a calibration "
+        "report.</p>",
+        f'<p>Produced by remotecal <span id="software-version">{esc(software_version)}</span>.</p>',
+        '<ul id="reasons">',
+        *(f"<li><b>{esc(d.label)}</b>: {esc(d.summary())}</li>" for d in diagnoses),
+        "</ul>",
+    ]
+    for d in diagnoses:
+        st, ref = d.stability, d.reference
+        unit = esc(display_unit(ref.unit))
+        rows = [
+            ("window_s", f"{st.window_s:g} s", ""),
+            ("max_std", f"{fmt(st.max_std)} {unit}",
+             "" if d.steadiest is None else f"{fmt(float(d.stats.std[d.steadiest]))} {unit}"),
+            ("max_slope_per_min", f"{fmt(st.max_slope_per_min)} {unit}/min",
+             "" if d.steadiest is None
+             else f"{fmt(abs(float(d.stats.slope_per_min[d.steadiest])))} {unit}/min"),
+            ("min_duration_s", f"{st.min_duration_s:g} s", f"longest stable stretch {d.longest_s:.0f} s"),
+        ]
+        end = "" if d.steadiest is None else f", ending {_time(float(ref.t_s[d.steadiest]))} UTC"
+        parts += [
+            f"<h2>Reference {esc(d.label)}</h2>",
+            f"<p>Criteria from {esc(d.section)}; {ref.t_s.size} readings"
+            + (f" from {_time(float(ref.t_s[0]))} to {_time(float(ref.t_s[-1]))} UTC" if ref.t_s.size else "")
+            + f"; {len(d.plateaus)} plateau(s).</p>",
+            '<table class="criteria">',
+            f'<tr><th class="text">criterion</th><th>limit</th><th>steadiest window{end}</th></tr>',
+            *(f'<tr><td class="text">{name}</td><td>{limit}</td><td>{got}</td></tr>'
+              for name, limit, got in rows),
+            "</table>",
+            _img(_stability_plot(d), f"reference {d.label}: readings, and each window's std and |slope| "
+                 "against the limits"),
+        ]
     parts += [
         "<h2>Configuration</h2>",
         f'<pre id="config">{esc(config_text)}</pre>',
