@@ -106,6 +106,10 @@ def run_pipeline(
 
         curves = fit_curves(results, cfg.curve.degree)
         curve_path = write_curve_csv(curves, cfg.curve.degree, out / "curve.csv")
+    elif (out / "curve.csv").is_file():
+        # An earlier run's curve must not pass for this run's, which fits none.
+        (out / "curve.csv").unlink()
+        log.warning("%s: removed curve.csv of an earlier run: this config has no [curve]", out)
     csv_path = write_corrections_csv(results, out / "corrections.csv", curves=curves)
     written = 0
     wanted = cfg.source.write_results if write_results is None else write_results

@@ -211,3 +211,19 @@ def test_diagnosis_of_a_dew_point_reference() -> None:
                         r"and \|slope\| \S+ %rh/min", d.summary()), d.summary()
     page = build_diagnosis([d], cfg, config_text="", software_version="test")
     assert "<b>mirror-td + ref-t (RH)</b>: no 600 s window met both limits" in page
+
+
+def test_a_run_without_curve_removes_an_earlier_curve_csv(
+    tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    code, _, _ = run_cli(write_config(store, "with-curve.toml"), out, capsys)
+    assert code == 0 and (out / "curve.csv").is_file()
+    no_curve = store / "no-curve.toml"
+    no_curve.write_text((store / "with-curve.toml").read_text().replace("[curve]\ndegree = 1\n", ""))
+    with caplog.at_level(logging.WARNING, logger="pipelines.cli"):
+        code, _, err = run_cli(no_curve, out, capsys)
+    assert code == 0, err
+    assert not (out / "curve.csv").exists()
+    assert {"corrections.csv", "certificate.xml", "report.html"} <= {p.name for p in out.iterdir()}
+    assert any("removed curve.csv of an earlier run" in r.getMessage() for r in caplog.records)
