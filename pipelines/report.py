@@ -476,13 +476,14 @@ def build_report(
                  "Welch-Satterthwaite, k from Student's t for 95.45 % coverage (EA-4/02 M:2013).</p>")
     parts += [_budget(r) for r in results]
 
-    parts += [
-        "<h2>Configuration</h2>",
-        f'<pre id="config">{esc(config_text)}</pre>',
-        f"<p>remotecal {esc(software_version)}</p>",
-        "</body></html>",
-    ]
+    parts += _footer(config_text, software_version)
     return "\n".join(parts) + "\n"
+
+
+def _footer(config_text: str, software_version: str) -> list[str]:
+    """The end of every page: the config as run, and the software that ran it."""
+    return ["<h2>Configuration</h2>", f'<pre id="config">{html.escape(config_text)}</pre>',
+            f"<p>remotecal {html.escape(software_version)}</p>", "</body></html>"]
 
 
 def _stability_plot(d: StabilityDiagnosis) -> str:
@@ -574,10 +575,5 @@ def build_diagnosis(
             _img(_stability_plot(d), f"reference {d.label}: readings, and each window's std and |slope| "
                  "against the limits"),
         ]
-    parts += [
-        "<h2>Configuration</h2>",
-        f'<pre id="config">{esc(config_text)}</pre>',
-        f"<p>remotecal {esc(software_version)}</p>",
-        "</body></html>",
-    ]
+    parts += _footer(config_text, software_version)
     return "\n".join(parts) + "\n"
