@@ -114,7 +114,7 @@ def run_pipeline(
     written = 0
     wanted = cfg.source.write_results if write_results is None else write_results
     if wanted and cfg.source.kind == "influxdb":
-        written = write_points(results, cfg.source)
+        written = write_points(results, cfg.source, cfg.run)
     output = PipelineOutput(results, csv_path, written, cfg, data, curves=curves, curve_path=curve_path)
     _certificate_and_report(output, Path(config), out)
     return output

@@ -47,10 +47,10 @@ import httpx
 
 from gateway.errors import RemotecalError
 from gateway.sinks.influxdb.lineprotocol import escape_key, escape_measurement
-from pipelines.config import SourceConfig
+from pipelines.config import RunConfig, SourceConfig
 from pipelines.curve import Curve
 from pipelines.run import PointResult
-from pipelines.source import influx_client
+from pipelines.source import influx_client, influxql_string, rfc3339
 
 __all__ = [
     "CSV_COLUMNS",
@@ -190,6 +190,26 @@ def _field(x: float) -> str:
     return repr(float(x))
 
 
+def _delete_points_of(client: httpx.Client, source: SourceConfig, run: RunConfig) -> None:
+    """DELETE the calibration_point points of ``run`` (within its bounds); warn if refused."""
+    where = [f'"run" = {influxql_string(run.id)}']
+    if run.start is not None:
+        where.append(f"time >= {influxql_string(rfc3339(run.start))}")
+    if run.end is not None:
+        where.append(f"time < {influxql_string(rfc3339(run.end))}")
+    q = f'DELETE FROM "calibration_point" WHERE {" AND ".join(where)}'
+    r = client.post(f"{source.url}/query", data={"db": source.database or "", "q": q})
+    error = None
+    if r.status_code != 200:
+        error = f"{r.status_code} {r.text.strip()[:200]}"
+    else:
+        results = r.json().get("results") or [{}]
+        error = results[0].get("error")
+    if error:
+        log.warning("InfluxDB at %s did not delete the earlier calibration_point points of run %s (%s): "
+                    "points of an earlier computation may stay beside these", source.url, run.id, error)
+
+
 def encode_points(results: Sequence[PointResult]) -> bytes:
     """The results as `calibration_point` line protocol, one line each."""
     lines = []
@@ -214,8 +234,13 @@ def encode_points(results: Sequence[PointResult]) -> bytes:
     return "\n".join(lines).encode()
 
 
-def write_points(results: Sequence[PointResult], source: SourceConfig) -> int:
+def write_points(results: Sequence[PointResult], source: SourceConfig, run: RunConfig | None = None) -> int:
     """POST the results to the source's InfluxDB (v1 /write); return the points written.
+
+    With ``run``, the run's earlier calibration_point points (within its bounds) are deleted
+    first: a run computed again replaces its points instead of leaving the earlier ones
+    beside them (their plateaus, hence their times, may differ).  If the server refuses the
+    deletion (a user without the right), a warning says so and the new points are written.
 
     Raises RemotecalError (one line, naming the URL) when the server cannot be reached or
     refuses the points.
@@ -230,6 +255,8 @@ def write_points(results: Sequence[PointResult], source: SourceConfig) -> int:
     body = encode_points(results)
     try:
         with influx_client(source) as client:
+            if run is not None:
+                _delete_points_of(client, source, run)
             r = client.post(f"{source.url}/write", params=params, content=body)
     except httpx.HTTPError as exc:
         raise RemotecalError(

@@ -81,7 +81,7 @@ def _identifier(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _rfc3339(t: datetime) -> str:
+def rfc3339(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
@@ -107,9 +107,9 @@ def _readings_query(cfg: PipelineConfig) -> str:
         measurement = f"{_identifier(cfg.source.retention_policy)}.{measurement}"
     where = [f'"run" = {influxql_string(cfg.run.id)}']
     if cfg.run.start is not None:
-        where.append(f"time >= {influxql_string(_rfc3339(cfg.run.start))}")
+        where.append(f"time >= {influxql_string(rfc3339(cfg.run.start))}")
     if cfg.run.end is not None:
-        where.append(f"time < {influxql_string(_rfc3339(cfg.run.end))}")
+        where.append(f"time < {influxql_string(rfc3339(cfg.run.end))}")
     return (
         f'SELECT "value" FROM {measurement} WHERE {" AND ".join(where)} '
         'GROUP BY "channel", "quantity", "unit", "role"'

@@ -375,10 +375,24 @@ def test_pipeline_end_to_end(influxd: InfluxD, tmp_path: Path, capsys: pytest.Ca
     assert whole["dut1-t"].t_s.size == whole["ref-t"].t_s.size  # RC-OTHER's readings stay out
     assert whole["dut1-t"].values[:600].max() < 10.5
 
-    # Again: the same points are overwritten, not duplicated.
+    # Again: the run's points are replaced, not joined by the new ones - also a point an
+    # earlier computation left at another time (other criteria find other plateau ends).
+    # Another run's points, and this run's outside its [run] bounds, are not touched.
+    def point(run: str, when: str) -> bytes:
+        t_ns = round(datetime.fromisoformat(when).timestamp() * 1e9)
+        return f"calibration_point,channel=dut1-t,point=9,quantity=temperature,run={run} correction=1.0 {t_ns}".encode()
+
+    stale, other, outside = point(RUN, "2026-11-20T08:00:00+00:00"), point("RC-OTHER", "2026-11-20T08:00:00+00:00"), \
+        point(RUN, "2026-11-20T06:00:00+00:00")
+    assert influxd.write_raw(b"\n".join([stale, other, outside]), "calibration").status_code == 204
+    assert len(influxd.rows("SELECT * FROM calibration_point", "calibration")) == 9
     result = run_pipeline(config, out)
     assert len(result.results) == 6 and result.points_written == 6
-    assert len(influxd.rows("SELECT * FROM calibration_point", "calibration")) == 6
+    left = influxd.rows("SELECT * FROM calibration_point", "calibration")
+    assert len(left) == 8
+    assert sorted(p["run"] for p in left if p["point"] == "9") == sorted([RUN, "RC-OTHER"])
+    assert [p["time"] for p in left if p["run"] == RUN and p["point"] == "9"] == [
+        round(datetime(2026, 11, 20, 6, tzinfo=UTC).timestamp() * 1e9)]
     budget = result.results[0].budget
     assert [c.name for c in budget.components] == [
         "repeatability (Type A)", "reference calibration", "reference drift", "DUT resolution",
