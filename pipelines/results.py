@@ -207,7 +207,9 @@ def _delete_points_of(client: httpx.Client, source: SourceConfig, run: RunConfig
         error = results[0].get("error")
     if error:
         log.warning("InfluxDB at %s did not delete the earlier calibration_point points of run %s (%s): "
-                    "points of an earlier computation may stay beside these", source.url, run.id, error)
+                    "points of an earlier computation may stay beside these (InfluxDB 2: `influx delete "
+                    "--bucket BUCKET --start ... --stop ... --predicate '_measurement=\"calibration_point\" "
+                    "AND run=\"%s\"'`)", source.url, run.id, error, run.id)
 
 
 def encode_points(results: Sequence[PointResult]) -> bytes:
