@@ -57,9 +57,11 @@ def _user_caused(exc: OSError) -> bool:
     return isinstance(exc, socket.gaierror) or exc.errno in _USER_ERRNOS
 
 
-def _config_problems(exc: ConfigError, path: str) -> int:
+def _config_problems(exc: ConfigError, path: str | None) -> int:
+    """One line per problem, prefixed with the config file unless the line names it already;
+    a command without a config (`keys new`) prints its lines as they are: they name their file."""
     for line in exc.problems:
-        print(f"{path}: {line}" if not line.startswith(path) else line, file=sys.stderr)
+        print(f"{path}: {line}" if path and not line.startswith(path) else line, file=sys.stderr)
     return 2
 
 
@@ -151,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        return _config_problems(exc, getattr(args, "config", "") or "config")
+        return _config_problems(exc, getattr(args, "config", None))
     except RemotecalError as exc:
         print(f"remotecal: {exc}", file=sys.stderr)
         return 1

@@ -103,7 +103,7 @@ class GatewayConfig(_Strict):
             raise ValueError(
                 "no source configured: add [[sources.mqtt]], [[sources.modbus]] or [[sources.instrument]]")
         if not self.sink_configs():
-            raise ValueError("no sink configured: add [[sinks.influxdb]] or [[sinks.mqtt]]")
+            raise ValueError("no sink configured: add [[sinks.influxdb]], [[sinks.mqtt]] or [[sinks.local]]")
         self._one_source_per_channel()
         return self
 

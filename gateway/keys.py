@@ -1,12 +1,14 @@
 """Uplink signing keys: one random 32-byte HMAC-SHA256 key per (site, gateway).
 
-`remotecal keys new --site S --gateway G --out DIR` writes one key file (mode 0600).  The
-same file goes to two places: the gateway's `[[sinks.mqtt]] key_file`, and the central
-ingest's keys folder (`[ingest] keys` in CENTRAL.toml), which holds one file per gateway.
+`remotecal keys new --site S --gateway G --out DIR` writes one key file (mode 0600, owned by
+whoever runs it).  The same file goes to two places: the gateway's `[[sinks.mqtt]] key_file`,
+and the central ingest's keys folder (`[ingest] keys` in CENTRAL.toml), which holds one file
+per gateway.  Each copy must be readable by the service's user and nobody else: written by
+root, give it to that user's group (`chown root:remotecal`, `chmod 0640`).
 A key file is a small TOML document that names whom the key belongs to, so a folder of keys
 needs no index and a key copied to the wrong gateway is refused at start:
 
-    # remotecal uplink key: secret, keep it mode 0600
+    # remotecal uplink key: secret; readable only by the service that uses it
     site = "lab 1"
     gateway = "gw,01"
     key = "<64 hex digits>"
@@ -65,7 +67,7 @@ def new_key_file(site: str, gateway: str, out_dir: str | Path) -> Path:
         raise ConfigError(f"{out}: cannot create the folder: {exc.strerror}") from None
     path = out / key_file_name(site, gateway)
     text = (
-        "# remotecal uplink key: secret, keep it mode 0600\n"
+        "# remotecal uplink key: secret; readable only by the service that uses it\n"
         f"site = {_toml_string(site)}\ngateway = {_toml_string(gateway)}\n"
         f'key = "{secrets.token_hex(KEY_BYTES)}"\n'
     )

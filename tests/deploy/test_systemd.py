@@ -96,3 +96,14 @@ def test_sandbox_exposure_is_low(unit: str, tmp_path: Path) -> None:
     found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", done.stdout + done.stderr)
     assert found, done.stdout + done.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE, done.stdout
+
+
+def test_serial_drop_in_of_the_unit_comment_matches_the_deploy_guide() -> None:
+    """The gateway unit's comment and deploy/README.md (step 3) give the same drop-in."""
+    guide = (UNITS.parent / "README.md").read_text()
+    block = re.search(r"\*\*Serial instruments\*\*.*?```ini\n(.*?)```", guide, re.S)
+    assert block, "deploy/README.md: no ```ini drop-in under **Serial instruments**"
+    settings = [line.strip() for line in block.group(1).splitlines() if "=" in line]
+    comment = " ".join(line for line in (UNITS / "remotecal-gateway@.service").read_text().splitlines()
+                       if line.startswith("#"))
+    assert settings and [s for s in settings if f"`{s}`" not in comment] == []

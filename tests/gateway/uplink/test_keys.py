@@ -63,3 +63,16 @@ def test_cli_keys_new(tmp_path: Path) -> None:
     (path,) = (tmp_path / "keys").glob("*.key")
     assert path.name == "lab%201+gw%2C01.key"
     assert load_key_file(path).gateway == "gw,01"
+
+
+def test_cli_keys_new_over_an_existing_key_is_one_line_naming_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    argv = ["keys", "new", "--site", "s", "--gateway", "g", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    path = tmp_path / "s+g.key"
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: a key file is already there; remove it first to replace it"]
