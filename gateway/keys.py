@@ -31,7 +31,8 @@ from urllib.parse import quote
 
 from gateway.errors import ConfigError
 
-__all__ = ["KEY_BYTES", "UplinkKey", "key_file_name", "load_key_file", "load_keys", "new_key_file"]
+__all__ = ["KEY_BYTES", "UplinkKey", "key_file_name", "keys_fingerprint", "load_key_file", "load_keys",
+           "new_key_file"]
 
 KEY_BYTES = 32
 
@@ -117,3 +118,18 @@ def load_keys(path: str | Path) -> dict[tuple[str, str], UplinkKey]:
             raise ConfigError(f"{f}: a second key for {k.site}/{k.gateway} (the first is {other})")
         keys[(k.site, k.gateway)] = k
     return keys
+
+
+def keys_fingerprint(path: str | Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime_ns, size) of every `*.key` file of a folder (or of the one file): changes
+    when a key is added, removed or rewritten, for the price of one folder listing."""
+    p = Path(path)
+    try:
+        if not p.is_dir():
+            st = p.stat()
+            return ((p.name, st.st_mtime_ns, st.st_size),)
+        with os.scandir(p) as entries:
+            return tuple(sorted((e.name, (st := e.stat()).st_mtime_ns, st.st_size)
+                                for e in entries if e.name.endswith(".key")))
+    except OSError:
+        return ()

@@ -41,7 +41,7 @@ from gateway.ingest.config import CentralConfig
 from gateway.ingest.replay import ReplayGuard
 from gateway.ingest.verify import REJECT_KINDS, FrameVerifier, Rejection
 from gateway.journal import Journal, dedupe_key
-from gateway.keys import load_keys
+from gateway.keys import keys_fingerprint, load_keys
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample
 from gateway.sinks.influxdb.sink import InfluxDBSink
@@ -52,6 +52,9 @@ from gateway.sources.mqtt.message import Message
 __all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
 
 log = logging.getLogger("remotecal.ingest")
+
+KEYS_RELOAD_S = 60.0
+"""The keys folder is read again this often (and when a frame asks for it, see verify)."""
 
 SHARED_SUBSCRIPTION_NOTE = """\
 Measured with Mosquitto 2.0.11 (two MQTT 5 members with persistent sessions, one SIGKILLed
@@ -122,7 +125,8 @@ class Ingest:
     def __init__(self, cfg: CentralConfig) -> None:
         self.cfg = cfg
         i, j = cfg.ingest, cfg.journal
-        self.verifier = FrameVerifier(i.topic_prefix, load_keys(i.keys))
+        self.verifier = FrameVerifier(i.topic_prefix, load_keys(i.keys), load=lambda: load_keys(i.keys),
+                                      fingerprint=lambda: keys_fingerprint(i.keys))
         self.journal = Journal(
             i.data_dir / "journal.db", cfg.sink_names(), fsync=j.fsync, max_size=j.max_size,
             on_full=j.on_full, commit_interval=j.commit_interval, quarantine_max=j.quarantine_max,
@@ -162,6 +166,7 @@ class Ingest:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
                 pump = tg.create_task(self._pump(), name="pump")
                 tg.create_task(self._periodic(self.replay.save, 1.0), name="replay-save")
+                tg.create_task(self._periodic(self._reload_keys, KEYS_RELOAD_S), name="keys")
                 tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
                 tg.create_task(self._periodic(self._health, i.health_interval), name="health")
                 await self._stop.wait()
@@ -203,6 +208,10 @@ class Ingest:
         sample = HealthSample(i.site, f"ingest-{i.worker}", time.time_ns(), self.health_fields())
         with contextlib.suppress(JournalFull):
             self.journal.submit([sample])
+
+    async def _reload_keys(self) -> None:
+        # On the loop, like the reload a frame asks for: a folder of small files, one owner.
+        self.verifier.reload()
 
     async def _periodic(self, fn: Callable[[], Awaitable[None]], every: float) -> None:
         while not self._stop.is_set():

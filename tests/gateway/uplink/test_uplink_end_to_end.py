@@ -271,3 +271,44 @@ def test_central_broker_outage_and_gateway_sigkill_lose_nothing(tmp_path: Path, 
     assert sorted((r["time"], r["value"]) for r in rows) == [
         ((T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"]) for i in range(n)]
     assert "unreachable" in gw.log() or "not connected" in gw.log()
+
+
+@pytest.mark.integration
+def test_a_gateway_provisioned_while_the_ingest_runs_needs_no_restart(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """The ingest starts with one gateway's key; a second gateway's key is added to its folder
+    afterwards, as deploy/README.md provisions one: its readings land without a restart."""
+    (site1, gw1, local1), (site2, gw2, local2) = GATEWAYS[:2]
+    keys = tmp_path / "central-keys"
+    key1 = make_key(keys, site1, gw1)
+    worker = IngestProcess(tmp_path / "w1", ingest_config(tmp_path / "w1" / "data", mosquitto.port, keys,
+                                                          influxd, "w1"))
+    worker.start()
+    gateways: list[GatewayProcess] = []
+    logs = (worker.log,)
+    try:
+        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", *logs)
+        assert "1 gateway key(s)" in worker.log()
+        key2 = make_key(tmp_path / "gw2-keys", site2, gw2)  # made elsewhere, then installed
+        (keys / key2.name).write_bytes(key2.read_bytes())
+        for (site, gw, local), key in (((site1, gw1, local1), key1), ((site2, gw2, local2), key2)):
+            g = GatewayProcess(tmp_path / local, gateway_config(tmp_path / local / "data", mosquitto.port,
+                                                                site, gw, local, key))
+            g.start()
+            gateways.append(g)
+        for g in gateways:
+            wait_until(lambda g=g: "connected" in g.log(), 20, "gateway connected", g.log, *logs)
+        pub = Publisher(mosquitto.port)
+        pub.publish_all([state_message(local, "s0", i) for local in (local1, local2) for i in range(200)])
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= 400, 30, "every reading", *logs)
+        for g in gateways:
+            assert g.terminate() == 0
+        assert worker.terminate() == 0
+    finally:
+        for g in gateways:
+            g.kill()
+        worker.kill()
+    assert count_readings(influxd) == 400
+    assert counters(worker.log()).get("unknown gateway", 0) == 0
+    assert f"new {site2}/{gw2}" in worker.log()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from gateway.ingest.replay import ReplayGuard
 from gateway.ingest.verify import FrameVerifier, Rejection
-from gateway.keys import UplinkKey
+from gateway.keys import UplinkKey, keys_fingerprint, load_key_file, load_keys, new_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 
@@ -92,3 +93,64 @@ async def test_replay_window_accepts_out_of_order_refuses_duplicates_and_old(tmp
     assert (again.check("s", "g", 50) or "").startswith("too old")
     assert again.check("s", "g", 201) is None
     await again.close()
+
+
+def _verifier(folder: Path) -> FrameVerifier:
+    return FrameVerifier(PREFIX, load_keys(folder), load=lambda: load_keys(folder),
+                         fingerprint=lambda: keys_fingerprint(folder))
+
+
+def test_keys_are_read_again_for_a_new_gateway_a_replaced_key_and_a_removed_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "keys"
+    a_file = new_key_file("site A", "gw-a", folder)
+    key_a = load_key_file(a_file)
+    v = _verifier(folder)
+    assert v.reload() is False  # nothing new
+    # A gateway provisioned after the start: its first frame makes the verifier look again.
+    c_file = new_key_file("site C", "gw-c", folder)
+    key_c = load_key_file(c_file)
+    with caplog.at_level(logging.INFO, logger="remotecal.ingest"):
+        assert v.check(topic("site C", "gw-c"), frame(key_c, "site C", "gw-c")).site == "site C"
+    assert any("new site C/gw-c" in r.getMessage() for r in caplog.records)
+    # An unknown gateway's frames re-read the folder only when it changed.
+    reads = 0
+
+    def counting() -> dict[tuple[str, str], UplinkKey]:
+        nonlocal reads
+        reads += 1
+        return load_keys(folder)
+
+    v._load = counting
+    for _ in range(50):
+        with pytest.raises(Rejection, match="unknown gateway"):
+            v.check(topic("site X", "gw-x"), frame(A, "site X", "gw-x"))
+    assert reads == 0
+    # A replaced key: frames under the new key verify, under the old one no more.
+    a_file.unlink()
+    new_a = load_key_file(new_key_file("site A", "gw-a", folder))
+    assert new_a.secret != key_a.secret
+    assert v.check(topic("site A", "gw-a"), frame(new_a, "site A", "gw-a")).site == "site A"
+    assert reads == 1
+    with pytest.raises(Rejection, match="bad signature"):
+        v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a"))
+    assert reads == 1
+    # A removed key stops verifying at the next periodic read.
+    c_file.unlink()
+    assert v.reload() is True
+    with pytest.raises(Rejection, match="unknown gateway"):
+        v.check(topic("site C", "gw-c"), frame(key_c, "site C", "gw-c"))
+
+
+def test_an_unreadable_keys_folder_keeps_the_loaded_keys(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "keys"
+    key_a = load_key_file(new_key_file("site A", "gw-a", folder))
+    v = _verifier(folder)
+    (folder / "broken.key").write_text("not a key file")
+    with caplog.at_level(logging.ERROR, logger="remotecal.ingest"):
+        assert v.reload() is False
+        (folder / "other.key").write_text("not one either")
+        assert v.reload() is False
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "broken.key" in errors[0] and "stay in force" in errors[0]
+    assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
