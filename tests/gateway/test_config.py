@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from pydantic import BaseModel
 
 from gateway.cli import main
-from gateway.config import load_config, parse_config
+from gateway.config import GatewayConfig, load_config, parse_config
 from gateway.errors import ConfigError
 
 HERE = Path(__file__).parent
@@ -39,6 +41,46 @@ def test_shipped_example_configs_are_valid() -> None:
     assert examples, "deploy/examples/site*.toml is missing"
     for p in examples:
         load_config(p)
+
+
+def _model_keys(model: type[BaseModel], table: str = "") -> set[tuple[str, str]]:
+    """(table, key) of every key a config model takes; nested models are tables of their own."""
+    keys: set[tuple[str, str]] = set()
+    for name, info in model.model_fields.items():
+        todo, nested = [info.annotation], None
+        while todo:
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                nested = t
+            todo += get_args(t)
+        if nested is None:
+            keys.add((table, name))
+        else:
+            keys |= _model_keys(nested, f"{table}.{name}".lstrip("."))
+    return keys
+
+
+def _example_keys(text: str) -> set[tuple[str, str]]:
+    """(table, key) of every key written in a TOML file, commented out or not."""
+    keys, table = set(), ""
+    for raw in text.splitlines():
+        line = raw.strip().lstrip("#").strip()
+        if header := re.match(r"^\[\[?([\w.]+)\]\]?(\s|$)", line):
+            table = header.group(1)
+            continue
+        for part in line.split(";"):
+            if key := re.match(r"^\s*(\w+)\s*=", part):
+                keys.add((table, key.group(1)))
+    return keys
+
+
+def test_site_example_shows_every_key_and_only_real_ones() -> None:
+    """deploy/examples/site.toml says it has every key: the models' keys, each section's
+    (commented out where optional), and no key the models would refuse."""
+    shown = _example_keys((HERE.parent.parent / "deploy" / "examples" / "site.toml").read_text())
+    known = _model_keys(GatewayConfig)
+    assert sorted(known - shown) == [], "keys missing from the example"
+    assert sorted(shown - known) == [], "keys in the example that no model takes"
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:
