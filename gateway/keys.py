@@ -120,16 +120,18 @@ def load_keys(path: str | Path) -> dict[tuple[str, str], UplinkKey]:
     return keys
 
 
-def keys_fingerprint(path: str | Path) -> tuple[tuple[str, int, int], ...]:
-    """(name, mtime_ns, size) of every `*.key` file of a folder (or of the one file): changes
-    when a key is added, removed or rewritten, for the price of one folder listing."""
+def keys_fingerprint(path: str | Path) -> tuple[tuple[str, int, int, int], ...]:
+    """(name, ctime_ns, mtime_ns, size) of every `*.key` file of a folder (or of the one file):
+    changes when a key is added, removed, rewritten, or its owner or mode change (a key that
+    could not be read is tried again once its permissions are fixed), for the price of one
+    folder listing."""
     p = Path(path)
     try:
         if not p.is_dir():
             st = p.stat()
-            return ((p.name, st.st_mtime_ns, st.st_size),)
+            return ((p.name, st.st_ctime_ns, st.st_mtime_ns, st.st_size),)
         with os.scandir(p) as entries:
-            return tuple(sorted((e.name, (st := e.stat()).st_mtime_ns, st.st_size)
+            return tuple(sorted((e.name, (st := e.stat()).st_ctime_ns, st.st_mtime_ns, st.st_size)
                                 for e in entries if e.name.endswith(".key")))
     except OSError:
         return ()

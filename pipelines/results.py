@@ -28,10 +28,10 @@ dof_eff is written `inf`.
 quantity, point; fields setpoint, reference_mean, dut_mean, correction, u_combined, U, k,
 n (integer), dof_eff; timestamp = the plateau's last sample.  An infinite dof_eff has no
 spelling in line protocol and is left out (read a missing dof_eff as infinite).  Running the
-pipeline again overwrites the points of the same plateaus (same series, same timestamp);
-points of plateaus that a changed [stability] no longer finds are left as they are (nothing is
-deleted from the lab's database): remove them with
-`DELETE FROM calibration_point WHERE run = '...'` before a rerun if they are in the way.
+pipeline again replaces the run's points: `write_points` with the run first deletes its
+calibration_point points within the run's bounds (InfluxQL DELETE, the WRITE right), so the
+points of plateaus a changed [stability] no longer finds do not stay beside the new ones.
+A server that refuses the DELETE (InfluxDB 2's v1 API) gets a warning naming `influx delete`.
 """
 
 from __future__ import annotations

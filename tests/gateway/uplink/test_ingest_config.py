@@ -12,10 +12,17 @@ from gateway.ingest.config import load_central_config
 SAMPLE = Path(__file__).parents[3] / "gateway" / "ingest" / "sample.toml"
 
 
-def test_the_sample_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REMOTECAL_INGEST_PASSWORD", "x")
-    cfg = load_central_config(SAMPLE)
+def test_the_sample_is_valid(tmp_path: Path) -> None:
+    # Its broker password is a file the deploy guide writes; here, a stand-in.
+    pw = tmp_path / "ingest-broker.pw"
+    pw.write_text("x")
+    text = SAMPLE.read_text()
+    assert "/etc/remotecal/ingest-broker.pw" in text
+    copy = tmp_path / "central.toml"
+    copy.write_text(text.replace("/etc/remotecal/ingest-broker.pw", str(pw)))
+    cfg = load_central_config(copy)
     assert cfg.ingest.worker == "w1" and cfg.sink_names() == ["influx"]
+    assert cfg.broker.password is not None and cfg.broker.password.get() == "x"
 
 
 def test_paths_are_relative_to_the_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,14 @@ def test_an_unreadable_keys_folder_keeps_the_loaded_keys(tmp_path: Path, caplog:
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "broken.key" in errors[0] and "stay in force" in errors[0]
     assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
+
+
+def test_the_folder_listing_changes_with_a_key_s_mode_or_owner(tmp_path: Path) -> None:
+    # A key found before `chmod`/`chown` made it readable must be tried again after them.
+    folder = tmp_path / "keys"
+    path = new_key_file("site A", "gw-a", folder)
+    before = keys_fingerprint(folder)
+    time.sleep(0.01)
+    path.chmod(0o640)
+    assert keys_fingerprint(folder) != before
+    assert keys_fingerprint(path) != () and keys_fingerprint(tmp_path / "none") == ()
