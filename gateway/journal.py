@@ -361,7 +361,8 @@ class Journal:
                         rows.append((self._series_id(db, key), r.time_ns, None, json.dumps(r.fields)))
                 for q in s.rejected:
                     quarantined.append(
-                        (q.time_ns or now, q.source, q.topic, q.reason, bytes(q.payload[:_PAYLOAD_PREFIX]))
+                        (q.time_ns or now, q.source, q.topic, q.reason,
+                         bytes(q.payload if q.keep_whole else q.payload[:_PAYLOAD_PREFIX]))
                     )
             if rows:
                 db.executemany("INSERT INTO records(series, ts, value, fields) VALUES(?,?,?,?)", rows)
@@ -481,6 +482,28 @@ class Journal:
                 "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
                 (self.quarantine_max,),
             )
+
+    async def quarantined(self, source: str, reason_prefix: str, *, after: int = 0,
+                          limit: int = 500) -> list[QuarantineRow]:
+        """Quarantine rows of `source` whose reason starts with `reason_prefix`, id > `after`,
+        oldest first."""
+        return await self._run(self._quarantined_sync, source, reason_prefix, after, limit)
+
+    def _quarantined_sync(self, source: str, prefix: str, after: int, limit: int) -> list[QuarantineRow]:
+        rows = self._need_db().execute(
+            "SELECT id, time_ns, source, topic, reason, payload FROM quarantine "
+            "WHERE source = ? AND substr(reason, 1, ?) = ? AND id > ? ORDER BY id LIMIT ?",
+            (source, len(prefix), prefix, after, limit)).fetchall()
+        return [QuarantineRow(*r) for r in rows]
+
+    async def release_quarantined(self, ids: Sequence[int]) -> None:
+        """Delete these quarantine rows: their input was taken back after all."""
+        if ids:
+            await self._run(self._release_sync, list(ids))
+
+    def _release_sync(self, ids: list[int]) -> None:
+        with self._need_db() as db:
+            db.executemany("DELETE FROM quarantine WHERE id = ?", [(i,) for i in ids])
 
     @staticmethod
     def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:

@@ -11,7 +11,10 @@
 
 A refused frame is counted by kind, logged (rate-limited), kept in the journal's quarantine
 with its reason (`remotecal ingest -c ... --quarantine`), and acknowledged: the broker must
-not hand it to us again.  Nothing of it is journalled, so nothing of it reaches InfluxDB.
+not hand it to us again.  Nothing of it is journalled, so nothing of it reaches InfluxDB -
+except a frame refused for want of its gateway's key, which is kept whole and taken back
+(verified, journalled, unquarantined) once the keys change (`_requeue`): a key installed
+late loses no reading.
 A frame we already hold that comes back with DUP set is the broker's own redelivery (after
 a reconnect, or a worker restart, before our ack got through): it is counted as
 `redelivered` and acknowledged, not quarantined.
@@ -125,8 +128,11 @@ class Ingest:
     def __init__(self, cfg: CentralConfig) -> None:
         self.cfg = cfg
         i, j = cfg.ingest, cfg.journal
+        self._requeue_wanted = asyncio.Event()
+        self._requeue_wanted.set()  # at start: keys may have come while this worker was down
         self.verifier = FrameVerifier(i.topic_prefix, load_keys(i.keys), load=lambda: load_keys(i.keys),
-                                      fingerprint=lambda: keys_fingerprint(i.keys))
+                                      fingerprint=lambda: keys_fingerprint(i.keys),
+                                      on_change=self._requeue_wanted.set)
         self.journal = Journal(
             i.data_dir / "journal.db", cfg.sink_names(), fsync=j.fsync, max_size=j.max_size,
             on_full=j.on_full, commit_interval=j.commit_interval, quarantine_max=j.quarantine_max,
@@ -139,6 +145,7 @@ class Ingest:
         self.subscriber = IngestSubscriber(cfg)
         self.accepted_frames = 0
         self.redelivered = 0
+        self.requeued = 0
         self.rejected: Counter[str] = Counter({k: 0 for k in REJECT_KINDS})
         self._rejects_log = RateLimitedLog(log)
         self._stop = asyncio.Event()
@@ -167,6 +174,7 @@ class Ingest:
                 pump = tg.create_task(self._pump(), name="pump")
                 tg.create_task(self._periodic(self.replay.save, 1.0), name="replay-save")
                 tg.create_task(self._periodic(self._reload_keys, KEYS_RELOAD_S), name="keys")
+                tg.create_task(self._requeue_loop(), name="requeue")
                 tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
                 tg.create_task(self._periodic(self._health, i.health_interval), name="health")
                 await self._stop.wait()
@@ -184,6 +192,7 @@ class Ingest:
     def counters(self) -> str:
         st = self.journal.stats
         parts = [f"accepted_frames={self.accepted_frames}", f"redelivered={self.redelivered}",
+                 f"requeued={self.requeued}",
                  f"readings={st.received}",
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
         parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
@@ -208,6 +217,72 @@ class Ingest:
         sample = HealthSample(i.site, f"ingest-{i.worker}", time.time_ns(), self.health_fields())
         with contextlib.suppress(JournalFull):
             self.journal.submit([sample])
+
+    async def _requeue_loop(self) -> None:
+        while not self._stop.is_set():
+            waiter = asyncio.ensure_future(self._requeue_wanted.wait())
+            stopper = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if self._stop.is_set():
+                return
+            self._requeue_wanted.clear()
+            await self._requeue()
+
+    async def _requeue(self) -> None:
+        """Take back the frames refused for want of a key (kept whole) that verify now.
+
+        They were received, not replayed: the replay window does not apply to them (a frame
+        "too old" for it is still taken), only the journal's redelivery keys, which drop a
+        frame already journalled.  Each is removed from the quarantine once committed (a
+        crash before that journals it again at the next pass, and the keys drop it)."""
+        after = 0
+        while not self._stop.is_set():
+            rows = await self.journal.quarantined("ingest", "unknown gateway:", after=after)
+            if not rows:
+                return
+            after = rows[-1].id
+            taken: list[int] = []
+            waits: list[asyncio.Future[None]] = []
+            for row in rows:
+                try:
+                    frame = self.verifier.check(row.topic, row.payload)
+                except Rejection:
+                    continue  # still no key (or never a good frame): it stays
+                site, gw, seq = frame.site, frame.gateway, frame.seq
+                fresh = self.replay.check(site, gw, seq) is None
+                if fresh:
+                    self.replay.reserve(site, gw, seq)
+
+                def committed(site: str = site, gw: str = gw, seq: int = seq, fresh: bool = fresh) -> None:
+                    if fresh:
+                        self.replay.accept(site, gw, seq)
+                    self.requeued += 1
+
+                key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"))
+                while True:
+                    try:
+                        fut = self.journal.submit(frame.records, dedupe=key, redelivered=True,
+                                                  on_committed=committed, wait=True)
+                        break
+                    except JournalFull:
+                        await asyncio.sleep(1.0)
+                assert fut is not None
+                if fresh:
+                    def failed(f: asyncio.Future[None], site: str = site, gw: str = gw,
+                               seq: int = seq) -> None:
+                        if not f.cancelled() and f.exception() is not None:
+                            self.replay.release(site, gw, seq)
+
+                    fut.add_done_callback(failed)
+                waits.append(fut)
+                taken.append(row.id)
+            if waits:
+                await asyncio.gather(*waits)
+                await self.journal.release_quarantined(taken)
+                log.info("ingest: %d frame(s) refused earlier for want of a key verify now: journalled",
+                         len(taken))
 
     async def _reload_keys(self) -> None:
         # On the loop, like the reload a frame asks for: a folder of small files, one owner.
@@ -247,7 +322,12 @@ class Ingest:
                 return
             self.rejected[exc.kind] += 1
             self._rejects_log.warning(exc.kind, "ingest: refused a frame on %r: %s", m.topic, exc.reason)
-            self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns)],
+            # A frame refused for want of a key is kept whole: once its key is installed,
+            # `_requeue` takes it back.  Only a broker user allowed on that gateway's topic
+            # can send one (deploy/mosquitto ACL), so this is a late key, not a flood.
+            whole = exc.kind == "unknown gateway"
+            self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns,
+                                              keep_whole=whole)],
                                 on_committed=ack)
             return
         site, gw, seq = frame.site, frame.gateway, frame.seq

@@ -49,8 +49,10 @@ class FrameVerifier:
 
     def __init__(self, prefix: str, keys: Mapping[tuple[str, str], UplinkKey], *,
                  load: Callable[[], Mapping[tuple[str, str], UplinkKey]] | None = None,
-                 fingerprint: Callable[[], object] | None = None) -> None:
+                 fingerprint: Callable[[], object] | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.prefix = prefix
+        self.on_change = on_change
         self.keys = keys
         self._load = load
         self._fingerprint = fingerprint
@@ -87,6 +89,8 @@ class FrameVerifier:
         log.info("ingest: keys read again: %d in all; new %s, removed %s, replaced %s", len(keys),
                  _names(added), _names(removed), _names(changed))
         self.keys = keys
+        if self.on_change is not None:
+            self.on_change()
         return True
 
     def check(self, topic: str, payload: bytes) -> Frame:

@@ -28,6 +28,9 @@ class Rejected:
     topic: str = ""
     payload: bytes = b""
     time_ns: int = 0
+    keep_whole: bool = False
+    """Keep the whole payload, not its first KiB: input that may become good later (a frame
+    of a gateway whose key is not installed yet) and must then be taken back."""
 
 
 @dataclass(slots=True)

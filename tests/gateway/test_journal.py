@@ -122,3 +122,20 @@ async def test_drop_oldest_policy_counts_what_it_drops(tmp_path: Path) -> None:
         assert batch is not None
         assert len(batch) + j.stats.dropped == 5000
         assert batch.records[-1] == _r(4999)
+
+
+async def test_the_quarantine_keeps_a_kib_or_the_whole_payload_and_gives_rows_back(tmp_path: Path) -> None:
+    big = bytes(range(256)) * 40  # 10 KiB
+    async with Journal(tmp_path / "j.db", ["a"]) as j:
+        await j.append([], [Rejected("ingest", "unknown gateway: no key", "t/1", big, 1, keep_whole=True),
+                            Rejected("ingest", "bad signature: x", "t/2", big, 2),
+                            Rejected("mqtt", "unknown gateway: not ours", "t/3", big, 3, keep_whole=True)])
+        rows = await j.quarantined("ingest", "unknown gateway:")
+        assert [(r.topic, r.payload) for r in rows] == [("t/1", big)]
+        total, listed = Journal.read_quarantine(tmp_path / "j.db")
+        assert total == 3 and {r.topic: len(r.payload) for r in listed} == {"t/1": 10240, "t/2": 1024,
+                                                                             "t/3": 10240}
+        assert await j.quarantined("ingest", "unknown gateway:", after=rows[0].id) == []
+        await j.release_quarantined([rows[0].id])
+        assert await j.quarantined("ingest", "unknown gateway:") == []
+        assert Journal.read_quarantine(tmp_path / "j.db")[0] == 2

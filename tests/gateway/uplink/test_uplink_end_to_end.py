@@ -312,3 +312,46 @@ def test_a_gateway_provisioned_while_the_ingest_runs_needs_no_restart(
     assert count_readings(influxd) == 400
     assert counters(worker.log()).get("unknown gateway", 0) == 0
     assert f"new {site2}/{gw2}" in worker.log()
+
+
+@pytest.mark.integration
+def test_frames_that_came_before_their_gateway_s_key_are_taken_back(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """A gateway sends before the institute installed its key: its frames are refused
+    ("unknown gateway") and acknowledged, so the gateway forgets them - but the ingest keeps
+    them whole, and journals them once the key is there.  Not one reading is lost."""
+    site, gw, local = GATEWAYS[1]
+    keys = tmp_path / "central-keys"
+    keys.mkdir()
+    key = make_key(tmp_path / "gw-keys", site, gw)
+    worker = IngestProcess(tmp_path / "w1", ingest_config(tmp_path / "w1" / "data", mosquitto.port, keys,
+                                                          influxd, "w1"))
+    gateway = GatewayProcess(tmp_path / local, gateway_config(tmp_path / local / "data", mosquitto.port,
+                                                              site, gw, local, key))
+    logs = (worker.log, gateway.log)
+    try:
+        worker.start()
+        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", *logs)
+        gateway.start()
+        wait_until(lambda: "connected" in gateway.log(), 20, "gateway connected", *logs)
+        pub = Publisher(mosquitto.port)
+        pub.publish_all([state_message(local, "s0", i) for i in range(300)])
+        wait_until(lambda: "unknown gateway" in worker.log(), 20, "the frames refused", *logs)
+        time.sleep(1.0)  # the gateway lets them go once the broker has them: nothing to resend
+        assert count_readings(influxd) == 0
+        (keys / key.name).write_bytes(key.read_bytes())  # the key arrives at the institute
+        pub.publish_all([state_message(local, "s0", i) for i in range(300, 400)])
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= 400, 30, "every reading", *logs)
+        assert gateway.terminate() == 0
+        assert worker.terminate() == 0
+    finally:
+        gateway.kill()
+        worker.kill()
+    rows = influxd.rows("SELECT value FROM reading", "calibration")
+    assert sorted((r["time"], r["value"]) for r in rows) == [
+        ((T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"]) for i in range(400)]
+    c = counters(worker.log())
+    assert c["rejected[unknown gateway]"] >= 1 and c["requeued"] == c["rejected[unknown gateway]"]
+    total, quarantined = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")
+    assert total == 0, quarantined
