@@ -48,6 +48,7 @@ from gateway.keys import keys_fingerprint, load_keys
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample
 from gateway.sinks.influxdb.sink import InfluxDBSink
+from gateway.sinks.mqtt.frame import Frame
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
 from gateway.sources import Rejected
 from gateway.sources.mqtt.message import Message
@@ -250,32 +251,8 @@ class Ingest:
                     frame = self.verifier.check(row.topic, row.payload)
                 except Rejection:
                     continue  # still no key (or never a good frame): it stays
-                site, gw, seq = frame.site, frame.gateway, frame.seq
-                fresh = self.replay.check(site, gw, seq) is None
-                if fresh:
-                    self.replay.reserve(site, gw, seq)
-
-                def committed(site: str = site, gw: str = gw, seq: int = seq, fresh: bool = fresh) -> None:
-                    if fresh:
-                        self.replay.accept(site, gw, seq)
-                    self.requeued += 1
-
-                key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"))
-                while True:
-                    try:
-                        fut = self.journal.submit(frame.records, dedupe=key, redelivered=True,
-                                                  on_committed=committed, wait=True)
-                        break
-                    except JournalFull:
-                        await asyncio.sleep(1.0)
-                assert fut is not None
-                if fresh:
-                    def failed(f: asyncio.Future[None], site: str = site, gw: str = gw,
-                               seq: int = seq) -> None:
-                        if not f.cancelled() and f.exception() is not None:
-                            self.replay.release(site, gw, seq)
-
-                    fut.add_done_callback(failed)
+                fresh = self.replay.check(frame.site, frame.gateway, frame.seq) is None
+                fut = await self._journal_frame(frame, guarded=fresh, then=self._count_requeued)
                 waits.append(fut)
                 taken.append(row.id)
             if waits:
@@ -330,26 +307,44 @@ class Ingest:
                                               keep_whole=whole)],
                                 on_committed=ack)
             return
+
+        def accepted() -> None:
+            self.accepted_frames += 1
+            ack()
+
+        await self._journal_frame(frame, guarded=True, then=accepted)
+
+    def _count_requeued(self) -> None:
+        self.requeued += 1
+
+    async def _journal_frame(self, frame: Frame, *, guarded: bool,
+                             then: Callable[[], None]) -> asyncio.Future[None]:
+        """Submit a verified frame's readings with its redelivery key; `then` runs at the commit.
+
+        `guarded`: the replay window holds its number while it is committed and remembers it
+        after (released if the commit fails).  While the journal is full the frame waits (the
+        broker keeps it: it is not acknowledged)."""
         site, gw, seq = frame.site, frame.gateway, frame.seq
         key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"))
 
         def committed() -> None:
-            self.replay.accept(site, gw, seq)
-            self.accepted_frames += 1
-            ack()
+            if guarded:
+                self.replay.accept(site, gw, seq)
+            then()
 
         def failed(fut: asyncio.Future[None]) -> None:
-            if not fut.cancelled() and fut.exception() is not None:
+            if guarded and not fut.cancelled() and fut.exception() is not None:
                 self.replay.release(site, gw, seq)
 
-        self.replay.reserve(site, gw, seq)
+        if guarded:
+            self.replay.reserve(site, gw, seq)
         while True:
             try:
                 fut = self.journal.submit(frame.records, dedupe=key, redelivered=True,
                                           on_committed=committed, wait=True)
                 break
             except JournalFull:
-                # The broker keeps the frame (it is not acknowledged) until there is room.
                 await asyncio.sleep(1.0)
         assert fut is not None
         fut.add_done_callback(failed)
+        return fut
