@@ -22,7 +22,7 @@ from gateway.reading import Reading
 from gateway.sinks.influxdb.lineprotocol import encode_batch
 from pipelines.cli import main, run_pipeline
 from pipelines.config import CertificateConfig, load_pipeline_config, parse_pipeline_config
-from pipelines.results import CSV_COLUMNS
+from pipelines.results import CSV_COLUMNS, write_points
 from pipelines.run import apply_certificate, compute, interpolate_onto, round_setpoint
 from pipelines.source import ChannelData, query_readings
 from tests.servers.influx import InfluxD
@@ -492,3 +492,45 @@ def test_interpolation_on_a_plateau_slice_equals_the_whole_series() -> None:
         ok = np.ones(t_ref.size, dtype=bool) if got_ok is None else got_ok
         np.testing.assert_array_equal(ok, want_ok, err_msg=f"case {case}")
         np.testing.assert_array_equal(np.asarray(got_v)[ok], want_v[want_ok], err_msg=f"case {case}")
+
+
+@pytest.mark.parametrize("answer", [
+    (400, '{"error": "error parsing query: found DELETE, expected SELECT, SHOW"}'),  # InfluxDB 2, v1 API
+    (200, '{"results": [{"statement_id": 0, "error": "unauthorized"}]}'),
+])
+def test_a_refused_delete_is_a_warning_and_the_points_are_still_written(
+        answer: tuple[int, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import tomllib
+
+    import httpx
+
+    import pipelines.results
+
+    by_channel: dict[str, list[Reading]] = {}
+    for r in synthetic_run():
+        if r.run == RUN:
+            by_channel.setdefault(r.channel, []).append(r)
+    data = {ch: ChannelData(np.array([r.time_ns / 1e9 for r in rs]), np.array([r.value for r in rs]),
+                            rs[0].quantity, rs[0].unit, rs[0].role) for ch, rs in by_channel.items()}
+    cfg = parse_pipeline_config(tomllib.loads(PIPELINE_TOML.format(
+        run=RUN, url="http://influx.test:8086", database="calibration", cert=CERT)))
+    results = compute(cfg, data)
+    seen: list[tuple[str, bytes]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.content))
+        if request.url.path == "/query":
+            return httpx.Response(answer[0], text=answer[1])
+        return httpx.Response(204)
+
+    monkeypatch.setattr(pipelines.results, "influx_client",
+                        lambda source: httpx.Client(transport=httpx.MockTransport(server)))
+    with caplog.at_level(logging.WARNING, logger="pipelines.results"):
+        assert write_points(results, cfg.source, cfg.run) == 6
+    assert [path for path, _ in seen] == ["/query", "/write"]
+    assert b"DELETE+FROM+%22calibration_point%22+WHERE+%22run%22+%3D+%27RC-TEST-0001%27" in seen[0][1]
+    assert seen[1][1].count(b"\n") == 5
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and "did not delete the earlier calibration_point points" in warning[0]
+    assert "influx delete" in warning[0]
