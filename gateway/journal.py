@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS quarantine(
     topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS seen(key BLOB PRIMARY KEY, time_ns INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_time ON seen(time_ns);
+CREATE INDEX IF NOT EXISTS quarantine_topic ON quarantine(topic, id);
 """
 _SCHEMA_VERSION = "1"
 _PAYLOAD_PREFIX = 1024
@@ -483,18 +484,27 @@ class Journal:
                 (self.quarantine_max,),
             )
 
-    async def quarantined(self, source: str, reason_prefix: str, *, after: int = 0,
-                          limit: int = 500) -> list[QuarantineRow]:
-        """Quarantine rows of `source` whose reason starts with `reason_prefix`, id > `after`,
-        oldest first."""
-        return await self._run(self._quarantined_sync, source, reason_prefix, after, limit)
+    async def quarantined(self, source: str, reason_prefix: str, topics: Iterable[str], *,
+                          after: int = 0, limit: int = 500) -> list[QuarantineRow]:
+        """Quarantine rows of `source` on one of `topics` whose reason starts with
+        `reason_prefix`, id > `after`, oldest first."""
+        wanted = sorted(set(topics))
+        if not wanted:
+            return []
+        return await self._run(self._quarantined_sync, source, reason_prefix, wanted, after, limit)
 
-    def _quarantined_sync(self, source: str, prefix: str, after: int, limit: int) -> list[QuarantineRow]:
-        rows = self._need_db().execute(
-            "SELECT id, time_ns, source, topic, reason, payload FROM quarantine "
-            "WHERE source = ? AND substr(reason, 1, ?) = ? AND id > ? ORDER BY id LIMIT ?",
-            (source, len(prefix), prefix, after, limit)).fetchall()
-        return [QuarantineRow(*r) for r in rows]
+    def _quarantined_sync(self, source: str, prefix: str, topics: list[str], after: int,
+                          limit: int) -> list[QuarantineRow]:
+        db = self._need_db()
+        out: list[QuarantineRow] = []
+        for i in range(0, len(topics), 500):  # SQLite's bound on parameters, with room
+            part = topics[i:i + 500]
+            marks = ",".join("?" * len(part))
+            out += [QuarantineRow(*r) for r in db.execute(
+                "SELECT id, time_ns, source, topic, reason, payload FROM quarantine WHERE source = ? "
+                f"AND substr(reason, 1, ?) = ? AND id > ? AND topic IN ({marks}) ORDER BY id LIMIT ?",
+                (source, len(prefix), prefix, after, *part, limit)).fetchall()]
+        return sorted(out, key=lambda r: r.id)[:limit]
 
     async def release_quarantined(self, ids: Sequence[int]) -> None:
         """Delete these quarantine rows: their input was taken back after all."""

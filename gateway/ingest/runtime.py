@@ -48,7 +48,7 @@ from gateway.keys import keys_fingerprint, load_keys
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample
 from gateway.sinks.influxdb.sink import InfluxDBSink
-from gateway.sinks.mqtt.frame import Frame
+from gateway.sinks.mqtt.frame import Frame, readings_topic
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
 from gateway.sources import Rejected
 from gateway.sources.mqtt.message import Message
@@ -240,7 +240,10 @@ class Ingest:
         crash before that journals it again at the next pass, and the keys drop it)."""
         after = 0
         while not self._stop.is_set():
-            rows = await self.journal.quarantined("ingest", "unknown gateway:", after=after)
+            # Only the rows of gateways that have a key now: the others would be refused again.
+            prefix = self.cfg.ingest.topic_prefix
+            topics = [readings_topic(prefix, site, gw) for site, gw in self.verifier.keys]
+            rows = await self.journal.quarantined("ingest", "unknown gateway:", topics, after=after)
             if not rows:
                 return
             after = rows[-1].id

@@ -130,12 +130,13 @@ async def test_the_quarantine_keeps_a_kib_or_the_whole_payload_and_gives_rows_ba
         await j.append([], [Rejected("ingest", "unknown gateway: no key", "t/1", big, 1, keep_whole=True),
                             Rejected("ingest", "bad signature: x", "t/2", big, 2),
                             Rejected("mqtt", "unknown gateway: not ours", "t/3", big, 3, keep_whole=True)])
-        rows = await j.quarantined("ingest", "unknown gateway:")
+        assert await j.quarantined("ingest", "unknown gateway:", ["t/2", "t/3"]) == []
+        rows = await j.quarantined("ingest", "unknown gateway:", ["t/1", "t/3"])
         assert [(r.topic, r.payload) for r in rows] == [("t/1", big)]
         total, listed = Journal.read_quarantine(tmp_path / "j.db")
         assert total == 3 and {r.topic: len(r.payload) for r in listed} == {"t/1": 10240, "t/2": 1024,
                                                                              "t/3": 10240}
-        assert await j.quarantined("ingest", "unknown gateway:", after=rows[0].id) == []
+        assert await j.quarantined("ingest", "unknown gateway:", ["t/1"], after=rows[0].id) == []
         await j.release_quarantined([rows[0].id])
-        assert await j.quarantined("ingest", "unknown gateway:") == []
+        assert await j.quarantined("ingest", "unknown gateway:", ["t/1"]) == []
         assert Journal.read_quarantine(tmp_path / "j.db")[0] == 2
