@@ -208,7 +208,7 @@ class Ingest:
             "received": st.received, "rejected": sum(self.rejected.values()),
             "delivered": sum(st.delivered.values()), "duplicates": st.duplicates,
             "accepted_frames": self.accepted_frames, "redelivered": self.redelivered,
-            "sink_errors": sum(r.errors for r in self.runners),
+            "requeued_frames": self.requeued, "sink_errors": sum(r.errors for r in self.runners),
         }
         fields |= {f"rejected_{k}": n for k, n in self.rejected.items()}
         return fields

@@ -353,5 +353,8 @@ def test_frames_that_came_before_their_gateway_s_key_are_taken_back(
         ((T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"]) for i in range(400)]
     c = counters(worker.log())
     assert c["rejected[unknown gateway]"] >= 1 and c["requeued"] == c["rejected[unknown gateway]"]
+    health = influxd.rows("SELECT last(requeued_frames) FROM gateway_health WHERE gateway = 'ingest-w1'",
+                          "calibration")
+    assert health[0]["last"] == c["requeued"]  # the Fleet dashboard sees it too
     total, quarantined = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")
     assert total == 0, quarantined
