@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +35,7 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert f"corrections.csv  {out / 'corrections.csv'}" in proc.stdout
-    rows = list(csv.DictReader((out / "corrections.csv").open()))
-    assert sorted({r["channel"] for r in rows}) == sorted(TRUTH)
-    assert {r["setpoint"] for r in rows if r["quantity"] == "temperature"} == {"15", "25", "35"}
-    assert {r["setpoint"] for r in rows if r["quantity"] == "relative_humidity"} == {"30", "50", "70"}
-    assert len(rows) == 3 * len(TRUTH)
-    for r in rows:
-        expected = -TRUTH[r["channel"]](float(r["setpoint"]))
-        assert abs(float(r["correction"]) - expected) <= float(r["U"]), r
+    _corrections_match_the_truth(out)
     print(f"\ndemo: {elapsed:.1f} s wall for a 3 h chamber program at x720")
     xml = (out / "certificate.xml").read_bytes()
     from pipelines.dcc import certificate_identifier, dcc_dir, read_corrections, validate_dcc
@@ -57,3 +52,42 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
                  b"DEMO-THR-0001", b"DEMO-MQTT-0002", b"DEMO-MQTT-0003"):
         assert text in xml, text
     assert not any(w in proc.stderr for w in ("[certificate]", "[items.", "items: channel")), proc.stderr[-2000:]
+
+
+def _corrections_match_the_truth(out: Path) -> None:
+    rows = list(csv.DictReader((out / "corrections.csv").open()))
+    assert sorted({r["channel"] for r in rows}) == sorted(TRUTH)
+    assert {r["setpoint"] for r in rows if r["quantity"] == "temperature"} == {"15", "25", "35"}
+    assert {r["setpoint"] for r in rows if r["quantity"] == "relative_humidity"} == {"30", "50", "70"}
+    assert len(rows) == 3 * len(TRUTH)
+    for r in rows:
+        expected = -TRUTH[r["channel"]](float(r["setpoint"]))
+        assert abs(float(r["correction"]) - expected) <= float(r["U"]), r
+
+
+def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make demo` on a machine without Mosquitto: the embedded amqtt broker, MQTT 3.1.1.
+    import asyncio
+    import shutil
+
+    import gateway.demo as demo
+
+    which = shutil.which
+    monkeypatch.setattr(demo.shutil, "which",
+                        lambda name, *a, **k: None if name == "mosquitto" else which(name, *a, **k))
+    used: list[str] = []
+    broker = demo._broker
+
+    @contextlib.asynccontextmanager
+    async def spy(workdir: Path) -> AsyncIterator[tuple[int, str]]:
+        async with broker(workdir) as (port, protocol):
+            used.append(protocol)
+            yield port, protocol
+
+    monkeypatch.setattr(demo, "_broker", spy)
+    out = tmp_path / "demo"
+    outputs = asyncio.run(demo.run_demo(demo.DemoPlan(out=out, speed=720)))
+    assert used == ["3.1.1"]
+    assert outputs["certificate.xml"] == out / "certificate.xml"
+    _corrections_match_the_truth(out)
