@@ -217,6 +217,14 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
         + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
     )
+    from pipelines.run import dut_channels
+
+    compared = {ch for i, c in enumerate(out.config.comparisons) for ch in dut_channels(c, out.data, i)}
+    missing = sorted(compared - set(channels))
+    if missing:
+        # Certified without them: say so where the summary is read, not only in the log.
+        print(f"no calibration point for {len(missing)} DUT channel(s): {', '.join(missing)} "
+              "(not on the certificate; see the warnings)")
     if out.curve_path is not None:
         print(f"correction curves of {len(out.curves)} channel(s) -> {out.curve_path}")
     if out.report_path is not None:

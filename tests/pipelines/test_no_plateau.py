@@ -227,3 +227,15 @@ def test_a_run_without_curve_removes_an_earlier_curve_csv(
     assert not (out / "curve.csv").exists()
     assert {"corrections.csv", "certificate.xml", "report.html"} <= {p.name for p in out.iterdir()}
     assert any("removed curve.csv of an earlier run" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dut_without_points_is_named_in_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # dut2-t reads only during the first ramp: the run is certified for dut1-t alone.
+    readings = [r for r in chamber_readings()
+                if r.channel != "dut2-t" or 2000.0 <= r.time_ns / 1e9 - T0 <= 2300.0]
+    make_store(tmp_path, readings)
+    code, stdout, _ = run_cli(write_config(tmp_path), tmp_path / "out", capsys)
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0].startswith("3 calibration point(s) for 1 DUT channel(s)")
+    assert "no calibration point for 1 DUT channel(s): dut2-t (not on the certificate; see the warnings)" in lines
