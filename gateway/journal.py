@@ -76,6 +76,9 @@ CREATE INDEX IF NOT EXISTS quarantine_topic ON quarantine(topic, id);
 """
 _SCHEMA_VERSION = "1"
 _PAYLOAD_PREFIX = 1024
+_WHOLE_SHARE = 8
+"""Whole quarantine payloads may take up to max_size / this: input kept to be taken back later
+must never fill the journal and stop the good input."""
 _SEEN_KEEP_NS = 7 * 86400 * 10**9
 
 
@@ -173,6 +176,9 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         self._series: dict[tuple[str, ...], int] = {}
         self._series_by_id: dict[int, Series] = {}
+        self._uncommitted_series: list[tuple[str, ...]] = []
+        self._whole_bytes = 0  # quarantine payloads kept whole (`Rejected.keep_whole`), in bytes
+        self._whole_full_logged = False
         self._cursors: dict[str, int] = {}
         self._last_seq = 0
         self._queue: list[_Submission] = []
@@ -223,6 +229,7 @@ class Journal:
         for sid, *key in db.execute("SELECT * FROM series"):
             self._series[tuple(key)] = sid
             self._series_by_id[sid] = Series.from_key(key)
+        self._count_whole_sync()
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         self._last_seq = row[0] if row else 0
         stored = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
@@ -330,6 +337,7 @@ class Journal:
             assert sid is not None
             self._series[key] = sid
             self._series_by_id[sid] = Series.from_key(key)
+            self._uncommitted_series.append(key)
         return sid
 
     def _commit_sync(self, subs: list[_Submission]) -> set[int]:
@@ -339,6 +347,8 @@ class Journal:
         quarantined: list[tuple[int, str, str, str, bytes]] = []
         seen_rows: list[tuple[bytes, int]] = []
         now = time.time_ns()
+        whole_bytes = self._whole_bytes
+        self._uncommitted_series = []
         db.execute("BEGIN IMMEDIATE")
         try:
             batch_keys: set[bytes] = set()
@@ -361,10 +371,17 @@ class Journal:
                         key = ("gateway_health", r.site, r.gateway, "", "", "", "", "", "")
                         rows.append((self._series_id(db, key), r.time_ns, None, json.dumps(r.fields)))
                 for q in s.rejected:
-                    quarantined.append(
-                        (q.time_ns or now, q.source, q.topic, q.reason,
-                         bytes(q.payload if q.keep_whole else q.payload[:_PAYLOAD_PREFIX]))
-                    )
+                    payload = bytes(q.payload[:_PAYLOAD_PREFIX])
+                    if q.keep_whole and len(q.payload) > _PAYLOAD_PREFIX:
+                        if whole_bytes + len(q.payload) <= self.max_size // _WHOLE_SHARE:
+                            payload = bytes(q.payload)
+                            whole_bytes += len(payload)
+                        elif not self._whole_full_logged:
+                            log.error("journal: whole payloads kept in the quarantine reached %d bytes "
+                                      "(max_size / %d); further ones keep their first %d bytes only",
+                                      whole_bytes, _WHOLE_SHARE, _PAYLOAD_PREFIX)
+                            self._whole_full_logged = True
+                    quarantined.append((q.time_ns or now, q.source, q.topic, q.reason, payload))
             if rows:
                 db.executemany("INSERT INTO records(series, ts, value, fields) VALUES(?,?,?,?)", rows)
             if quarantined:
@@ -376,8 +393,16 @@ class Journal:
                 db.executemany("INSERT OR REPLACE INTO seen VALUES(?,?)", seen_rows)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL): do not hide the real error.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # Series made in this transaction do not exist: their ids will be given again.
+            for new in self._uncommitted_series:
+                del self._series_by_id[self._series.pop(new)]
+            self._uncommitted_series = []
             raise
+        self._uncommitted_series = []
+        self._whole_bytes = whole_bytes
         if rows:
             self._last_seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()[0]
         self.stats.commits += 1
@@ -479,10 +504,14 @@ class Journal:
         db = self._need_db()
         with db:
             db.execute("DELETE FROM seen WHERE time_ns < ?", (time.time_ns() - _SEEN_KEEP_NS,))
-            db.execute(
+            cur = db.execute(
                 "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
                 (self.quarantine_max,),
             )
+        if cur.rowcount > 0:
+            log.warning("journal: the quarantine dropped its %d oldest row(s) (quarantine_max = %d)",
+                        cur.rowcount, self.quarantine_max)
+            self._count_whole_sync()
 
     async def quarantined(self, source: str, reason_prefix: str, topics: Iterable[str], *,
                           after: int = 0, limit: int = 500) -> list[QuarantineRow]:
@@ -512,8 +541,23 @@ class Journal:
             await self._run(self._release_sync, list(ids))
 
     def _release_sync(self, ids: list[int]) -> None:
-        with self._need_db() as db:
+        db = self._need_db()
+        db.execute("BEGIN IMMEDIATE")  # one transaction, one fsync (autocommit otherwise)
+        try:
             db.executemany("DELETE FROM quarantine WHERE id = ?", [(i,) for i in ids])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._count_whole_sync()
+
+    def _count_whole_sync(self) -> None:
+        self._whole_bytes = self._need_db().execute(
+            "SELECT COALESCE(SUM(length(payload)), 0) FROM quarantine WHERE length(payload) > ?",
+            (_PAYLOAD_PREFIX,)).fetchone()[0]
+        if self._whole_bytes <= self.max_size // _WHOLE_SHARE:
+            self._whole_full_logged = False
 
     @staticmethod
     def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:
