@@ -109,7 +109,15 @@ def load_key_file(path: str | Path) -> UplinkKey:
 def load_keys(path: str | Path) -> dict[tuple[str, str], UplinkKey]:
     """Every `*.key` file of a folder (or one file), by (site, gateway)."""
     p = Path(path)
-    files = sorted(p.glob("*.key")) if p.is_dir() else [p]
+    try:
+        if p.is_dir():
+            # Not Path.glob: it takes a folder it cannot list for an empty one.
+            with os.scandir(p) as entries:
+                files = sorted(Path(e.path) for e in entries if e.name.endswith(".key"))
+        else:
+            files = [p]
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the keys folder: {exc.strerror or exc}") from None
     keys: dict[tuple[str, str], UplinkKey] = {}
     for f in files:
         k = load_key_file(f)

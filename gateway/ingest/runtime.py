@@ -58,6 +58,7 @@ __all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
 log = logging.getLogger("remotecal.ingest")
 
 KEYS_RELOAD_S = 60.0
+REQUEUE_RETRY_S = 30.0
 """The keys folder is read again this often (and when a frame asks for it, see verify)."""
 
 SHARED_SUBSCRIPTION_NOTE = """\
@@ -256,13 +257,23 @@ class Ingest:
                     continue  # still no key (or never a good frame): it stays
                 fresh = self.replay.check(frame.site, frame.gateway, frame.seq) is None
                 fut = await self._journal_frame(frame, guarded=fresh, then=self._count_requeued)
+                if fut is None:
+                    break  # stopping: the rows stay for the next start
                 waits.append(fut)
                 taken.append(row.id)
             if waits:
-                await asyncio.gather(*waits)
-                await self.journal.release_quarantined(taken)
+                outcomes = await asyncio.gather(*waits, return_exceptions=True)
+                done = [i for i, o in zip(taken, outcomes, strict=True) if not isinstance(o, BaseException)]
+                await self.journal.release_quarantined(done)
                 log.info("ingest: %d frame(s) refused earlier for want of a key verify now: journalled",
-                         len(taken))
+                         len(done))
+                if len(done) < len(taken):
+                    # A commit failed (the journal logged why): those rows stay; try again later.
+                    log.warning("ingest: %d requeued frame(s) could not be journalled; they stay in the "
+                                "quarantine and are tried again in %.0f s", len(taken) - len(done),
+                                REQUEUE_RETRY_S)
+                    asyncio.get_running_loop().call_later(REQUEUE_RETRY_S, self._requeue_wanted.set)
+                    return
 
     async def _reload_keys(self) -> None:
         # On the loop, like the reload a frame asks for: a folder of small files, one owner.
@@ -321,12 +332,13 @@ class Ingest:
         self.requeued += 1
 
     async def _journal_frame(self, frame: Frame, *, guarded: bool,
-                             then: Callable[[], None]) -> asyncio.Future[None]:
+                             then: Callable[[], None]) -> asyncio.Future[None] | None:
         """Submit a verified frame's readings with its redelivery key; `then` runs at the commit.
 
         `guarded`: the replay window holds its number while it is committed and remembers it
         after (released if the commit fails).  While the journal is full the frame waits (the
-        broker keeps it: it is not acknowledged)."""
+        broker keeps it: it is not acknowledged), or, once the ingest stops, is given up: None
+        (not journalled, not acknowledged: the broker hands it out again)."""
         site, gw, seq = frame.site, frame.gateway, frame.seq
         key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"))
 
@@ -347,6 +359,10 @@ class Ingest:
                                           on_committed=committed, wait=True)
                 break
             except JournalFull:
+                if self._stop.is_set():
+                    if guarded:
+                        self.replay.release(site, gw, seq)
+                    return None
                 await asyncio.sleep(1.0)
         assert fut is not None
         fut.add_done_callback(failed)

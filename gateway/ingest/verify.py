@@ -70,7 +70,10 @@ class FrameVerifier:
             self._seen = now
         try:
             keys = self._load()
-        except ConfigError as exc:
+            if self.keys and not keys:
+                raise ConfigError("the keys folder holds no key now; taken for a mistake "
+                                  "(restart the ingest to run without keys)")
+        except (ConfigError, OSError) as exc:
             if str(exc) != self._failure:
                 log.error("ingest: cannot read the keys again (%s); the %d loaded stay in force",
                           exc, len(self.keys))

@@ -53,3 +53,43 @@ async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
     assert (ingest.rejected["bad signature"], ingest.rejected["replayed"]) == (1, 1)
     _, rows = Journal.read_quarantine(tmp_path / "data" / "journal.db")
     assert [r.reason.split(":")[0] for r in rows] == ["bad signature", "replayed"]
+
+
+async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_running(tmp_path: Path) -> None:
+    # A frame refused for want of its key, then the key: the requeue's commit fails once
+    # (a disk error); the ingest neither stops nor loses the frame, and takes it next time.
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "central.toml").write_text(
+        '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
+        '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
+    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
+    ingest.subscriber.ack = lambda m: None  # type: ignore[method-assign]
+    secret = load_key_file(new_key_file(SITE, GW, tmp_path / "elsewhere")).secret
+    readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5 + i, 10**18 + i) for i in range(3)]
+    (tmp_path / "data").mkdir()
+    await ingest.journal.open()
+    ingest.replay.open()
+    try:
+        await ingest._handle(_message(sign(secret, encode_frame(7, 0, SITE, GW, readings)), 1))
+        await asyncio.sleep(0.05)
+        assert ingest.rejected["unknown gateway"] == 1
+        new_key_file_copy = tmp_path / "keys" / "k.key"
+        new_key_file_copy.write_bytes(next((tmp_path / "elsewhere").glob("*.key")).read_bytes())
+        assert ingest.verifier.reload() is True
+        commit = ingest.journal._commit_sync
+
+        def broken(subs):  # type: ignore[no-untyped-def]
+            raise OSError("disk I/O error")
+
+        ingest.journal._commit_sync = broken  # type: ignore[method-assign]
+        await ingest._requeue()  # must not raise
+        ingest.journal._commit_sync = commit  # type: ignore[method-assign]
+        assert Journal.read_quarantine(tmp_path / "data" / "journal.db")[0] == 1
+        await ingest._requeue()
+        batch = await ingest.journal.next_batch("influx", 100)
+    finally:
+        await ingest.journal.close()
+        await ingest.replay.close()
+    assert batch is not None and batch.records == readings
+    assert ingest.requeued == 1
+    assert Journal.read_quarantine(tmp_path / "data" / "journal.db")[0] == 0

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import ConfigError
 from gateway.ingest.replay import ReplayGuard
 from gateway.ingest.verify import FrameVerifier, Rejection
-from gateway.keys import UplinkKey, keys_fingerprint, load_key_file, load_keys, new_key_file
+from gateway.keys import UplinkKey, key_file_name, keys_fingerprint, load_key_file, load_keys, new_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 
@@ -166,3 +167,30 @@ def test_the_folder_listing_changes_with_a_key_s_mode_or_owner(tmp_path: Path) -
     path.chmod(0o640)
     assert keys_fingerprint(folder) != before
     assert keys_fingerprint(path) != () and keys_fingerprint(tmp_path / "none") == ()
+
+
+def test_a_keys_folder_that_cannot_be_listed_or_became_empty_keeps_the_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "keys"
+    key_a = load_key_file(new_key_file("site A", "gw-a", folder))
+    v = _verifier(folder)
+    import os
+
+    def denied(path: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as m:  # as root, chmod would not stop us: the refusal itself
+        m.setattr(os, "scandir", denied)
+        with pytest.raises(ConfigError, match="cannot read the keys folder: Permission denied"):
+            load_keys(folder)
+        with caplog.at_level(logging.ERROR, logger="remotecal.ingest"):
+            assert v.reload() is False
+            with pytest.raises(Rejection, match="unknown gateway"):  # no exception escapes check()
+                v.check(topic("site X", "gw-x"), frame(A, "site X", "gw-x"))
+    assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
+    assert v.reload() is False  # listed again: the same keys
+    (folder / key_file_name("site A", "gw-a")).unlink()
+    with caplog.at_level(logging.ERROR, logger="remotecal.ingest"):
+        assert v.reload() is False
+    assert any("holds no key now" in r.getMessage() for r in caplog.records)
+    assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
