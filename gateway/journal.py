@@ -39,7 +39,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +177,7 @@ class Journal:
         self._series: dict[tuple[str, ...], int] = {}
         self._series_by_id: dict[int, Series] = {}
         self._uncommitted_series: list[tuple[str, ...]] = []
-        self._whole_bytes = 0  # quarantine payloads kept whole (`Rejected.keep_whole`), in bytes
+        self._whole_bytes: int | None = None  # quarantine payloads kept whole, in bytes (counted lazily)
         self._whole_full_logged = False
         self._cursors: dict[str, int] = {}
         self._last_seq = 0
@@ -229,14 +229,12 @@ class Journal:
         for sid, *key in db.execute("SELECT * FROM series"):
             self._series[tuple(key)] = sid
             self._series_by_id[sid] = Series.from_key(key)
-        self._count_whole_sync()
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         self._last_seq = row[0] if row else 0
         stored = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
         oldest = db.execute("SELECT MIN(seq) FROM records").fetchone()[0]
         start = (oldest - 1) if oldest is not None else self._last_seq
-        with db:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             for gone in set(stored) - set(self.sinks):
                 log.warning("journal: sink %r is no longer configured; its cursor is dropped", gone)
                 db.execute("DELETE FROM cursors WHERE sink=?", (gone,))
@@ -340,6 +338,24 @@ class Journal:
             self._uncommitted_series.append(key)
         return sid
 
+    def _kept_payload(self, q: Rejected, whole_bytes: int | None) -> tuple[bytes, int | None]:
+        """What the quarantine keeps of `q`'s payload - its first KiB, or all of it while whole
+        payloads stay within max_size / _WHOLE_SHARE - and the whole-payload bytes after it."""
+        if not (q.keep_whole and len(q.payload) > _PAYLOAD_PREFIX):
+            return bytes(q.payload[:_PAYLOAD_PREFIX]), whole_bytes
+        if whole_bytes is None:  # counted when first needed: a gateway never keeps whole
+            whole_bytes = self._need_db().execute(
+                "SELECT COALESCE(SUM(length(payload)), 0) FROM quarantine WHERE length(payload) > ?",
+                (_PAYLOAD_PREFIX,)).fetchone()[0]
+        if whole_bytes + len(q.payload) <= self.max_size // _WHOLE_SHARE:
+            return bytes(q.payload), whole_bytes + len(q.payload)
+        if not self._whole_full_logged:
+            log.error("journal: whole payloads kept in the quarantine reached %d bytes (max_size / %d); "
+                      "further ones keep their first %d bytes only", whole_bytes, _WHOLE_SHARE,
+                      _PAYLOAD_PREFIX)
+            self._whole_full_logged = True
+        return bytes(q.payload[:_PAYLOAD_PREFIX]), whole_bytes
+
     def _commit_sync(self, subs: list[_Submission]) -> set[int]:
         db = self._need_db()
         skipped: set[int] = set()
@@ -347,55 +363,42 @@ class Journal:
         quarantined: list[tuple[int, str, str, str, bytes]] = []
         seen_rows: list[tuple[bytes, int]] = []
         now = time.time_ns()
-        whole_bytes = self._whole_bytes
+        whole_bytes = self._whole_bytes  # None until a whole payload asks for the count
         self._uncommitted_series = []
-        db.execute("BEGIN IMMEDIATE")
         try:
-            batch_keys: set[bytes] = set()
-            for i, s in enumerate(subs):
-                if s.key is not None:
-                    if s.check_seen and (s.key in batch_keys or db.execute(
-                        "SELECT 1 FROM seen WHERE key=?", (s.key,)
-                    ).fetchone()):
-                        skipped.add(i)
-                        self.stats.duplicates += 1
-                        continue
-                    batch_keys.add(s.key)
-                    seen_rows.append((s.key, now))
-                for r in s.records:
-                    if isinstance(r, Reading):
-                        key = ("reading", r.site, r.gateway, r.run, r.channel, r.quantity, r.unit,
-                               r.role, json.dumps(r.tags) if r.tags else "")
-                        rows.append((self._series_id(db, key), r.time_ns, r.value, None))
-                    else:
-                        key = ("gateway_health", r.site, r.gateway, "", "", "", "", "", "")
-                        rows.append((self._series_id(db, key), r.time_ns, None, json.dumps(r.fields)))
-                for q in s.rejected:
-                    payload = bytes(q.payload[:_PAYLOAD_PREFIX])
-                    if q.keep_whole and len(q.payload) > _PAYLOAD_PREFIX:
-                        if whole_bytes + len(q.payload) <= self.max_size // _WHOLE_SHARE:
-                            payload = bytes(q.payload)
-                            whole_bytes += len(payload)
-                        elif not self._whole_full_logged:
-                            log.error("journal: whole payloads kept in the quarantine reached %d bytes "
-                                      "(max_size / %d); further ones keep their first %d bytes only",
-                                      whole_bytes, _WHOLE_SHARE, _PAYLOAD_PREFIX)
-                            self._whole_full_logged = True
-                    quarantined.append((q.time_ns or now, q.source, q.topic, q.reason, payload))
-            if rows:
-                db.executemany("INSERT INTO records(series, ts, value, fields) VALUES(?,?,?,?)", rows)
-            if quarantined:
-                db.executemany(
-                    "INSERT INTO quarantine(time_ns, source, topic, reason, payload) VALUES(?,?,?,?,?)",
-                    quarantined,
-                )
-            if seen_rows:
-                db.executemany("INSERT OR REPLACE INTO seen VALUES(?,?)", seen_rows)
-            db.execute("COMMIT")
+            with self._transaction():
+                batch_keys: set[bytes] = set()
+                for i, s in enumerate(subs):
+                    if s.key is not None:
+                        if s.check_seen and (s.key in batch_keys or db.execute(
+                            "SELECT 1 FROM seen WHERE key=?", (s.key,)
+                        ).fetchone()):
+                            skipped.add(i)
+                            self.stats.duplicates += 1
+                            continue
+                        batch_keys.add(s.key)
+                        seen_rows.append((s.key, now))
+                    for r in s.records:
+                        if isinstance(r, Reading):
+                            key = ("reading", r.site, r.gateway, r.run, r.channel, r.quantity, r.unit,
+                                   r.role, json.dumps(r.tags) if r.tags else "")
+                            rows.append((self._series_id(db, key), r.time_ns, r.value, None))
+                        else:
+                            key = ("gateway_health", r.site, r.gateway, "", "", "", "", "", "")
+                            rows.append((self._series_id(db, key), r.time_ns, None, json.dumps(r.fields)))
+                    for q in s.rejected:
+                        payload, whole_bytes = self._kept_payload(q, whole_bytes)
+                        quarantined.append((q.time_ns or now, q.source, q.topic, q.reason, payload))
+                if rows:
+                    db.executemany("INSERT INTO records(series, ts, value, fields) VALUES(?,?,?,?)", rows)
+                if quarantined:
+                    db.executemany(
+                        "INSERT INTO quarantine(time_ns, source, topic, reason, payload) VALUES(?,?,?,?,?)",
+                        quarantined,
+                    )
+                if seen_rows:
+                    db.executemany("INSERT OR REPLACE INTO seen VALUES(?,?)", seen_rows)
         except BaseException:
-            # SQLite may have rolled back already (SQLITE_FULL): do not hide the real error.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             # Series made in this transaction do not exist: their ids will be given again.
             for new in self._uncommitted_series:
                 del self._series_by_id[self._series.pop(new)]
@@ -444,6 +447,21 @@ class Journal:
         log.error("journal: full; on_full = 'drop_oldest' DROPPED %d undelivered record(s) "
                   "(%d in all since start)", cur.rowcount, self.stats.dropped)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error - unless SQLite rolled back already
+        (SQLITE_FULL does), so the error raised is the real one.  The connection is in
+        autocommit mode: `with db:` alone opens no transaction, each statement commits alone."""
+        db = self._need_db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def _need_db(self) -> sqlite3.Connection:
         if self._db is None:
             raise JournalError("the journal is not open")
@@ -484,14 +502,14 @@ class Journal:
         self.stats.delivered[sink] = self.stats.delivered.get(sink, 0) + count
 
     def _advance_sync(self, sink: str, last_seq: int) -> None:
-        db = self._need_db()
         old_low = min(self._cursors.values())
-        with db:
+        cursors = {**self._cursors, sink: last_seq}
+        low = min(cursors.values())
+        with self._transaction() as db:  # the cursor and the pruning: one commit, one fsync
             db.execute("UPDATE cursors SET seq=? WHERE sink=?", (last_seq, sink))
-            self._cursors[sink] = last_seq
-            low = min(self._cursors.values())
             if low > old_low:
                 db.execute("DELETE FROM records WHERE seq <= ?", (low,))
+        self._cursors = cursors
         self._refresh_sync()
 
     # -- housekeeping and inspection ---------------------------------------------------
@@ -501,8 +519,7 @@ class Journal:
         await self._run(self._housekeeping_sync)
 
     def _housekeeping_sync(self) -> None:
-        db = self._need_db()
-        with db:
+        with self._transaction() as db:
             db.execute("DELETE FROM seen WHERE time_ns < ?", (time.time_ns() - _SEEN_KEEP_NS,))
             cur = db.execute(
                 "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
@@ -511,7 +528,7 @@ class Journal:
         if cur.rowcount > 0:
             log.warning("journal: the quarantine dropped its %d oldest row(s) (quarantine_max = %d)",
                         cur.rowcount, self.quarantine_max)
-            self._count_whole_sync()
+            self._forget_whole_count()
 
     async def quarantined(self, source: str, reason_prefix: str, topics: Iterable[str], *,
                           after: int = 0, limit: int = 500) -> list[QuarantineRow]:
@@ -541,23 +558,14 @@ class Journal:
             await self._run(self._release_sync, list(ids))
 
     def _release_sync(self, ids: list[int]) -> None:
-        db = self._need_db()
-        db.execute("BEGIN IMMEDIATE")  # one transaction, one fsync (autocommit otherwise)
-        try:
+        with self._transaction() as db:  # one fsync for them all
             db.executemany("DELETE FROM quarantine WHERE id = ?", [(i,) for i in ids])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self._count_whole_sync()
+        self._forget_whole_count()
 
-    def _count_whole_sync(self) -> None:
-        self._whole_bytes = self._need_db().execute(
-            "SELECT COALESCE(SUM(length(payload)), 0) FROM quarantine WHERE length(payload) > ?",
-            (_PAYLOAD_PREFIX,)).fetchone()[0]
-        if self._whole_bytes <= self.max_size // _WHOLE_SHARE:
-            self._whole_full_logged = False
+    def _forget_whole_count(self) -> None:
+        """Quarantine rows went: the next whole payload counts again (and may log again)."""
+        self._whole_bytes = None
+        self._whole_full_logged = False
 
     @staticmethod
     def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:
