@@ -126,7 +126,7 @@ class GatewayConfig(_Strict):
             if channel in where:
                 raise ValueError(f"{key}.channel {channel!r} is already read by {where[channel]}: "
                                  "two devices would write one channel")
-            where.setdefault(channel, key)
+            where[channel] = key
 
     def sink_configs(self) -> list[tuple[str, InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig]]:
         """(stable name, config) of every sink: the journal keeps one cursor under each name."""

@@ -110,12 +110,7 @@ def load_keys(path: str | Path) -> dict[tuple[str, str], UplinkKey]:
     """Every `*.key` file of a folder (or one file), by (site, gateway)."""
     p = Path(path)
     try:
-        if p.is_dir():
-            # Not Path.glob: it takes a folder it cannot list for an empty one.
-            with os.scandir(p) as entries:
-                files = sorted(Path(e.path) for e in entries if e.name.endswith(".key"))
-        else:
-            files = [p]
+        files = _key_files(p)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the keys folder: {exc.strerror or exc}") from None
     keys: dict[tuple[str, str], UplinkKey] = {}
@@ -133,13 +128,17 @@ def keys_fingerprint(path: str | Path) -> tuple[tuple[str, int, int, int], ...]:
     changes when a key is added, removed, rewritten, or its owner or mode change (a key that
     could not be read is tried again once its permissions are fixed), for the price of one
     folder listing."""
-    p = Path(path)
     try:
-        if not p.is_dir():
-            st = p.stat()
-            return ((p.name, st.st_ctime_ns, st.st_mtime_ns, st.st_size),)
-        with os.scandir(p) as entries:
-            return tuple(sorted((e.name, (st := e.stat()).st_ctime_ns, st.st_mtime_ns, st.st_size)
-                                for e in entries if e.name.endswith(".key")))
+        return tuple((f.name, (st := f.stat()).st_ctime_ns, st.st_mtime_ns, st.st_size)
+                     for f in _key_files(Path(path)))
     except OSError:
         return ()
+
+
+def _key_files(p: Path) -> list[Path]:
+    """The `*.key` files of folder `p`, sorted, or `p` itself if it is a file; OSError if the
+    folder cannot be listed (not Path.glob: it takes such a folder for an empty one)."""
+    if not p.is_dir():
+        return [p]
+    with os.scandir(p) as entries:
+        return sorted(Path(e.path) for e in entries if e.name.endswith(".key"))

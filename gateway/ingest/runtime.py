@@ -58,8 +58,9 @@ __all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
 log = logging.getLogger("remotecal.ingest")
 
 KEYS_RELOAD_S = 60.0
-REQUEUE_RETRY_S = 30.0
 """The keys folder is read again this often (and when a frame asks for it, see verify)."""
+REQUEUE_RETRY_S = 30.0
+"""A requeue whose commit failed is tried again after this long."""
 
 SHARED_SUBSCRIPTION_NOTE = """\
 Measured with Mosquitto 2.0.11 (two MQTT 5 members with persistent sessions, one SIGKILLed
@@ -157,6 +158,7 @@ class Ingest:
             log.info("stopping: no new frames, then the sinks drain for up to %.0f s",
                      self.cfg.ingest.shutdown_grace)
             self._stop.set()
+            self._requeue_wanted.set()  # wakes the requeue loop to end
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -221,12 +223,8 @@ class Ingest:
             self.journal.submit([sample])
 
     async def _requeue_loop(self) -> None:
-        while not self._stop.is_set():
-            waiter = asyncio.ensure_future(self._requeue_wanted.wait())
-            stopper = asyncio.ensure_future(self._stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+        while True:
+            await self._requeue_wanted.wait()  # request_stop sets it too
             if self._stop.is_set():
                 return
             self._requeue_wanted.clear()
