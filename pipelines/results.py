@@ -50,7 +50,7 @@ from gateway.sinks.influxdb.lineprotocol import escape_key, escape_measurement
 from pipelines.config import RunConfig, SourceConfig
 from pipelines.curve import Curve
 from pipelines.run import PointResult
-from pipelines.source import influx_client, influxql_string, rfc3339
+from pipelines.source import influx_client, run_condition
 
 __all__ = [
     "CSV_COLUMNS",
@@ -192,12 +192,7 @@ def _field(x: float) -> str:
 
 def _delete_points_of(client: httpx.Client, source: SourceConfig, run: RunConfig) -> None:
     """DELETE the calibration_point points of ``run`` (within its bounds); warn if refused."""
-    where = [f'"run" = {influxql_string(run.id)}']
-    if run.start is not None:
-        where.append(f"time >= {influxql_string(rfc3339(run.start))}")
-    if run.end is not None:
-        where.append(f"time < {influxql_string(rfc3339(run.end))}")
-    q = f'DELETE FROM "calibration_point" WHERE {" AND ".join(where)}'
+    q = f'DELETE FROM "calibration_point" WHERE {run_condition(run)}'
     r = client.post(f"{source.url}/query", data={"db": source.database or "", "q": q})
     error = None
     if r.status_code != 200:

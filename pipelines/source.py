@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import RemotecalError
-from pipelines.config import PipelineConfig, SourceConfig
+from pipelines.config import PipelineConfig, RunConfig, SourceConfig
 
 __all__ = [
     "PROGRESS_AFTER_S",
@@ -48,6 +48,7 @@ __all__ = [
     "load_run",
     "query_readings",
     "read_local",
+    "run_condition",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def _identifier(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def rfc3339(t: datetime) -> str:
+def _rfc3339(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
@@ -101,17 +102,22 @@ def influx_client(source: SourceConfig) -> httpx.Client:
     )
 
 
+def run_condition(run: RunConfig) -> str:
+    """InfluxQL condition of a run: its tag `run`, and its bounds [start, end) when given."""
+    where = [f'"run" = {influxql_string(run.id)}']
+    if run.start is not None:
+        where.append(f"time >= {influxql_string(_rfc3339(run.start))}")
+    if run.end is not None:
+        where.append(f"time < {influxql_string(_rfc3339(run.end))}")
+    return " AND ".join(where)
+
+
 def _readings_query(cfg: PipelineConfig) -> str:
     measurement = _identifier("reading")
     if cfg.source.retention_policy:
         measurement = f"{_identifier(cfg.source.retention_policy)}.{measurement}"
-    where = [f'"run" = {influxql_string(cfg.run.id)}']
-    if cfg.run.start is not None:
-        where.append(f"time >= {influxql_string(rfc3339(cfg.run.start))}")
-    if cfg.run.end is not None:
-        where.append(f"time < {influxql_string(rfc3339(cfg.run.end))}")
     return (
-        f'SELECT "value" FROM {measurement} WHERE {" AND ".join(where)} '
+        f'SELECT "value" FROM {measurement} WHERE {run_condition(cfg.run)} '
         'GROUP BY "channel", "quantity", "unit", "role"'
     )
 
