@@ -18,6 +18,14 @@ class RateLimitedLog:
         self._held: dict[str, int] = {}
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self._emit(logging.WARNING, key, msg, args, None)
+
+    def error(self, key: str, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
+        """As `warning`, at ERROR, with `exc_info`'s traceback (a bug, not bad input)."""
+        self._emit(logging.ERROR, key, msg, args, exc_info)
+
+    def _emit(self, level: int, key: str, msg: str, args: tuple[object, ...],
+              exc_info: BaseException | None) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._period:
@@ -26,9 +34,10 @@ class RateLimitedLog:
         self._last[key] = now
         held = self._held.pop(key, 0)
         if held:
-            self._log.warning(msg + " (and %d more like it since the last line)", *args, held)
+            self._log.log(level, msg + " (and %d more like it since the last line)", *args, held,
+                          exc_info=exc_info)
         else:
-            self._log.warning(msg, *args)
+            self._log.log(level, msg, *args, exc_info=exc_info)
 
 
 class ConnectionStateLog:

@@ -33,6 +33,7 @@ did not sign, and that no worker journals a frame twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,8 @@ from pathlib import Path
 from gateway.errors import JournalError
 
 __all__ = ["ReplayGuard"]
+
+log = logging.getLogger("remotecal.ingest")
 
 Gateway = tuple[str, str]
 
@@ -63,6 +66,7 @@ class ReplayGuard:
         self._unsaved: list[tuple[str, str, int]] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay")
         self._db: sqlite3.Connection | None = None
+        self._failure: str | None = None
 
     def open(self) -> None:
         try:
@@ -116,8 +120,21 @@ class ReplayGuard:
         """Write the frames accepted since the last call, and forget what left the window."""
         rows, self._unsaved = self._unsaved, []
         floors = [(s, g, h - self.window) for (s, g), h in self._high.items()]
-        if rows:
+        if not rows:
+            return
+        try:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._save_sync, rows, floors)
+        except (sqlite3.Error, OSError, OverflowError) as exc:
+            # A full or failing disk: the numbers stay in memory (the check goes on) and are
+            # written at the next call; the journal's redelivery keys cover a crash meanwhile.
+            self._unsaved[:0] = rows
+            if str(exc) != self._failure:
+                log.error("ingest: cannot save the replay state to %s (%s); retrying", self.path, exc)
+                self._failure = str(exc)
+            return
+        if self._failure is not None:
+            log.info("ingest: the replay state is saved again")
+            self._failure = None
 
     def _save_sync(self, rows: list[tuple[str, str, int]], floors: list[tuple[str, str, int]]) -> None:
         db = self._db

@@ -9,12 +9,14 @@
     delivery tasks             journal -> InfluxDB: the gateway's own sinks and runner
     housekeeping               replay state saved each second, journal trimmed
 
-A refused frame is counted by kind, logged (rate-limited), kept in the journal's quarantine
-with its reason (`remotecal ingest -c ... --quarantine`), and acknowledged: the broker must
-not hand it to us again.  Nothing of it is journalled, so nothing of it reaches InfluxDB -
-except a frame refused for want of its gateway's key, which is kept whole and taken back
-(verified, journalled, unquarantined) once the keys change (`_requeue`): a key installed
-late loses no reading.
+A refused frame is counted by kind, logged (rate-limited), kept whole in the journal's
+quarantine with its reason (`remotecal ingest -c ... --quarantine`), and acknowledged: the
+broker must not hand it to us again.  Nothing of it is journalled, so nothing of it reaches
+InfluxDB - but a frame refused for want of its gateway's key is taken back (verified,
+journalled, unquarantined) once the keys change (`_requeue`): a key installed late loses no
+reading.  Whatever else checking a message raises (a bug) refuses that message as
+"malformed", is counted (`input_errors`) and logged with its traceback: no message ends a
+worker.
 A frame we already hold that comes back with DUP set is the broker's own redelivery (after
 a reconnect, or a worker restart, before our ack got through): it is counted as
 `redelivered` and acknowledged, not quarantined.
@@ -150,7 +152,10 @@ class Ingest:
         self.redelivered = 0
         self.requeued = 0
         self.rejected: Counter[str] = Counter({k: 0 for k in REJECT_KINDS})
+        self.input_errors = 0
+        """Exceptions other than a Rejection while checking a frame: bugs, each frame quarantined."""
         self._rejects_log = RateLimitedLog(log)
+        self._errors_log = RateLimitedLog(log, 60.0)
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -196,7 +201,7 @@ class Ingest:
     def counters(self) -> str:
         st = self.journal.stats
         parts = [f"accepted_frames={self.accepted_frames}", f"redelivered={self.redelivered}",
-                 f"requeued={self.requeued}",
+                 f"requeued={self.requeued}", f"input_errors={self.input_errors}",
                  f"readings={st.received}",
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
         parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
@@ -212,6 +217,7 @@ class Ingest:
             "delivered": sum(st.delivered.values()), "duplicates": st.duplicates,
             "accepted_frames": self.accepted_frames, "redelivered": self.redelivered,
             "requeued_frames": self.requeued, "sink_errors": sum(r.errors for r in self.runners),
+            "input_errors": self.input_errors,
         }
         fields |= {f"rejected_{k}": n for k, n in self.rejected.items()}
         return fields
@@ -253,6 +259,11 @@ class Ingest:
                     frame = self.verifier.check(row.topic, row.payload)
                 except Rejection:
                     continue  # still no key (or never a good frame): it stays
+                except Exception as exc:
+                    self.input_errors += 1
+                    self._errors_log.error("requeue", "ingest: checking a quarantined frame again raised %s "
+                                           "(a bug); it stays", type(exc).__name__, exc_info=exc)
+                    continue
                 fresh = self.replay.check(frame.site, frame.gateway, frame.seq) is None
                 fut = await self._journal_frame(frame, guarded=fresh, then=self._count_requeued)
                 if fut is None:
@@ -296,11 +307,7 @@ class Ingest:
     async def _handle(self, m: Message) -> None:
         ack = lambda: self.subscriber.ack(m)  # noqa: E731 - one line, read right here
         try:
-            frame = self.verifier.check(m.topic, m.payload)
-            why = self.replay.check(frame.site, frame.gateway, frame.seq)
-            if why is not None:
-                kind, _, detail = why.partition(": ")
-                raise Rejection(kind, detail)
+            frame = self._check(m)
         except Rejection as exc:
             if exc.kind == "replayed" and m.dup:
                 # The broker's own redelivery (a publisher cannot set DUP on what we receive,
@@ -309,15 +316,7 @@ class Ingest:
                 self.redelivered += 1
                 self.journal.submit([], on_committed=ack)
                 return
-            self.rejected[exc.kind] += 1
-            self._rejects_log.warning(exc.kind, "ingest: refused a frame on %r: %s", m.topic, exc.reason)
-            # A frame refused for want of a key is kept whole: once its key is installed,
-            # `_requeue` takes it back.  Only a broker user allowed on that gateway's topic
-            # can send one (deploy/mosquitto ACL), so this is a late key, not a flood.
-            whole = exc.kind == "unknown gateway"
-            self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns,
-                                              keep_whole=whole)],
-                                on_committed=ack)
+            self._refuse(m, exc)
             return
 
         def accepted() -> None:
@@ -325,6 +324,37 @@ class Ingest:
             ack()
 
         await self._journal_frame(frame, guarded=True, then=accepted)
+
+    def _check(self, m: Message) -> Frame:
+        """The verified frame of `m`, or Rejection - also for whatever else checking it raised
+        (a bug: counted as `input_errors` and logged with its traceback, rate-limited), so no
+        message can end the worker."""
+        try:
+            if m.error is not None:
+                raise Rejection("malformed", m.error)
+            frame = self.verifier.check(m.topic, m.payload)
+            why = self.replay.check(frame.site, frame.gateway, frame.seq)
+            if why is not None:
+                kind, _, detail = why.partition(": ")
+                raise Rejection(kind, detail)
+            return frame
+        except Rejection:
+            raise
+        except Exception as exc:
+            self.input_errors += 1
+            self._errors_log.error("check", "ingest: checking a frame on %r raised %s (a bug); the frame is "
+                                   "quarantined with it", m.topic, type(exc).__name__, exc_info=exc)
+            raise Rejection("malformed", f"internal error: {type(exc).__name__}: {exc}"[:500]) from None
+
+    def _refuse(self, m: Message, exc: Rejection) -> None:
+        """Count, log (rate-limited) and quarantine a refused frame, acknowledged once that is
+        committed; kept whole: a frame refused for want of a key is taken back by `_requeue`
+        once the key is there, and any other can still be read back from the quarantine."""
+        self.rejected[exc.kind] += 1
+        self._rejects_log.warning(exc.kind, "ingest: refused a frame on %r: %s", m.topic, exc.reason)
+        self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns,
+                                          keep_whole=True)],
+                            on_committed=lambda: self.subscriber.ack(m))
 
     def _count_requeued(self) -> None:
         self.requeued += 1

@@ -43,6 +43,7 @@ from gateway.records import READING, RecordRows
 
 __all__ = [
     "MAGIC",
+    "SEQ_MAX",
     "SIGNATURE_BYTES",
     "Frame",
     "decode_frame",
@@ -68,6 +69,8 @@ _FIELD = struct.Struct("<Hc8s")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _MAX_TABLE = 0xFFFF
+SEQ_MAX = 2**63 - 1
+"""The highest sequence number: the ingest keeps them as SQLite integers (signed 64 bits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,10 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str]:
     parts = topic[len(head):].split("/") if topic.startswith(head) else []
     if len(parts) != 3 or parts[2] != "readings":
         raise PayloadError(f"topic {topic!r} is not {prefix}/SITE/GATEWAY/readings")
-    site, gateway = unquote(parts[0], errors="strict"), unquote(parts[1], errors="strict")
+    try:
+        site, gateway = unquote(parts[0], errors="strict"), unquote(parts[1], errors="strict")
+    except UnicodeDecodeError:
+        raise PayloadError(f"topic {topic!r}: a percent-encoded level is not UTF-8") from None
     if readings_topic(prefix, site, gateway) != topic:
         raise PayloadError(f"topic {topic!r} is not in canonical percent-encoding")
     return site, gateway
@@ -119,6 +125,8 @@ def frame_header(frame: bytes) -> tuple[int, int]:
         raise PayloadError("not a frame (bad magic)")
     if version != VERSION:
         raise PayloadError(f"frame version {version} is not {VERSION}")
+    if seq > SEQ_MAX:
+        raise PayloadError(f"sequence number {seq} is out of range (at most 2**63 - 1)")
     return seq, sent_ns
 
 
@@ -144,6 +152,8 @@ def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Seque
     Raises ValueError when the batch does not fit the format (more than 65535 series), and
     struct.error when one record does not (a string over 65535 bytes, over 255 tags).
     """
+    if not 0 <= seq <= SEQ_MAX:
+        raise ValueError(f"sequence number {seq} is out of range")
     strings = _Strings()
     series: dict[object, int] = {}
     series_parts: list[bytes] = []
@@ -241,6 +251,8 @@ def _decode(body: bytes) -> Frame:
     magic, version, seq, sent_ns = rd.take(_HEADER)
     if magic != MAGIC or version != VERSION:
         raise ValueError("bad magic or version")
+    if seq > SEQ_MAX:
+        raise ValueError(f"sequence number {seq} is out of range (at most 2**63 - 1)")
     (n,) = rd.take(_U16)
     strings = [rd.bytes(rd.take(_U16)[0]).decode() for _ in range(n)]
     site_i, gw_i = rd.take(_U16) + rd.take(_U16)

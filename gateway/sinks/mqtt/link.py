@@ -69,6 +69,7 @@ class MqttLink:
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._state = ConnectionStateLog(log, name, settings.host, settings.port)
+        self._log = log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.client = self._make_client()
@@ -141,7 +142,14 @@ class MqttLink:
                 self._stop.wait(backoff.next())
                 continue
             while not self._stop.is_set():
-                if self.client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                try:
+                    if self.client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                except Exception as exc:  # raised by a callback: a bug, which must not end this thread
+                    self._log.error("%s: %s on the MQTT thread (a bug); reconnecting", self.name,
+                                    type(exc).__name__, exc_info=exc)
+                    with contextlib.suppress(Exception):
+                        self.client.disconnect()
                     break
                 if self.connected:
                     backoff = Backoff(s.reconnect_min, s.reconnect_max)
@@ -187,8 +195,12 @@ class Receiver:
         link.client.on_message = self._on_message
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        item = Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), self.link.generation,
-                       time.time_ns())
+        try:
+            topic, error = msg.topic, None
+        except UnicodeDecodeError:  # MQTT demands UTF-8; a broker that lets it through must not stop us
+            topic, error = bytes(msg._topic).decode("utf-8", "replace"), "topic is not UTF-8"
+        item = Message(topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.dup), self.link.generation,
+                       time.time_ns(), error=error)
         while not self._slots.acquire(timeout=0.5):
             if self.link.stopping:
                 return  # not acked: the broker redelivers it to the next session

@@ -123,3 +123,21 @@ async def test_a_journal_batch_packs_exactly_as_its_records_do(tmp_path: Path) -
     half = batch.records[:100]
     assert isinstance(half, RecordRows)
     assert decode_frame(encode_frame(7, 8, SITE, GW, half)).records == recs[:100]
+
+
+def test_a_percent_encoded_level_that_is_not_utf8_is_a_payload_error() -> None:
+    # unquote(errors="strict") raised UnicodeDecodeError, which ended the ingest (issue 11, 9)
+    with pytest.raises(PayloadError, match="not UTF-8"):
+        split_topic("remotecal/v1", "remotecal/v1/%FF%FE/gw/readings")
+
+
+def test_sequence_numbers_beyond_a_signed_64_bit_integer_are_malformed() -> None:
+    # The ingest keeps them as SQLite integers: 2**63 raised OverflowError there (issue 11, 9).
+    body = bytearray(encode_frame(1, 0, SITE, GW, readings(2)))
+    struct.pack_into("<Q", body, 5, 2**63)
+    with pytest.raises(PayloadError, match="sequence number"):
+        frame_header(bytes(sign(KEY, bytes(body))))
+    with pytest.raises(PayloadError, match="sequence number"):
+        decode_frame(bytes(body))
+    with pytest.raises(ValueError, match="sequence number"):
+        encode_frame(2**63, 0, SITE, GW, readings(2))

@@ -93,3 +93,64 @@ async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_runnin
     assert batch is not None and batch.records == readings
     assert ingest.requeued == 1
     assert Journal.read_quarantine(tmp_path / "data" / "journal.db")[0] == 0
+
+
+async def test_whatever_checking_a_frame_raises_quarantines_it_and_the_ingest_goes_on(tmp_path: Path) -> None:
+    # No exception raised by one message may end the worker: a bug in a check is counted,
+    # logged with its traceback, and the frame is kept whole with it (issue 11, 1).
+    secret = load_key_file(new_key_file(SITE, GW, tmp_path / "keys")).secret
+    (tmp_path / "central.toml").write_text(
+        '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
+        '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
+    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
+    acked: list[int] = []
+    ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
+    readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5, 10**18)]
+    frame = sign(secret, encode_frame(7, 0, SITE, GW, readings))
+    (tmp_path / "data").mkdir()
+    await ingest.journal.open()
+    ingest.replay.open()
+    real_check = ingest.verifier.check
+
+    def buggy(topic: str, payload: bytes) -> object:
+        raise ZeroDivisionError("a bug")
+
+    try:
+        ingest.verifier.check = buggy  # type: ignore[method-assign,assignment]
+        await ingest._handle(_message(frame, 1))
+        ingest.verifier.check = real_check  # type: ignore[method-assign]
+        await ingest._handle(Message("remotecal/v1/\ufffd/gw/readings", b"x", 2, 1, False, 0, 1,
+                                     error="topic is not UTF-8"))
+        await ingest._handle(_message(frame, 3))
+        for _ in range(100):
+            if len(acked) == 3:
+                break
+            await asyncio.sleep(0.01)
+        batch = await ingest.journal.next_batch("influx", 100)
+    finally:
+        await ingest.journal.close()
+        await ingest.replay.close()
+    assert sorted(acked) == [1, 2, 3]
+    assert ingest.input_errors == 1 and ingest.rejected["malformed"] == 2 and ingest.accepted_frames == 1
+    assert batch is not None and batch.records == readings
+    _, rows = Journal.read_quarantine(tmp_path / "data" / "journal.db")
+    assert sorted(r.reason for r in rows) == ["malformed: internal error: ZeroDivisionError: a bug",
+                                              "malformed: topic is not UTF-8"]
+    assert {r.payload for r in rows} == {frame, b"x"}
+
+
+def test_a_topic_that_is_not_utf8_reaches_the_loop_as_a_malformed_message() -> None:
+    # paho's MQTTMessage.topic raised UnicodeDecodeError on the network thread, ending it.
+    import logging
+
+    import paho.mqtt.client as mqtt
+
+    from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
+
+    link = MqttLink(LinkSettings("127.0.0.1", 1, "t"), "test", logging.getLogger("test"))
+    receiver = Receiver(link, 10, lambda: None)
+    msg = mqtt.MQTTMessage(mid=5, topic=b"remotecal/v1/\xff/gw/readings")
+    msg.payload = b"payload"
+    receiver._on_message(link.client, None, msg)
+    (m,) = receiver.take()
+    assert m.error == "topic is not UTF-8" and m.payload == b"payload" and m.mid == 5

@@ -194,3 +194,27 @@ def test_a_keys_folder_that_cannot_be_listed_or_became_empty_keeps_the_keys(
         assert v.reload() is False
     assert any("holds no key now" in r.getMessage() for r in caplog.records)
     assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
+
+
+async def test_a_replay_state_that_cannot_be_saved_is_kept_and_saved_later(tmp_path: Path) -> None:
+    # The save task ran in the ingest's TaskGroup: an error there ended the worker.
+    import sqlite3
+
+    g = ReplayGuard(tmp_path / "replay.db", window=100)
+    g.open()
+    g.accept("s", "g", 5)
+    real = g._save_sync
+
+    def full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    g._save_sync = full  # type: ignore[method-assign,assignment]
+    await g.save()  # must not raise
+    g._save_sync = real  # type: ignore[method-assign]
+    g.accept("s", "g", 6)
+    await g.close()
+    again = ReplayGuard(tmp_path / "replay.db", window=100)
+    again.open()
+    assert (again.check("s", "g", 5) or "").startswith("replayed")
+    assert (again.check("s", "g", 6) or "").startswith("replayed")
+    await again.close()
