@@ -313,7 +313,7 @@ def test_empty_and_invalid_input() -> None:
 def test_window_starts_closed_form_equals_the_search(step: float, window: float) -> None:
     """Evenly sampled series take a closed form; it must equal searchsorted exactly, also where
     t - window_s rounds across a sample."""
-    from pipelines.plateaus import _window_starts
+    from gateway.stability import _window_starts
 
     t = 1_795_000_000.0 + np.arange(20_000) * step
     np.testing.assert_array_equal(_window_starts(t, window), np.searchsorted(t, t - window, side="left"))
