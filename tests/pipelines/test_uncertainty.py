@@ -14,6 +14,7 @@ from pipelines.uncertainty import (
     Component,
     combine,
     coverage_factor,
+    dof_from_k,
     normal_from_expanded,
     rectangular,
     resolution,
@@ -219,3 +220,85 @@ def test_invalid_budgets_are_rejected() -> None:
         type_a("mismatch", [1.0, 2.0], n=3)
     with pytest.raises(ValueError, match="coverage factor"):
         normal_from_expanded("k0", U=0.1, k=0.0)
+
+
+def test_nu_eff_round_off_below_an_integer_keeps_the_integer() -> None:
+    """A single component with nu = 2 gives nu_eff = 1.9999999999999998 in about a quarter of
+    random cases (u_c = sqrt(u^2) rounds); truncating that took k = t(1) = 13.97 instead of
+    t(2) = 4.53.  Failed before the fix."""
+    rng = np.random.default_rng(0)
+    below = 0
+    for u in rng.uniform(1e-4, 10.0, 400):
+        b = combine([("A", float(u), 1.0, 2.0)])
+        below += b.dof_eff < 2.0
+        assert b.k == pytest.approx(stats.t.ppf(0.97725, 2), rel=1e-12), (u, b.dof_eff)
+    assert below > 40  # the round-off does happen
+    assert coverage_factor(1.9999999999999998) == coverage_factor(2)
+    assert coverage_factor(2.5) == coverage_factor(2)
+    assert coverage_factor(1.9999) == coverage_factor(1)  # a real 1.9999 stays 1
+
+
+@pytest.mark.parametrize(("k", "dof"), [(2.87, 4), (13.97, 1), (4.53, 2), (3.31, 3), (2.32, 9), (2.05, 51),
+                                        (2.0, math.inf), (1.96, math.inf)])
+def test_a_certificate_k_implies_its_dof(k: float, dof: float) -> None:
+    """EA-4/02 Table E.1 read backwards: k = 2.87 at 95.45 % is nu = 4."""
+    assert dof_from_k(k) == dof
+    if math.isfinite(dof):
+        assert_allclose(stats.t.ppf(0.97725, dof), k, atol=0.03)
+
+
+def test_a_dominant_reference_with_k_2_87_carries_its_dof() -> None:
+    """Today U was 21 % too small when such a reference dominates: with nu = inf k is 2,
+    with the implied nu = 4 (plus small Type B) it is about 2.8."""
+    ref = normal_from_expanded("reference", U=0.0287, k=2.87, dof=dof_from_k(2.87))
+    b = combine([ref, rectangular("drift", 0.002)])
+    assert 4.0 < b.dof_eff < 4.2 and b.k == pytest.approx(stats.t.ppf(0.97725, 4))
+    old = combine([normal_from_expanded("reference", U=0.0287, k=2.87), rectangular("drift", 0.002)])
+    assert pytest.approx(stats.t.ppf(0.97725, 4) / 2.0) == b.U / old.U
+    assert b.U / old.U > 1.4
+
+
+def gtc_budget(rows: list[tuple[str, float, float, float]], correlations: dict[tuple[str, str], float]):
+    """The same budget in the GUM Tree Calculator: y = sum c_i x_i with x_i = ureal(0, u_i, nu_i)."""
+    GTC = pytest.importorskip("GTC")
+    x = {name: GTC.ureal(0.0, u, dof, label=name, independent=not any(name in p for p in correlations))
+         for name, u, _, dof in rows}
+    for (a, b), r in correlations.items():
+        GTC.set_correlation(r, x[a], x[b])
+    y = sum(c * x[name] for name, _, c, _ in rows)
+    return GTC.uncertainty(y), GTC.dof(y)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_correlated_budgets_against_gtc(case: int) -> None:
+    """GUM 5.2 (eq. 16) against GTC: correlated Type B components (infinite dof), with and
+    without a Type A beside them, positive and negative sensitivities and correlations."""
+    rows, corr = [
+        ([("td", 0.05, 3.1, math.inf), ("t", 0.02, -2.4, math.inf)], {("td", "t"): 0.8}),
+        ([("td", 0.05, 3.1, math.inf), ("t", 0.02, -2.4, math.inf), ("A", 0.03, 1.0, 12.0)],
+         {("td", "t"): 0.8}),
+        ([("a", 0.1, 1.0, math.inf), ("b", 0.2, 1.0, math.inf), ("c", 0.05, -0.5, math.inf),
+          ("A", 0.08, 1.0, 5.0)], {("a", "b"): -0.3, ("b", "c"): 0.6, ("a", "c"): 0.1}),
+        ([("ref", 0.01, 1.0, math.inf), ("drift", 0.006, 1.0, math.inf), ("A", 0.002, -1.0, 30.0)],
+         {("ref", "drift"): 1.0}),
+    ][case]
+    ours = combine(rows, correlations=corr)
+    u, dof = gtc_budget(rows, corr)
+    assert_allclose(ours.u_combined, u, rtol=1e-12)
+    if math.isinf(ours.dof_eff):
+        assert math.isinf(dof)
+    else:
+        assert_allclose(ours.dof_eff, dof, rtol=1e-9)
+    assert ours.correlations == tuple((a, b, r) for (a, b), r in corr.items())
+
+
+def test_correlations_are_checked() -> None:
+    rows = [("a", 0.1, 1.0, math.inf), ("b", 0.1, 1.0, 5.0)]
+    with pytest.raises(ValueError, match="infinite degrees of freedom"):
+        combine(rows, correlations={("a", "b"): 0.5})
+    with pytest.raises(ValueError, match="no component named"):
+        combine(rows, correlations={("a", "z"): 0.5})
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        combine([("a", 0.1, 1.0, math.inf), ("b", 0.1, 1.0, math.inf)], correlations={("a", "b"): 1.5})
+    # the SPEC's signature is unchanged
+    assert combine(rows).u_combined == pytest.approx(math.sqrt(0.02))
