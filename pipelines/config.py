@@ -10,8 +10,15 @@
                                reference_temperature (a chilled mirror and a thermometer,
                                each with its certificate) with optional pressure_pa;
                                optional stability / uncertainty overrides
+    [references.<id>]          a reference standard tied to its certificate: channel (default
+                               the id), manufacturer, model, serial, certificate (number),
+                               laboratory, calibration_date, due_date, certificate_sha256,
+                               optional certificate_file (its SHA-256 is checked), points,
+                               extrapolate, drift, and [[references.<id>.history]] (earlier
+                               certificates: calibration_date, points, ...): drift from them
     [reference_certificate.<channel>]
                                points = [[indication, correction, U, k], ...], extrapolate = false
+                               (SPEC section 7's form: a table without the identity)
     [uncertainty]              reference_drift, dut_resolution, chamber_inhomogeneity
                                (half-widths or a resolution, in the quantity's unit), and any
                                further `name = half_width`: a rectangular Type B contribution
@@ -35,10 +42,11 @@ Every problem is reported as one line with its key path, like the site config
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import math
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -60,6 +68,7 @@ from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
 
 __all__ = [
+    "CalibrationRecord",
     "CertificateConfig",
     "ComparisonConfig",
     "ConformityConfig",
@@ -67,6 +76,7 @@ __all__ = [
     "IssuedCertificateConfig",
     "ItemConfig",
     "PipelineConfig",
+    "ReferenceConfig",
     "RunConfig",
     "SourceConfig",
     "StabilityConfig",
@@ -92,6 +102,9 @@ class RunConfig(_Strict):
     """Inclusive lower bound of the readings read (UTC)."""
     end: datetime | None = None
     """Exclusive upper bound of the readings read (UTC)."""
+    allow_expired_references: bool = False
+    """Compute points with a reference past its certificate's due date (refused otherwise);
+    such points are flagged ``expired_reference`` in the results."""
 
     @field_validator("id")
     @classmethod
@@ -225,6 +238,20 @@ class ComparisonConfig(_Strict):
     pressure_pa: float | None = Field(default=None, gt=0)
     """Total pressure [Pa] at the DUTs: applies Hardy's enhancement factor (dew-point
     reference only); absent: the enhancement factor is taken as 1."""
+    pressure_u_pa: float = Field(default=0.0, ge=0)
+    """Standard uncertainty of pressure_pa [Pa] (and of mirror_pressure_pa), propagated to
+    %rh with the sensitivity coefficient at each point."""
+    mirror_pressure_pa: float | None = Field(default=None, gt=0)
+    """Pressure in the mirror's measuring cell [Pa] when it differs from the chamber's (a
+    sampled or pumped mirror): the vapour pressure scales by pressure_pa / mirror_pressure_pa.
+    Absent: the mirror sees pressure_pa."""
+    correlation_dew_point_temperature: float = Field(default=0.0, ge=-1, le=1)
+    """Correlation coefficient between the dew-point and the temperature corrections (their
+    certificates' and drifts', e.g. both traced to one laboratory's standard; GUM 5.2)."""
+    dut_settling: bool = True
+    """A point's window starts only once the DUT itself is stable by the comparison's
+    stability criteria (a lagging DUT biases the mean otherwise); false: the reference's
+    plateau as it is."""
     quantity: str
     stability: StabilityConfig | None = None
     """Criteria for this comparison's reference (e.g. in %rh for a hygrometer); default [stability]."""
@@ -255,6 +282,29 @@ class ComparisonConfig(_Strict):
         return self.reference is None
 
 
+def _certificate_rows(v: Any) -> Any:
+    if isinstance(v, list):
+        for i, row in enumerate(v):
+            if not isinstance(row, list | tuple) or len(row) != 4:
+                raise ValueError(f"[{i}]: expected [indication, correction, U, k], got {row!r}")
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in row):
+                raise ValueError(f"[{i}]: expected four numbers [indication, correction, U, k]")
+    return v
+
+
+def _check_rows(v: list[CertificatePoint]) -> list[CertificatePoint]:
+    for i, (indication, correction, big_u, k) in enumerate(v):
+        if not all(math.isfinite(x) for x in (indication, correction, big_u, k)):
+            raise ValueError(f"[{i}]: every number must be finite")
+        if big_u < 0:
+            raise ValueError(f"[{i}]: the expanded uncertainty U must be >= 0, not {big_u}")
+        if k <= 0:
+            raise ValueError(f"[{i}]: the coverage factor k must be > 0, not {k}")
+        if i and indication <= v[i - 1][0]:
+            raise ValueError(f"[{i}]: indications must increase ({indication} after {v[i - 1][0]})")
+    return v
+
+
 CertificatePoint = tuple[float, float, float, float]
 
 
@@ -270,30 +320,97 @@ class CertificateConfig(_Strict):
     points: list[CertificatePoint] = Field(min_length=1)
     extrapolate: bool = False
 
-    @field_validator("points", mode="before")
+    _shape = field_validator("points", mode="before")(_certificate_rows)
+    _points = field_validator("points")(_check_rows)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class CalibrationRecord(_Strict):
+    """[[references.<id>.history]]: an earlier calibration of a reference, for its drift."""
+
+    certificate: str | None = None
+    """The certificate's number."""
+    laboratory: str | None = None
+    calibration_date: date
+    points: list[CertificatePoint] = Field(min_length=1)
+
+    _lines = field_validator("certificate", "laboratory")(lambda v: _one_line(v))
+    _shape = field_validator("points", mode="before")(_certificate_rows)
+    _points = field_validator("points")(_check_rows)
+
+
+class ReferenceConfig(_Strict):
+    """[references.<id>]: a reference standard tied to its calibration certificate
+    (`pipelines.reference`).  The table is the certificate's; the identity goes into the
+    results (and the DCC's measuringEquipment)."""
+
+    channel: str | None = Field(default=None, min_length=1)
+    """The channel it reads in the run; default: the id."""
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str
+    certificate: str
+    """The certificate's number."""
+    laboratory: str
+    """The laboratory that issued the certificate."""
+    calibration_date: date
+    due_date: date
+    """After this day the reference is expired: a run refuses it (unless
+    run.allow_expired_references)."""
+    certificate_sha256: str | None = None
+    """SHA-256 of the certificate's file (hex), stating which document the table is from."""
+    certificate_file: Path | None = None
+    """The certificate's file (relative to PIPELINE.toml): its SHA-256 must equal
+    certificate_sha256 (which then is required)."""
+    points: list[CertificatePoint] = Field(min_length=1)
+    extrapolate: bool = False
+    drift: NonNegativeFloat | None = None
+    """Half-width of the drift since calibration (rectangular) [unit of the channel];
+    default [uncertainty] reference_drift (of the comparison's unit), unless the history
+    gives one."""
+    history: list[CalibrationRecord] = []
+    """Earlier certificates, oldest first: with one or more, the drift is the largest change
+    of correction between successive calibrations (rectangular half-width)."""
+
+    _lines = field_validator("manufacturer", "model", "serial", "certificate", "laboratory")(
+        lambda v: _one_line(v))
+    _shape = field_validator("points", mode="before")(_certificate_rows)
+    _points = field_validator("points")(_check_rows)
+
+    @field_validator("certificate_sha256")
     @classmethod
-    def _shape(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            for i, row in enumerate(v):
-                if not isinstance(row, list | tuple) or len(row) != 4:
-                    raise ValueError(f"[{i}]: expected [indication, correction, U, k], got {row!r}")
-                if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in row):
-                    raise ValueError(f"[{i}]: expected four numbers [indication, correction, U, k]")
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.fullmatch(v.lower()):
+            raise ValueError("expected the SHA-256 as 64 hexadecimal digits")
+        return None if v is None else v.lower()
+
+    @field_validator("due_date")
+    @classmethod
+    def _due(cls, v: date, info: ValidationInfo) -> date:
+        cal = info.data.get("calibration_date")
+        if cal is not None and v <= cal:
+            raise ValueError(f"must be after calibration_date ({cal.isoformat()})")
         return v
 
-    @field_validator("points")
+    @field_validator("history")
     @classmethod
-    def _points(cls, v: list[CertificatePoint]) -> list[CertificatePoint]:
-        for i, (indication, correction, big_u, k) in enumerate(v):
-            if not all(math.isfinite(x) for x in (indication, correction, big_u, k)):
-                raise ValueError(f"[{i}]: every number must be finite")
-            if big_u < 0:
-                raise ValueError(f"[{i}]: the expanded uncertainty U must be >= 0, not {big_u}")
-            if k <= 0:
-                raise ValueError(f"[{i}]: the coverage factor k must be > 0, not {k}")
-            if i and indication <= v[i - 1][0]:
-                raise ValueError(f"[{i}]: indications must increase ({indication} after {v[i - 1][0]})")
+    def _history(cls, v: list[CalibrationRecord], info: ValidationInfo) -> list[CalibrationRecord]:
+        cal = info.data.get("calibration_date")
+        for i, record in enumerate(v):
+            if i and record.calibration_date <= v[i - 1].calibration_date:
+                raise ValueError(f"[{i}].calibration_date: history runs oldest first "
+                                 f"({record.calibration_date} after {v[i - 1].calibration_date})")
+            if cal is not None and record.calibration_date >= cal:
+                raise ValueError(f"[{i}].calibration_date: an earlier calibration must precede "
+                                 f"calibration_date ({cal.isoformat()})")
         return v
+
+    @field_validator("drift")
+    @classmethod
+    def _drift(cls, v: float | None) -> float | None:
+        return None if v is None else _finite(v)
 
 
 class UncertaintyConfig(BaseModel):
@@ -312,8 +429,13 @@ class UncertaintyConfig(BaseModel):
     """The DUT's resolution (digit step): u = resolution / (2 sqrt 3)."""
     chamber_inhomogeneity: NonNegativeFloat
     """Half-width of the temperature/humidity difference between reference and DUT positions."""
+    temperature_inhomogeneity: NonNegativeFloat | None = None
+    """Dew-point comparisons only: half-width [degC] of the air temperature difference
+    between the reference thermometer and the DUTs, propagated to %rh with dRH/dT at each
+    point (rectangular)."""
 
-    _finite = field_validator("reference_drift", "dut_resolution", "chamber_inhomogeneity")(_finite)
+    _finite = field_validator("reference_drift", "dut_resolution", "chamber_inhomogeneity",
+                              "temperature_inhomogeneity")(_finite)
 
     @property
     def extra_half_widths(self) -> dict[str, float]:
@@ -471,6 +593,8 @@ class PipelineConfig(_Strict):
     stability: StabilityConfig
     comparisons: list[ComparisonConfig] = Field(min_length=1)
     reference_certificate: dict[str, CertificateConfig] = {}
+    references: dict[str, ReferenceConfig] = {}
+    """Reference standards with their identity and certificates, by id."""
     uncertainty: UncertaintyConfig
     curve: CurveConfig | None = None
     conformity: ConformityConfig | None = None
@@ -481,6 +605,19 @@ class PipelineConfig(_Strict):
 
 def _cross_check(cfg: PipelineConfig) -> list[str]:
     problems = []
+    certified: dict[str, str] = {name: f"reference_certificate.{name}" for name in cfg.reference_certificate}
+    for ref_id, ref in cfg.references.items():
+        channel = ref.channel or ref_id
+        if channel in certified:
+            problems.append(f"references.{ref_id}: channel {channel!r} already has a certificate in "
+                            f"[{certified[channel]}]; give each reference channel one")
+        certified[channel] = f"references.{ref_id}"
+        if ref.certificate_file is not None and ref.certificate_sha256 is None:
+            problems.append(f"references.{ref_id}.certificate_sha256: required with certificate_file")
+    dew_point_defaults = any(c.dew_point_reference and c.uncertainty is None for c in cfg.comparisons)
+    if cfg.uncertainty.temperature_inhomogeneity is not None and not dew_point_defaults:
+        problems.append("uncertainty.temperature_inhomogeneity: applies to dew-point comparisons "
+                        "(reference_dew_point) only, and none takes [uncertainty]")
     for i, c in enumerate(cfg.comparisons):
         dew = (c.reference_dew_point, c.reference_temperature)
         if c.reference is not None and any(x is not None for x in dew):
@@ -512,21 +649,34 @@ def _cross_check(cfg: PipelineConfig) -> list[str]:
                 problems.append(
                     f"comparisons[{i}].reference_temperature: the same channel as reference_dew_point"
                 )
-        elif c.pressure_pa is not None:
-            problems.append(
-                f"comparisons[{i}].pressure_pa: applies to a dew-point reference "
-                "(reference_dew_point) only"
-            )
+        else:
+            for key in ("pressure_pa", "mirror_pressure_pa"):
+                if getattr(c, key) is not None:
+                    problems.append(f"comparisons[{i}].{key}: applies to a dew-point reference "
+                                    "(reference_dew_point) only")
+            for key in ("pressure_u_pa", "correlation_dew_point_temperature"):
+                if getattr(c, key) != 0.0:
+                    problems.append(f"comparisons[{i}].{key}: applies to a dew-point reference "
+                                    "(reference_dew_point) only")
+            if c.uncertainty is not None and c.uncertainty.temperature_inhomogeneity is not None:
+                problems.append(f"comparisons[{i}].uncertainty.temperature_inhomogeneity: applies to a "
+                                "dew-point reference (reference_dew_point) only")
+        if c.dew_point_reference and c.pressure_pa is None and (
+                c.mirror_pressure_pa is not None or c.pressure_u_pa):
+            key = "mirror_pressure_pa" if c.mirror_pressure_pa is not None else "pressure_u_pa"
+            problems.append(f"comparisons[{i}].{key}: needs pressure_pa (the chamber's pressure)")
         keys = ("reference",) if c.reference is not None else ("reference_dew_point", "reference_temperature")
         for key, name in zip(keys, c.reference_channels, strict=True):
-            if name not in cfg.reference_certificate:
+            if name not in certified:
                 problems.append(
-                    f"comparisons[{i}].{key}: no certificate for {name!r}; "
-                    f"add [reference_certificate.{name}] with its points"
+                    f"comparisons[{i}].{key}: no certificate for {name!r}; add [references.{name}] "
+                    f"(or [reference_certificate.{name}]) with its points"
                 )
             if c.dut == name:
                 problems.append(f"comparisons[{i}].dut: {c.dut!r} is the reference itself")
     for name, value in (cfg.uncertainty.__pydantic_extra__ or {}).items():
+        if name == "temperature_inhomogeneity":
+            continue
         if not math.isfinite(value):
             problems.append(f"uncertainty.{name}: must be a finite number")
     problems += _check_items(cfg)
@@ -570,4 +720,26 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     if cfg.source.path is not None and not cfg.source.path.is_absolute():
         source = cfg.source.model_copy(update={"path": (p.parent / cfg.source.path).resolve()})
         cfg = cfg.model_copy(update={"source": source})
+    references = dict(cfg.references)
+    problems = []
+    for ref_id, ref in cfg.references.items():
+        if ref.certificate_file is None:
+            continue
+        file = ref.certificate_file
+        if not file.is_absolute():
+            file = p.parent / file
+        key = f"references.{ref_id}.certificate_file"
+        try:
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        except OSError as exc:
+            problems.append(f"{key}: cannot read {file}: {exc.strerror or exc}")
+            continue
+        if digest != ref.certificate_sha256:
+            problems.append(f"{key}: the file's SHA-256 is {digest}, not certificate_sha256 "
+                            f"{ref.certificate_sha256}: not the certificate the table was taken from")
+        references[ref_id] = ref.model_copy(update={"certificate_file": file.resolve()})
+    if problems:
+        raise ConfigError(problems)
+    if references != cfg.references:
+        cfg = cfg.model_copy(update={"references": references})
     return cfg

@@ -336,7 +336,8 @@ def frost_point(e_pa: Any) -> Any:
 
 @overload
 def dew_point_to_rh(  # type: ignore[overload-overlap]
-    td_c: float, t_c: float, p_pa: float | None = None, over: Over = "water"
+    td_c: float, t_c: float, p_pa: float | None = None, over: Over = "water", *,
+    p_mirror_pa: float | None = None,
 ) -> float: ...
 @overload
 def dew_point_to_rh(
@@ -344,13 +345,22 @@ def dew_point_to_rh(
     t_c: _ArrayIn | float,
     p_pa: _ArrayIn | float | None = None,
     over: Over = "water",
+    *,
+    p_mirror_pa: _ArrayIn | float | None = None,
 ) -> FloatArray: ...
-def dew_point_to_rh(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -> Any:
+def dew_point_to_rh(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water", *,
+                    p_mirror_pa: Any = None) -> Any:
     """Relative humidity (with respect to water) from a dew or frost point.
 
     RH = 100 f(T_d, P) e(T_d) / (f_w(T, P) e_w(T)), with e and f over ``over`` at the dew or
     frost point and over water at the air temperature (WMO-No. 8, Annex 4.B, with Hardy's
     (1998) e_s and f). Without ``p_pa`` both enhancement factors are taken as 1.
+
+    A mirror that measures the gas at another pressure P_m (a sampled or pumped mirror)
+    sees the same mole fraction of water vapour, f(T_d, P_m) e(T_d) / P_m, so at the
+    chamber's pressure P the vapour pressure is that times P: RH = 100 f(T_d, P_m) e(T_d)
+    (P / P_m) / (f_w(T, P) e_w(T)) (e.g. DKD-R 5-8:2019, the pressure ratio of the
+    generator; WMO-No. 8 Annex 4.B for the mole fraction).
 
     Parameters
     ----------
@@ -362,17 +372,24 @@ def dew_point_to_rh(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water")
         Total pressure; applies the enhancement factor at both temperatures.
     over : "water" or "ice"
         Phase of the condensate at ``td_c``.
+    p_mirror_pa : float or array [Pa], optional
+        Total pressure at the mirror when it differs from ``p_pa`` (which is then required).
 
     Returns
     -------
     float or array [%rh]
     """
     _check_over(over)
-    scalar, arrays = _floats(td_c, t_c, p_pa)
+    if p_mirror_pa is not None and p_pa is None:
+        raise ValueError("p_mirror_pa needs p_pa, the pressure of the air at t_c")
+    scalar, arrays = _floats(td_c, t_c, p_pa, p_mirror_pa)
     td, t = arrays[0] + _T0, arrays[1] + _T0
     p = arrays[2] if p_pa is not None else None
-    ln_num, _ = _ln_effective_es(td, p, over)
+    p_m = arrays[3] if p_mirror_pa is not None else p
+    ln_num, _ = _ln_effective_es(td, p_m, over)
     ln_den, _ = _ln_effective_es(t, p, "water")
+    if p_mirror_pa is not None:
+        ln_num = ln_num + np.log(p / p_m)  # type: ignore[operator]
     return _out(100.0 * np.exp(ln_num - ln_den), scalar)
 
 
@@ -435,7 +452,8 @@ def rh_to_dew_point(rh: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -
 
 @overload
 def drh_dtd(  # type: ignore[overload-overlap]
-    td_c: float, t_c: float, p_pa: float | None = None, over: Over = "water"
+    td_c: float, t_c: float, p_pa: float | None = None, over: Over = "water", *,
+    p_mirror_pa: float | None = None,
 ) -> float: ...
 @overload
 def drh_dtd(
@@ -443,8 +461,10 @@ def drh_dtd(
     t_c: _ArrayIn | float,
     p_pa: _ArrayIn | float | None = None,
     over: Over = "water",
+    *,
+    p_mirror_pa: _ArrayIn | float | None = None,
 ) -> FloatArray: ...
-def drh_dtd(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -> Any:
+def drh_dtd(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water", *, p_mirror_pa: Any = None) -> Any:
     """Sensitivity coefficient dRH/dT_d of `dew_point_to_rh`, for GUM propagation.
 
     Analytic: dRH/dT_d = RH (d ln e/dT + d ln f/dT) at T_d (GUM, JCGM 100:2008, 5.1.3,
@@ -468,17 +488,18 @@ def drh_dtd(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -> Any:
         50 %rh).
     """
     _check_over(over)
-    scalar, arrays = _floats(td_c, t_c, p_pa)
-    td, t = arrays[0] + _T0, arrays[1] + _T0
-    p = arrays[2] if p_pa is not None else None
-    ln_num, slope = _ln_effective_es(td, p, over)
-    ln_den, _ = _ln_effective_es(t, p, "water")
-    return _out(100.0 * np.exp(ln_num - ln_den) * slope, scalar)
+    rh = dew_point_to_rh(td_c, t_c, p_pa, over, p_mirror_pa=p_mirror_pa)
+    scalar, arrays = _floats(td_c, p_pa, p_mirror_pa)
+    p = arrays[1] if p_pa is not None else None
+    p_m = arrays[2] if p_mirror_pa is not None else p
+    _, slope = _ln_effective_es(arrays[0] + _T0, p_m, over)
+    return _out(np.asarray(rh) * slope, scalar and np.ndim(t_c) == 0)
 
 
 @overload
 def drh_dt(  # type: ignore[overload-overlap]
-    td_c: float, t_c: float, p_pa: float | None = None, over: Over = "water"
+    td_c: float, t_c: float, p_pa: float | None = None, over: Over = "water", *,
+    p_mirror_pa: float | None = None,
 ) -> float: ...
 @overload
 def drh_dt(
@@ -486,8 +507,10 @@ def drh_dt(
     t_c: _ArrayIn | float,
     p_pa: _ArrayIn | float | None = None,
     over: Over = "water",
+    *,
+    p_mirror_pa: _ArrayIn | float | None = None,
 ) -> FloatArray: ...
-def drh_dt(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -> Any:
+def drh_dt(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water", *, p_mirror_pa: Any = None) -> Any:
     """Sensitivity coefficient dRH/dT of `dew_point_to_rh` to the air temperature.
 
     Analytic: dRH/dT = -RH (d ln e_w/dT + d ln f_w/dT) at T (GUM, JCGM 100:2008, 5.1.3),
@@ -511,9 +534,8 @@ def drh_dt(td_c: Any, t_c: Any, p_pa: Any = None, over: Over = "water") -> Any:
         20 degC, 50 %rh).
     """
     _check_over(over)
-    scalar, arrays = _floats(td_c, t_c, p_pa)
-    td, t = arrays[0] + _T0, arrays[1] + _T0
-    p = arrays[2] if p_pa is not None else None
-    ln_num, _ = _ln_effective_es(td, p, over)
-    ln_den, slope = _ln_effective_es(t, p, "water")
-    return _out(-100.0 * np.exp(ln_num - ln_den) * slope, scalar)
+    rh = dew_point_to_rh(td_c, t_c, p_pa, over, p_mirror_pa=p_mirror_pa)
+    scalar, arrays = _floats(t_c, p_pa)
+    p = arrays[1] if p_pa is not None else None
+    _, slope = _ln_effective_es(arrays[0] + _T0, p, "water")
+    return _out(-np.asarray(rh) * slope, scalar and np.ndim(td_c) == 0)

@@ -347,11 +347,13 @@ def _correlated_pairs(
 
 
 def rectangular(
-    name: str, half_width: float, sensitivity: float = 1.0, *, value: float | None = None
+    name: str, half_width: float, sensitivity: float = 1.0, *, value: float | None = None,
+    unit: str | None = None,
 ) -> Component:
     """A Type B quantity known only to lie within +-``half_width``: u = a / sqrt(3) (GUM
     4.3.7), e.g. a drift limit or a chamber inhomogeneity [unit of x_i]."""
-    return Component(name, "rectangular", half_width=half_width, sensitivity=sensitivity, value=value)
+    return Component(name, "rectangular", half_width=half_width, sensitivity=sensitivity, value=value,
+                     unit=unit)
 
 
 def normal_from_expanded(

@@ -158,10 +158,10 @@ def test_budget_propagates_both_reference_channels(results: list[PointResult]) -
     for r in results:
         td, t = STEPS[r.point - 1]
         names = [c.name for c in r.budget.components]
-        assert names == ["repeatability (Type A)", "reference dew point calibration",
-                         "reference temperature calibration", "reference drift", "DUT resolution",
-                         "chamber inhomogeneity"]
-        c_td, c_t = r.budget.components[1:3]
+        assert names == ["repeatability (Type A)", "chamber temporal instability", "DUT short-term stability",
+                         "reference dew point calibration", "reference temperature calibration",
+                         "reference drift", "DUT resolution", "chamber inhomogeneity"]
+        c_td, c_t = r.budget.components[3:5]
         fd_td = (dew_point_to_rh(td + h, t, P_PA) - dew_point_to_rh(td - h, t, P_PA)) / (2 * h)
         fd_t = (dew_point_to_rh(td, t + h, P_PA) - dew_point_to_rh(td, t - h, P_PA)) / (2 * h)
         assert c_td.sensitivity == pytest.approx(fd_td, rel=2e-3)
@@ -173,7 +173,7 @@ def test_budget_propagates_both_reference_channels(results: list[PointResult]) -
         assert c_t.contribution == pytest.approx(abs(c_t.sensitivity) * 0.02)
         assert c_td.value == pytest.approx(float(np.interp(td, [0, 20], [0.05, -0.05])), abs=1e-3)
         assert r.budget.u_combined == pytest.approx(math.sqrt(sum(c.contribution**2 for c in r.budget.components)))
-        drift = r.budget.components[3]
+        (drift,) = [c for c in r.budget.components if c.name == "reference drift"]
         assert drift.u == pytest.approx(0.3 / math.sqrt(3))  # the comparison's own [uncertainty], in %rh
 
 
@@ -259,7 +259,7 @@ def test_a_frost_point_channel_is_taken_over_ice() -> None:
     (r,) = compute(parse_pipeline_config(doc), data)
     assert r.reference_mean == pytest.approx(dew_point_to_rh(fp, air, P_PA, over="ice"), abs=1e-3)
     assert r.reference_mean < dew_point_to_rh(fp, air, P_PA) - 0.5  # e_ice < e_water at -10 degC
-    c_td = r.budget.components[1]
+    (c_td,) = [c for c in r.budget.components if c.name == "reference dew point calibration"]
     h = 1e-4
     fd = (dew_point_to_rh(fp + h, air, P_PA, over="ice") - dew_point_to_rh(fp - h, air, P_PA, over="ice")) / (2 * h)
     assert c_td.sensitivity == pytest.approx(fd, rel=2e-3)

@@ -395,10 +395,11 @@ def test_pipeline_end_to_end(influxd: InfluxD, tmp_path: Path, capsys: pytest.Ca
         round(datetime(2026, 11, 20, 6, tzinfo=UTC).timestamp() * 1e9)]
     budget = result.results[0].budget
     assert [c.name for c in budget.components] == [
-        "repeatability (Type A)", "reference calibration", "reference drift", "DUT resolution",
+        "repeatability (Type A)", "chamber temporal instability", "DUT short-term stability",
+        "reference calibration", "reference interpolation", "reference drift", "DUT resolution",
         "chamber inhomogeneity", "self_heating",
     ]
-    assert budget.components[1].u == pytest.approx(0.01)
+    assert budget.components[3].u == pytest.approx(0.01)
     assert math.isclose(budget.u_combined, math.sqrt(sum(c.contribution**2 for c in budget.components)))
 
 
