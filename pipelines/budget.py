@@ -10,7 +10,8 @@ repeatability (Type A)              of the mean of reference - DUT, autocorrelat
                                     `uncertainty.autocorrelated_mean`, n_eff <= the
                                     DUT's own readings
 chamber temporal instability        DKD-R 5-7 8.2: largest deviation of the           inf
-                                    reference from its mean over the point, rect.
+                                    chamber's course (the reference's least-squares
+                                    line) from its mean over the point, rect.
 DUT short-term stability            the DUT's drift against the reference over the    inf
                                     point beyond its noise (`drift_half_width`), rect.
 reference calibration               U/k of the certificate at the mean indication     from its k
@@ -23,12 +24,13 @@ every extra [uncertainty] key       half-width / sqrt 3                         
 hysteresis                          |C_up - C_down| / 2 at one setpoint, rect.        inf
 ==================================  ================================================  ==============
 
-The chamber's temporal instability is taken as DKD-R 5-7 defines it for a chamber; in a
-comparison its common part cancels in reference - DUT, and what does not (a DUT slower than
-the reference, at another place) is partly in the Type A already: the row is conservative
-by as much, a choice the guideline makes.  The DUT's short-term stability counts only a
-drift the noise cannot explain, because the Type A holds that noise (and a coverage test
-on simulated runs shows the stated U then covers 95 %: tests/pipelines/test_type_a_coverage.py).
+The chamber's temporal instability is DKD-R 5-7's for a chamber, on its course rather than
+single readings (`pipelines.uncertainty.temporal_instability` says why); in a comparison its
+common part cancels in reference - DUT, and what does not (a DUT slower than the reference,
+at another place) is what the row bounds: conservative, as the guideline is.  The DUT's
+short-term stability counts only a drift the noise cannot explain, because the Type A
+holds that noise (a coverage test on simulated runs shows the stated U then covers 95 %:
+tests/pipelines/test_type_a_coverage.py).
 
 Against a dew point and an air temperature (relative humidity), the reference rows are
 instead, each in degC with c = dRH/dT_d or dRH/dT at the point's mean corrected values
@@ -222,7 +224,7 @@ def point_budget(
     n_eff = a.dof + 1.0
     rows = (
         contribution_of(a),
-        contribution_of(rectangular("chamber temporal instability", temporal_instability(reference))),
+        contribution_of(rectangular("chamber temporal instability", temporal_instability(t_s, reference))),
         contribution_of(rectangular("DUT short-term stability", drift_half_width(t_s, diff, n_eff),
                                     sensitivity=-1.0)),
         *ev.rows,

@@ -21,7 +21,7 @@ References:
   Metrologia 43 (2006) S276-S281, for the Type A of a mean of autocorrelated readings
   (`autocorrelated_mean`).
 - DKD-R 5-7:2018 section 8.2 for the temporal instability of a climatic chamber
-  (`temporal_instability`).
+  (`temporal_instability`, on the chamber's course).
 """
 
 from __future__ import annotations
@@ -584,14 +584,29 @@ def type_a_autocorrelated(
                      value=float(x.mean()))
 
 
-def temporal_instability(values: npt.ArrayLike) -> float:
-    """Half-width of the temporal instability of a chamber over a plateau (DKD-R 5-7:2018,
-    8.2): the largest deviation of the reference's readings from their mean over the
-    period [unit], taken as a rectangular distribution."""
+def temporal_instability(t_s: npt.ArrayLike, values: npt.ArrayLike) -> float:
+    """Half-width of the temporal instability of a chamber over a plateau [unit], taken as a
+    rectangular distribution (DKD-R 5-7:2018, 8.2: the largest deviation of the chamber's
+    value from its mean over the period).
+
+    Evaluated on the chamber's course, the least-squares line of the reference's readings
+    against time: |b| (t_end - t_start) / 2 is the largest deviation of that line from its
+    mean.  Not on single readings: their largest deviation counts the reference's own
+    noise (which the Type A of the comparison holds) and the plateau's edge samples (its
+    windows tolerate the first seconds of the next ramp), and grows with the number of
+    readings; the course is what a DUT slower than the reference, at another place, turns
+    into an error of the comparison.
+    """
+    t = np.asarray(t_s, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
+    if v.size < 2:
         return 0.0
-    return float(np.max(np.abs(v - v.mean())))
+    tc = t - t.mean()
+    sxx = float(np.dot(tc, tc))
+    if sxx <= 0:
+        return 0.0
+    b = float(np.dot(tc, v - v.mean())) / sxx
+    return abs(b) * float(t[-1] - t[0]) / 2.0
 
 
 def drift_half_width(t_s: npt.ArrayLike, x: npt.ArrayLike, n_eff: float) -> float:
