@@ -72,9 +72,25 @@ from pipelines.uncertainty import (
     type_a_autocorrelated,
 )
 
-__all__ = ["ReferenceEvaluation", "evaluate_reference", "fixed_rows", "point_budget", "with_row"]
+__all__ = ["POINT_SPECIFIC", "ReferenceEvaluation", "evaluate_reference", "fixed_rows", "is_common",
+           "point_budget", "with_row"]
 
 FloatArray = npt.NDArray[np.float64]
+
+POINT_SPECIFIC = frozenset({
+    "chamber temporal instability", "DUT short-term stability", "DUT resolution", "hysteresis",
+    "reference interpolation", "reference dew point interpolation", "reference temperature interpolation",
+})
+"""Type B rows whose error differs from point to point (each point's own course, reading,
+sequence or place between certificate rows).  Every other Type B row is one error shared by
+all the points of a DUT channel: the same reference and certificate, the same drift, the same
+place in the chamber, the same pressure gauge, the same further [uncertainty] effect."""
+
+
+def is_common(row: Contribution) -> bool:
+    """Whether a budget row's error is common to every point of a channel (`POINT_SPECIFIC`);
+    Type A rows never are."""
+    return row.distribution != "type A" and row.name not in POINT_SPECIFIC
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from lxml import etree
 
 from gateway.errors import ConfigError
 from pipelines.config import PipelineConfig, parse_pipeline_config
-from pipelines.curve import fit_curves, fit_polynomial
+from pipelines.curve import fit_curves, fit_polynomial, point_covariance
 from pipelines.dcc import DCC_NS, SI_NS, build_dcc, certificate_identifier
 from pipelines.report import build_report
 from pipelines.results import curve_columns, curve_row
@@ -69,11 +69,25 @@ def test_curves_of_a_run() -> None:
     x = np.array([r.dut_mean for r in mine])
     y = np.array([r.correction for r in mine])
     u = np.array([r.u_combined for r in mine])
+    # As if independent: numpy's weighted polyfit.
+    plain = fit_curves(results, 1, correlated=False)["dut1-t"]
     p, pcov = np.polyfit(x, y, 1, w=1 / u, cov="unscaled")
-    assert c.coefficients == pytest.approx(p[::-1])
-    assert c.covariance == pytest.approx(pcov[::-1, ::-1])
-    assert c.residuals == pytest.approx(y - np.polyval(p, x))
-    assert c.chi2 == pytest.approx(float(np.sum(((y - np.polyval(p, x)) / u) ** 2)))
+    assert plain.coefficients == pytest.approx(p[::-1])
+    assert plain.covariance == pytest.approx(pcov[::-1, ::-1])
+    assert plain.residuals == pytest.approx(y - np.polyval(p, x))
+    assert plain.chi2 == pytest.approx(float(np.sum(((y - np.polyval(p, x)) / u) ** 2)))
+    # With the points' covariance: the GLS normal equations, written out with inverses.
+    v = point_covariance(mine)
+    assert np.diag(v) == pytest.approx(u**2)
+    assert v[0, 1] > 0  # the certificate, drift and inhomogeneity are shared
+    design = np.vander(x, 2, increasing=True)
+    w = np.linalg.inv(v)
+    cov_a = np.linalg.inv(design.T @ w @ design)
+    assert c.coefficients == pytest.approx(cov_a @ design.T @ w @ y, rel=1e-9)
+    assert c.covariance == pytest.approx(cov_a, rel=1e-9)
+    res = y - design @ c.coefficients
+    assert c.chi2 == pytest.approx(float(res @ w @ res), rel=1e-9)
+    assert c.u_fit(25.0)[0] > plain.u_fit(25.0)[0]
     # dut1-t reads 0.15 high (the reference 0.04 low): the curve is close to a constant -0.15 - 0.04 + cert.
     assert abs(c.coefficients[1]) < 0.01
     assert float(c.u_fit(20.0)[0]) == pytest.approx(math.sqrt(
