@@ -8,8 +8,14 @@ corrections.csv starts with the SPEC's columns, in the SPEC's order,
 followed by `unit`, `reference`, `reference_correction` (the mean certificate correction
 applied to the reference), `flags` (`extrapolated` when the reference's certificate was
 extrapolated), `decision` and `mpe` (the statement of conformity, `pipelines.conformity`, and
-the MPE it was made against; empty without [conformity]) and `curve_residual` (correction
-minus the channel's correction curve at dut_mean; empty without [curve]).
+the MPE it was made against; empty without [conformity]), `curve_residual` (correction
+minus the channel's correction curve at dut_mean; empty without [curve]), and then
+`n_dut` (the DUT's own readings in the point), `n_eff` (the effective number of independent
+samples of the Type A, dof = n_eff - 1), `plateau_start` (the reference's plateau; t_start
+is later where the DUT settled later), `direction` (up / down) and `hysteresis`
+(|C_up - C_down| at the setpoint; empty without both), `gas_temperature`, `dew_point` [degC]
+and `pressure_pa`, `pressure_ratio` (humidity against a dew point; empty otherwise), and
+`references` (the ids of the [references.<id>] behind the point, space-separated).
 
 curve.csv (with [curve]) has one row per DUT channel with a curve (`pipelines.curve`):
 
@@ -26,7 +32,8 @@ dof_eff is written `inf`.
 
 `calibration_point` points go to InfluxDB 1.x (POST /write, precision ns): tags run, channel,
 quantity, point; fields setpoint, reference_mean, dut_mean, correction, u_combined, U, k,
-n (integer), dof_eff; timestamp = the plateau's last sample.  An infinite dof_eff has no
+n (integer), dof_eff, and beyond the SPEC's: n_dut (integer), n_eff, gas_temperature
+(humidity against a dew point only); timestamp = the plateau's last sample.  An infinite dof_eff has no
 spelling in line protocol and is left out (read a missing dof_eff as infinite).  Running the
 pipeline again replaces the run's points: `write_points` with the run first deletes its
 calibration_point points within the run's bounds (InfluxQL DELETE, the WRITE right), so the
@@ -40,7 +47,7 @@ import csv
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -49,7 +56,7 @@ from gateway.errors import RemotecalError
 from gateway.sinks.influxdb.lineprotocol import escape_key, escape_measurement
 from pipelines.config import RunConfig, SourceConfig
 from pipelines.curve import Curve
-from pipelines.run import PointResult
+from pipelines.point import PointResult
 from pipelines.source import influx_client, run_condition
 
 __all__ = [
@@ -74,7 +81,11 @@ CSV_COLUMNS = (
 )
 """The SPEC's columns, in its order."""
 
-EXTRA_COLUMNS = ("unit", "reference", "reference_correction", "flags", "decision", "mpe", "curve_residual")
+EXTRA_COLUMNS = (
+    "unit", "reference", "reference_correction", "flags", "decision", "mpe", "curve_residual",
+    "n_dut", "n_eff", "plateau_start", "direction", "hysteresis", "gas_temperature", "dew_point",
+    "pressure_pa", "pressure_ratio", "references",
+)
 
 _MEASUREMENT = escape_measurement("calibration_point")
 
@@ -118,7 +129,21 @@ def csv_row(r: PointResult, curve_residual: float | None = None) -> dict[str, st
         "decision": r.decision,
         "mpe": "" if r.mpe is None else format_number(r.mpe),
         "curve_residual": "" if curve_residual is None else format_number(curve_residual),
+        "n_dut": str(r.n_dut),
+        "n_eff": format_number(r.n_eff),
+        "plateau_start": format_time(datetime.fromtimestamp(r.plateau_start_s, UTC)),
+        "direction": r.direction,
+        "hysteresis": _optional(r.hysteresis),
+        "gas_temperature": _optional(r.gas_temperature),
+        "dew_point": _optional(r.dew_point),
+        "pressure_pa": _optional(r.pressure_pa),
+        "pressure_ratio": _optional(r.pressure_ratio),
+        "references": " ".join(i.id for i in r.references),
     }
+
+
+def _optional(x: float | None) -> str:
+    return "" if x is None else format_number(x)
 
 
 def _write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[dict[str, str]]) -> Path:
@@ -221,8 +246,11 @@ def encode_points(results: Sequence[PointResult]) -> bytes:
             f"correction={_field(r.correction)}",
             *([f"dof_eff={_field(r.dof_eff)}"] if math.isfinite(r.dof_eff) else []),
             f"dut_mean={_field(r.dut_mean)}",
+            *([f"gas_temperature={_field(r.gas_temperature)}"] if r.gas_temperature is not None else []),
             f"k={_field(r.k)}",
             f"n={r.n:d}i",
+            f"n_dut={r.n_dut:d}i",
+            f"n_eff={_field(r.n_eff)}",
             f"reference_mean={_field(r.reference_mean)}",
             f"setpoint={_field(r.setpoint)}",
             f"u_combined={_field(r.u_combined)}",
