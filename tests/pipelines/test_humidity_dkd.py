@@ -217,3 +217,36 @@ def test_a_lagging_dut_is_taken_only_once_settled(tau_s: float, old_bias: float)
         assert abs(r.correction + 1.0) <= r.U
         assert r.t_start_s >= r.plateau_start_s
     assert any(r.t_start_s > r.plateau_start_s for r in settled)
+
+
+@pytest.mark.parametrize(("where", "change", "message"), [
+    ("comparison", {"pressure_u_pa": -1.0}, r"comparisons\[0\]\.pressure_u_pa: "),
+    ("comparison", {"correlation_dew_point_temperature": 1.5}, r"comparisons\[0\]\.correlation_dew_point_temperature"),
+    ("comparison", {"mirror_pressure_pa": 0.0}, r"comparisons\[0\]\.mirror_pressure_pa"),
+    ("comparison", {"pressure_pa": None, "mirror_pressure_pa": 50000.0},
+     r"comparisons\[0\]\.mirror_pressure_pa: needs pressure_pa"),
+    ("hygrometer", {"mirror_pressure_pa": 50000.0}, r"comparisons\[0\]\.mirror_pressure_pa: applies to a dew-point"),
+    ("hygrometer", {"correlation_dew_point_temperature": 0.3},
+     r"comparisons\[0\]\.correlation_dew_point_temperature: applies to a dew-point"),
+    ("hygrometer", {"dut_settling": "maybe"}, r"comparisons\[0\]\.dut_settling: "),
+    ("uncertainty", {"temperature_inhomogeneity": 0.1},
+     r"uncertainty\.temperature_inhomogeneity: applies to dew-point comparisons"),
+])
+def test_new_comparison_keys_are_checked_with_their_key_path(where: str, change: dict[str, Any], message: str) -> None:
+    from gateway.errors import ConfigError
+
+    if where == "comparison":
+        doc = humid_config()
+        for key, value in change.items():
+            if value is None:
+                doc["comparisons"][0].pop(key, None)
+            else:
+                doc["comparisons"][0][key] = value
+    else:
+        doc = copy.deepcopy(HYGRO)
+        if where == "hygrometer":
+            doc["comparisons"][0].update(change)
+        else:
+            doc["uncertainty"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        parse_pipeline_config(doc)
