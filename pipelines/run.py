@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -82,6 +83,8 @@ __all__ = [
     "dut_channels",
     "interpolate_onto",
     "round_setpoint",
+    "window_disagreements",
+    "windows_to_plateaus",
 ]
 
 log = logging.getLogger(__name__)
@@ -289,8 +292,56 @@ def _with_decision(cfg: PipelineConfig, r: PointResult) -> PointResult:
     return replace(r, decision=decide(r.error, r.U, mpe, cfg.conformity.rule), mpe=mpe)
 
 
-def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResult]:
+def windows_to_plateaus(t_s: np.ndarray, windows: Sequence[tuple[float, float]]) -> list[tuple[int, int]]:
+    """The samples of each window (t_start_s, t_end_s), both ends included, as (start, end)
+    index pairs (end exclusive) of the sorted times ``t_s``; empty windows are dropped."""
+    out = []
+    for t0, t1 in sorted(windows):
+        a = int(np.searchsorted(t_s, t0, side="left"))
+        b = int(np.searchsorted(t_s, t1, side="right"))
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+def window_disagreements(t_s: np.ndarray, own: list[tuple[int, int]], live: list[tuple[int, int]],
+                         tolerance_s: float) -> list[str]:
+    """Where the pipeline's own plateaus and the windows recorded live differ: a live window
+    with no own plateau overlapping it, an own plateau no live window overlaps, and overlapping
+    pairs whose starts or ends differ by more than ``tolerance_s``; one sentence each."""
+    def span(p: tuple[int, int]) -> tuple[float, float]:
+        return float(t_s[p[0]]), float(t_s[p[1] - 1])
+
+    out = []
+    for w in live:
+        w0, w1 = span(w)
+        overlapping = [p for p in own if span(p)[0] <= w1 and span(p)[1] >= w0]
+        if not overlapping:
+            out.append(f"the live window {_iso(w0)} to {_iso(w1)} meets the criteria nowhere in the "
+                       "pipeline's own detection")
+            continue
+        p0, p1 = span(overlapping[0])[0], span(overlapping[-1])[1]
+        if abs(p0 - w0) > tolerance_s or abs(p1 - w1) > tolerance_s:
+            out.append(f"the live window {_iso(w0)} to {_iso(w1)} differs from the pipeline's plateau "
+                       f"{_iso(p0)} to {_iso(p1)}")
+    for p in own:
+        p0, p1 = span(p)
+        if not any(span(w)[0] <= p1 and span(w)[1] >= p0 for w in live):
+            out.append(f"the pipeline's plateau {_iso(p0)} to {_iso(p1)} was not recorded live")
+    return out
+
+
+def compute(
+    cfg: PipelineConfig, data: dict[str, ChannelData], *,
+    live_windows: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+) -> list[PointResult]:
     """Every calibration point of the run: per comparison, per DUT channel, per plateau.
+
+    ``live_windows``: by reference channel (the dew-point channel for a dew-point
+    comparison), the stable windows a remote run recorded live at the edge, as (t_start_s,
+    t_end_s) (SPEC section 8): they are the calibration points of that reference instead of
+    the pipeline's own plateaus, which are still found, and every disagreement between the
+    two (beyond one stability window) is logged as a warning.
 
     Raises RemotecalError (one line) when a reference has no readings, a comparison names
     no channel, a channel has the wrong unit, a reference leaves its certificate or is past
@@ -314,7 +365,13 @@ def compute(cfg: PipelineConfig, data: dict[str, ChannelData]) -> list[PointResu
                 max_slope_per_min=st.max_slope_per_min,
                 min_duration_s=st.min_duration_s,
             )
-            if plateaus_of[key]:
+            if live_windows is not None and ref_name in live_windows:
+                live = windows_to_plateaus(reference.t_s, live_windows[ref_name])
+                for text in window_disagreements(reference.t_s, plateaus_of[key], live, st.window_s):
+                    log.warning("%s: %s", ref_name, text)
+                log.info("%s: %d window(s) recorded live are the calibration points", ref_name, len(live))
+                plateaus_of[key] = live
+            elif plateaus_of[key]:
                 log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[key]))
             else:
                 log.warning("%s: no plateau meets [stability] in run %s; no calibration point",
