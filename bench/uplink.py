@@ -16,7 +16,7 @@ frame after another, as the delivery runner does: frames/s, readings/s and the P
 trip (p50, p99) of each write.
 
 Scaling, with Mosquitto and influxd: a backlog of signed frames (about `4 x --seconds` of one
-worker's drain) queued for 1, 2, ... `--workers` ingest workers (one `python -m gateway.ingest
+worker's drain) queued for 1, 2, ... `--workers` ingest workers (one `python -m remotecal
 ingest` process each, one shared subscription), then drained: readings/s delivered to influxd
 for each worker count, and its ratio to one worker.
 """
@@ -259,7 +259,7 @@ def scaling(frame_size: int, seconds: float, max_workers: int, gateways: int = 3
     base, base_steady = total / rows[0][1], rows[0][2]
     print(f"\nscaling: {len(frames)} signed frames of {frame_size} readings from {gateways} gateways "
           f"({total:,} readings) queued by Mosquitto for k ingest workers "
-          f"(`python -m gateway.ingest ingest`, one process each, one shared subscription, persistent "
+          f"(`python -m remotecal ingest`, one process each, one shared subscription, persistent "
           f"sessions, journal fsync = full, InfluxDB v1 sink in batches of 5000), then the k workers "
           f"start; the same backlog for each k, into a fresh database.  This machine has "
           f"{os.cpu_count()} cores, shared by Mosquitto, influxd and the k workers: k workers cannot "

@@ -10,7 +10,8 @@
       provisioning.py  Grafana datasource and dashboard-provider YAML
       build.py         `build(out_dir)`: sorted, stable JSON + provisioning (checked in: json/)
       push.py          `push(url, token)`: the same dashboards through Grafana's HTTP API
-      cli.py           `remotecal dashboards build|push`
+
+`remotecal dashboards build|push` (remotecal.cli) calls `build` and `push`.
 """
 
 __all__: list[str] = []

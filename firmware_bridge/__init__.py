@@ -4,5 +4,5 @@
     profile      device profiles: TOML register maps under `profiles/`
     modbus       virtual Modbus TCP / RTU servers (pymodbus) with fault injection
     instrument   a chamber's sensors served with a profile's register map
-    simulate     `remotecal simulate -c SIM.toml` (registered by `cli.register`)
+    simulate     `remotecal simulate -c SIM.toml`: load_sim_config, run_simulation
 """

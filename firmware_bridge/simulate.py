@@ -48,8 +48,8 @@ from firmware_bridge.modbus import ModbusServer
 from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import load_profile
 from firmware_bridge.scpi import ScpiThermometer
-from gateway.config import format_validation_error, read_toml
 from gateway.config_types import Duration
+from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError, RemotecalError, os_error_text
 
 __all__ = ["SimConfig", "SimulationError", "load_sim_config", "run_simulation"]

@@ -7,7 +7,6 @@ so an operator can fix the file without reading a traceback.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.config_types import Duration, Size
+from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sinks.local.store import LocalStoreConfig
@@ -138,51 +138,11 @@ class GatewayConfig(_Strict):
         return [name for name, _ in self.sink_configs()]
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not part.startswith(("function-", "literal[")) and "[" not in part:
-            out += ("." if out else "") + part
-    return out or "(top level)"
-
-
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """One line per problem: 'key.path: reason'. Secret values are never echoed."""
-    lines = []
-    for err in exc.errors(include_url=False, include_input=False):
-        msg = err["msg"]
-        for prefix in ("Value error, ", "Assertion failed, "):
-            msg = msg.removeprefix(prefix)
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (a typo?)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        lines.append(f"{_loc(tuple(err['loc']))}: {msg}")
-    return lines
-
-
 def parse_config(data: dict[str, Any]) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict; ConfigError (one line naming the file) when it cannot be read."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -62,8 +62,8 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.config import format_validation_error, read_toml
 from gateway.config_types import Secret
+from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
 

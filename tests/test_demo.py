@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-# The demo's devices (gateway/demo.py): DUT errors as functions of the true value; the
+# The demo's devices (remotecal/demo/devices.py): DUT errors as functions of the true value; the
 # corrections must come back as their negatives, within the expanded uncertainty.
 TRUTH = {
     "dut1-t": lambda t: 0.3 + 0.004 * t,
@@ -29,7 +29,7 @@ TRUTH = {
 def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--out", str(out), "--speed", "720"],
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "demo", "--out", str(out), "--speed", "720"],
                           capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -71,13 +71,15 @@ def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(
     import asyncio
     import shutil
 
-    import gateway.demo as demo
+    import remotecal.demo.broker
+    import remotecal.demo.chain as chain
+    from remotecal.demo import DemoPlan
 
     which = shutil.which
-    monkeypatch.setattr(demo.shutil, "which",
+    monkeypatch.setattr(remotecal.demo.broker.shutil, "which",
                         lambda name, *a, **k: None if name == "mosquitto" else which(name, *a, **k))
     used: list[str] = []
-    broker = demo._broker
+    broker = chain.broker
 
     @contextlib.asynccontextmanager
     async def spy(workdir: Path) -> AsyncIterator[tuple[int, str]]:
@@ -85,9 +87,9 @@ def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(
             used.append(protocol)
             yield port, protocol
 
-    monkeypatch.setattr(demo, "_broker", spy)
+    monkeypatch.setattr(chain, "broker", spy)
     out = tmp_path / "demo"
-    outputs = asyncio.run(demo.run_demo(demo.DemoPlan(out=out, speed=720)))
+    outputs = asyncio.run(chain.run_demo(DemoPlan(out=out, speed=720)))
     assert used == ["3.1.1"]
     assert outputs["certificate.xml"] == out / "certificate.xml"
     _corrections_match_the_truth(out)

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import _parser, main
-from gateway.demo import MAX_SPEED, DemoPlan, pipeline_config_text
+from remotecal.cli import main, parser
+from remotecal.demo import MAX_SPEED, DemoPlan
+from remotecal.demo.configs import pipeline_config_text
 from tests.servers.influx import free_port
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "demo", *args],
+    return subprocess.run([sys.executable, "-m", "remotecal", "demo", *args],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -63,7 +64,7 @@ def test_a_bad_speed_is_refused_with_the_allowed_range(tmp_path: Path, speed: st
 def test_the_allowed_speeds() -> None:
     assert MAX_SPEED == 2000
     for speed in ("0.5", "360", "2000"):
-        assert _parser().parse_args(["demo", "--speed", speed]).speed == float(speed)
+        assert parser().parse_args(["demo", "--speed", speed]).speed == float(speed)
     with pytest.raises(ValueError):
         DemoPlan(out=Path("x"), speed=0)
 
@@ -93,20 +94,20 @@ def test_the_pipeline_config_comment_states_the_criteria_it_uses(tmp_path: Path)
     assert "0.005" not in comment
 
 
-# The backstop in gateway.cli.main: an OSError a user can cause is one line; a bug is not hidden.
+# The backstop in remotecal.cli.main: an OSError a user can cause is one line; a bug is not hidden.
 
 @pytest.fixture
 def failing_demo(monkeypatch: pytest.MonkeyPatch) -> Any:
-    import gateway.cli
-    import gateway.demo
+    import remotecal.demo.chain
+    import remotecal.demo.live
 
-    monkeypatch.setattr(gateway.cli, "setup_logging", lambda level="info": None)
+    monkeypatch.setattr(remotecal.demo.live, "setup_logging", lambda level="info": None)
 
     def fail_with(exc: BaseException) -> None:
         async def run_demo(plan: Any, progress: Any = None) -> dict[str, Path]:
             raise exc
 
-        monkeypatch.setattr(gateway.demo, "run_demo", run_demo)
+        monkeypatch.setattr(remotecal.demo.chain, "run_demo", run_demo)
 
     return fail_with
 

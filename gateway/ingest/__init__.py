@@ -4,5 +4,6 @@
     verify.py    is a message a frame one of our gateways signed?
     replay.py    which (gateway, sequence number) frames to refuse, and why a window
     runtime.py   `Ingest`: shared subscription -> verify -> journal -> ack; journal -> InfluxDB
-    cli.py       `remotecal ingest`, `remotecal keys new`
+
+`remotecal ingest` and `remotecal keys new` (remotecal.cli) run `Ingest` and `gateway.keys`.
 """

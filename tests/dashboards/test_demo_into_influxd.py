@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 def test_every_dashboard_query_finds_the_demos_data(tmp_path: Path, influxd: InfluxD) -> None:
     t0_ms = int(time.time() * 1000) - 5_000
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--out", str(tmp_path / "demo"), "--speed", "240",
+        [sys.executable, "-m", "remotecal", "demo", "--out", str(tmp_path / "demo"), "--speed", "240",
          "--influx", influxd.url],
         capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-import gateway.cli
+import remotecal.cli
 from dashboards.build import CHECKED_IN, dashboard_models
-from dashboards.cli import register
 from tests.servers.influx import free_port
 
 
@@ -94,12 +93,10 @@ def grafana() -> Iterator[FakeGrafana]:
 
 @pytest.fixture
 def main(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """gateway.cli.main with the dashboards subcommand (whether or not it is wired in yet)."""
-    extensions = gateway.cli._extensions
-    monkeypatch.setattr(gateway.cli, "_extensions", lambda: [*[r for r in extensions() if r is not register], register])
+    """remotecal.cli.main, with no proxy in the way of the fake Grafana on loopback."""
     for proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
-    return gateway.cli.main
+    return remotecal.cli.main
 
 
 def test_push_posts_every_dashboard_with_the_token(

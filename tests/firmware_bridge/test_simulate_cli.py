@@ -43,7 +43,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _simulate(config: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "simulate", "-c", str(config)],
+    return subprocess.run([sys.executable, "-m", "remotecal", "simulate", "-c", str(config)],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -62,7 +62,7 @@ class Running:
     def __init__(self, config: Path, stderr: Path):
         self.stderr_path = stderr
         with stderr.open("w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", "-c", str(config)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "remotecal", "simulate", "-c", str(config)],
                                          stdout=subprocess.DEVNULL, stderr=err)
 
     def stderr(self) -> str:

@@ -89,7 +89,7 @@ class CommandProcess:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", *self.command, "-c", str(self.config_path)],
+                [sys.executable, "-m", "remotecal", *self.command, "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 

@@ -12,9 +12,9 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from gateway.cli import main
 from gateway.config import GatewayConfig, load_config, parse_config
 from gateway.errors import ConfigError
+from remotecal.cli import main
 
 HERE = Path(__file__).parent
 SPEC_EXAMPLE = (HERE / "spec_example.toml").read_text()
@@ -184,7 +184,7 @@ def test_unreadable_files_give_one_line_no_traceback(tmp_path: Path, content: st
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "gateway", "check", "-c", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "gateway", "check", "-c", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

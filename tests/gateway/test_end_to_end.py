@@ -188,7 +188,7 @@ def _reason_like(actual: str, expected_part: str) -> str:
 def _cli_quarantine(config: Path) -> str:
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "gateway", "quarantine", "-c", str(config)],
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "gateway", "quarantine", "-c", str(config)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -325,7 +325,7 @@ def test_journal_that_cannot_be_opened_is_one_line_and_exit_1(tmp_path: Path) ->
     blocker.write_text("")
     cfg = tmp_path / "site.toml"
     cfg.write_text(site_config(blocker / "data", 1, '[[sinks.influxdb]]\nurl = "http://127.0.0.1:9"\ndatabase = "x"'))
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "gateway", "run", "-c", str(cfg)],
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "gateway", "run", "-c", str(cfg)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr

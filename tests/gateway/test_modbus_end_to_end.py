@@ -51,7 +51,7 @@ listen = "tcp://127.0.0.1:{ports[1]}"
 error = [0.5]
 resolution = 0.01
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", "-c", str(sim)],
+    proc = subprocess.Popen([sys.executable, "-m", "remotecal", "simulate", "-c", str(sim)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         ref = gateway_registers(load_profile("generic-pt100"), prefix="ref", role="reference")

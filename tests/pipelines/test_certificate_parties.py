@@ -14,9 +14,9 @@ import pytest
 from lxml import etree
 
 from gateway.errors import ConfigError
-from pipelines.cli import main
 from pipelines.config import PipelineConfig, load_pipeline_config, parse_pipeline_config
 from pipelines.dcc import DCC_NS, Parties, channels_meta_from_config, dcc_dir, validate_dcc
+from remotecal.cli import main
 from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, synthetic_run
 
 HERE = Path(__file__).parent
@@ -204,7 +204,7 @@ def _run_cli(tmp_path: Path, store: Path, extra: str, caplog: pytest.LogCaptureF
     caplog.set_level(logging.WARNING, logger="pipelines")
     assert main(["pipeline", "run", "-c", str(config), "--out", str(out)]) == 0
     warnings = [r.getMessage() for r in caplog.records
-                if r.name == "pipelines.cli" and r.levelno == logging.WARNING]
+                if r.name == "pipelines.pipeline" and r.levelno == logging.WARNING]
     return CliRun((out / "certificate.xml").read_bytes(), capsys.readouterr().out, warnings, config)
 
 

@@ -11,10 +11,10 @@ import pytest
 from lxml import etree
 
 from gateway.errors import ConfigError
-from pipelines.cli import run_pipeline
 from pipelines.config import PipelineConfig, parse_pipeline_config
 from pipelines.conformity import decide
 from pipelines.dcc import DCC_NS, SI_NS, build_dcc, certificate_identifier
+from pipelines.pipeline import run_pipeline
 from pipelines.report import build_report
 from pipelines.results import CSV_COLUMNS, EXTRA_COLUMNS
 from pipelines.run import compute

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gateway.reading import Reading
-from pipelines.cli import NoCalibrationPoint, main, run_pipeline
+from pipelines.pipeline import NoCalibrationPoint, run_pipeline
+from remotecal.cli import main
 
 RUN = "RC-NOPLATEAU-1"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC).timestamp()
@@ -117,7 +118,7 @@ def test_no_plateau_exits_1_names_the_criteria_and_leaves_no_results(
 
     # Then the criteria tighten below the reference's noise (0.003 degC): no plateau.
     strict = write_config(store, "strict.toml", max_std=0.001)
-    with caplog.at_level(logging.WARNING, logger="pipelines.cli"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.pipeline"):
         code, stdout, err = run_cli(strict, out, capsys)
     assert code == 1
     assert stdout == ""
@@ -221,7 +222,7 @@ def test_a_run_without_curve_removes_an_earlier_curve_csv(
     assert code == 0 and (out / "curve.csv").is_file()
     no_curve = store / "no-curve.toml"
     no_curve.write_text((store / "with-curve.toml").read_text().replace("[curve]\ndegree = 1\n", ""))
-    with caplog.at_level(logging.WARNING, logger="pipelines.cli"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.pipeline"):
         code, _, err = run_cli(no_curve, out, capsys)
     assert code == 0, err
     assert not (out / "curve.csv").exists()

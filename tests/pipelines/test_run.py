@@ -20,11 +20,12 @@ import pytest
 from gateway.errors import ConfigError, RemotecalError
 from gateway.reading import Reading
 from gateway.sinks.influxdb.lineprotocol import encode_batch
-from pipelines.cli import main, run_pipeline
 from pipelines.config import CertificateConfig, load_pipeline_config, parse_pipeline_config
+from pipelines.pipeline import run_pipeline
 from pipelines.results import CSV_COLUMNS, write_points
 from pipelines.run import apply_certificate, compute, interpolate_onto, round_setpoint
 from pipelines.source import ChannelData, query_readings
+from remotecal.cli import main
 from tests.servers.influx import InfluxD
 
 HERE = Path(__file__).parent

@@ -3,10 +3,7 @@
     config.py        the `[[sinks.influxdb]]` schema (sample.toml shows every key)
     lineprotocol.py  `Reading`/`HealthSample` -> line protocol
     sink.py          `InfluxDBSink`: write a batch, classify what went wrong
+
+This file imports nothing: the line-protocol encoder is ground floor (the pipeline writes its
+`calibration_point` points with it), and importing it must not load the sink's HTTP client.
 """
-
-from gateway.sinks.influxdb.config import InfluxDBSinkConfig
-from gateway.sinks.influxdb.lineprotocol import LineEncoder, encode_batch
-from gateway.sinks.influxdb.sink import InfluxDBSink
-
-__all__ = ["InfluxDBSink", "InfluxDBSinkConfig", "LineEncoder", "encode_batch"]

@@ -21,7 +21,9 @@ from pydantic import ValidationError
 from gateway.errors import PermanentError, RetryableError, ThrottledError
 from gateway.reading import HealthSample, Reading
 from gateway.sinks import Sink
-from gateway.sinks.influxdb import InfluxDBSink, InfluxDBSinkConfig, encode_batch
+from gateway.sinks.influxdb.config import InfluxDBSinkConfig
+from gateway.sinks.influxdb.lineprotocol import encode_batch
+from gateway.sinks.influxdb.sink import InfluxDBSink
 from tests.servers.influx import InfluxD, VictoriaMetrics, free_port
 
 SAMPLE = Path(__file__).parents[3] / "gateway" / "sinks" / "influxdb" / "sample.toml"

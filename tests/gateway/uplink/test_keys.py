@@ -54,10 +54,7 @@ def test_two_keys_for_one_gateway_are_refused(tmp_path: Path) -> None:
 
 
 def test_cli_keys_new(tmp_path: Path) -> None:
-    code = ("import sys, argparse\nfrom gateway.ingest.cli import register\n"
-            "p = argparse.ArgumentParser(); sub = p.add_subparsers(required=True); register(sub)\n"
-            "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n")
-    proc = subprocess.run([sys.executable, "-c", code, "keys", "new", "--site", "lab 1", "--gateway", "gw,01",
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "keys", "new", "--site", "lab 1", "--gateway", "gw,01",
                            "--out", str(tmp_path / "keys")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     (path,) = (tmp_path / "keys").glob("*.key")
@@ -67,7 +64,7 @@ def test_cli_keys_new(tmp_path: Path) -> None:
 
 def test_cli_keys_new_over_an_existing_key_is_one_line_naming_the_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from gateway.cli import main
+    from remotecal.cli import main
 
     argv = ["keys", "new", "--site", "s", "--gateway", "g", "--out", str(tmp_path)]
     assert main(argv) == 0

@@ -220,7 +220,7 @@ def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
     c = counters(worker.log())
     assert c["rejected[replayed]"] == 1 and c["rejected[bad signature]"] == 0  # the second run only
     assert c["accepted_frames"] == 0
-    proc = subprocess.run([sys.executable, "-m", "gateway.ingest", "ingest", "-c", str(worker.config_path),
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "ingest", "-c", str(worker.config_path),
                            "--quarantine"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"{len(attacks) + 1} refused frame(s)" in proc.stdout and "bad signature" in proc.stdout

@@ -1,10 +1,9 @@
-"""The `pipeline` subcommand: `remotecal pipeline run -c PIPELINE.toml [--out DIR]`.
+"""A pipeline run: `run_pipeline(config, out_dir)` computes a run's corrections into a folder.
 
-gateway.cli adds it through its list of extensions (`register`).  `main` runs it on its own
-(`python -m pipelines.cli pipeline run -c ...`) with the same exits: 2 with one line per
-config problem, 1 with one line for any other user error (unreachable server, unknown
-database, a channel with no readings, a reference outside its certificate, an unwritable DIR)
-and for a run without a calibration point.
+`remotecal pipeline run -c PIPELINE.toml [--out DIR]` (remotecal.cli) calls it; so do the demo
+and the tests.  It raises ConfigError (one line per config problem) and RemotecalError (one
+line: unreachable server, unknown database, a channel with no readings, a reference outside
+its certificate, an unwritable DIR), which the command turns into exits 2 and 1.
 
 A run without a calibration point (no plateau met the stability criteria on any reference,
 or no DUT had readings in one) certifies nothing: `run_pipeline` raises
@@ -18,17 +17,14 @@ and slope against the limits, titled "No calibration point".  Nothing is written
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.errors import ConfigError, RemotecalError
+from gateway.errors import RemotecalError
 
-__all__ = ["NoCalibrationPoint", "PipelineOutput", "cmd_pipeline_run", "main", "register", "run_pipeline"]
+__all__ = ["NoCalibrationPoint", "PipelineOutput", "run_pipeline", "uncalibrated_channels"]
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
@@ -210,56 +206,11 @@ def _warn_unstated(cfg: PipelineConfig, results: list[PointResult], config: Path
                     ", ".join(absent), cfg.run.id)
 
 
-def cmd_pipeline_run(args: argparse.Namespace) -> int:
-    out = run_pipeline(args.config, args.out, write_results=False if args.no_points else None)
-    channels = sorted({r.channel for r in out.results})
-    print(
-        f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
-        + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
-    )
+def uncalibrated_channels(output: PipelineOutput) -> list[str]:
+    """The DUT channels a comparison covers that got no calibration point: certified without
+    them (the summary says so, not only the log)."""
     from pipelines.run import dut_channels
 
-    compared = {ch for i, c in enumerate(out.config.comparisons) for ch in dut_channels(c, out.data, i)}
-    missing = sorted(compared - set(channels))
-    if missing:
-        # Certified without them: say so where the summary is read, not only in the log.
-        print(f"no calibration point for {len(missing)} DUT channel(s): {', '.join(missing)} "
-              "(not on the certificate; see the warnings)")
-    if out.curve_path is not None:
-        print(f"correction curves of {len(out.curves)} channel(s) -> {out.curve_path}")
-    if out.report_path is not None:
-        print(f"report {out.report_path}\ncertificate {out.certificate_path} (id {out.certificate_id})")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("pipeline", help="compute the corrections of a calibration run")
-    ps = p.add_subparsers(dest="action", required=True)
-    run = ps.add_parser("run", help="read a run, find plateaus, compute corrections and budgets")
-    run.add_argument("-c", "--config", required=True, help="PIPELINE.toml")
-    run.add_argument("--out", default=".", help="folder for corrections.csv (default: the current one)")
-    run.add_argument("--no-points", action="store_true",
-                     help="do not write calibration_point points back to InfluxDB")
-    run.set_defaults(func=cmd_pipeline_run)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `pipeline` command on its own, with remotecal's exits (2 config, 1 other)."""
-    parser = argparse.ArgumentParser(prog="remotecal")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line if line.startswith(str(args.config)) else f"{args.config}: {line}", file=sys.stderr)
-        return 2
-    except RemotecalError as exc:
-        print(f"remotecal: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    cfg = output.config
+    compared = {ch for i, c in enumerate(cfg.comparisons) for ch in dut_channels(c, output.data, i)}
+    return sorted(compared - {r.channel for r in output.results})

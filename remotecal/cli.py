@@ -1,0 +1,168 @@
+"""`remotecal` command line (SPEC section 2): every subcommand's parser, in one place.
+
+    remotecal gateway run|check|quarantine -c SITE.toml     remotecal.commands.gateway_*
+    remotecal simulate -c SIM.toml                          virtual devices (firmware_bridge)
+    remotecal pipeline run -c PIPELINE.toml [--out DIR]     pipelines.pipeline.run_pipeline
+    remotecal demo [--out DIR] [--speed X] [--influx URL]   remotecal.demo
+    remotecal dashboards build|push                         dashboards.build / dashboards.push
+    remotecal ingest -c CENTRAL.toml [--quarantine]         gateway.ingest
+    remotecal keys new --site S --gateway G --out DIR       gateway.keys
+
+User errors (bad config, unreachable server, bad file) print one line naming the cause and
+the key or file, and exit non-zero: 2 for a config problem, 1 for anything else.  Commands
+translate the errors they expect into RemotecalError; as a backstop, an OSError a user can
+cause (a path that cannot be written, a port in use, a host that cannot be reached) becomes
+one line too.  Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.errors import ConfigError, RemotecalError, os_error_text
+from remotecal import commands
+from remotecal.demo.plan import DEFAULT_SPEED, MAX_SPEED, influx_url_arg, speed_arg
+from remotecal.logs import setup_logging
+
+__all__ = ["main", "parser"]
+
+_LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+# What a user's path, port or network causes; other errnos (EBADF, EINVAL...) are bugs.
+_USER_ERRNOS = frozenset({
+    errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+    errno.ENOTEMPTY, errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+    errno.EXDEV, errno.EBUSY, errno.ETXTBSY, errno.ENODEV, errno.ENXIO,
+    errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ECONNREFUSED, errno.ECONNRESET,
+    errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.ETIMEDOUT,
+})
+
+
+def _user_caused(exc: OSError) -> bool:
+    return isinstance(exc, socket.gaierror) or exc.errno in _USER_ERRNOS
+
+
+def _config_problems(exc: ConfigError, path: str | None) -> int:
+    """One line per problem, prefixed with the config file unless the line names it already;
+    a command without a config (`keys new`) prints its lines as they are: they name their file."""
+    for line in exc.problems:
+        print(f"{path}: {line}" if path and not line.startswith(path) else line, file=sys.stderr)
+    return 2
+
+
+def _gateway(sub: argparse._SubParsersAction) -> None:
+    gw = sub.add_parser("gateway", help="run or inspect an edge gateway")
+    gws = gw.add_subparsers(dest="action", required=True)
+    run = gws.add_parser("run", help="run until SIGTERM/SIGINT, then flush and exit 0")
+    run.add_argument("-c", "--config", required=True, help="site config (TOML)")
+    run.add_argument("--log-level", choices=_LOG_LEVELS)
+    run.set_defaults(func=commands.gateway_run)
+    chk = gws.add_parser("check", help="validate a config; exit 2 on error")
+    chk.add_argument("-c", "--config", required=True)
+    chk.set_defaults(func=commands.gateway_check)
+    q = gws.add_parser("quarantine", help="list rejected input kept in the journal")
+    q.add_argument("-c", "--config", required=True)
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q.set_defaults(func=commands.gateway_quarantine)
+
+
+def _simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="run virtual devices (a chamber and instruments in it)")
+    p.add_argument("-c", "--config", required=True, help="SIM.toml")
+    p.set_defaults(func=commands.simulate)
+
+
+def _pipeline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="compute the corrections of a calibration run")
+    ps = p.add_subparsers(dest="action", required=True)
+    run = ps.add_parser("run", help="read a run, find plateaus, compute corrections and budgets")
+    run.add_argument("-c", "--config", required=True, help="PIPELINE.toml")
+    run.add_argument("--out", default=".", help="folder for corrections.csv (default: the current one)")
+    run.add_argument("--no-points", action="store_true",
+                     help="do not write calibration_point points back to InfluxDB")
+    run.set_defaults(func=commands.pipeline_run)
+
+
+def _demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole chain on this machine, no outside service")
+    p.add_argument("--out", default="out/demo", help="where the results go (default out/demo)")
+    p.add_argument("--speed", type=speed_arg, default=DEFAULT_SPEED,
+                   help=f"chamber time per wall-clock time, > 0 and at most {MAX_SPEED:g} "
+                        f"(default {DEFAULT_SPEED:g})")
+    p.add_argument("--influx", metavar="URL", type=influx_url_arg,
+                   help="also write to this InfluxDB 1.x (database 'calibration')")
+    p.set_defaults(func=commands.demo)
+
+
+def _dashboards(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboards", help="Grafana dashboards: build JSON and provisioning, or push")
+    actions = p.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", help="write dashboard JSON and Grafana provisioning files")
+    build.add_argument("--out", required=True, help="output folder")
+    build.set_defaults(func=commands.dashboards_build)
+    push = actions.add_parser(
+        "push", help=f"save the dashboards in Grafana through its HTTP API (token: ${commands.GRAFANA_TOKEN})"
+    )
+    push.add_argument("--url", required=True, help="Grafana base URL, e.g. http://grafana:3000")
+    push.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    push.set_defaults(func=commands.dashboards_push)
+
+
+def _ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="central ingest: signed uplink frames from MQTT into InfluxDB")
+    p.add_argument("-c", "--config", required=True, help="CENTRAL.toml")
+    p.add_argument("--log-level", choices=_LOG_LEVELS)
+    p.add_argument("--quarantine", action="store_true", help="list refused frames and exit")
+    p.add_argument("--limit", type=int, default=50, help="with --quarantine: how many")
+    p.set_defaults(func=commands.ingest)
+
+
+def _keys(sub: argparse._SubParsersAction) -> None:
+    k = sub.add_parser("keys", help="uplink signing keys")
+    ks = k.add_subparsers(dest="action", required=True)
+    new = ks.add_parser("new", help="write a random 32-byte key file (mode 0600) for one gateway")
+    new.add_argument("--site", required=True)
+    new.add_argument("--gateway", required=True)
+    new.add_argument("--out", required=True, help="folder to write the key file into")
+    new.set_defaults(func=commands.keys_new)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole `remotecal` command line."""
+    p = argparse.ArgumentParser(prog="remotecal", description="Remote-calibration gateway and data logger")
+    p.add_argument("--version", action="version", version=f"remotecal {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_gateway, _simulate, _pipeline, _demo, _dashboards, _ingest, _keys):
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        setup_logging("info")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        return _config_problems(exc, getattr(args, "config", None))
+    except RemotecalError as exc:
+        print(f"remotecal: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the backstop: a path or port a command did not expect to fail
+        if not _user_caused(exc):
+            raise
+        print(f"remotecal: {os_error_text(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""What each `remotecal` subcommand does (remotecal.cli parses the arguments).
+
+Each command calls into its package's functions (gateway, pipelines, dashboards,
+firmware_bridge, remotecal.demo) and imports them when it runs, so `remotecal gateway run`
+on an edge gateway never loads the pipeline's or the dashboards' libraries.  Errors a user
+can cause reach remotecal.cli.main as ConfigError / RemotecalError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+
+from gateway.errors import RemotecalError
+from remotecal.logs import setup_logging
+
+__all__ = [
+    "GRAFANA_TOKEN", "dashboards_build", "dashboards_push", "demo", "gateway_check", "gateway_quarantine",
+    "gateway_run", "ingest", "keys_new", "pipeline_run", "simulate",
+]
+
+GRAFANA_TOKEN = "GRAFANA_TOKEN"
+"""The environment variable `dashboards push` takes its API token from (a service-account token
+with the Editor role), so it never appears in a process list or shell history;
+`http://user:password@host:3000` works too."""
+
+
+def _time(time_ns: int, timespec: str = "auto") -> str:
+    return datetime.fromtimestamp(time_ns / 1e9, UTC).isoformat(timespec=timespec)
+
+
+def gateway_check(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    cfg = load_config(args.config)
+    g = cfg.gateway
+    print(f"{args.config}: ok - gateway {g.site}/{g.id}, run {g.run}, "
+          f"{len(cfg.sources.mqtt)} MQTT, {len(cfg.sources.modbus)} Modbus and "
+          f"{len(cfg.sources.instrument)} instrument source(s), sinks {', '.join(cfg.sink_names())}, "
+          f"journal in {g.data_dir}")
+    return 0
+
+
+def gateway_run(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.runtime import Gateway
+
+    cfg = load_config(args.config)
+    setup_logging(args.log_level or cfg.gateway.log_level)
+    asyncio.run(Gateway(cfg).run())
+    return 0
+
+
+def gateway_quarantine(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.journal import Journal
+
+    cfg = load_config(args.config)
+    total, rows = Journal.read_quarantine(cfg.gateway.data_dir / "journal.db", args.limit)
+    if args.json:
+        for r in rows:
+            print(json.dumps({
+                "id": r.id, "time": _time(r.time_ns), "source": r.source, "topic": r.topic,
+                "reason": r.reason,
+                "payload": r.payload.decode("utf-8", "backslashreplace"),
+            }))
+        return 0
+    print(f"{total} quarantined input(s); the latest {len(rows)}:")
+    for r in rows:
+        payload = r.payload[:80].decode("utf-8", "backslashreplace")
+        print(f"{_time(r.time_ns, 'milliseconds')}  {r.source}  {r.topic}  {r.reason}  | {payload}")
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from firmware_bridge.simulate import SimulationError, load_sim_config, run_simulation
+
+    cfg = load_sim_config(args.config)
+    try:
+        asyncio.run(run_simulation(cfg))
+    except SimulationError as exc:  # a port in use, a serial device that is not there
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def pipeline_run(args: argparse.Namespace) -> int:
+    from pipelines.pipeline import run_pipeline, uncalibrated_channels
+
+    out = run_pipeline(args.config, args.out, write_results=False if args.no_points else None)
+    channels = sorted({r.channel for r in out.results})
+    print(
+        f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
+        + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
+    )
+    missing = uncalibrated_channels(out)
+    if missing:
+        # Certified without them: say so where the summary is read, not only in the log.
+        print(f"no calibration point for {len(missing)} DUT channel(s): {', '.join(missing)} "
+              "(not on the certificate; see the warnings)")
+    if out.curve_path is not None:
+        print(f"correction curves of {len(out.curves)} channel(s) -> {out.curve_path}")
+    if out.report_path is not None:
+        print(f"report {out.report_path}\ncertificate {out.certificate_path} (id {out.certificate_id})")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from remotecal.demo.live import run_with_display
+
+    return run_with_display(args.out, args.speed, args.influx)
+
+
+def dashboards_build(args: argparse.Namespace) -> int:
+    from dashboards.build import build
+
+    try:
+        written = build(args.out)
+    except OSError as exc:
+        raise RemotecalError(f"{args.out}: cannot write the dashboards: {exc.strerror or exc}") from exc
+    for path in written:
+        print(path)
+    return 0
+
+
+def dashboards_push(args: argparse.Namespace) -> int:
+    from dashboards.push import push
+
+    for url in push(args.url, os.environ.get(GRAFANA_TOKEN) or None, timeout=args.timeout):
+        print(f"pushed {url}")
+    return 0
+
+
+def ingest(args: argparse.Namespace) -> int:
+    from gateway.ingest.config import load_central_config
+    from gateway.ingest.runtime import Ingest
+    from gateway.journal import Journal
+
+    cfg = load_central_config(args.config)
+    if args.quarantine:
+        total, rows = Journal.read_quarantine(cfg.ingest.data_dir / "journal.db", args.limit)
+        print(f"{total} refused frame(s); the latest {len(rows)}:")
+        for r in rows:
+            print(f"{_time(r.time_ns, 'milliseconds')}  {r.topic}  {r.reason}  ({len(r.payload)} bytes kept)")
+        return 0
+    setup_logging(args.log_level or cfg.ingest.log_level)
+    asyncio.run(Ingest(cfg).run())
+    return 0
+
+
+def keys_new(args: argparse.Namespace) -> int:
+    from gateway.keys import new_key_file
+
+    path = new_key_file(args.site, args.gateway, args.out)
+    print(f"{path}: new key for {args.site}/{args.gateway} (mode 0600); copy it to the gateway "
+          "([[sinks.mqtt]] key_file) and to the ingest's keys folder")
+    return 0
