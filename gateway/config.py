@@ -64,6 +64,7 @@ class JournalConfig(_Strict):
 
 
 _AnySource = MqttSourceConfig | ModbusSourceConfig | InstrumentSourceConfig
+_AnySink = InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig
 
 
 class Sources(_Strict):
@@ -105,6 +106,7 @@ class GatewayConfig(_Strict):
         if not self.sink_configs():
             raise ValueError("no sink configured: add [[sinks.influxdb]], [[sinks.mqtt]] or [[sinks.local]]")
         self._one_source_per_channel()
+        self._unique_sinks()
         return self
 
     def _one_source_per_channel(self) -> None:
@@ -128,14 +130,49 @@ class GatewayConfig(_Strict):
                                  "two devices would write one channel")
             where[channel] = key
 
-    def sink_configs(self) -> list[tuple[str, InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig]]:
-        """(stable name, config) of every sink: the journal keeps one cursor under each name."""
-        groups: tuple[tuple[str, Sequence[InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig]], ...] = (
-            ("influxdb", self.sinks.influxdb), ("local", self.sinks.local), ("mqtt", self.sinks.mqtt))
-        return [(s.name or f"{kind}-{i + 1}", s) for kind, items in groups for i, s in enumerate(items)]
+    def _sink_groups(self) -> tuple[tuple[str, Sequence[_AnySink]], ...]:
+        return (("influxdb", self.sinks.influxdb), ("local", self.sinks.local), ("mqtt", self.sinks.mqtt))
+
+    def _unique_sinks(self) -> None:
+        """Every sink has its own identity, so no two share a delivery cursor."""
+        names: dict[str, str] = {}
+        targets: dict[str, str] = {}
+        for kind, items in self._sink_groups():
+            for i, s in enumerate(items):
+                key = f"sinks.{kind}[{i}]"
+                if s.name is not None:
+                    if s.name in names:
+                        raise _SinkError(f"{key}.name: {s.name!r} is already the name of {names[s.name]}")
+                    names[s.name] = key
+                    continue
+                identity = f"{kind}:{s.target()}"
+                if identity in targets:
+                    raise _SinkError(
+                        f"{key}: writes where {targets[identity]} writes ({identity}): "
+                        "two sinks would share one delivery cursor; remove one, or give each a name")
+                targets[identity] = key
+        for identity, key in targets.items():
+            if identity in names:
+                raise _SinkError(f"{names[identity]}.name: {identity!r} is the identity of the unnamed {key}")
+
+    def sink_configs(self) -> list[tuple[str, _AnySink]]:
+        """(identity, config) of every sink: the journal keeps one cursor under each identity.
+
+        The identity is the sink's `name`, or else `kind:target` - what it writes to
+        (`influxdb:http://host:8086 db=calibration`, `local:/path/store.db`, `mqtt:mqtts://host
+        remotecal/v1`) - never its place in the config, so removing one sink never hands its
+        cursor to another.  A journal from before (cursors `influxdb-1`, ...) drops those
+        cursors at the first start, and each unnamed sink starts at the oldest record still
+        in the journal: records another sink had not taken yet are delivered again
+        (duplicates, which InfluxDB and the local store keep once), none is skipped."""
+        return [(s.name or f"{kind}:{s.target()}", s) for kind, items in self._sink_groups() for s in items]
 
     def sink_names(self) -> list[str]:
         return [name for name, _ in self.sink_configs()]
+
+
+class _SinkError(ValueError):
+    """A problem with the sinks: reported with its own key path, not the model's."""
 
 
 def parse_config(data: dict[str, Any]) -> GatewayConfig:

@@ -9,6 +9,7 @@ so every command reports a bad file the same way:
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from pydantic import ValidationError
 from gateway.errors import ConfigError
 
 __all__ = ["format_validation_error", "read_toml"]
+
+
+_KEYED = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -41,6 +45,9 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             msg = "unknown key (a typo?)"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        if not err["loc"] and _KEYED.match(msg):
+            lines.append(msg)  # a check across tables that names its own key path
+            continue
         lines.append(f"{_loc(tuple(err['loc']))}: {msg}")
     return lines
 

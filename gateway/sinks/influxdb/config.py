@@ -119,3 +119,12 @@ class InfluxDBSinkConfig(BaseModel):
         if api == "v1" and v is not None:
             raise ValueError(f"{info.field_name} {_V2_ONLY}; with api = 'v1' set database")
         return v
+
+    def target(self) -> str:
+        """Where the points go: the sink's identity when it has no name (a journal cursor is
+        kept under it, so it must not depend on the sink's place in the config)."""
+        if self.api == "v2":
+            return f"{self.url} org={self.org} bucket={self.bucket}"
+        rp = f" rp={self.retention_policy}" if self.retention_policy else ""
+        return f"{self.url} db={self.database}{rp}"
+

@@ -41,6 +41,10 @@ class LocalStoreConfig(BaseModel):
     flush_interval: Duration = 0.5
     max_retry_interval: Duration = 5.0
 
+    def target(self) -> str:
+        """The SQLite file: the sink's identity when it has no name."""
+        return str(self.path)
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,3 +38,8 @@ class MqttSinkConfig(BrokerConnection):
     max_retry_interval: Duration = Field(default=30.0, gt=0)
 
     _prefix = field_validator("topic_prefix")(check_topic_prefix)
+
+    def target(self) -> str:
+        """The broker and topic prefix: the sink's identity when it has no name."""
+        return f"{self.url} {self.topic_prefix}"
+

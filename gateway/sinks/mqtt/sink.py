@@ -21,11 +21,15 @@ timestamps, so InfluxDB stores each as one point (SPEC section 6) either way.
 Sequence numbers are monotonic per gateway and survive restarts: the counter reserves
 blocks of `_SEQ_BLOCK` numbers in a small state file (written and fsynced before the first
 number of a block is used), so a restart skips at most one block and never reuses one.
+A new state file starts above every `uplink-*.seq` beside it: an unnamed sink's file is
+named after its identity (broker and topic prefix; it was `uplink-mqtt-N.seq` by position
+before), and the ingest would refuse numbers that went back as replays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import struct
@@ -52,15 +56,23 @@ _THROTTLED = {0x97}
 _PERMANENT = {0x95, 0x99}
 
 
+def _stored(path: Path) -> int:
+    """The number another counter file holds, 0 when it cannot be read."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
 class SequenceCounter:
     """Monotonic frame numbers, persisted in blocks (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start_above: Sequence[Path] = ()) -> None:
         self.path = path
         try:
             text = path.read_text().strip()
         except FileNotFoundError:
-            text = "0"
+            text = str(max((_stored(p) for p in start_above if p != path), default=0))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the uplink sequence file: {exc.strerror}") from None
         try:
@@ -109,13 +121,16 @@ class MqttSink:
                 f"not of this gateway {site}/{gateway}")
         self.topic = readings_topic(config.topic_prefix, site, gateway)
         self.frames = 0
-        self._seq = SequenceCounter(config.state_file or data_dir / f"uplink-{self.name}.seq")
+        # A name is safe in a file name and a client id; an identity (`mqtt:mqtts://host ...`) is not.
+        label = config.name or "auto-" + hashlib.sha256(self.name.encode()).hexdigest()[:12]
+        self._seq = SequenceCounter(config.state_file or data_dir / f"uplink-{label}.seq",
+                                    sorted(data_dir.glob("uplink-*.seq")))
         self._pending: dict[int, asyncio.Future[mqtt.ReasonCode]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link = MqttLink(
             LinkSettings(
                 host=config.host, port=config.port,
-                client_id=config.client_id or f"remotecal-uplink-{site}-{gateway}-{self.name}",
+                client_id=config.client_id or f"remotecal-uplink-{site}-{gateway}-{label}",
                 username=config.username, password=config.password, tls=config.tls,
                 use_tls=config.uses_tls, keepalive=config.keepalive,
                 reconnect_min=config.reconnect_min, reconnect_max=config.reconnect_max,

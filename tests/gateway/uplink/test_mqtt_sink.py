@@ -110,7 +110,7 @@ def test_config_errors_at_start(tmp_path: Path) -> None:
             "sinks": {"mqtt": [{"url": "mqtt://127.0.0.1:1883", "key_file": str(other), **sink}]},
         }
 
-    assert parse_config(cfg()).sink_names() == ["mqtt-1"]
+    assert parse_config(cfg()).sink_names() == ["mqtt:mqtt://127.0.0.1:1883 remotecal/v1"]
     with pytest.raises(ConfigError, match="is the key of lab 1/another gw, not of this gateway"):
         build_sinks(parse_config(cfg()))
     with pytest.raises(ConfigError, match="topic_prefix"):
