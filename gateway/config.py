@@ -7,23 +7,27 @@ so an operator can fix the file without reading a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from gateway import registry
 from gateway.config_types import Duration, Size
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
-from gateway.sinks.influxdb.config import InfluxDBSinkConfig
-from gateway.sinks.local.store import LocalStoreConfig
-from gateway.sinks.mqtt.config import MqttSinkConfig
-from gateway.sources.instrument.config import InstrumentSourceConfig
-from gateway.sources.modbus.config import ModbusSourceConfig
-from gateway.sources.mqtt.config import MqttSourceConfig
+from gateway.plugin import SinkConfig, SinkKind, SourceKind
 
-__all__ = ["GatewayConfig", "JournalConfig", "format_validation_error", "load_config", "read_toml"]
+__all__ = ["GatewayConfig", "JournalConfig", "config_model", "format_validation_error", "load_config",
+           "parse_config", "read_toml"]
 
 
 class _Strict(BaseModel):
@@ -63,48 +67,41 @@ class JournalConfig(_Strict):
     quarantine_max: int = Field(default=100_000, ge=0, description="quarantine rows kept (oldest go first)")
 
 
-_AnySource = MqttSourceConfig | ModbusSourceConfig | InstrumentSourceConfig
-_AnySink = InfluxDBSinkConfig | LocalStoreConfig | MqttSinkConfig
+class _Blocks(_Strict):
+    """`[sources]` or `[sinks]`: one list of blocks per registered kind (gateway.registry).
+    The fields are made from the registry when a config is validated (`config_model`)."""
 
+    def blocks(self, kind: str) -> list[Any]:
+        """The blocks of one kind, in file order ([] for a kind not in the file)."""
+        return list(getattr(self, kind, None) or [])
 
-class Sources(_Strict):
-    mqtt: list[MqttSourceConfig] = []
-    modbus: list[ModbusSourceConfig] = []
-    instrument: list[InstrumentSourceConfig] = []
-
-
-class Sinks(_Strict):
-    influxdb: list[InfluxDBSinkConfig] = []
-    mqtt: list[MqttSinkConfig] = []
-    local: list[LocalStoreConfig] = []
+    if TYPE_CHECKING:
+        def __getattr__(self, kind: str) -> list[Any]: ...
 
 
 class GatewayConfig(_Strict):
+    """A validated site config.  `config_model()` is the model that validates one: this class
+    with a field per registered source and sink kind under `sources` and `sinks`."""
+
     gateway: GatewaySection
     journal: JournalConfig = JournalConfig()
-    sources: Sources = Sources()
-    sinks: Sinks = Sinks()
+    sources: _Blocks = _Blocks()
+    sinks: _Blocks = _Blocks()
 
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:
         names: dict[str, str] = {}
-        groups: tuple[tuple[str, Sequence[_AnySource]], ...] = (
-            ("mqtt", self.sources.mqtt),
-            ("modbus", self.sources.modbus),
-            ("instrument", self.sources.instrument),
-        )
-        for kind, items in groups:
-            for i, s in enumerate(items):
+        for kind in registry.SOURCES:
+            for i, s in enumerate(self.sources.blocks(kind)):
                 if s.name in names:
                     raise ValueError(
                         f"sources.{kind}[{i}].name {s.name!r} is already used by {names[s.name]}"
                     )
                 names[s.name] = f"sources.{kind}[{i}]"
         if not names:
-            raise ValueError(
-                "no source configured: add [[sources.mqtt]], [[sources.modbus]] or [[sources.instrument]]")
+            raise ValueError(f"no source configured: add {_choices('sources', registry.SOURCES)}")
         if not self.sink_configs():
-            raise ValueError("no sink configured: add [[sinks.influxdb]], [[sinks.mqtt]] or [[sinks.local]]")
+            raise ValueError(f"no sink configured: add {_choices('sinks', registry.SINKS)}")
         self._one_source_per_channel()
         self._unique_sinks()
         return self
@@ -113,32 +110,26 @@ class GatewayConfig(_Strict):
         """A channel named outright (no `{n}` of a topic) is read by one place only: two devices
         writing one channel would interleave their readings into one series."""
         where: dict[str, str] = {}
-        places: list[tuple[str, str]] = []
-        for i, m in enumerate(self.sources.modbus):
-            places += [(r.channel, f"sources.modbus[{i}].registers[{j}]")
-                       for j, r in enumerate(m.registers)]
-        for i, d in enumerate(self.sources.instrument):
-            places += [(c.channel, f"sources.instrument[{i}].channels[{j}]")
-                       for j, c in enumerate(d.channels)]
-        for i, q in enumerate(self.sources.mqtt):
-            for j, t in enumerate(q.topics):
-                places += [(f.channel, f"sources.mqtt[{i}].topics[{j}].fields[{k}]")
-                           for k, f in enumerate(t.fields) if "{" not in f.channel]
-        for channel, key in places:
-            if channel in where:
-                raise ValueError(f"{key}.channel {channel!r} is already read by {where[channel]}: "
-                                 "two devices would write one channel")
-            where[channel] = key
+        for kind in registry.SOURCES.values():
+            for i, block in enumerate(self.sources.blocks(kind.name)):
+                for channel, below in kind.channels(block):
+                    key = f"sources.{kind.name}[{i}]" + (f".{below}" if below else "")
+                    if channel in where:
+                        raise ValueError(f"{key}.channel {channel!r} is already read by {where[channel]}: "
+                                         "two devices would write one channel")
+                    where[channel] = key
 
-    def _sink_groups(self) -> tuple[tuple[str, Sequence[_AnySink]], ...]:
-        return (("influxdb", self.sinks.influxdb), ("local", self.sinks.local), ("mqtt", self.sinks.mqtt))
+    def sink_blocks(self) -> list[tuple[str, str, SinkConfig]]:
+        """(kind, identity, block) of every sink, in registry and file order."""
+        return [(kind, s.name or f"{kind}:{s.target()}", s)
+                for kind in registry.SINKS for s in self.sinks.blocks(kind)]
 
     def _unique_sinks(self) -> None:
         """Every sink has its own identity, so no two share a delivery cursor."""
         names: dict[str, str] = {}
         targets: dict[str, str] = {}
-        for kind, items in self._sink_groups():
-            for i, s in enumerate(items):
+        for kind in registry.SINKS:
+            for i, s in enumerate(self.sinks.blocks(kind)):
                 key = f"sinks.{kind}[{i}]"
                 if s.name is not None:
                     if s.name in names:
@@ -155,8 +146,8 @@ class GatewayConfig(_Strict):
             if identity in names:
                 raise _SinkError(f"{names[identity]}.name: {identity!r} is the identity of the unnamed {key}")
 
-    def sink_configs(self) -> list[tuple[str, _AnySink]]:
-        """(identity, config) of every sink: the journal keeps one cursor under each identity.
+    def sink_configs(self) -> list[tuple[str, SinkConfig]]:
+        """(identity, block) of every sink: the journal keeps one cursor under each identity.
 
         The identity is the sink's `name`, or else `kind:target` - what it writes to
         (`influxdb:http://host:8086 db=calibration`, `local:/path/store.db`, `mqtt:mqtts://host
@@ -165,10 +156,32 @@ class GatewayConfig(_Strict):
         cursors at the first start, and each unnamed sink starts at the oldest record still
         in the journal: records another sink had not taken yet are delivered again
         (duplicates, which InfluxDB and the local store keep once), none is skipped."""
-        return [(s.name or f"{kind}:{s.target()}", s) for kind, items in self._sink_groups() for s in items]
+        return [(identity, s) for _, identity, s in self.sink_blocks()]
 
     def sink_names(self) -> list[str]:
         return [name for name, _ in self.sink_configs()]
+
+
+def _choices(table: str, kinds: dict[str, Any]) -> str:
+    names = [f"[[{table}.{k}]]" for k in kinds]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+_models: dict[tuple[object, ...], type[GatewayConfig]] = {}
+
+
+def config_model() -> type[GatewayConfig]:
+    """GatewayConfig with a list field per registered kind (made once per set of kinds)."""
+    key = (*registry.SOURCES.values(), None, *registry.SINKS.values())
+    if key not in _models:
+        def table(name: str, kinds: dict[str, SourceKind] | dict[str, SinkKind]) -> type[_Blocks]:
+            fields: dict[str, Any] = {k.name: (list[k.config], []) for k in kinds.values()}  # type: ignore[name-defined]
+            return create_model(name, __base__=_Blocks, **fields)
+
+        sources, sinks = table("Sources", registry.SOURCES), table("Sinks", registry.SINKS)
+        _models[key] = create_model("GatewayConfig", __base__=GatewayConfig,
+                                    sources=(sources, sources()), sinks=(sinks, sinks()))
+    return _models[key]
 
 
 class _SinkError(ValueError):
@@ -177,7 +190,7 @@ class _SinkError(ValueError):
 
 def parse_config(data: dict[str, Any]) -> GatewayConfig:
     try:
-        return GatewayConfig.model_validate(data)
+        return config_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
 
@@ -193,9 +206,13 @@ def load_config(path: str | Path) -> GatewayConfig:
     def anchored(x: Path) -> Path:
         return x if x.is_absolute() else (base / x).resolve()
 
-    sinks = cfg.sinks.model_copy(update={
-        "mqtt": [s.model_copy(update={"key_file": anchored(s.key_file)}) for s in cfg.sinks.mqtt],
-        "local": [s.model_copy(update={"path": anchored(s.path)}) for s in cfg.sinks.local],
-    })
+    def blocks(table: _Blocks, kinds: dict[str, SourceKind] | dict[str, SinkKind]) -> _Blocks:
+        return table.model_copy(update={
+            kind.name: [b.model_copy(update={f: anchored(getattr(b, f)) for f in kind.paths
+                                             if getattr(b, f) is not None})
+                        for b in table.blocks(kind.name)]
+            for kind in kinds.values() if kind.paths})
+
     section = cfg.gateway.model_copy(update={"data_dir": anchored(cfg.gateway.data_dir)})
-    return cfg.model_copy(update={"gateway": section, "sinks": sinks})
+    return cfg.model_copy(update={"gateway": section, "sources": blocks(cfg.sources, registry.SOURCES),
+                                  "sinks": blocks(cfg.sinks, registry.SINKS)})

@@ -21,55 +21,38 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway import registry
 from gateway.config import GatewayConfig
 from gateway.delivery import DeliveryRunner
-from gateway.errors import ConfigError, JournalFull
+from gateway.errors import JournalFull
 from gateway.journal import Journal, dedupe_key
+from gateway.plugin import SinkContext, Tags
 from gateway.reading import HealthSample
 from gateway.sinks import Sink
-from gateway.sinks.influxdb.sink import InfluxDBSink
-from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
 from gateway.sources import Source
 
-__all__ = ["Gateway", "build_sources"]
+__all__ = ["Gateway", "build_sinks", "build_sources"]
 
 log = logging.getLogger("remotecal.gateway")
 
 
 def build_sources(cfg: GatewayConfig) -> list[Source]:
-    """One source object per configured source, each protocol from its own folder."""
-    from gateway.sources.mqtt.source import MqttSource
-
+    """The source objects of every registered kind's blocks (gateway.registry), in its order."""
     g = cfg.gateway
-    tags: dict[str, Any] = {"site": g.site, "gateway": g.id, "run": g.run}
-    sources: list[Source] = [MqttSource(m, **tags) for m in cfg.sources.mqtt]
-    if cfg.sources.modbus:
-        try:
-            from gateway.sources.modbus.source import ModbusSource
-        except ImportError:
-            raise ConfigError("sources.modbus: Modbus polling is not available in this build") from None
-        sources += ModbusSource.for_configs(cfg.sources.modbus, **tags)
-    if cfg.sources.instrument:
-        from gateway.sources.instrument.source import InstrumentSource
-
-        sources += InstrumentSource.for_configs(cfg.sources.instrument, **tags)
+    tags = Tags(site=g.site, gateway=g.id, run=g.run)
+    sources: list[Source] = []
+    for kind in registry.SOURCES.values():
+        if blocks := cfg.sources.blocks(kind.name):
+            sources += kind.build(blocks, tags)
     return sources
 
 
 def build_sinks(cfg: GatewayConfig) -> list[Sink]:
     """One sink object per configured sink, in `cfg.sink_configs()` order."""
-    from gateway.sinks.mqtt import MqttSink, MqttSinkConfig
-
     g = cfg.gateway
-    sinks: list[Sink] = []
-    for name, s in cfg.sink_configs():
-        if isinstance(s, LocalStoreConfig):
-            sinks.append(LocalStoreSink(s, name=name))
-        elif isinstance(s, MqttSinkConfig):
-            sinks.append(MqttSink(s, site=g.site, gateway=g.id, data_dir=g.data_dir, name=name))
-        else:
-            sinks.append(InfluxDBSink(s, name=name))
-    return sinks
+    context = SinkContext(site=g.site, gateway=g.id, data_dir=g.data_dir)
+    return [registry.SINKS[kind].build(block, identity, context)
+            for kind, identity, block in cfg.sink_blocks()]
 
 
 class Gateway:

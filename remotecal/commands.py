@@ -34,14 +34,15 @@ def _time(time_ns: int, timespec: str = "auto") -> str:
 
 
 def gateway_check(args: argparse.Namespace) -> int:
+    from gateway import registry
     from gateway.config import load_config
 
     cfg = load_config(args.config)
     g = cfg.gateway
+    counts = [f"{len(cfg.sources.blocks(k.name))} {k.title}" for k in registry.SOURCES.values()]
     print(f"{args.config}: ok - gateway {g.site}/{g.id}, run {g.run}, "
-          f"{len(cfg.sources.mqtt)} MQTT, {len(cfg.sources.modbus)} Modbus and "
-          f"{len(cfg.sources.instrument)} instrument source(s), sinks {', '.join(cfg.sink_names())}, "
-          f"journal in {g.data_dir}")
+          f"{', '.join(counts[:-1])}{' and ' if len(counts) > 1 else ''}{counts[-1]} source(s), "
+          f"sinks {', '.join(cfg.sink_names())}, journal in {g.data_dir}")
     return 0
 
 
