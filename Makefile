@@ -19,7 +19,7 @@ python-venv:
 $(VENV)/.installed: pyproject.toml | python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[all,test]'
 	touch $@
 
 venv: $(VENV)/.installed

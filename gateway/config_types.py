@@ -13,13 +13,14 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, ValidationInfo
 from pydantic_core import core_schema
 
 __all__ = [
-    "Duration", "PositiveDuration", "Secret", "Size", "check_host_port", "parse_duration", "parse_size",
+    "SERIAL_OPTIONS", "Duration", "PositiveDuration", "Secret", "Size", "check_host_port", "check_password",
+    "check_serial_url", "check_token", "parse_duration", "parse_size", "serial_settings",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -72,6 +73,55 @@ def check_host_port(parts: SplitResult) -> None:
         port = 0
     if port == 0:
         raise ValueError("the URL's port is not a number in 1..65535")
+
+
+SERIAL_OPTIONS = frozenset({"baudrate", "parity", "stopbits", "bytesize"})
+
+
+def check_serial_url(parts: SplitResult) -> None:
+    """Raise ValueError unless a split serial URL (`rtu:///dev/ttyUSB0?baudrate=19200&parity=E`,
+    `serial:///dev/ttyS0?...`) has a device path and only known, well-formed options."""
+    if not parts.path:
+        raise ValueError(f"a {parts.scheme}:// URL needs a serial device path, e.g. {parts.scheme}:///dev/ttyUSB0")
+    query = parse_qs(parts.query)
+    unknown = set(query) - SERIAL_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown {parts.scheme}:// option(s): {', '.join(sorted(unknown))}")
+    if "parity" in query and query["parity"][0] not in ("N", "E", "O"):
+        raise ValueError("parity must be N, E or O")
+    for key in ("baudrate", "stopbits", "bytesize"):
+        if key in query and not query[key][0].isdigit():
+            raise ValueError(f"{key} must be a whole number")
+
+
+def serial_settings(url: str, baudrate: int) -> tuple[str, dict[str, int | str]]:
+    """(device path, pyserial settings) of a checked serial URL; `baudrate` is the default."""
+    parts = urlsplit(url)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    return parts.path, {
+        "baudrate": int(q.get("baudrate", baudrate)),
+        "parity": q.get("parity", "N"),
+        "stopbits": int(q.get("stopbits", 1)),
+        "bytesize": int(q.get("bytesize", 8)),
+    }
+
+
+def check_password(password: Secret | None, username: str | None, username_valid: bool) -> None:
+    """InfluxDB basic auth, wherever a config takes it (a sink, the pipeline's source): a
+    username needs a password and the reverse.  `username_valid`: the username key passed its
+    own check (else its error is reported on its own).  Raise ValueError."""
+    if password is None and username:
+        raise ValueError("password is required with username")
+    if password is not None and not username and username_valid:
+        raise ValueError("password is given without username")
+
+
+def check_token(token: Secret | None, username: str | None) -> None:
+    """An InfluxDB token stands alone and is not empty.  Raise ValueError."""
+    if token is not None and not token.get():
+        raise ValueError("token is empty")
+    if token is not None and username:
+        raise ValueError("token and username/password exclude each other; give one")
 
 
 def _positive(seconds: float, info: ValidationInfo) -> float:

@@ -1,24 +1,31 @@
-"""Config files, for every package's config: read TOML, report validation errors by key path.
+"""Config files, for every package's config: read TOML, report validation errors by key path,
+write TOML from data.
 
 Ground floor (SPEC section 1): `gateway.config` (the site config), `pipelines.config`,
 `firmware_bridge.simulate` and the ingest's config all read their file with `read_toml` and
 turn a pydantic `ValidationError` into one line per problem with `format_validation_error`,
 so every command reports a bad file the same way:
 `site.toml: sources.mqtt[0].topics[0].fields[1].quantity: unknown quantity 'humidity'; ...`.
+
+`dumps` is the one TOML writer (tomli-w): the demo's configs, `keys new`'s key files and the
+tests' harnesses build their configs as data and write them with it, so quoting and escaping
+are never done by hand.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 from typing import Any
 
+import tomli_w
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError
 
-__all__ = ["format_validation_error", "read_toml"]
+__all__ = ["dumps", "format_validation_error", "read_toml"]
 
 
 _KEYED = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
@@ -65,3 +72,21 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+
+
+def dumps(data: Mapping[str, Any], comment: str = "") -> str:
+    """`data` as TOML (tomli-w): keys whose value is None are left out, paths become strings;
+    `comment` (lines without their '# ') goes first."""
+    head = "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines())
+    return head + tomli_w.dumps(_plain(data))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from gateway.configfile import dumps
 from gateway.errors import ConfigError
 
 __all__ = ["KEY_BYTES", "UplinkKey", "key_file_name", "keys_fingerprint", "load_key_file", "load_keys",
@@ -52,10 +53,6 @@ def key_file_name(site: str, gateway: str) -> str:
     return f"{quote(site, safe='')}+{quote(gateway, safe='')}.key"
 
 
-def _toml_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def new_key_file(site: str, gateway: str, out_dir: str | Path) -> Path:
     """Write a fresh random key for `site`/`gateway` into `out_dir`; never overwrite one."""
     for what, v in (("site", site), ("gateway", gateway)):
@@ -67,11 +64,8 @@ def new_key_file(site: str, gateway: str, out_dir: str | Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"{out}: cannot create the folder: {exc.strerror}") from None
     path = out / key_file_name(site, gateway)
-    text = (
-        "# remotecal uplink key: secret; readable only by the service that uses it\n"
-        f"site = {_toml_string(site)}\ngateway = {_toml_string(gateway)}\n"
-        f'key = "{secrets.token_hex(KEY_BYTES)}"\n'
-    )
+    text = dumps({"site": site, "gateway": gateway, "key": secrets.token_hex(KEY_BYTES)},
+                 comment="remotecal uplink key: secret; readable only by the service that uses it")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -62,7 +62,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.config_types import Secret
+from gateway.config_types import Secret, check_password, check_token
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
@@ -187,20 +187,13 @@ class SourceConfig(_Strict):
     @field_validator("password")
     @classmethod
     def _password(cls, v: Secret | None, info: ValidationInfo) -> Secret | None:
-        username = info.data.get("username")
-        if v is None and username:
-            raise ValueError("password is required with username")
-        if v is not None and not username and "username" in info.data:
-            raise ValueError("password is given without username")
+        check_password(v, info.data.get("username"), "username" in info.data)
         return v
 
     @field_validator("token")
     @classmethod
     def _token(cls, v: Secret | None, info: ValidationInfo) -> Secret | None:
-        if v is not None and not v.get():
-            raise ValueError("token is empty")
-        if v is not None and info.data.get("username"):
-            raise ValueError("token and username/password exclude each other; give one")
+        check_token(v, info.data.get("username"))
         return v
 
     @field_validator("path")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import socket
 import sys
@@ -56,6 +57,27 @@ def _config_problems(exc: ConfigError, path: str | None) -> int:
     return 2
 
 
+# What each extra brings (pyproject.toml): a command that needs one of these modules and does
+# not find it names the extra to install instead of a traceback.
+_EXTRAS = {
+    "pipeline": ("scipy", "matplotlib", "qrcode", "PIL", "lxml"),
+    "dashboards": ("grafana_foundation_sdk", "grafana_client", "niquests"),
+    "demo": ("rich", "amqtt", "scipy", "matplotlib", "qrcode", "PIL", "lxml"),
+}
+
+
+def _missing_extra(extra: str | None) -> str | None:
+    """The line for a command whose extra is not (wholly) installed, checked before it starts:
+    the demo would otherwise fail after a minute of running, at its pipeline step."""
+    if extra is None:
+        return None
+    missing = [m for m in _EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (f"needs the '{extra}' extra ({', '.join(missing)} not installed): "
+            f"pip install 'remotecal[{extra}]'")
+
+
 def _gateway(sub: argparse._SubParsersAction) -> None:
     gw = sub.add_parser("gateway", help="run or inspect an edge gateway")
     gws = gw.add_subparsers(dest="action", required=True)
@@ -87,7 +109,7 @@ def _pipeline(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default=".", help="folder for corrections.csv (default: the current one)")
     run.add_argument("--no-points", action="store_true",
                      help="do not write calibration_point points back to InfluxDB")
-    run.set_defaults(func=commands.pipeline_run)
+    run.set_defaults(func=commands.pipeline_run, extra="pipeline")
 
 
 def _demo(sub: argparse._SubParsersAction) -> None:
@@ -98,7 +120,7 @@ def _demo(sub: argparse._SubParsersAction) -> None:
                         f"(default {DEFAULT_SPEED:g})")
     p.add_argument("--influx", metavar="URL", type=influx_url_arg,
                    help="also write to this InfluxDB 1.x (database 'calibration')")
-    p.set_defaults(func=commands.demo)
+    p.set_defaults(func=commands.demo, extra="demo")
 
 
 def _dashboards(sub: argparse._SubParsersAction) -> None:
@@ -106,13 +128,13 @@ def _dashboards(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     build = actions.add_parser("build", help="write dashboard JSON and Grafana provisioning files")
     build.add_argument("--out", required=True, help="output folder")
-    build.set_defaults(func=commands.dashboards_build)
+    build.set_defaults(func=commands.dashboards_build, extra="dashboards")
     push = actions.add_parser(
         "push", help=f"save the dashboards in Grafana through its HTTP API (token: ${commands.GRAFANA_TOKEN})"
     )
     push.add_argument("--url", required=True, help="Grafana base URL, e.g. http://grafana:3000")
     push.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    push.set_defaults(func=commands.dashboards_push)
+    push.set_defaults(func=commands.dashboards_push, extra="dashboards")
 
 
 def _ingest(sub: argparse._SubParsersAction) -> None:
@@ -146,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if missing := _missing_extra(getattr(args, "extra", None)):
+        print(f"remotecal {args.command}: {missing}", file=sys.stderr)
+        return 1
     if not logging.getLogger().handlers:
         setup_logging("info")
     try:

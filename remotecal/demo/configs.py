@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.profile import gateway_registers, load_profile
+from gateway.configfile import dumps
 from remotecal.demo.devices import DEVICE_IDENTITIES
 from remotecal.demo.plan import (
     MAX_SLOPE_RH,
@@ -20,70 +21,47 @@ from remotecal.demo.plan import (
     DemoPlan,
 )
 
-__all__ = ["gateway_config_text", "pipeline_config_text"]
+__all__ = ["gateway_config", "gateway_config_text", "pipeline_config", "pipeline_config_text"]
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
+def _g(x: float) -> float:
+    """Six significant digits, as a person would write the number."""
+    return float(f"{x:.6g}")
 
 
-def _table(name: str, entries: list[dict[str, Any]]) -> str:
-    return "\n".join(f"[[{name}]]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in e.items()) for e in entries)
-
-
-def gateway_config_text(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path,
-                        mqtt_protocol: str = "5") -> str:
+def gateway_config(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path,
+                   mqtt_protocol: str = "5") -> dict[str, Any]:
     """The demo gateway's site config: every source and sink as a user would write them."""
     modbus = [("ref", 1, "generic-pt100", "reference", ["t"]),
               ("refh", 2, "generic-thr", "reference", ["rh"]),
               ("dut1", 3, "generic-thr", "dut", ["t", "rh"])]
-    parts = [f"""[gateway]
-site = "demo-lab"
-id = "gw-demo"
-run = "{RUN_ID}"
-data_dir = {_toml(str(plan.out / "work" / "journal"))}
-health_interval = "1s"
-shutdown_grace = "10s"
-"""]
-    for prefix, unit, profile, role, names in modbus:
-        regs = gateway_registers(load_profile(profile), prefix=prefix, role=role, names=names)
-        parts.append(f"""[[sources.modbus]]
-name = "{prefix}"
-url = "tcp://127.0.0.1:{modbus_port}"
-unit_id = {unit}
-interval = "{int(plan.poll_s * 1000)}ms"
-timeout = "1s"
-{_table("sources.modbus.registers", regs)}
-""")
-    parts.append(f"""[[sources.mqtt]]
-name = "nodes"
-url = "mqtt://127.0.0.1:{mqtt_port}"
-protocol = "{mqtt_protocol}"
-[[sources.mqtt.topics]]
-topic = "lab/+/state"
-time_path = "ts"
-[[sources.mqtt.topics.fields]]
-path = "t"
-channel = "{{1}}-t"
-quantity = "temperature"
-unit = "degC"
-role = "dut"
-[[sources.mqtt.topics.fields]]
-path = "rh"
-channel = "{{1}}-rh"
-quantity = "relative_humidity"
-unit = "%rh"
-role = "dut"
-""")
+    fields = [{"path": q, "channel": f"{{1}}-{q}", "quantity": quantity, "unit": unit, "role": "dut"}
+              for q, quantity, unit in (("t", "temperature", "degC"), ("rh", "relative_humidity", "%rh"))]
+    sinks: dict[str, Any] = {"local": [{"name": "local", "path": store, "flush_interval": "250ms"}]}
     if plan.influx_url:
-        parts.append(f'[[sinks.influxdb]]\nname = "influx"\nurl = {_toml(plan.influx_url)}\n'
-                     'database = "calibration"\nflush_interval = "250ms"\n')
-    parts.append(f'[[sinks.local]]\nname = "local"\npath = {_toml(str(store))}\nflush_interval = "250ms"\n')
-    return "\n".join(parts)
+        sinks["influxdb"] = [{"name": "influx", "url": plan.influx_url, "database": "calibration",
+                              "flush_interval": "250ms"}]
+    return {
+        "gateway": {"site": "demo-lab", "id": "gw-demo", "run": RUN_ID,
+                    "data_dir": plan.out / "work" / "journal",
+                    "health_interval": "1s", "shutdown_grace": "10s"},
+        "sources": {
+            "modbus": [{"name": prefix, "url": f"tcp://127.0.0.1:{modbus_port}", "unit_id": unit,
+                        "interval": f"{int(plan.poll_s * 1000)}ms", "timeout": "1s",
+                        "registers": gateway_registers(load_profile(profile), prefix=prefix, role=role,
+                                                       names=names)}
+                       for prefix, unit, profile, role, names in modbus],
+            "mqtt": [{"name": "nodes", "url": f"mqtt://127.0.0.1:{mqtt_port}", "protocol": mqtt_protocol,
+                      "topics": [{"topic": "lab/+/state", "time_path": "ts", "fields": fields}]}],
+        },
+        "sinks": sinks,
+    }
+
+
+def gateway_config_text(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path,
+                        mqtt_protocol: str = "5") -> str:
+    return dumps(gateway_config(plan, modbus_port, mqtt_port, store, mqtt_protocol),
+                 comment="The demo gateway's site config (remotecal demo wrote it).")
 
 
 def _criteria_comment(k: float) -> str:
@@ -91,81 +69,55 @@ def _criteria_comment(k: float) -> str:
     slope, std = f"{MAX_SLOPE_T:g} K/min ({MAX_SLOPE_RH:g} %rh/min)", f"{MAX_STD_T:g} K ({MAX_STD_RH:g} %rh)"
     wall = f"{MAX_SLOPE_T * k:.3g} K/min ({MAX_SLOPE_RH * k:.3g} %rh/min)"
     return "\n".join([
-        f"# The demo compresses time {k:g}x.  Its stability criteria in chamber time - a {WINDOW_S:g} s",
-        f"# window, a {MIN_DURATION_S:g} s minimum plateau, a slope of at most {slope} and a standard",
-        f"# deviation of at most {std} - become a {WINDOW_S / k:.3g} s window, a {MIN_DURATION_S / k:.3g} s "
+        f"The demo compresses time {k:g}x.  Its stability criteria in chamber time - a {WINDOW_S:g} s",
+        f"window, a {MIN_DURATION_S:g} s minimum plateau, a slope of at most {slope} and a standard",
+        f"deviation of at most {std} - become a {WINDOW_S / k:.3g} s window, a {MIN_DURATION_S / k:.3g} s "
         f"minimum and {wall}",
-        "# of wall-clock time; a standard deviation does not scale.",
+        "of wall-clock time; a standard deviation does not scale.",
     ])
 
 
-def pipeline_config_text(plan: DemoPlan, store: Path) -> str:
+def pipeline_config(plan: DemoPlan, store: Path) -> dict[str, Any]:
     """The demo's pipeline config: its stability criteria, scaled to its compressed time."""
     k = plan.speed
     if plan.influx_url:  # the pipeline reads what the gateway wrote, and writes calibration_point
-        source = f'[source]\nkind = "influxdb"\nurl = {_toml(plan.influx_url)}\ndatabase = "calibration"'
+        source: dict[str, Any] = {"kind": "influxdb", "url": plan.influx_url, "database": "calibration"}
     else:
-        source = f'[source]\nkind = "local"\npath = {_toml(str(store))}'
-    return f"""{_criteria_comment(k)}
-[run]
-id = "{RUN_ID}"
+        source = {"kind": "local", "path": store}
 
-{source}
+    def stability(max_std: float, max_slope: float) -> dict[str, float]:
+        return {"window_s": _g(WINDOW_S / k), "max_std": max_std, "max_slope_per_min": _g(max_slope * k),
+                "min_duration_s": _g(MIN_DURATION_S / k)}
 
-[stability]
-window_s = {WINDOW_S / k:.6g}
-max_std = {MAX_STD_T:g}
-max_slope_per_min = {MAX_SLOPE_T * k:.6g}
-min_duration_s = {MIN_DURATION_S / k:.6g}
-
-[[comparisons]]
-dut = "dut*-t"
-reference = "ref-t"
-quantity = "temperature"
-
-[[comparisons]]
-dut = "dut*-rh"
-reference = "refh-rh"
-quantity = "relative_humidity"
-[comparisons.stability]          # a hygrometer's criteria, in %rh
-window_s = {WINDOW_S / k:.6g}
-max_std = {MAX_STD_RH:g}
-max_slope_per_min = {MAX_SLOPE_RH * k:.6g}
-min_duration_s = {MIN_DURATION_S / k:.6g}
-[comparisons.uncertainty]        # in %rh
-reference_drift = 0.3
-dut_resolution = 0.1
-chamber_inhomogeneity = 0.5
-
-[reference_certificate.ref-t]
-points = [[10.0, 0.05, 0.02, 2.0], [20.0, 0.05, 0.02, 2.0], [30.0, 0.05, 0.02, 2.0], [40.0, 0.05, 0.02, 2.0]]
-
-[reference_certificate.refh-rh]
-points = [[10.0, -0.5, 0.8, 2.0], [50.0, -0.5, 0.8, 2.0], [90.0, -0.5, 0.8, 2.0]]
-
-[uncertainty]
-reference_drift = 0.01
-dut_resolution = 0.01
-chamber_inhomogeneity = 0.03
-
-# Who calibrated what for whom: certificate.xml states it (invented names: a demo).
-[certificate]
-laboratory = "remotecal demo laboratory"
-laboratory_city = "Loopback"
-laboratory_country = "ZZ"
-customer = "remotecal demo customer"
-customer_city = "Loopback"
-customer_country = "ZZ"
-responsible_person = "Demo Engineer"
-performance_location = "customer"
-{_demo_items()}"""
+    return {
+        "run": {"id": RUN_ID},
+        "source": source,
+        "stability": stability(MAX_STD_T, MAX_SLOPE_T),
+        "comparisons": [
+            {"dut": "dut*-t", "reference": "ref-t", "quantity": "temperature"},
+            {"dut": "dut*-rh", "reference": "refh-rh", "quantity": "relative_humidity",
+             # a hygrometer's criteria and uncertainties, in %rh
+             "stability": stability(MAX_STD_RH, MAX_SLOPE_RH),
+             "uncertainty": {"reference_drift": 0.3, "dut_resolution": 0.1, "chamber_inhomogeneity": 0.5}},
+        ],
+        "reference_certificate": {
+            "ref-t": {"points": [[t, 0.05, 0.02, 2.0] for t in (10.0, 20.0, 30.0, 40.0)]},
+            "refh-rh": {"points": [[rh, -0.5, 0.8, 2.0] for rh in (10.0, 50.0, 90.0)]},
+        },
+        "uncertainty": {"reference_drift": 0.01, "dut_resolution": 0.01, "chamber_inhomogeneity": 0.03},
+        # Who calibrated what for whom: certificate.xml states it (invented names: a demo).
+        "certificate": {
+            "laboratory": "remotecal demo laboratory", "laboratory_city": "Loopback",
+            "laboratory_country": "ZZ",
+            "customer": "remotecal demo customer", "customer_city": "Loopback", "customer_country": "ZZ",
+            "responsible_person": "Demo Engineer", "performance_location": "customer",
+        },
+        # An [items.<channel>] per DUT channel: the virtual devices' identities.
+        "items": {f"{dut}-{suffix}": {"manufacturer": "remotecal firmware_bridge", "model": model,
+                                      "serial": serial}
+                  for dut, (model, serial) in DEVICE_IDENTITIES.items() for suffix in ("t", "rh")},
+    }
 
 
-def _demo_items() -> str:
-    """An [items.<channel>] per DUT channel of the demo: the virtual devices' identities."""
-    parts = []
-    for dut, (model, serial) in DEVICE_IDENTITIES.items():
-        for suffix in ("t", "rh"):
-            parts.append(f'\n[items.{dut}-{suffix}]\nmanufacturer = "remotecal firmware_bridge"\n'
-                         f'model = {_toml(model)}\nserial = "{serial}"\n')
-    return "".join(parts)
+def pipeline_config_text(plan: DemoPlan, store: Path) -> str:
+    return dumps(pipeline_config(plan, store), comment=_criteria_comment(plan.speed))

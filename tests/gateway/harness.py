@@ -2,69 +2,62 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 
-__all__ = ["CommandProcess", "GatewayProcess", "Publisher", "site_config"]
+from gateway.configfile import dumps
+
+__all__ = ["CommandProcess", "GatewayProcess", "Publisher", "config_text", "site_config"]
 
 
-def site_config(data_dir: Path, broker_port: int, sink: str, *, run: str = "RUN-1",
-                health: str = "1s", topics: str | None = None, protocol: str = "5") -> str:
+_TOPICS = [
+    {"topic": "lab/+/state", "format": "json", "time_path": "ts", "fields": [
+        {"path": "t", "channel": "{1}-t", "quantity": "temperature", "unit": "degC", "role": "dut"},
+        {"path": "rh", "channel": "{1}-rh", "quantity": "relative_humidity", "unit": "%rh", "role": "dut"}]},
+    {"topic": "lab/+/raw", "format": "value", "fields": [
+        {"channel": "{1}-raw", "quantity": "temperature", "unit": "degC", "role": "reference"}]},
+]
+
+
+def config_text(data: dict[str, Any], *more: str | dict[str, Any]) -> str:
+    """A config as TOML (gateway.configfile.dumps), with more tables merged in: dicts, or TOML
+    text as a test writes a section by hand."""
+    merged = copy.deepcopy(data)
+    for extra in more:
+        _merge(merged, tomllib.loads(extra) if isinstance(extra, str) else extra)
+    return dumps(merged)
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif isinstance(value, list) and isinstance(into.get(key), list):
+            into[key] = into[key] + value
+        else:
+            into[key] = value
+
+
+def site_config(data_dir: Path, broker_port: int, sink: str | dict[str, Any], *, run: str = "RUN-1",
+                health: str = "1s", topics: list[dict[str, Any]] | None = None, protocol: str = "5") -> str:
     """A site config: one MQTT source on the test broker, the given sink section(s)."""
-    topics = topics or """
-[[sources.mqtt.topics]]
-topic = "lab/+/state"
-format = "json"
-time_path = "ts"
-[[sources.mqtt.topics.fields]]
-path = "t"
-channel = "{1}-t"
-quantity = "temperature"
-unit = "degC"
-role = "dut"
-[[sources.mqtt.topics.fields]]
-path = "rh"
-channel = "{1}-rh"
-quantity = "relative_humidity"
-unit = "%rh"
-role = "dut"
-
-[[sources.mqtt.topics]]
-topic = "lab/+/raw"
-format = "value"
-[[sources.mqtt.topics.fields]]
-channel = "{1}-raw"
-quantity = "temperature"
-unit = "degC"
-role = "reference"
-"""
-    return f"""
-[gateway]
-site = "lab 1"
-id = "gw,01"
-run = "{run}"
-data_dir = "{data_dir}"
-health_interval = "{health}"
-shutdown_grace = "20s"
-
-[[sources.mqtt]]
-name = "broker"
-url = "mqtt://127.0.0.1:{broker_port}"
-protocol = "{protocol}"
-reconnect_min = "100ms"
-reconnect_max = "1s"
-{topics}
-{sink}
-"""
+    return config_text({
+        "gateway": {"site": "lab 1", "id": "gw,01", "run": run, "data_dir": data_dir, "health_interval": health,
+                    "shutdown_grace": "20s"},
+        "sources": {"mqtt": [{"name": "broker", "url": f"mqtt://127.0.0.1:{broker_port}", "protocol": protocol,
+                              "reconnect_min": "100ms", "reconnect_max": "1s", "topics": topics or _TOPICS}]},
+    }, sink)
 
 
 class CommandProcess:

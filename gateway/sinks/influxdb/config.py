@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from gateway.config_types import Duration, Secret
+from gateway.config_types import Duration, Secret, check_password, check_token
 
 __all__ = ["InfluxDBSinkConfig"]
 
@@ -91,11 +91,7 @@ class InfluxDBSinkConfig(BaseModel):
     def _password(cls, v: Secret | None, info: ValidationInfo) -> Secret | None:
         if v is not None and _api(info) == "v2":
             raise ValueError(f"password {_V1_ONLY}; api = 'v2' authenticates with token")
-        username = info.data.get("username")
-        if v is None and username:
-            raise ValueError("password is required with username")
-        if v is not None and not username and "username" in info.data:
-            raise ValueError("password is given without username")
+        check_password(v, info.data.get("username"), "username" in info.data)
         return v
 
     @field_validator("token")
@@ -104,10 +100,7 @@ class InfluxDBSinkConfig(BaseModel):
         api = _api(info)
         if api == "v2" and v is None:
             raise ValueError("token is required with api = 'v2'")
-        if v is not None and not v.get():
-            raise ValueError("token is empty")
-        if v is not None and info.data.get("username"):
-            raise ValueError("token and username/password exclude each other; give one")
+        check_token(v, info.data.get("username"))
         return v
 
     @field_validator("org", "bucket")

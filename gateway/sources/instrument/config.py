@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_host_port
+from gateway.config_types import Duration, PositiveDuration, check_host_port, check_serial_url
+from gateway.config_types import serial_settings as _serial_settings
 from gateway.quantities import ChannelSchema
 
 __all__ = ["InstrumentChannelConfig", "InstrumentSourceConfig", "serial_settings"]
-
-_SERIAL_OPTIONS = {"baudrate", "parity", "stopbits", "bytesize"}
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,15 +49,8 @@ class InstrumentChannelConfig(ChannelSchema):
 
 
 def serial_settings(url: str) -> tuple[str, dict[str, int | str]]:
-    """(device path, pyserial settings) of a serial:// URL."""
-    parts = urlsplit(url)
-    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    return parts.path, {
-        "baudrate": int(q.get("baudrate", 9600)),
-        "parity": q.get("parity", "N"),
-        "stopbits": int(q.get("stopbits", 1)),
-        "bytesize": int(q.get("bytesize", 8)),
-    }
+    """(device path, pyserial settings) of a serial:// URL (default 9600 8N1)."""
+    return _serial_settings(url, 9600)
 
 
 class InstrumentSourceConfig(_Strict):
@@ -84,17 +75,7 @@ class InstrumentSourceConfig(_Strict):
             if parts.port is None:
                 raise ValueError("a tcp:// URL needs a port, e.g. tcp://192.0.2.10:5025")
         elif parts.scheme == "serial":
-            if not parts.path:
-                raise ValueError("a serial:// URL needs a device path, e.g. serial:///dev/ttyUSB0")
-            query = parse_qs(parts.query)
-            unknown = set(query) - _SERIAL_OPTIONS
-            if unknown:
-                raise ValueError(f"unknown serial:// option(s): {', '.join(sorted(unknown))}")
-            if "parity" in query and query["parity"][0] not in ("N", "E", "O"):
-                raise ValueError("parity must be N, E or O")
-            for key in ("baudrate", "stopbits", "bytesize"):
-                if key in query and not query[key][0].isdigit():
-                    raise ValueError(f"{key} must be a whole number")
+            check_serial_url(parts)
         else:
             raise ValueError("expected tcp://host:port or serial:///dev/ttyX?baudrate=9600")
         return v

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_host_port
+from gateway.config_types import Duration, PositiveDuration, check_host_port, check_serial_url
 from gateway.quantities import ChannelSchema
 
 __all__ = ["REGISTER_WIDTH", "ModbusSourceConfig", "RegisterConfig"]
@@ -53,14 +53,7 @@ class ModbusSourceConfig(_Strict):
         if parts.scheme == "tcp":
             check_host_port(parts)
         elif parts.scheme == "rtu":
-            if not parts.path:
-                raise ValueError("an rtu:// URL needs a serial device path, e.g. rtu:///dev/ttyUSB0")
-            query = parse_qs(parts.query)
-            unknown = set(query) - {"baudrate", "parity", "stopbits", "bytesize"}
-            if unknown:
-                raise ValueError(f"unknown rtu:// option(s): {', '.join(sorted(unknown))}")
-            if "parity" in query and query["parity"][0] not in ("N", "E", "O"):
-                raise ValueError("parity must be N, E or O")
+            check_serial_url(parts)
         else:
             raise ValueError("expected tcp://host:port or rtu:///dev/ttyX?baudrate=...")
         return v

@@ -33,13 +33,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerType
 
 from gateway.backoff import Backoff
+from gateway.config_types import serial_settings
 from gateway.errors import ConfigError
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import Reading
@@ -92,15 +93,7 @@ def next_tick(now: float, interval: float, after: float | None = None) -> float:
 
 
 def _rtu_settings(url: str) -> tuple[str, dict[str, int | str]]:
-    parts = urlsplit(url)
-    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    settings: dict[str, int | str] = {
-        "baudrate": int(q.get("baudrate", 19200)),
-        "parity": q.get("parity", "N"),
-        "stopbits": int(q.get("stopbits", 1)),
-        "bytesize": int(q.get("bytesize", 8)),
-    }
-    return parts.path, settings
+    return serial_settings(url, 19200)
 
 
 class _Link:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from gateway.keys import new_key_file
-from tests.gateway.harness import CommandProcess
+from tests.gateway.harness import CommandProcess, config_text
 from tests.servers.influx import InfluxD
 
 __all__ = ["IngestProcess", "Sniffer", "gateway_config", "ingest_config", "make_key", "state_message"]
@@ -22,71 +23,32 @@ def make_key(keys_dir: Path, site: str, gw: str) -> Path:
 
 
 def gateway_config(data_dir: Path, broker_port: int, site: str, gw: str, local_topic: str, key_file: Path,
-                   *, central_port: int | None = None, extra: str = "") -> str:
+                   *, central_port: int | None = None, extra: str | dict[str, Any] = "") -> str:
     """A gateway: one MQTT source on `local_topic/+/state`, one uplink to the central broker."""
-    return f"""
-[gateway]
-site = "{site}"
-id = "{gw}"
-run = "RUN-1"
-data_dir = "{data_dir}"
-health_interval = "1s"
-shutdown_grace = "20s"
-
-[[sources.mqtt]]
-name = "local"
-url = "mqtt://127.0.0.1:{broker_port}"
-reconnect_min = "100ms"
-reconnect_max = "1s"
-[[sources.mqtt.topics]]
-topic = "{local_topic}/+/state"
-format = "json"
-time_path = "ts"
-[[sources.mqtt.topics.fields]]
-path = "t"
-channel = "{{1}}"
-quantity = "temperature"
-unit = "degC"
-role = "dut"
-
-[[sinks.mqtt]]
-name = "central"
-url = "mqtt://127.0.0.1:{central_port or broker_port}"
-key_file = "{key_file}"
-batch_size = 300
-flush_interval = "200ms"
-timeout = "5s"
-reconnect_min = "100ms"
-reconnect_max = "1s"
-max_retry_interval = "1s"
-{extra}
-"""
+    return config_text({
+        "gateway": {"site": site, "id": gw, "run": "RUN-1", "data_dir": data_dir, "health_interval": "1s",
+                    "shutdown_grace": "20s"},
+        "sources": {"mqtt": [{
+            "name": "local", "url": f"mqtt://127.0.0.1:{broker_port}", "reconnect_min": "100ms",
+            "reconnect_max": "1s",
+            "topics": [{"topic": f"{local_topic}/+/state", "format": "json", "time_path": "ts", "fields": [
+                {"path": "t", "channel": "{1}", "quantity": "temperature", "unit": "degC", "role": "dut"}]}]}]},
+        "sinks": {"mqtt": [{
+            "name": "central", "url": f"mqtt://127.0.0.1:{central_port or broker_port}", "key_file": key_file,
+            "batch_size": 300, "flush_interval": "200ms", "timeout": "5s", "reconnect_min": "100ms",
+            "reconnect_max": "1s", "max_retry_interval": "1s"}]},
+    }, extra)
 
 
 def ingest_config(data_dir: Path, broker_port: int, keys: Path, influx: InfluxD, worker: str) -> str:
-    return f"""
-[ingest]
-worker = "{worker}"
-data_dir = "{data_dir}"
-keys = "{keys}"
-group = "central"
-shutdown_grace = "20s"
-health_interval = "1s"
-
-[broker]
-url = "mqtt://127.0.0.1:{broker_port}"
-reconnect_min = "100ms"
-reconnect_max = "1s"
-max_inflight = 20
-
-[[sinks.influxdb]]
-name = "influx"
-url = "{influx.url}"
-database = "calibration"
-batch_size = 2000
-flush_interval = "200ms"
-max_retry_interval = "1s"
-"""
+    return config_text({
+        "ingest": {"worker": worker, "data_dir": data_dir, "keys": keys, "group": "central",
+                   "shutdown_grace": "20s", "health_interval": "1s"},
+        "broker": {"url": f"mqtt://127.0.0.1:{broker_port}", "reconnect_min": "100ms", "reconnect_max": "1s",
+                   "max_inflight": 20},
+        "sinks": {"influxdb": [{"name": "influx", "url": influx.url, "database": "calibration", "batch_size": 2000,
+                                "flush_interval": "200ms", "max_retry_interval": "1s"}]},
+    })
 
 
 class IngestProcess(CommandProcess):
