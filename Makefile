@@ -40,6 +40,11 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# The fast tier: no server, no system package; well under a minute.
+unit: venv lint typecheck
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not integration"
+
+# Everything: ruff, mypy, the unit tier and the integration tier against real servers.
 test: venv system-packages lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 

@@ -175,6 +175,7 @@ def test_bad_sim_files_are_one_line_each(tmp_path: Path) -> None:
                         r"not valid TOML: .*", proc.stderr.strip()), proc.stderr
 
 
+@pytest.mark.integration
 def test_a_sensor_node_retries_a_missing_broker_then_publishes(
         tmp_path: Path, simulator: Callable[[Path], Running]) -> None:
     port = free_port()
