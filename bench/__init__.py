@@ -10,6 +10,7 @@ figures beside its baseline, and writes them all to `bench/RESULTS.md`.
     ingest        one ingest worker draining a backlog of signed frames into influxd (issue 6)
     gateway_ingest  JSON sensor messages through a gateway into influxd vs a bare subscriber and a
                   naive script (issue 6)
+    mqtt_layers   CPU per message of the mqtt5 link and of paho with manual acks (issue 12)
 """
 
 import contextlib
@@ -25,6 +26,7 @@ BENCHES = (
     "bench.uplink",
     "bench.ingest",
     "bench.gateway_ingest",
+    "bench.mqtt_layers",
     "bench.modbus_poll",
 )
 
