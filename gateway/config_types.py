@@ -19,8 +19,8 @@ from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, Vali
 from pydantic_core import core_schema
 
 __all__ = [
-    "SERIAL_OPTIONS", "Duration", "PositiveDuration", "Secret", "Size", "check_host_port", "check_password",
-    "check_serial_url", "check_token", "parse_duration", "parse_size", "serial_settings",
+    "SERIAL_OPTIONS", "Duration", "PositiveDuration", "Secret", "Size", "check_host_port", "check_influx_url",
+    "check_password", "check_serial_url", "check_token", "parse_duration", "parse_size", "serial_settings",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -104,6 +104,24 @@ def serial_settings(url: str, baudrate: int) -> tuple[str, dict[str, int | str]]
         "stopbits": int(q.get("stopbits", 1)),
         "bytesize": int(q.get("bytesize", 8)),
     }
+
+
+def check_influx_url(url: str, names: str = "database/org/bucket") -> str:
+    """An InfluxDB base URL (a sink's, the pipeline's source's): http(s), a host, a valid port,
+    no credentials (checked first: the other messages echo the URL), no query; without its
+    trailing '/'.  `names`: the keys that say what the query would.  Raise ValueError."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError("credentials do not belong in the URL; use username/password or token")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"the URL takes no query or fragment; use {names}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"bad port in {url!r}: {exc}") from None
+    return url.rstrip("/")
 
 
 def check_password(password: Secret | None, username: str | None, username_valid: bool) -> None:

@@ -49,7 +49,6 @@ import unicodedata
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -62,7 +61,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.config_types import Secret, check_password, check_token
+from gateway.config_types import Secret, check_influx_url, check_password, check_token
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
@@ -161,18 +160,7 @@ class SourceConfig(_Strict):
             return None
         if kind == "local":
             raise ValueError("url applies to kind = 'influxdb' only; the local store takes path")
-        parts = urlsplit(v)
-        if "@" in parts.netloc:
-            raise ValueError("credentials do not belong in the URL; use username/password or token")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {v!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("the URL takes no query or fragment; use database")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValueError(f"bad port in {v!r}: {exc}") from None
-        return v.rstrip("/")
+        return check_influx_url(v, "database")
 
     @field_validator("database")
     @classmethod

@@ -9,11 +9,10 @@ ignored, so a half-edited block fails at start with the key that is wrong.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from gateway.config_types import Duration, Secret, check_password, check_token
+from gateway.config_types import Duration, Secret, check_influx_url, check_password, check_token
 
 __all__ = ["InfluxDBSinkConfig"]
 
@@ -51,21 +50,7 @@ class InfluxDBSinkConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if "@" in parts.netloc:
-            # Checked first: the messages below echo the URL, and must not echo a password.
-            raise ValueError("credentials do not belong in the URL; use username/password or token")
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in {v!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("the URL takes no query or fragment; use database/org/bucket")
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number or out of range
-        except ValueError as exc:
-            raise ValueError(f"bad port in {v!r}: {exc}") from None
-        return v.rstrip("/")
+        return check_influx_url(v)
 
     @field_validator("database")
     @classmethod
