@@ -21,14 +21,14 @@ Brokers that speak only MQTT 3.1.1 are reached with `protocol = "3.1.1"` (the pa
 
 The MQTT layer (issue 12): this link is the one to keep.  Measured by bench/mqtt_layers.py,
 20,000 QoS 1 messages queued by Mosquitto for a persistent MQTT 5 session, each handed to
-the event loop and acknowledged there (manual ack), 2 shared CPUs: this link 2.0 us of CPU
-per message (91k messages/s), paho 2.x with manual_ack=True behind the ingest's Receiver
-87 us (9.5k/s): 43x.  Conformance against a real Mosquitto, in the suite: reconnect and
-session resumption (tests/gateway/test_end_to_end.py: broker restart, SIGKILL of the
-gateway), flow control (Receive Maximum; a full inbox pauses reading without the keepalive
-dropping the link, test_mqtt_link5.py), keepalive, TLS with a client certificate and a
-password (test_mqtt_tls_auth.py).  `mqtt5` is a 0.x package: pinned to its minor
-(pyproject.toml: >=0.8,<0.9).  Still on paho (gateway.sinks.mqtt.link): the uplink sink
+the event loop and acknowledged there (manual ack), 2 shared CPUs, two runs: this link
+1.8-2.0 us of CPU per message (91-272k messages/s), paho 2.x with manual_ack=True behind the
+ingest's Receiver 72-87 us (9.5-10.7k/s): 40-44x.  Conformance against a real Mosquitto, in
+the suite: reconnect and session resumption (tests/gateway/test_end_to_end.py: broker
+restart, SIGKILL of the gateway), flow control (Receive Maximum; a full inbox pauses reading
+without the keepalive dropping the link, test_mqtt_link5.py), keepalive, TLS with a client
+certificate and a password (test_mqtt_tls_auth.py).  `mqtt5` is a 0.x package: pinned to its
+minor (pyproject.toml: >=0.8,<0.9).  Still on paho (gateway.sinks.mqtt.link): the uplink sink
 (publishes), the ingest (shared subscription) and the 3.1.1 fallback (`mqtt5` speaks MQTT 5
 only; the demo's embedded amqtt broker speaks 3.1.1 only) - moving the first two onto this
 link is the rest of issue 12.
