@@ -19,7 +19,8 @@ The chamber runs `speed` times faster than real time and the stability criteria 
 by the same factor (remotecal.demo.plan).
 """
 
-from remotecal.demo.chain import run_demo
 from remotecal.demo.plan import DEMO_PROGRAM, MAX_SPEED, DemoPlan, prepare_out
 
-__all__ = ["DEMO_PROGRAM", "MAX_SPEED", "DemoPlan", "prepare_out", "run_demo"]
+__all__ = ["DEMO_PROGRAM", "MAX_SPEED", "DemoPlan", "prepare_out"]
+# `run_demo` is remotecal.demo.chain's: importing it here would load the gateway runtime and
+# the virtual devices whenever the command line is parsed (remotecal.cli uses plan.py).

@@ -78,7 +78,7 @@ def test_mqtt_to_influxd_v1_every_value_and_tag_exact(tmp_path: Path, mosquitto:
     cfg = site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd), protocol=protocol)
     with GatewayProcess(tmp_path / "gw", cfg) as gw:
         pub = Publisher(mosquitto.port)
-        time.sleep(1.0)  # let the gateway subscribe (a persistent session keeps later messages anyway)
+        mosquitto.wait_subscribed("lab/+/state")  # the gateway's session exists: it keeps what follows
         pub.publish_all(state_message(s, i, T0_MS + i * 100) for i in range(n) for s in sensors)
         pub.publish_all([("lab/probe9/raw", "23.456789012345")])
         pub.close()
@@ -110,7 +110,7 @@ flush_interval = "200ms"
     n = 400
     with GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, sink)) as gw:
         pub = Publisher(mosquitto.port)
-        time.sleep(1.0)
+        mosquitto.wait_subscribed("lab/+/state")
         pub.publish_all(state_message(s, i, T0_MS + i * 100) for i in range(n) for s in sensors)
         pub.close()
         series = victoria.export('{__name__="reading_value"}', min_samples=len(sensors) * n * 2, timeout=60)
@@ -148,13 +148,11 @@ def test_bad_input_is_quarantined_with_its_reason_and_the_good_stream_lands(
                       'topic = "lab/+/unmapped"\nformat = "value"\n[[sources.mqtt.topics.fields]]\n'
                       'channel = "x"\nquantity = "temperature"\nunit = "degC"\nrole = "dut"', 1)
     with GatewayProcess(tmp_path / "gw", old) as gw:
-        wait_until(lambda: "connected" in gw.log(), 20, "first connection", gw)
-        time.sleep(0.5)
+        mosquitto.wait_subscribed("lab/+/unmapped")
         assert gw.terminate() == 0
     gw = GatewayProcess(tmp_path / "gw", cfg)
     with gw:
-        pub = Publisher(mosquitto.port)
-        time.sleep(1.0)
+        pub = Publisher(mosquitto.port)  # the gateway's persistent session queues what it sends
         msgs: list[tuple[str, bytes | str]] = []
         for i in range(n):
             msgs.append(state_message("good", i, T0_MS + i * 100))
@@ -209,7 +207,7 @@ def test_crash_safety_sigkill_gateway_and_influxd_nothing_lost_nothing_twice(
                                                      protocol=protocol))
     gw.start()
     try:
-        time.sleep(1.5)
+        mosquitto.wait_subscribed("lab/+/raw")
         t0 = time.monotonic()
         stream.start()
         for k in range(4):
@@ -246,7 +244,7 @@ def test_outage_backlog_is_delivered_and_health_shows_pending_rise_and_fall(
     with GatewayProcess(tmp_path / "gw", site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd),
                                                      health="500ms")) as gw:
         pub = Publisher(mosquitto.port)
-        time.sleep(1.0)
+        mosquitto.wait_subscribed("lab/+/state")
         influxd.stop()
         for chunk in range(5):
             pub.publish_all(state_message("o", i, T0_MS + i * 100) for i in range(chunk * 300, chunk * 300 + 300))

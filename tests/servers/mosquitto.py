@@ -49,7 +49,7 @@ class Mosquitto:
             "max_queued_messages 1000000\n"
             "max_queued_bytes 0\n"
             f"log_dest file {self.log_path}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n"
             + extra_conf
         )
         self._proc: subprocess.Popen[bytes] | None = None
@@ -90,6 +90,17 @@ class Mosquitto:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+
+    def wait_subscribed(self, topic_filter: str, timeout: float = 30.0) -> None:
+        """Return once a client has subscribed to `topic_filter` (the broker's log says so):
+        what a test publishes from then on reaches it.  A client that resumes a session it
+        subscribed in before is not logged again: wait before its first start only."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(line.endswith(f" {topic_filter}") for line in self.log_tail(1_000_000).splitlines()):
+                return
+            time.sleep(0.05)
+        raise ServerError(f"nobody subscribed to {topic_filter} within {timeout:g} s:\n{self.log_tail()}")
 
     def log_tail(self, n: int = 3000) -> str:
         try:
