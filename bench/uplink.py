@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.encode import make_readings
+from gateway.configfile import dumps
 from gateway.keys import new_key_file
 from gateway.reading import Reading
 from gateway.sinks.influxdb.lineprotocol import encode_batch
@@ -138,30 +139,15 @@ _DRAIN_RATE = 70_000  # readings/s one worker delivers to influxd (bench.ingest)
 
 
 def _central(folder: Path, port: int, influx_url: str, k: int, w: int) -> str:
-    return f"""
-[ingest]
-worker = "k{k}w{w}"
-data_dir = "{folder / 'data'}"
-keys = "{folder.parent.parent / 'keys'}"
-group = "scale{k}"
-shutdown_grace = "30s"
-
-[broker]
-url = "mqtt://127.0.0.1:{port}"
-reconnect_min = "100ms"
-reconnect_max = "1s"
-max_inflight = 100
-
-[journal]
-fsync = "full"
-
-[[sinks.influxdb]]
-name = "influx"
-url = "{influx_url}"
-database = "scale{k}"
-batch_size = 5000
-flush_interval = "100ms"
-"""
+    return dumps({
+        "ingest": {"worker": f"k{k}w{w}", "data_dir": folder / "data", "keys": folder.parent.parent / "keys",
+                   "group": f"scale{k}", "shutdown_grace": "30s"},
+        "broker": {"url": f"mqtt://127.0.0.1:{port}", "reconnect_min": "100ms", "reconnect_max": "1s",
+                   "max_inflight": 100},
+        "journal": {"fsync": "full"},
+        "sinks": {"influxdb": [{"name": "influx", "url": influx_url, "database": f"scale{k}",
+                                "batch_size": 5000, "flush_interval": "100ms"}]},
+    })
 
 
 def _wait(cond: Callable[[], object], timeout: float, what: str) -> None:
