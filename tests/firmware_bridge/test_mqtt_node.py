@@ -21,7 +21,7 @@ def test_node_publishes_sensor_indications_as_json(mosquitto: Mosquitto) -> None
     sub.connect("127.0.0.1", mosquitto.port)
     sub.subscribe("lab/n1/state", qos=1)
     sub.loop_start()
-    time.sleep(0.3)
+    mosquitto.wait_subscribed("lab/n1/state")
     node = MqttSensorNode(chamber, "127.0.0.1", mosquitto.port, topic="lab/n1/state", interval_s=0.05,
                           sensors={"t": ("temperature", Sensor("t", error=[0.25], resolution=0.01)),
                                    "rh": ("relative_humidity", Sensor("rh", error=[-2.0]))}).start()
