@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import mqtt5
 import pytest
@@ -73,6 +74,13 @@ class ScriptedBroker:
             writer.close()
 
 
+async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Return once `cond()` holds; fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
 def _source(port: int, buffer: int = 10_000, **options: str) -> MqttSource:
     cfg = MqttSourceConfig.model_validate({"name": "s", "url": f"mqtt://127.0.0.1:{port}", "topics": TOPICS,
                                            "reconnect_min": "50ms", "reconnect_max": "200ms", **options})
@@ -111,8 +119,7 @@ async def test_messages_of_one_segment_get_distinct_receive_stamps_and_are_acked
         for b in batches[:100]:
             assert b.on_committed is not None
             b.on_committed()
-        await asyncio.sleep(0.2)
-        assert broker.acked == list(range(1, 101))
+        await _until(lambda: broker.acked == list(range(1, 101)))
         assert broker.connects[0].clean_start is False and broker.connects[0].session_expiry_interval > 0
 
 
@@ -132,8 +139,7 @@ async def test_a_publish_the_codec_refuses_is_quarantined_and_acked_and_the_next
         for b in (first, second):
             assert b.on_committed is not None
             b.on_committed()
-        await asyncio.sleep(0.2)
-        assert broker.acked == [7, 8]
+        await _until(lambda: broker.acked == [7, 8])
         assert src.connected, "the connection stays up"
 
 
