@@ -1,0 +1,32 @@
+"""The durable journal: every accepted record is on disk before anyone is told so.
+
+Why SQLite in WAL mode rather than a home-made segment log: a calibration lab's IT can open,
+back up and inspect the file with standard tools (`sqlite3 journal.db`), its crash safety is
+among the most tested code in existence, a commit of a whole batch is one WAL append plus
+one fsync (group commit), and readers (the sinks, `gateway quarantine`) never block the
+writer.  A segment log would need our own checksums, torn-write recovery and compaction
+for a speed we do not need at a gateway's rates (see `bench/journal`).
+
+One file, `DATA_DIR/journal.db`; each table belongs to one module of this package:
+
+    series       interned tag sets, so a record row is just (seq, series, ts, value)
+    records      seq AUTOINCREMENT: never reused, so a cursor can never skip a new record
+    cursors      last seq each sink has delivered
+    quarantine   rejected input, with its reason, for `gateway quarantine`
+    redelivery   keys of MQTT messages already committed, to drop broker redeliveries
+    schema       the meta table, the schema version, and how to add a table
+    store        `Journal`: the group commit, transactions, the journal's thread
+
+A record is deleted only when every configured sink's cursor has passed it.  When the file
+reaches `max_size`, the policy `refuse` (default) makes `submit` raise `JournalFull` and
+raises the health alarm; nothing already accepted is touched.  `drop_oldest` instead
+deletes the oldest undelivered records to make room, counts them as `dropped` and logs it
+loudly: for sites that prefer fresh data to complete data, never the default.
+"""
+
+from gateway.journal.cursors import Batch
+from gateway.journal.quarantine import QuarantineRow
+from gateway.journal.redelivery import dedupe_key
+from gateway.journal.store import Journal, JournalStats
+
+__all__ = ["Batch", "Journal", "JournalStats", "QuarantineRow", "dedupe_key"]

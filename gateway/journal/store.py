@@ -1,0 +1,392 @@
+"""`Journal`: the group commit, the transactions and the thread that all SQLite work runs on;
+the tables themselves are its parts (`series`, `records`, `cursors`, `quarantine`,
+`redelivery`), each with its own bound.
+
+Durability: `fsync = "full"` (default) fsyncs the WAL at every commit, so an accepted record
+survives a power cut; `"normal"` fsyncs only at checkpoints and survives a crash or SIGKILL
+of the gateway but not of the machine.
+
+All SQLite work runs on one dedicated thread, so the event loop never waits on a disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import JournalError, JournalFull
+from gateway.journal.cursors import Batch, Cursors
+from gateway.journal.quarantine import Quarantine, QuarantineInsert, QuarantineRow, read_quarantine
+from gateway.journal.records import InsertRow, RecordsTable
+from gateway.journal.redelivery import RedeliveryKeys
+from gateway.journal.schema import META_DDL, check_version
+from gateway.journal.series import SeriesTable
+from gateway.reading import Reading, Record
+from gateway.records import RecordRows
+from gateway.sources import Rejected
+
+__all__ = ["PARTS", "Journal", "JournalStats"]
+
+log = logging.getLogger("remotecal.journal")
+T = TypeVar("T")
+
+PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys)
+"""Every part that owns tables; the journal's schema is their `DDL` (see `schema`)."""
+
+
+@dataclass(slots=True)
+class JournalStats:
+    """Counters since start; `pending` and `size_bytes` are refreshed at each commit."""
+
+    received: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    dropped: int = 0
+    commits: int = 0
+    pending: int = 0
+    size_bytes: int = 0
+    full: bool = False
+    delivered: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Submission:
+    records: Sequence[Record]
+    rejected: Sequence[Rejected]
+    key: bytes | None
+    check_seen: bool
+    on_committed: Callable[[], None] | None
+    future: asyncio.Future[None] | None
+
+
+class Journal:
+    """Durable, ordered store of records between the sources and the sinks."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        sinks: Iterable[str],
+        *,
+        fsync: str = "full",
+        max_size: int = 2 * 1024**3,
+        on_full: str = "refuse",
+        commit_interval: float = 0.0,
+        quarantine_max: int = 100_000,
+    ):
+        self.path = Path(path)
+        self.sinks = list(sinks)
+        self.max_size = max_size
+        self.on_full = on_full
+        self.commit_interval = commit_interval
+        self.quarantine_max = quarantine_max
+        self.stats = JournalStats(delivered={s: 0 for s in self.sinks})
+        self._fsync = fsync
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._db: sqlite3.Connection | None = None
+        self._series = SeriesTable()
+        self._records = RecordsTable()
+        self._cursors = Cursors(self.sinks)
+        self._quarantine = Quarantine(quarantine_max, max_size)
+        self._keys = RedeliveryKeys()
+        self._queue: list[_Submission] = []
+        self._wakeup = asyncio.Event()
+        self._appended = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> Journal:
+        await self._run(self._open_sync)
+        self._committer = asyncio.create_task(self._commit_loop(), name="journal-committer")
+        return self
+
+    async def close(self) -> None:
+        """Commit what was submitted, then close the file."""
+        self._closing = True
+        self._wakeup.set()
+        if self._committer is not None:
+            await self._committer
+        await self._run(self._close_sync)
+        self._pool.shutdown(wait=True)
+
+    async def __aenter__(self) -> Journal:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self._fsync == 'full' else 'NORMAL'}")
+            db.execute("PRAGMA foreign_keys=OFF")
+            db.executescript(META_DDL + "".join(part.DDL for part in PARTS))
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
+        check_version(db, self.path)
+        self._db = db
+        self._series.load(db)
+        self._records.load(db)
+        with self._transaction():
+            self._cursors.load(db, self._records.floor(db))
+        self._refresh_sync()
+        if self.stats.pending:
+            log.info("journal: %d record(s) from a previous run wait for delivery", self.stats.pending)
+
+    def _close_sync(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+            self._db = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        records: Sequence[Record],
+        rejected: Sequence[Rejected] = (),
+        *,
+        dedupe: bytes | None = None,
+        redelivered: bool = False,
+        on_committed: Callable[[], None] | None = None,
+        wait: bool = False,
+    ) -> asyncio.Future[None] | None:
+        """Queue records (and rejected inputs) for the next group commit.
+
+        `on_committed` runs on the event loop once they are durable.  `dedupe` (see
+        `dedupe_key`) is remembered; when `redelivered` is set and the key was committed
+        before, the records are skipped (a broker redelivery) while `on_committed` still
+        runs.  Only redeliveries are checked: a sensor may well send the same bytes twice.
+        Raises `JournalFull` when the journal is full and the policy is `refuse`.
+        With `wait`, returns a future that resolves at the commit.
+        """
+        if self._closing:
+            raise JournalError("the journal is closing")
+        if self.stats.full and self.on_full == "refuse" and records:
+            raise JournalFull(f"journal {self.path} is full ({self.stats.size_bytes} bytes)")
+        fut = asyncio.get_running_loop().create_future() if wait else None
+        self._queue.append(_Submission(records, rejected, dedupe, redelivered, on_committed, fut))
+        self._wakeup.set()
+        return fut
+
+    async def append(self, records: Sequence[Record], rejected: Sequence[Rejected] = ()) -> None:
+        """Submit and wait until durable."""
+        fut = self.submit(records, rejected, wait=True)
+        assert fut is not None
+        await fut
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.commit_interval and not self._closing:
+                await asyncio.sleep(self.commit_interval)
+            subs, self._queue = self._queue, []
+            if subs:
+                try:
+                    skipped = await self._run(self._commit_sync, subs)
+                except Exception as exc:  # the disk failed: nothing of this group is acked
+                    log.error("journal: commit failed: %s", exc)
+                    for s in subs:
+                        if s.future is not None and not s.future.done():
+                            s.future.set_exception(JournalError(f"commit failed: {exc}"))
+                    await asyncio.sleep(1.0)
+                    continue
+                for i, s in enumerate(subs):
+                    if i not in skipped:
+                        self.stats.received += sum(1 for r in s.records if isinstance(r, Reading))
+                    self.stats.rejected += len(s.rejected)
+                    if s.on_committed is not None:
+                        s.on_committed()
+                    if s.future is not None and not s.future.done():
+                        s.future.set_result(None)
+                self._appended.set()
+            if self._closing and not self._queue:
+                return
+
+    def _commit_sync(self, subs: list[_Submission]) -> set[int]:
+        db = self._need_db()
+        skipped: set[int] = set()
+        rows: list[InsertRow] = []
+        quarantined: list[QuarantineInsert] = []
+        seen_rows: list[tuple[bytes, int]] = []
+        now = time.time_ns()
+        series, keys = self._series, self._keys
+        whole_bytes = self._quarantine.whole_bytes
+        series.begin()
+        try:
+            with self._transaction():
+                batch_keys: set[bytes] = set()
+                for i, s in enumerate(subs):
+                    if s.key is not None:
+                        if s.check_seen and (s.key in batch_keys or keys.known(db, s.key)):
+                            skipped.add(i)
+                            self.stats.duplicates += 1
+                            continue
+                        batch_keys.add(s.key)
+                        seen_rows.append((s.key, now))
+                    for r in s.records:
+                        if isinstance(r, Reading):
+                            rows.append((series.id_for(db, series.reading_key(r)), r.time_ns, r.value, None))
+                        else:
+                            rows.append((series.id_for(db, series.health_key(r.site, r.gateway)), r.time_ns,
+                                         None, json.dumps(r.fields)))
+                    if s.rejected:
+                        more, whole_bytes = self._quarantine.rows_for(db, s.rejected, now, whole_bytes)
+                        quarantined += more
+                if rows:
+                    self._records.insert(db, rows)
+                if quarantined:
+                    self._quarantine.insert(db, quarantined)
+                if seen_rows:
+                    keys.remember(db, seen_rows)
+        except BaseException:
+            series.rolled_back()
+            raise
+        series.committed()
+        self._quarantine.kept(whole_bytes)
+        if rows:
+            self._records.inserted(db)
+        self.stats.commits += 1
+        self._refresh_sync()
+        return skipped
+
+    def _refresh_sync(self) -> None:
+        db = self._need_db()
+        page_size, pages, free = (db.execute(f"PRAGMA {p}").fetchone()[0]
+                                  for p in ("page_size", "page_count", "freelist_count"))
+        self.stats.size_bytes = (pages - free) * page_size
+        last = self._records.last_seq
+        self.stats.pending = last - self._cursors.low(default=last)
+        full = self.stats.size_bytes >= self.max_size
+        if full and self.on_full == "drop_oldest":
+            self._drop_oldest_sync()
+            full = False
+        if full != self.stats.full:
+            self.stats.full = full
+            if full:
+                log.error("journal: FULL at %d bytes (max_size); new input is refused until sinks "
+                          "catch up", self.stats.size_bytes)
+            else:
+                log.warning("journal: below max_size again; input is accepted")
+
+    def _drop_oldest_sync(self) -> None:
+        db = self._need_db()
+        n = max(1000, self.stats.pending // 10)
+        dropped = self._records.drop_oldest(db, n)
+        self.stats.dropped += dropped
+        self._cursors.raise_to(db, self._records.floor(db))
+        log.error("journal: full; on_full = 'drop_oldest' DROPPED %d undelivered record(s) "
+                  "(%d in all since start)", dropped, self.stats.dropped)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error - unless SQLite rolled back already
+        (SQLITE_FULL does), so the error raised is the real one.  The connection is in
+        autocommit mode: `with db:` alone opens no transaction, each statement commits alone."""
+        db = self._need_db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _need_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError("the journal is not open")
+        return self._db
+
+    # -- delivery ----------------------------------------------------------------------
+
+    async def next_batch(self, sink: str, limit: int) -> Batch | None:
+        """The next up-to-`limit` records after `sink`'s cursor, or None when it is caught up."""
+        if self._cursors.seq[sink] >= self._records.last_seq:
+            return None
+        return await self._run(self._read_sync, sink, limit)
+
+    async def wait_for_records(self, sink: str, timeout: float) -> None:
+        """Return when records beyond `sink`'s cursor exist, or after `timeout` seconds."""
+        if self._cursors.seq[sink] < self._records.last_seq:
+            return
+        self._appended.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._appended.wait(), timeout)
+
+    def pending_for(self, sink: str) -> int:
+        return self._records.last_seq - self._cursors.seq[sink]
+
+    def _read_sync(self, sink: str, limit: int) -> Batch | None:
+        rows = self._records.read(self._need_db(), self._cursors.seq[sink], limit)
+        if not rows:
+            return None
+        return Batch(sink, RecordRows(rows, self._series.by_id))
+
+    async def commit_delivery(self, sink: str, last_seq: int, count: int) -> None:
+        """Move `sink`'s cursor to `last_seq` (its batch is delivered) and prune."""
+        await self._run(self._advance_sync, sink, last_seq)
+        self.stats.delivered[sink] = self.stats.delivered.get(sink, 0) + count
+
+    def _advance_sync(self, sink: str, last_seq: int) -> None:
+        with self._transaction() as db:  # the cursor and the pruning: one commit, one fsync
+            old_low, low = self._cursors.advance(db, sink, last_seq)
+            if low > old_low:
+                self._records.prune(db, low)
+        self._cursors.moved(sink, last_seq)
+        self._refresh_sync()
+
+    # -- housekeeping and inspection ---------------------------------------------------
+
+    async def housekeeping(self) -> None:
+        """Trim the quarantine and the redelivery keys to their bounds."""
+        await self._run(self._housekeeping_sync)
+
+    def _housekeeping_sync(self) -> None:
+        with self._transaction() as db:
+            self._keys.expire(db, time.time_ns())
+            trimmed = self._quarantine.trim(db)
+        self._quarantine.trimmed(trimmed)
+
+    async def quarantined(self, source: str, reason_prefix: str, topics: Iterable[str], *,
+                          after: int = 0, limit: int = 500) -> list[QuarantineRow]:
+        """Quarantine rows of `source` on one of `topics` whose reason starts with
+        `reason_prefix`, id > `after`, oldest first."""
+        wanted = sorted(set(topics))
+        if not wanted:
+            return []
+        return await self._run(lambda: Quarantine.select(self._need_db(), source, reason_prefix, wanted,
+                                                          after, limit))
+
+    async def release_quarantined(self, ids: Sequence[int]) -> None:
+        """Delete these quarantine rows: their input was taken back after all."""
+        if ids:
+            await self._run(self._release_sync, list(ids))
+
+    def _release_sync(self, ids: list[int]) -> None:
+        with self._transaction() as db:  # one fsync for them all
+            self._quarantine.delete(db, ids)
+        self._quarantine.forget_whole_count()
+
+    @staticmethod
+    def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:
+        """(total, latest `limit` rows) of a journal's quarantine, opened read-only."""
+        return read_quarantine(path, limit)
