@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.backoff import Backoff
-from gateway.errors import PermanentError, RetryableError, ThrottledError
+from gateway.errors import JournalError, PermanentError, RetryableError, ThrottledError
 from gateway.journal import Journal
 from gateway.reading import HealthSample, Record
 from gateway.sinks import Sink
@@ -63,7 +63,11 @@ class DeliveryRunner:
         while True:
             if self._stopping and time.monotonic() >= self._deadline:
                 return
-            batch = await self.journal.next_batch(name, self.sink.batch_size)
+            try:
+                batch = await self.journal.next_batch(name, self.sink.batch_size)
+            except JournalError as exc:
+                await self._journal_trouble(exc)
+                continue
             if batch is None:
                 if self._stopping:
                     return
@@ -86,10 +90,23 @@ class DeliveryRunner:
                 self._set_state("unreachable", str(exc))
                 await self._sleep(self._backoff.next())
                 continue
+            except JournalError as exc:  # quarantining a refused point failed
+                await self._journal_trouble(exc)
+                continue
             self._backoff.reset()
             self._set_state("ok", f"{self.journal.pending_for(name)} record(s) pending")
-            await self.journal.commit_delivery(name, batch.last_seq, len(batch))
+            try:
+                await self.journal.commit_delivery(name, batch.last_seq, len(batch))
+            except JournalError as exc:  # delivered, cursor not moved: the batch goes again
+                await self._journal_trouble(exc)
+                continue
             self._last_flush = time.monotonic()
+
+    async def _journal_trouble(self, exc: JournalError) -> None:
+        """The journal could not be read or its cursor not moved (disk full, I/O error): try
+        again after a backoff; a batch written meanwhile is written again, as after a crash."""
+        self._set_state("journal unavailable", str(exc))
+        await self._sleep(self._backoff.next())
 
     async def _write(self, records: Sequence[Record]) -> None:
         """Write all records; isolate and quarantine the ones the server refuses."""

@@ -2,6 +2,7 @@
 
     RemotecalError
     ├── ConfigError              a config file or value is wrong (exit 2)
+    │   └── DataDirInUse         another process holds the data_dir (exit 2)
     ├── JournalError             the journal cannot be opened or written
     │   └── JournalFull          the journal reached its bound; input is refused
     ├── PayloadError             one message or value is bad input (quarantined)
@@ -18,6 +19,7 @@ import socket
 
 __all__ = [
     "ConfigError",
+    "DataDirInUse",
     "JournalError",
     "JournalFull",
     "PayloadError",
@@ -40,6 +42,10 @@ class ConfigError(RemotecalError):
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class DataDirInUse(ConfigError):
+    """Another process (named in the message) holds the data_dir: two would share one journal."""
 
 
 class JournalError(RemotecalError):

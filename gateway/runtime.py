@@ -18,18 +18,19 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway import registry
 from gateway.config import GatewayConfig
 from gateway.delivery import DeliveryRunner
-from gateway.errors import JournalFull
+from gateway.errors import JournalError, JournalFull
 from gateway.journal import Journal, dedupe_key
 from gateway.plugin import SinkContext, Tags
-from gateway.reading import HealthSample
+from gateway.ratelimit import RateLimitedLog
+from gateway.reading import HealthSample, Reading
 from gateway.sinks import Sink
-from gateway.sources import Source
+from gateway.sources import Rejected, Source
 
 __all__ = ["Gateway", "build_sinks", "build_sources"]
 
@@ -73,6 +74,7 @@ class Gateway:
             for s, (_, c) in zip(self.sinks, cfg.sink_configs(), strict=True)
         ]
         self.started = time.monotonic()
+        self._refused_log = RateLimitedLog(log)
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
 
@@ -88,6 +90,7 @@ class Gateway:
             "journal_pending": st.pending,
             "journal_bytes": st.size_bytes,
             "journal_full": int(st.full),
+            "journal_failing": int(st.failing),
             "received": st.received,
             "rejected": st.rejected,
             "duplicates": st.duplicates,
@@ -115,7 +118,7 @@ class Gateway:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
                 tg.create_task(self._sources(), name="sources")
                 tg.create_task(self._periodic(self._health, g.health_interval), name="health")
-                tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
+                tg.create_task(self._periodic(self._housekeeping, 600.0), name="housekeeping")
                 await self._stop.wait()
                 await self._sources_done.wait()
                 await self._health()
@@ -134,6 +137,12 @@ class Gateway:
                 return
             await fn()
 
+    async def _housekeeping(self) -> None:
+        try:
+            await self.journal.housekeeping()
+        except JournalError as exc:  # disk full, I/O error: the bounds are kept at the next round
+            log.error("journal housekeeping failed: %s", exc)
+
     async def _health(self) -> None:
         g = self.cfg.gateway
         sample = HealthSample(g.site, g.id, time.time_ns(), self.health_fields())
@@ -151,7 +160,11 @@ class Gateway:
             self._sources_done.set()
 
     async def _pump(self, source: Source) -> None:
-        """Source -> journal; never awaits a commit, so one fsync serves many messages."""
+        """Source -> journal; never awaits a commit, so one fsync serves many messages.
+
+        While the journal takes no records (full, or its commits fail), an input acknowledged
+        on commit (MQTT) waits - the broker keeps it, and whatever comes after it - and a
+        polled one is refused: counted, logged, its rejects still quarantined."""
         async with source:
             async for batch in source.batches():
                 key = dedupe_key(source.name.encode(), *batch.dedupe) if batch.dedupe else None
@@ -160,12 +173,19 @@ class Gateway:
                         self.journal.submit(batch.readings, batch.rejected, dedupe=key,
                                             redelivered=batch.redelivered, on_committed=batch.on_committed)
                         break
-                    except JournalFull:
+                    except JournalFull as exc:
                         if batch.on_committed is None:
-                            self.journal.stats.refused += len(batch.readings)
+                            self._refuse(source, batch.readings, batch.rejected, exc)
                             break
-                        # An acknowledged-on-commit input waits: the broker keeps it meanwhile.
-                        await asyncio.sleep(1.0)
+                        await self.journal.wait_writable()
+
+    def _refuse(self, source: Source, readings: Sequence[Reading], rejected: Sequence[Rejected],
+                why: JournalFull) -> None:
+        self.journal.stats.refused += len(readings)
+        self._refused_log.warning(source.name, "source %r: %d reading(s) refused, NOT committed (%s); "
+                                  "counted as refused", source.name, len(readings), why)
+        if rejected:
+            self.journal.submit([], rejected)
 
     def _log_counters(self) -> None:
         f = self.health_fields()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.servers.influx", "tests.servers.mosquitto"]
+pytest_plugins = ["tests.servers.influx", "tests.servers.mosquitto", "tests.servers.tmpfs"]
 
 SERVER_FIXTURES = frozenset({"mosquitto", "influxd", "victoria", "pty_pair"})
 SERVER_PROGRAMS = frozenset({"mosquitto", "influxd", "victoria-metrics", "socat", "mbpoll"})

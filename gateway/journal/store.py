@@ -2,6 +2,15 @@
 the tables themselves are its parts (`series`, `records`, `cursors`, `quarantine`,
 `redelivery`), each with its own bound.
 
+A commit that fails (disk full, I/O error) is tried again, the same submissions first, after
+a backoff of at most `COMMIT_RETRY_MAX_S`, for as long as it fails: nothing submitted is
+dropped, and an MQTT message is acknowledged once its retry commits.  Meanwhile `failing`
+is set and `submit` refuses new records (`JournalFull`): an MQTT source waits for
+`wait_writable()` (the broker keeps its messages), a polled one counts them as `refused`.
+Only a journal closed while its commits still fail gives its submissions up, counted as
+`refused` and logged.  A record whose data SQLite cannot store (a time beyond 64 bits, a
+value that is not a number) never stalls the others: its submission goes to the quarantine.
+
 Durability: `fsync = "full"` (default) fsyncs the WAL at every commit, so an accepted record
 survives a power cut; `"normal"` fsyncs only at checkpoints and survives a crash or SIGKILL
 of the gateway but not of the machine.
@@ -23,9 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.backoff import Backoff
 from gateway.errors import JournalError, JournalFull
 from gateway.journal.cursors import Batch, Cursors
-from gateway.journal.quarantine import Quarantine, QuarantineInsert, QuarantineRow, read_quarantine
+from gateway.journal.lock import DataDirLock
+from gateway.journal.quarantine import (
+    PAYLOAD_PREFIX,
+    Quarantine,
+    QuarantineInsert,
+    QuarantineRow,
+    read_quarantine,
+)
 from gateway.journal.records import InsertRow, RecordsTable
 from gateway.journal.redelivery import RedeliveryKeys
 from gateway.journal.schema import META_DDL, check_version
@@ -34,13 +51,19 @@ from gateway.reading import Reading, Record
 from gateway.records import RecordRows
 from gateway.sources import Rejected
 
-__all__ = ["PARTS", "Journal", "JournalStats"]
+__all__ = ["COMMIT_RETRY_MAX_S", "PARTS", "Journal", "JournalStats"]
 
 log = logging.getLogger("remotecal.journal")
 T = TypeVar("T")
 
 PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys)
 """Every part that owns tables; the journal's schema is their `DDL` (see `schema`)."""
+
+COMMIT_RETRY_MAX_S = 0.5
+"""A failed commit is tried again after at most this long (a jittered backoff from 50 ms): the
+longest wait between space freed on a full disk and input flowing again."""
+_STILL_FAILING_LOG_S = 60.0
+_INT64 = range(-(2**63), 2**63)
 
 
 @dataclass(slots=True)
@@ -56,6 +79,8 @@ class JournalStats:
     pending: int = 0
     size_bytes: int = 0
     full: bool = False
+    failing: bool = False
+    """Commits fail (disk full, I/O error): they are retried; new records wait or are refused."""
     delivered: dict[str, int] = field(default_factory=dict)
 
 
@@ -93,6 +118,7 @@ class Journal:
         self._fsync = fsync
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
+        self._lock = DataDirLock(self.path.parent)
         self._series = SeriesTable()
         self._records = RecordsTable()
         self._cursors = Cursors(self.sinks)
@@ -103,6 +129,12 @@ class Journal:
         self._appended = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
+        self._close_requested = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._failing_since = 0.0
+        self._failures = 0
+        self._failure_logged = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -112,8 +144,9 @@ class Journal:
         return self
 
     async def close(self) -> None:
-        """Commit what was submitted, then close the file."""
+        """Commit what was submitted (one last try if commits fail), then close the file."""
         self._closing = True
+        self._close_requested.set()
         self._wakeup.set()
         if self._committer is not None:
             await self._committer
@@ -129,6 +162,17 @@ class Journal:
     def _open_sync(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
+        self._lock.acquire()
+        try:
+            self._open_db()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open_db(self) -> None:
+        try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self._fsync == 'full' else 'NORMAL'}")
@@ -152,9 +196,14 @@ class Journal:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._db = None
+        self._lock.release()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """`fn(*args)` on the journal's thread; SQLite's errors come out as `JournalError`."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: {exc}") from exc
 
     # -- writing -----------------------------------------------------------------------
 
@@ -174,12 +223,15 @@ class Journal:
         `dedupe_key`) is remembered; when `redelivered` is set and the key was committed
         before, the records are skipped (a broker redelivery) while `on_committed` still
         runs.  Only redeliveries are checked: a sensor may well send the same bytes twice.
-        Raises `JournalFull` when the journal is full and the policy is `refuse`.
-        With `wait`, returns a future that resolves at the commit.
+        Raises `JournalFull` for records while the journal is full (policy `refuse`) or its
+        commits fail; rejected inputs alone are always taken.  With `wait`, returns a future
+        that resolves at the commit (or fails if the journal closes before it could commit).
         """
         if self._closing:
             raise JournalError("the journal is closing")
-        if self.stats.full and self.on_full == "refuse" and records:
+        if records and not self.writable:
+            if self.stats.failing:
+                raise JournalFull(f"journal {self.path}: commits fail (disk full?); input waits")
             raise JournalFull(f"journal {self.path} is full ({self.stats.size_bytes} bytes)")
         fut = asyncio.get_running_loop().create_future() if wait else None
         self._queue.append(_Submission(records, rejected, dedupe, redelivered, on_committed, fut))
@@ -192,23 +244,50 @@ class Journal:
         assert fut is not None
         await fut
 
+    @property
+    def writable(self) -> bool:
+        """Would `submit` take records now?  Not while full (policy `refuse`) or failing."""
+        return not self.stats.failing and not (self.stats.full and self.on_full == "refuse")
+
+    async def wait_writable(self) -> None:
+        """Return once `submit` takes records again (at once if it does now)."""
+        while not self.writable and not self._closing:
+            self._writable.clear()
+            await self._writable.wait()
+
+    def _state_changed(self) -> None:
+        """After journal work that may have changed `full` or `failing`: wake the waiters."""
+        if self.writable or self._closing:
+            self._writable.set()
+
     async def _commit_loop(self) -> None:
+        retry = Backoff(0.05, COMMIT_RETRY_MAX_S)
+        held: list[_Submission] = []  # a group whose commit failed: committed again, first
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if self.commit_interval and not self._closing:
-                await asyncio.sleep(self.commit_interval)
-            subs, self._queue = self._queue, []
+            if not held:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                if self.commit_interval and not self._closing:
+                    await asyncio.sleep(self.commit_interval)
+            subs, held, self._queue = held + self._queue, [], []
             if subs:
                 try:
                     skipped = await self._run(self._commit_sync, subs)
-                except Exception as exc:  # the disk failed: nothing of this group is acked
-                    log.error("journal: commit failed: %s", exc)
-                    for s in subs:
-                        if s.future is not None and not s.future.done():
-                            s.future.set_exception(JournalError(f"commit failed: {exc}"))
-                    await asyncio.sleep(1.0)
+                except Exception as exc:  # disk full, I/O error: nothing of this group is acked
+                    self._commit_failed(exc, subs)
+                    if self._closing:
+                        self._give_up(subs, exc)
+                        self._state_changed()
+                        return
+                    held = subs
+                    self._state_changed()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._close_requested.wait(), retry.next())
                     continue
+                retry.reset()
+                if self.stats.failing:
+                    self._commits_work_again()
+                self._state_changed()
                 for i, s in enumerate(subs):
                     if i not in skipped:
                         self.stats.received += sum(1 for r in s.records if isinstance(r, Reading))
@@ -221,6 +300,41 @@ class Journal:
             if self._closing and not self._queue:
                 return
 
+    def _commit_failed(self, exc: Exception, subs: list[_Submission]) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        if not self.stats.failing:
+            self.stats.failing = True
+            self._failing_since = self._failure_logged = now
+            n = sum(len(s.records) for s in subs)
+            log.error("journal: commit failed: %s; its %d record(s) are held and committed again as "
+                      "soon as that works (every %.1f s at most); meanwhile MQTT input waits "
+                      "unacknowledged at the broker and polled readings are refused (counted)",
+                      exc, n, COMMIT_RETRY_MAX_S)
+        elif now - self._failure_logged >= _STILL_FAILING_LOG_S:
+            self._failure_logged = now
+            log.error("journal: commits still fail after %.0f s (%d attempts): %s",
+                      now - self._failing_since, self._failures, exc)
+
+    def _commits_work_again(self) -> None:
+        log.warning("journal: commits work again after %.1f s and %d failed attempt(s); the held "
+                    "input is committed", time.monotonic() - self._failing_since, self._failures)
+        self.stats.failing = False
+        self._failures = 0
+
+    def _give_up(self, subs: list[_Submission], exc: Exception) -> None:
+        """Closing while commits fail: these submissions are not committed."""
+        readings = sum(1 for s in subs for r in s.records if isinstance(r, Reading))
+        acked_later = sum(1 for s in subs if s.on_committed is not None)
+        self.stats.refused += readings
+        log.error("journal: closing while commits fail (%s): %d reading(s) of %d input(s) are NOT "
+                  "committed (counted as refused); the %d MQTT message(s) among them stay "
+                  "unacknowledged and the broker hands them out again", exc, readings, len(subs),
+                  acked_later)
+        for s in subs:
+            if s.future is not None and not s.future.done():
+                s.future.set_exception(JournalError(f"commit failed: {exc}"))
+
     def _commit_sync(self, subs: list[_Submission]) -> set[int]:
         db = self._need_db()
         skipped: set[int] = set()
@@ -228,8 +342,9 @@ class Journal:
         quarantined: list[QuarantineInsert] = []
         seen_rows: list[tuple[bytes, int]] = []
         now = time.time_ns()
-        series, keys = self._series, self._keys
+        keys = self._keys
         whole_bytes = self._quarantine.whole_bytes
+        series = self._series
         series.begin()
         try:
             with self._transaction():
@@ -242,14 +357,15 @@ class Journal:
                             continue
                         batch_keys.add(s.key)
                         seen_rows.append((s.key, now))
-                    for r in s.records:
-                        if isinstance(r, Reading):
-                            rows.append((series.id_for(db, series.reading_key(r)), r.time_ns, r.value, None))
-                        else:
-                            rows.append((series.id_for(db, series.health_key(r.site, r.gateway)), r.time_ns,
-                                         None, json.dumps(r.fields)))
-                    if s.rejected:
-                        more, whole_bytes = self._quarantine.rows_for(db, s.rejected, now, whole_bytes)
+                    rejected = s.rejected
+                    if s.records:
+                        try:
+                            rows += [self._row(db, r) for r in s.records]
+                        except (TypeError, ValueError, OverflowError) as exc:
+                            # Data SQLite cannot store: this input is rejected, not the group.
+                            rejected = [*rejected, _unstorable(s.records, exc, now)]
+                    if rejected:
+                        more, whole_bytes = self._quarantine.rows_for(db, rejected, now, whole_bytes)
                         quarantined += more
                 if rows:
                     self._records.insert(db, rows)
@@ -267,6 +383,17 @@ class Journal:
         self.stats.commits += 1
         self._refresh_sync()
         return skipped
+
+    def _row(self, db: sqlite3.Connection, r: Record) -> InsertRow:
+        """The records row of `r`; TypeError, ValueError or OverflowError if SQLite cannot store it."""
+        ts = r.time_ns
+        if type(ts) is not int or ts not in _INT64:
+            raise ValueError(f"time {ts!r} is not a 64-bit integer of ns")
+        series = self._series
+        if isinstance(r, Reading):
+            value = r.value if type(r.value) is float else float(r.value)
+            return series.id_for(db, series.reading_key(r)), ts, value, None
+        return series.id_for(db, series.health_key(r.site, r.gateway)), ts, None, json.dumps(r.fields)
 
     def _refresh_sync(self) -> None:
         db = self._need_db()
@@ -345,6 +472,7 @@ class Journal:
         """Move `sink`'s cursor to `last_seq` (its batch is delivered) and prune."""
         await self._run(self._advance_sync, sink, last_seq)
         self.stats.delivered[sink] = self.stats.delivered.get(sink, 0) + count
+        self._state_changed()
 
     def _advance_sync(self, sink: str, last_seq: int) -> None:
         with self._transaction() as db:  # the cursor and the pruning: one commit, one fsync
@@ -390,3 +518,10 @@ class Journal:
     def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:
         """(total, latest `limit` rows) of a journal's quarantine, opened read-only."""
         return read_quarantine(path, limit)
+
+
+def _unstorable(records: Sequence[Record], exc: Exception, now: int) -> Rejected:
+    what = f"{len(records)} record(s)"
+    log.error("journal: %s cannot be stored (%s); quarantined", what, exc)
+    return Rejected("journal", f"cannot be stored in the journal: {exc}"[:500], "",
+                    repr(list(records)).encode()[:PAYLOAD_PREFIX], now)

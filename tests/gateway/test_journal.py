@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import JournalError, JournalFull
+from gateway.errors import JournalFull
 from gateway.journal import Journal, dedupe_key
 from gateway.reading import HealthSample, Reading
 from gateway.sources import Rejected
@@ -140,24 +140,6 @@ async def test_the_quarantine_keeps_a_kib_or_the_whole_payload_and_gives_rows_ba
         await j.release_quarantined([rows[0].id])
         assert await j.quarantined("ingest", "unknown gateway:", ["t/1"]) == []
         assert Journal.read_quarantine(tmp_path / "j.db")[0] == 2
-
-
-async def test_a_failed_commit_forgets_the_series_it_made(tmp_path: Path) -> None:
-    # Disk full during a commit that made a new series: SQLite rolls the series row back and
-    # gives its id to the next new series; the journal must not keep the old id for it.
-    async with Journal(tmp_path / "j.db", ["a"]) as j:
-        await j.append([_r(0, channel="ch-A")])
-        assert j._db is not None
-        pages = j._db.execute("PRAGMA page_count").fetchone()[0]
-        j._db.execute(f"PRAGMA max_page_count={pages}")
-        with pytest.raises(JournalError, match="disk is full"):
-            await j.append([_r(i, channel="ch-B") for i in range(20_000)])
-        j._db.execute("PRAGMA max_page_count=1073741823")
-        await j.append([_r(1, channel="ch-C")])
-        await j.append([_r(2, channel="ch-B")])
-        batch = await j.next_batch("a", 100)
-        assert batch is not None
-        assert [(r.channel, r.value) for r in batch.records] == [("ch-A", 0.5), ("ch-C", 1.5), ("ch-B", 2.5)]
 
 
 async def test_whole_quarantine_payloads_have_a_byte_budget(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
