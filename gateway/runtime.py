@@ -96,6 +96,7 @@ class Gateway:
             "duplicates": st.duplicates,
             "refused": st.refused,
             "dropped": st.dropped,
+            "quarantine_dropped": st.quarantine_dropped,
             "delivered": sum(st.delivered.values()),
             "sink_errors": sum(r.errors for r in self.runners),
             "sink_rejected": sum(r.rejected_points for r in self.runners),

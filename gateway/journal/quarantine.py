@@ -3,9 +3,15 @@ may become good later (a frame whose key comes late: kept whole, taken back by t
 
     quarantine(id, time_ns, source, topic, reason, payload)
 
+Bounded on its own, so that no flood of bad input can fill the journal and stop the good
+input beside it: at most `quarantine_max` rows and max_size / `SHARE` bytes.  The commit that
+goes beyond either bound deletes the oldest rows down to 90 % of both (so that not every
+commit deletes), logs it and counts it (`dropped`, the health field `quarantine_dropped`).
+Ordinary rejects go first; input kept whole for later and readings a sink refused ("worth
+keeping") only when nothing else is left, with an error in the log naming them.
+
 A payload is kept to its first KiB, or whole (`Rejected.keep_whole`) while whole payloads
-stay within max_size / `WHOLE_SHARE`: input kept for later must never fill the journal and
-stop the good input.  The oldest rows go when there are more than `quarantine_max`.
+stay within max_size / `WHOLE_SHARE`.
 """
 
 from __future__ import annotations
@@ -19,14 +25,22 @@ from pathlib import Path
 from gateway.errors import JournalError
 from gateway.sources import Rejected
 
-__all__ = ["PAYLOAD_PREFIX", "WHOLE_SHARE", "Quarantine", "QuarantineRow", "read_quarantine"]
+__all__ = ["PAYLOAD_PREFIX", "SHARE", "WHOLE_SHARE", "Quarantine", "QuarantineRow", "read_quarantine"]
 
 log = logging.getLogger("remotecal.journal")
 
 PAYLOAD_PREFIX = 1024
-WHOLE_SHARE = 8
-"""Whole quarantine payloads may take up to max_size / this: input kept to be taken back later
-must never fill the journal and stop the good input."""
+SHARE = 8
+"""The quarantine may take up to max_size / this (its rows' bytes, estimated as below)."""
+ROW_OVERHEAD = 40
+"""Bytes a row takes beyond its text and payload (its id, time, record header, index entry)."""
+_ROW_BYTES = "length(payload) + length(reason) + length(topic) + length(source) + 40"
+_KEPT = f"(length(payload) > {PAYLOAD_PREFIX} OR source LIKE 'sink:%')"
+"""Rows worth keeping: payloads kept whole for later, readings a sink refused."""
+_LOW_WATER = 0.9
+WHOLE_SHARE = 16
+"""Whole quarantine payloads may take up to max_size / this, half the quarantine's share: input
+kept to be taken back later never crowds out the rest of the quarantine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +68,32 @@ CREATE INDEX IF NOT EXISTS quarantine_topic ON quarantine(topic, id);
     def __init__(self, max_rows: int, max_size: int) -> None:
         self.max_rows = max_rows
         self.max_size = max_size
+        self.max_bytes = max_size // SHARE
+        self.rows = 0
+        self.bytes = 0
+        self.dropped = 0
+        """Rows the bounds deleted since start."""
+        self._staged = (0, 0, 0)  # rows, bytes, dropped of the open transaction
         self._whole_bytes: int | None = None  # payloads kept whole, in bytes (counted lazily)
         self._whole_full_logged = False
+
+    def load(self, db: sqlite3.Connection) -> None:
+        self.rows, self.bytes = db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM({_ROW_BYTES}), 0) FROM quarantine").fetchone()
+
+    def committed(self) -> None:
+        rows, size, dropped = self._staged
+        self.rows += rows
+        self.bytes += size
+        self.dropped += dropped
+        self._staged = (0, 0, 0)
+
+    def rolled_back(self) -> None:
+        self._staged = (0, 0, 0)
+
+    def _stage(self, rows: int, size: int, dropped: int = 0) -> None:
+        r, b, d = self._staged
+        self._staged = (r + rows, b + size, d + dropped)
 
     def rows_for(self, db: sqlite3.Connection, rejected: Iterable[Rejected], now: int,
                  whole_bytes: int | None) -> tuple[list[QuarantineInsert], int | None]:
@@ -94,22 +132,52 @@ CREATE INDEX IF NOT EXISTS quarantine_topic ON quarantine(topic, id);
             self._whole_full_logged = True
         return bytes(q.payload[:PAYLOAD_PREFIX]), whole_bytes
 
-    @staticmethod
-    def insert(db: sqlite3.Connection, rows: list[QuarantineInsert]) -> None:
+    def insert(self, db: sqlite3.Connection, rows: list[QuarantineInsert]) -> None:
+        """Insert (in the open transaction), then keep the bounds."""
         db.executemany("INSERT INTO quarantine(time_ns, source, topic, reason, payload) VALUES(?,?,?,?,?)",
                        rows)
+        self._stage(len(rows), sum(len(p) + len(r) + len(t) + len(s) + ROW_OVERHEAD
+                                   for _, s, t, r, p in rows))
+        self.trim(db)
 
-    def trim(self, db: sqlite3.Connection) -> int:
-        """Drop the oldest rows beyond `max_rows` (in the open transaction); how many went."""
-        cur = db.execute("DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
-                         (self.max_rows,))
-        return cur.rowcount
+    def _over(self) -> bool:
+        rows, size, _ = self._staged
+        return self.rows + rows > self.max_rows or self.bytes + size > self.max_bytes
 
-    def trimmed(self, n: int) -> None:
-        if n > 0:
-            log.warning("journal: the quarantine dropped its %d oldest row(s) (quarantine_max = %d)",
-                        n, self.max_rows)
-            self.forget_whole_count()
+    def trim(self, db: sqlite3.Connection) -> None:
+        """Beyond a bound: delete the oldest rows down to 90 % of both (in the open transaction),
+        ordinary rejects first."""
+        if not self._over():
+            return
+        ordinary = self._delete_oldest(db, f"NOT {_KEPT}")
+        kept = self._delete_oldest(db, _KEPT)
+        log.warning("journal: the quarantine reached its bound (%d rows, %d bytes: quarantine_max, "
+                    "max_size / %d) and deleted its %d oldest row(s)", self.max_rows, self.max_bytes, SHARE,
+                    ordinary + kept)
+        if kept:
+            log.error("journal: among them %d row(s) worth keeping - input kept whole for later, or "
+                      "readings a sink refused - deleted unreviewed: nothing else was left to delete", kept)
+        self.forget_whole_count()
+
+    def _delete_oldest(self, db: sqlite3.Connection, which: str) -> int:
+        """Delete the oldest rows of `which` until both bounds are met at 90 %; how many went."""
+        rows, size, _ = self._staged
+        excess_rows = self.rows + rows - int(self.max_rows * _LOW_WATER)
+        excess_bytes = self.bytes + size - int(self.max_bytes * _LOW_WATER)
+        if excess_rows <= 0 and excess_bytes <= 0:
+            return 0
+        cut, n, freed = None, 0, 0
+        oldest = db.execute(f"SELECT id, {_ROW_BYTES} FROM quarantine WHERE {which} ORDER BY id")
+        for row_id, row_bytes in oldest:
+            cut, n, freed = row_id, n + 1, freed + row_bytes
+            if n >= excess_rows and freed >= excess_bytes:
+                break
+        oldest.close()
+        if cut is None:
+            return 0
+        db.execute(f"DELETE FROM quarantine WHERE {which} AND id <= ?", (cut,))
+        self._stage(-n, -freed, n)
+        return n
 
     @staticmethod
     def select(db: sqlite3.Connection, source: str, prefix: str, topics: list[str], after: int,
@@ -124,9 +192,11 @@ CREATE INDEX IF NOT EXISTS quarantine_topic ON quarantine(topic, id);
                 (source, len(prefix), prefix, after, *part, limit)).fetchall()]
         return sorted(out, key=lambda r: r.id)[:limit]
 
-    @staticmethod
-    def delete(db: sqlite3.Connection, ids: list[int]) -> None:
-        db.executemany("DELETE FROM quarantine WHERE id = ?", [(i,) for i in ids])
+    def delete(self, db: sqlite3.Connection, ids: list[int]) -> None:
+        """Delete these rows (in the open transaction): their input was taken back."""
+        for i in ids:
+            for (size,) in db.execute(f"DELETE FROM quarantine WHERE id = ? RETURNING {_ROW_BYTES}", (i,)):
+                self._stage(-1, -size)
 
     def forget_whole_count(self) -> None:
         """Quarantine rows went: the next whole payload counts again (and may log again)."""

@@ -68,9 +68,6 @@ CREATE TABLE IF NOT EXISTS series(
             self._uncommitted.append(key)
         return sid
 
-    def begin(self) -> None:
-        self._uncommitted = []
-
     def committed(self) -> None:
         self._uncommitted = []
 

@@ -79,6 +79,8 @@ class JournalStats:
     pending: int = 0
     size_bytes: int = 0
     full: bool = False
+    quarantine_dropped: int = 0
+    """Quarantine rows its bounds deleted (oldest first)."""
     failing: bool = False
     """Commits fail (disk full, I/O error): they are retried; new records wait or are refused."""
     delivered: dict[str, int] = field(default_factory=dict)
@@ -123,7 +125,8 @@ class Journal:
         self._records = RecordsTable()
         self._cursors = Cursors(self.sinks)
         self._quarantine = Quarantine(quarantine_max, max_size)
-        self._keys = RedeliveryKeys()
+        self._keys = RedeliveryKeys(max_size)
+        self._staging = (self._series, self._quarantine, self._keys)  # parts with state to commit
         self._queue: list[_Submission] = []
         self._wakeup = asyncio.Event()
         self._appended = asyncio.Event()
@@ -184,8 +187,11 @@ class Journal:
         self._db = db
         self._series.load(db)
         self._records.load(db)
+        self._quarantine.load(db)
+        self._keys.load(db)
         with self._transaction():
             self._cursors.load(db, self._records.floor(db))
+            self._quarantine.trim(db)  # quarantine_max may have been lowered
         self._refresh_sync()
         if self.stats.pending:
             log.info("journal: %d record(s) from a previous run wait for delivery", self.stats.pending)
@@ -344,42 +350,35 @@ class Journal:
         now = time.time_ns()
         keys = self._keys
         whole_bytes = self._quarantine.whole_bytes
-        series = self._series
-        series.begin()
-        try:
-            with self._transaction():
-                batch_keys: set[bytes] = set()
-                for i, s in enumerate(subs):
-                    if s.key is not None:
-                        if s.check_seen and (s.key in batch_keys or keys.known(db, s.key)):
-                            skipped.add(i)
-                            self.stats.duplicates += 1
-                            continue
-                        batch_keys.add(s.key)
-                        seen_rows.append((s.key, now))
-                    rejected = s.rejected
-                    if s.records:
-                        try:
-                            rows += [self._row(db, r) for r in s.records]
-                        except (TypeError, ValueError, OverflowError) as exc:
-                            # Data SQLite cannot store: this input is rejected, not the group.
-                            rejected = [*rejected, _unstorable(s.records, exc, now)]
-                    if rejected:
-                        more, whole_bytes = self._quarantine.rows_for(db, rejected, now, whole_bytes)
-                        quarantined += more
-                if rows:
-                    self._records.insert(db, rows)
-                if quarantined:
-                    self._quarantine.insert(db, quarantined)
-                if seen_rows:
-                    keys.remember(db, seen_rows)
-        except BaseException:
-            series.rolled_back()
-            raise
-        series.committed()
+        with self._transaction():
+            batch_keys: set[bytes] = set()
+            for i, s in enumerate(subs):
+                if s.key is not None:
+                    if s.check_seen and (s.key in batch_keys or keys.known(db, s.key)):
+                        skipped.add(i)
+                        continue
+                    batch_keys.add(s.key)
+                    seen_rows.append((s.key, now))
+                rejected = s.rejected
+                if s.records:
+                    try:
+                        rows += [self._row(db, r) for r in s.records]
+                    except (TypeError, ValueError, OverflowError) as exc:
+                        # Data SQLite cannot store: this input is rejected, not the group.
+                        rejected = [*rejected, _unstorable(s.records, exc, now)]
+                if rejected:
+                    more, whole_bytes = self._quarantine.rows_for(db, rejected, now, whole_bytes)
+                    quarantined += more
+            if rows:
+                self._records.insert(db, rows)
+            if quarantined:
+                self._quarantine.insert(db, quarantined)
+            if seen_rows:
+                keys.remember(db, seen_rows)
         self._quarantine.kept(whole_bytes)
         if rows:
             self._records.inserted(db)
+        self.stats.duplicates += len(skipped)
         self.stats.commits += 1
         self._refresh_sync()
         return skipped
@@ -400,6 +399,7 @@ class Journal:
         page_size, pages, free = (db.execute(f"PRAGMA {p}").fetchone()[0]
                                   for p in ("page_size", "page_count", "freelist_count"))
         self.stats.size_bytes = (pages - free) * page_size
+        self.stats.quarantine_dropped = self._quarantine.dropped
         last = self._records.last_seq
         self.stats.pending = last - self._cursors.low(default=last)
         full = self.stats.size_bytes >= self.max_size
@@ -436,7 +436,11 @@ class Journal:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            for part in self._staging:
+                part.rolled_back()
             raise
+        for part in self._staging:
+            part.committed()
 
     def _need_db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -491,8 +495,6 @@ class Journal:
     def _housekeeping_sync(self) -> None:
         with self._transaction() as db:
             self._keys.expire(db, time.time_ns())
-            trimmed = self._quarantine.trim(db)
-        self._quarantine.trimmed(trimmed)
 
     async def quarantined(self, source: str, reason_prefix: str, topics: Iterable[str], *,
                           after: int = 0, limit: int = 500) -> list[QuarantineRow]:

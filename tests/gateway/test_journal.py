@@ -144,10 +144,48 @@ async def test_the_quarantine_keeps_a_kib_or_the_whole_payload_and_gives_rows_ba
 
 async def test_whole_quarantine_payloads_have_a_byte_budget(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     big = b"x" * 4096
-    async with Journal(tmp_path / "j.db", ["a"], max_size=8 * 10_000) as j:  # budget 10,000 bytes
+    async with Journal(tmp_path / "j.db", ["a"], max_size=16 * 10_000) as j:  # budget 10,000 bytes
         with caplog.at_level("ERROR", logger="remotecal.journal"):
             await j.append([], [Rejected("ingest", "unknown gateway: k", f"t/{i}", big, i + 1, keep_whole=True)
                                 for i in range(4)])
     _, rows = Journal.read_quarantine(tmp_path / "j.db")
     assert [len(r.payload) for r in rows] == [4096, 4096, 1024, 1024]
     assert sum("further ones keep their first 1024 bytes only" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_flood_of_garbage_never_blocks_one_good_reading(tmp_path: Path) -> None:
+    # Before: quarantine rows and redelivery keys counted against max_size with nothing to
+    # bound them, so garbage alone filled the journal and every good reading was refused.
+    max_size = 512 * 1024
+    async with Journal(tmp_path / "j.db", ["a"], max_size=max_size) as j:
+        for i in range(3000):  # 3000 rejects of 1 KiB, each with its redelivery key: ~3.3 MB
+            j.submit([], [Rejected("mqtt", "malformed JSON", f"lab/g{i}/state", bytes(1024), i + 1)],
+                     dedupe=dedupe_key(b"garbage", i.to_bytes(4, "little")))
+        await j.append([])
+        await j.append([_r(1)])
+        assert not j.stats.full and j.stats.size_bytes < max_size
+        assert j.stats.quarantine_dropped > 0 and j.stats.rejected == 3000
+    total, rows = Journal.read_quarantine(tmp_path / "j.db", 10_000)
+    assert 0 < total < 3000 and rows[-1].topic == "lab/g2999/state", "the newest are kept"
+    quarantine_bytes = sum(len(r.payload) + len(r.reason) + len(r.topic) + len(r.source) + 40 for r in rows)
+    assert quarantine_bytes <= max_size // 8
+
+
+async def test_redelivery_keys_are_bounded_by_size_as_well_as_age(tmp_path: Path) -> None:
+    # Receive-stamped input leaves a key per message though its records are delivered: before,
+    # the keys alone filled the journal (2 GiB in a week at 54 msg/s) with nothing pending.
+    max_size = 1024 * 1024  # room for 1,000 keys (max_size / 16 / 66 B, at least 1,000)
+    async with Journal(tmp_path / "j.db", ["a"], max_size=max_size) as j:
+        for i in range(20_000):
+            j.submit([_r(i)], dedupe=dedupe_key(b"src", b"lab/x/raw", str(i).encode()))
+            if i % 1000 == 999:
+                await j.append([])
+                batch = await j.next_batch("a", 100_000)
+                assert batch is not None
+                await j.commit_delivery("a", batch.last_seq, len(batch))
+        assert not j.stats.full and j.stats.size_bytes < max_size
+        assert j.stats.delivered["a"] == 20_000
+    db = sqlite3.connect(tmp_path / "j.db")
+    assert 900 <= db.execute("SELECT COUNT(*) FROM seen").fetchone()[0] <= 1000
+    newest = dedupe_key(b"src", b"lab/x/raw", b"19999")
+    assert db.execute("SELECT 1 FROM seen WHERE key = ?", (newest,)).fetchone(), "the newest are kept"

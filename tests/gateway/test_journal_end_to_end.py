@@ -1,10 +1,11 @@
-"""A full disk under a running gateway, end to end: Mosquitto -> gateway (journal on a small
-tmpfs that a filler file fills to ENOSPC) -> influxd.
+"""The journal's faults end to end: Mosquitto -> `remotecal gateway run` -> influxd.
 
-Before: the commits that failed dropped their messages, which were never acknowledged on the
-connection; the broker's in-flight window filled and nothing arrived until a reconnect.  Now
-the failed commit is retried, and once space is freed the backlog flows on the same
-connection - every message lands, exactly once.
+- A full disk (the journal on a small tmpfs that a filler file fills to ENOSPC).  Before: the
+  commits that failed dropped their messages, which were never acknowledged on the connection;
+  the broker's in-flight window filled and nothing arrived until a reconnect.  Now the failed
+  commit is retried, and once space is freed the backlog flows on the same connection.
+- A flood of garbage in a small journal.  Before: its quarantine rows and redelivery keys
+  filled the journal and the next good message was refused for good.
 """
 
 from __future__ import annotations
@@ -57,3 +58,23 @@ def test_disk_full_stalls_nothing_once_space_is_freed(
     assert gw.log().count("): connected") == 1, "the backlog came on the same connection"
     print(f"\ndisk full: space freed -> commits work again {flowing[0] - freed:.2f} s (at most), "
           f"-> all {2 * during} held readings in InfluxDB {landed - freed:.2f} s")
+
+
+def test_a_flood_of_garbage_never_blocks_one_good_reading(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    cfg = site_config(tmp_path / "gw" / "data", mosquitto.port, v1_sink(influxd)) + \
+        '\n[journal]\nmax_size = "256KiB"\n'
+    garbage = 2000  # ~2.1 MB of quarantine rows and redelivery keys, 8 times max_size
+    with GatewayProcess(tmp_path / "gw", cfg) as gw:
+        wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        pub = Publisher(mosquitto.port)
+        pub.publish_all((f"lab/g{i % 50}/state", b"{" + b"x" * 1000 + str(i).encode()) for i in range(garbage))
+        pub.publish_all([state_message("good", 0, T0_MS)])
+        wait_until(lambda: count_readings(influxd) == 2, 30, "the good reading after the garbage", gw)
+        pub.close()
+        assert gw.terminate() == 0
+    assert "the quarantine reached its bound" in gw.log()
+    assert "FULL" not in gw.log()
+    health = influxd.rows("SELECT rejected, quarantine_dropped FROM gateway_health", "calibration")
+    last = max(health, key=lambda h: h["time"])
+    assert last["rejected"] == garbage and last["quarantine_dropped"] > 0
