@@ -7,9 +7,9 @@ that makes each `Reading` or `HealthSample` only when it is asked for, so a sink
 understands rows (the line-protocol encoder: one cached prefix per series id) never builds
 the objects at all, and every other sink sees plain records.
 
-A series id means the same series for as long as its table lives (the journal never deletes
-or renumbers a series), so a sink may cache what it derives from a series by
-`(table, id)`.
+A series id means the same series for as long as its table lives (the journal frees series
+that have no records left, but never gives their ids to other series), so a sink may cache
+what it derives from a series by `(table, id)`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class RecordRows(Sequence[Record]):
     """Journal rows, read as records on demand; slices are `RecordRows` too.
 
     `rows` are in journal order; `series` maps each row's series id to its `Series` and is
-    the journal's own table (shared, only ever added to).
+    the journal's own table (shared; a series leaves it only once no record refers to it).
     """
 
     __slots__ = ("rows", "series")

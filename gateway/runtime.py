@@ -91,6 +91,7 @@ class Gateway:
             "journal_bytes": st.size_bytes,
             "journal_full": int(st.full),
             "journal_failing": int(st.failing),
+            "journal_series": st.series,
             "received": st.received,
             "rejected": st.rejected,
             "duplicates": st.duplicates,

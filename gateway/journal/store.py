@@ -46,7 +46,7 @@ from gateway.journal.quarantine import (
 from gateway.journal.records import InsertRow, RecordsTable
 from gateway.journal.redelivery import RedeliveryKeys
 from gateway.journal.schema import META_DDL, check_version
-from gateway.journal.series import SeriesTable
+from gateway.journal.series import IDLE_S, SeriesTable
 from gateway.reading import Reading, Record
 from gateway.records import RecordRows
 from gateway.sources import Rejected
@@ -79,6 +79,8 @@ class JournalStats:
     pending: int = 0
     size_bytes: int = 0
     full: bool = False
+    series: int = 0
+    """Series in the journal's table (and in memory)."""
     quarantine_dropped: int = 0
     """Quarantine rows its bounds deleted (oldest first)."""
     failing: bool = False
@@ -109,6 +111,7 @@ class Journal:
         on_full: str = "refuse",
         commit_interval: float = 0.0,
         quarantine_max: int = 100_000,
+        series_idle_s: float = IDLE_S,
     ):
         self.path = Path(path)
         self.sinks = list(sinks)
@@ -121,7 +124,7 @@ class Journal:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
         self._lock = DataDirLock(self.path.parent)
-        self._series = SeriesTable()
+        self._series = SeriesTable(series_idle_s)
         self._records = RecordsTable()
         self._cursors = Cursors(self.sinks)
         self._quarantine = Quarantine(quarantine_max, max_size)
@@ -185,8 +188,8 @@ class Journal:
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
         check_version(db, self.path)
         self._db = db
-        self._series.load(db)
         self._records.load(db)
+        self._series.load(db, self._records.last_seq)
         self._quarantine.load(db)
         self._keys.load(db)
         with self._transaction():
@@ -378,9 +381,12 @@ class Journal:
         self._quarantine.kept(whole_bytes)
         if rows:
             self._records.inserted(db)
+            self._series.used({row[0] for row in rows}, self._records.last_seq)
         self.stats.duplicates += len(skipped)
         self.stats.commits += 1
         self._refresh_sync()
+        if self._series.free_due:
+            self._free_series_sync()
         return skipped
 
     def _row(self, db: sqlite3.Connection, r: Record) -> InsertRow:
@@ -400,6 +406,7 @@ class Journal:
                                   for p in ("page_size", "page_count", "freelist_count"))
         self.stats.size_bytes = (pages - free) * page_size
         self.stats.quarantine_dropped = self._quarantine.dropped
+        self.stats.series = len(self._series.by_id)
         last = self._records.last_seq
         self.stats.pending = last - self._cursors.low(default=last)
         full = self.stats.size_bytes >= self.max_size
@@ -489,12 +496,23 @@ class Journal:
     # -- housekeeping and inspection ---------------------------------------------------
 
     async def housekeeping(self) -> None:
-        """Trim the quarantine and the redelivery keys to their bounds."""
+        """Expire the redelivery keys by age; free the series no longer in use."""
         await self._run(self._housekeeping_sync)
 
     def _housekeeping_sync(self) -> None:
         with self._transaction() as db:
             self._keys.expire(db, time.time_ns())
+        self._free_series_sync()
+
+    def _free_series_sync(self) -> None:
+        last = self._records.last_seq
+        with self._transaction() as db:
+            gone = self._series.free(db, self._cursors.low(default=last), held=())
+        self._series.forget(gone)
+        self.stats.series = len(self._series.by_id)
+        if gone:
+            log.info("journal: %d series with no records left, unused for %.0f s, freed (%d kept)",
+                     len(gone), self._series.idle_s, len(self._series.by_id))
 
     async def quarantined(self, source: str, reason_prefix: str, topics: Iterable[str], *,
                           after: int = 0, limit: int = 500) -> list[QuarantineRow]:

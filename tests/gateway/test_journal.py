@@ -189,3 +189,48 @@ async def test_redelivery_keys_are_bounded_by_size_as_well_as_age(tmp_path: Path
     assert 900 <= db.execute("SELECT COUNT(*) FROM seen").fetchone()[0] <= 1000
     newest = dedupe_key(b"src", b"lab/x/raw", b"19999")
     assert db.execute("SELECT 1 FROM seen WHERE key = ?", (newest,)).fetchone(), "the newest are kept"
+
+
+async def _deliver_all(j: Journal, sink: str = "a") -> None:
+    while (batch := await j.next_batch(sink, 100_000)) is not None:
+        await j.commit_delivery(sink, batch.last_seq, len(batch))
+
+
+async def test_series_are_freed_once_delivered_and_unused_and_their_ids_never_reused(tmp_path: Path) -> None:
+    # Before: a series row and its entries in memory lived as long as the journal - a stream
+    # of ever new channels (one per topic level) grew them without bound.
+    async with Journal(tmp_path / "j.db", ["a", "b"], series_idle_s=0.0) as j:
+        await j.append([_r(i, channel=f"ch{i}") for i in range(3000)])
+        await _deliver_all(j, "a")
+        await j.housekeeping()
+        assert j.stats.series == 3000, "sink b has not delivered them: they stay"
+        await _deliver_all(j, "b")
+        await j.housekeeping()
+        assert j.stats.series == 1, "all freed but the newest, whose id keeps SQLite from reusing ids"
+        await j.append([_r(7, channel="ch7"), _r(8, channel="new")])
+        batch = await j.next_batch("a", 10)
+        assert batch is not None and [r.channel for r in batch.records] == ["ch7", "new"]  # type: ignore[union-attr]
+        assert min(row[1] for row in batch.records.rows) > 3000, "a freed id is never given again"
+    db = sqlite3.connect(tmp_path / "j.db")
+    assert db.execute("SELECT COUNT(*) FROM series").fetchone()[0] == 3
+
+
+async def test_series_in_use_are_kept(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db", ["a"]) as j:  # idle_s: 5 min by default
+        await j.append([_r(i, channel=f"ch{i}") for i in range(100)])
+        await _deliver_all(j)
+        await j.housekeeping()
+        assert j.stats.series == 100
+
+
+async def test_a_stream_of_new_channels_keeps_what_is_pending_or_recent_only(tmp_path: Path) -> None:
+    # Every FREE_EVERY new series the journal frees what it can at once, not only at housekeeping.
+    from gateway.journal.series import FREE_EVERY
+
+    async with Journal(tmp_path / "j.db", ["a"], series_idle_s=0.0) as j:
+        peak = 0
+        for k in range(8):
+            await j.append([_r(i, channel=f"k{k}-{i}") for i in range(FREE_EVERY // 2)])
+            peak = max(peak, j.stats.series)
+            await _deliver_all(j)
+        assert peak <= FREE_EVERY + 1, "at most FREE_EVERY made since the last pass, and the newest"
