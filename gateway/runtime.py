@@ -92,6 +92,8 @@ class Gateway:
             "journal_full": int(st.full),
             "journal_failing": int(st.failing),
             "journal_series": st.series,
+            "journal_lost": st.lost,
+            "journal_damaged": st.damaged,
             "received": st.received,
             "rejected": st.rejected,
             "duplicates": st.duplicates,
@@ -116,6 +118,7 @@ class Gateway:
         await self.journal.open()
         try:
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch_journal(), name="journal-watch")
                 for r in self.runners:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
                 tg.create_task(self._sources(), name="sources")
@@ -126,6 +129,8 @@ class Gateway:
                 await self._health()
                 for r in self.runners:
                     r.stop(g.shutdown_grace)
+        except* JournalError as group:  # one line, not a traceback: the journal is damaged
+            raise group.exceptions[0] from None
         finally:
             for s in self.sinks:
                 await s.aclose()
@@ -138,6 +143,17 @@ class Gateway:
                 await asyncio.wait_for(self._stop.wait(), every)
                 return
             await fn()
+
+    async def _watch_journal(self) -> None:
+        """End the gateway (exit 1: systemd restarts it) once the journal turns out damaged: the
+        next start sets it aside and recovers it."""
+        damaged = asyncio.create_task(self.journal.wait_damaged())
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({damaged, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if damaged.done():
+            raise JournalError(f"the journal is damaged ({damaged.result()}); the next start recovers it")
+        damaged.cancel()
 
     async def _housekeeping(self) -> None:
         try:

@@ -13,11 +13,12 @@ raises `SCHEMA_VERSION` and needs a migration in `check_version`.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 from gateway.errors import JournalError
 
-__all__ = ["META_DDL", "SCHEMA_VERSION", "check_version", "meta_get", "meta_set"]
+__all__ = ["META_DDL", "SCHEMA_VERSION", "check_version", "journal_id", "meta_get", "meta_set"]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 SCHEMA_VERSION = "1"
@@ -39,3 +40,12 @@ def meta_get(db: sqlite3.Connection, key: str) -> str | None:
 
 def meta_set(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
+
+
+def journal_id(db: sqlite3.Connection) -> str:
+    """This journal file's identity, made at its first open (the marker names it)."""
+    found = meta_get(db, "id")
+    if found is None:
+        found = uuid.uuid4().hex
+        meta_set(db, "id", found)
+    return found

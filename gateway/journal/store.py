@@ -44,8 +44,9 @@ from gateway.journal.quarantine import (
     read_quarantine,
 )
 from gateway.journal.records import InsertRow, RecordsTable
+from gateway.journal.recovery import Marker, damage, move_aside, salvage
 from gateway.journal.redelivery import RedeliveryKeys
-from gateway.journal.schema import META_DDL, check_version
+from gateway.journal.schema import META_DDL, check_version, journal_id, meta_get, meta_set
 from gateway.journal.series import IDLE_S, SeriesTable
 from gateway.reading import Reading, Record
 from gateway.records import RecordRows
@@ -63,6 +64,9 @@ COMMIT_RETRY_MAX_S = 0.5
 """A failed commit is tried again after at most this long (a jittered backoff from 50 ms): the
 longest wait between space freed on a full disk and input flowing again."""
 _STILL_FAILING_LOG_S = 60.0
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+_MARKER_EVERY_S = 5.0
+"""The marker (`recovery.Marker`) is written at most this often, when the state changed."""
 _INT64 = range(-(2**63), 2**63)
 
 
@@ -85,6 +89,10 @@ class JournalStats:
     """Quarantine rows its bounds deleted (oldest first)."""
     failing: bool = False
     """Commits fail (disk full, I/O error): they are retried; new records wait or are refused."""
+    lost: int = 0
+    """Records known lost to a damaged or vanished journal file, in all (kept in the journal)."""
+    damaged: int = 0
+    """Times the journal was found damaged, vanished or behind its marker, in all."""
     delivered: dict[str, int] = field(default_factory=dict)
 
 
@@ -124,6 +132,9 @@ class Journal:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
         self._lock = DataDirLock(self.path.parent)
+        self._marker = Marker(self.path.parent)
+        self._marker_time = 0.0
+        self._id = ""
         self._series = SeriesTable(series_idle_s)
         self._records = RecordsTable()
         self._cursors = Cursors(self.sinks)
@@ -136,6 +147,8 @@ class Journal:
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
         self._close_requested = asyncio.Event()
+        self._damaged = asyncio.Event()
+        self._damage = ""
         self._writable = asyncio.Event()
         self._writable.set()
         self._failing_since = 0.0
@@ -172,12 +185,37 @@ class Journal:
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
         self._lock.acquire()
         try:
-            self._open_db()
+            self._open_checked()
         except BaseException:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
             self._lock.release()
             raise
 
-    def _open_db(self) -> None:
+    def _open_checked(self) -> None:
+        """Open the journal - or, found damaged, set it aside and recover it into a new one;
+        found missing or behind while the marker says records were pending, say so loudly."""
+        marker = self._marker.read()
+        wal = self.path.with_name(self.path.name + "-wal")
+        empty = (self.path.exists() and self.path.stat().st_size == 0
+                 and not (wal.exists() and wal.stat().st_size))
+        if empty:
+            move_aside(self.path)  # an empty file, kept as found
+        if self.path.exists():
+            problem = damage(self.path)
+            if problem is not None:
+                self._recover(problem)
+                return
+            self._connect()
+            self._check_marker(marker)
+        else:
+            self._connect()
+            if marker is not None:
+                self._vanished(marker, "empty" if empty else "missing")
+        self._load()
+
+    def _connect(self) -> None:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
@@ -186,8 +224,14 @@ class Journal:
             db.executescript(META_DDL + "".join(part.DDL for part in PARTS))
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
-        check_version(db, self.path)
         self._db = db
+        check_version(db, self.path)
+        self._id = journal_id(db)
+        self.stats.lost = int(meta_get(db, "lost_records") or 0)
+        self.stats.damaged = int(meta_get(db, "damaged") or 0)
+
+    def _load(self) -> None:
+        db = self._need_db()
         self._records.load(db)
         self._series.load(db, self._records.last_seq)
         self._quarantine.load(db)
@@ -196,11 +240,75 @@ class Journal:
             self._cursors.load(db, self._records.floor(db))
             self._quarantine.trim(db)  # quarantine_max may have been lowered
         self._refresh_sync()
+        self._marker.write(self._id, self.stats.pending, self._records.last_seq)
         if self.stats.pending:
             log.info("journal: %d record(s) from a previous run wait for delivery", self.stats.pending)
 
+    def _count_loss(self, lost: int) -> None:
+        """Add a loss to the journal's own count (in the open transaction)."""
+        db = self._need_db()
+        self.stats.lost += lost
+        self.stats.damaged += 1
+        meta_set(db, "lost_records", str(self.stats.lost))
+        meta_set(db, "damaged", str(self.stats.damaged))
+
+    def _recover(self, problem: str) -> None:
+        marker = self._marker.read()
+        aside = move_aside(self.path)
+        self._connect()
+        with self._transaction() as db:
+            got = salvage(aside, db)
+            self.stats.lost, self.stats.damaged = got.lost_before, got.damaged_before
+            expected = got.expected
+            if expected is None and marker is not None:
+                expected = int(marker.get("pending", 0))
+            lost = max(0, expected - got.pending) if expected is not None else 0
+            self._count_loss(lost)
+        how_many = (f"{got.pending} of {expected} pending record(s) recovered, {lost} LOST"
+                    if expected is not None else
+                    f"{got.pending} pending record(s) recovered, how many were lost is unknown")
+        log.error("journal: %s is damaged (%s); moved aside to %s (kept for recovery); into a new journal: "
+                  "%s (and %d series, %d quarantine rows, %d redelivery keys)%s", self.path, problem,
+                  aside.name, how_many, got.series, got.quarantine, got.keys,
+                  f"; unreadable: {', '.join(got.unreadable)}" if got.unreadable else "")
+        self._load()
+
+    def _vanished(self, marker: dict[str, Any], how: str) -> None:
+        pending = int(marker.get("pending", 0))
+        if pending <= 0:
+            log.warning("journal: %s is %s; %s says nothing was pending (%s): a new journal is made",
+                        self.path, how, self._marker.path.name, marker.get("updated", "?"))
+            return
+        with self._transaction():
+            self._count_loss(pending)
+        log.error("journal: %s is %s, but %s says %d record(s) were pending (%s): they are LOST; a new "
+                  "journal is made", self.path, how, self._marker.path.name, pending,
+                  marker.get("updated", "?"))
+
+    def _check_marker(self, marker: dict[str, Any] | None) -> None:
+        """The journal opened well: is it the one the marker describes, and not behind it?"""
+        if marker is None:
+            return
+        db = self._need_db()
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
+        last = int(row[0]) if row else 0
+        if marker.get("journal") != self._id:
+            if int(marker.get("pending", 0)) > 0:
+                log.error("journal: %s is not the journal %s describes, which had %s record(s) pending (%s): "
+                          "was it replaced? Those records may be lost", self.path, self._marker.path.name,
+                          marker.get("pending"), marker.get("updated", "?"))
+            return
+        behind = int(marker.get("last_seq", 0)) - last
+        if behind > 0:
+            with self._transaction():
+                self._count_loss(behind)
+            log.error("journal: %s ends at record %d, but %s saw record %d (%s): at least %d record(s) are "
+                      "LOST (a lost -wal file?)", self.path, last, self._marker.path.name,
+                      marker.get("last_seq"), marker.get("updated", "?"), behind)
+
     def _close_sync(self) -> None:
         if self._db is not None:
+            self._marker.write(self._id, self.stats.pending, self._records.last_seq)
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
@@ -212,7 +320,17 @@ class Journal:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorname", "") in _DAMAGED and not self._damaged.is_set():
+                log.error("journal: %s is damaged (%s): the gateway stops, and its next start sets the "
+                          "journal aside and recovers what SQLite can read of it", self.path, exc)
+                self._damage = str(exc)
+                self._damaged.set()
             raise JournalError(f"{self.path}: {exc}") from exc
+
+    async def wait_damaged(self) -> str:
+        """Return (why) once SQLite reported the open journal damaged."""
+        await self._damaged.wait()
+        return self._damage
 
     # -- writing -----------------------------------------------------------------------
 
@@ -409,6 +527,9 @@ class Journal:
         self.stats.series = len(self._series.by_id)
         last = self._records.last_seq
         self.stats.pending = last - self._cursors.low(default=last)
+        if time.monotonic() - self._marker_time >= _MARKER_EVERY_S:
+            self._marker_time = time.monotonic()
+            self._marker.write(self._id, self.stats.pending, last)
         full = self.stats.size_bytes >= self.max_size
         if full and self.on_full == "drop_oldest":
             self._drop_oldest_sync()

@@ -6,10 +6,14 @@
   commit is retried, and once space is freed the backlog flows on the same connection.
 - A flood of garbage in a small journal.  Before: its quarantine rows and redelivery keys
   filled the journal and the next good message was refused for good.
+- A damaged page in the journal.  Before: accepted at open, then a traceback at every start.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -78,3 +82,101 @@ def test_a_flood_of_garbage_never_blocks_one_good_reading(
     health = influxd.rows("SELECT rejected, quarantine_dropped FROM gateway_health", "calibration")
     last = max(health, key=lambda h: h["time"])
     assert last["rejected"] == garbage and last["quarantine_dropped"] > 0
+
+
+def test_a_damaged_journal_is_recovered_at_start_not_a_crash_loop(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    # Before: the damaged journal was accepted at open, the readable part delivered, and then
+    # the gateway died with a traceback - at every start.
+    n = 1500
+    data = tmp_path / "gw" / "data"
+    cfg = site_config(data, mosquitto.port, v1_sink(influxd), health="1h").replace(
+        'shutdown_grace = "20s"', 'shutdown_grace = "2s"')
+    influxd.stop()
+    gw = GatewayProcess(tmp_path / "gw", cfg)
+    with gw:
+        wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        pub = Publisher(mosquitto.port)
+        pub.publish_all(state_message("z", i, T0_MS + i * 100) for i in range(n))
+        pub.close()
+        wait_until(lambda: _journal_rows(data) >= 2 * n, 30, "the readings in the journal", gw)
+        assert gw.terminate() == 0  # with one health record: 3001 records pending
+    leaves = _record_pages(data / "journal.db")
+    _smash(data / "journal.db", leaves[len(leaves) // 2])
+    influxd.start()
+    with gw:
+        found = wait_until(lambda: re.search(r"into a new journal: (\d+) of (\d+) pending record\(s\) recovered, "
+                                             r"(\d+) LOST", gw.log()), 30, "the recovery", gw)
+        recovered, expected, lost = map(int, found.groups())
+        assert expected == 2 * n + 1 and 0 < lost < expected and recovered + lost == expected
+        wait_until(lambda: count_readings(influxd) >= recovered - 1, 30, "the recovered readings", gw)
+        assert gw.terminate() == 0
+    assert "Traceback" not in gw.log()
+    assert count_readings(influxd) in (recovered - 1, recovered)  # the health record may be among the lost
+    rows = influxd.rows("SELECT value FROM reading GROUP BY *", "calibration")
+    published = expected_state_readings(["z"], n)
+    assert all(published[(r["channel"], r["time"])][0] == r["value"] for r in rows)
+    health = influxd.rows("SELECT journal_lost, journal_damaged FROM gateway_health", "calibration")
+    assert max(health, key=lambda h: h["time"])["journal_lost"] == lost
+    assert list(data.glob("journal.db.damaged-*")), "kept for recovery"
+
+
+def _journal_rows(data: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{data / 'journal.db'}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _record_pages(path: Path) -> list[int]:
+    db = sqlite3.connect(path)
+    try:
+        return [p for (p,) in db.execute("SELECT pageno FROM dbstat WHERE name = 'records' AND pagetype = 'leaf'")]
+    finally:
+        db.close()
+
+
+def _smash(path: Path, page: int) -> None:
+    """Overwrite one page with garbage, as a bad sector or a torn write would."""
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * 4096)
+        f.write(os.urandom(4096))
+
+
+def test_damage_found_while_running_ends_the_gateway_in_one_line_and_the_restart_recovers(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    n = 1500
+    data = tmp_path / "gw" / "data"
+    cfg = site_config(data, mosquitto.port, v1_sink(influxd), health="1h").replace(
+        'shutdown_grace = "20s"', 'shutdown_grace = "2s"')
+    influxd.stop()
+    gw = GatewayProcess(tmp_path / "gw", cfg)
+    with gw:
+        wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        pub = Publisher(mosquitto.port)
+        pub.publish_all(state_message("w", i, T0_MS + i * 100) for i in range(n))
+        pub.close()
+        wait_until(lambda: _journal_rows(data) >= 2 * n, 30, "the readings in the journal", gw)
+        # A write of another connection makes the gateway's connection drop its page cache, and an
+        # emptied -wal makes it read the pages from the file: the damaged page is read from disk.
+        db = sqlite3.connect(data / "journal.db", isolation_level=None, timeout=30)
+        db.execute("INSERT INTO meta VALUES('test', 'x')")
+        assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        db.close()
+        leaves = _record_pages(data / "journal.db")
+        _smash(data / "journal.db", leaves[len(leaves) // 2])
+        influxd.start()  # the delivery reads the damaged page
+        assert gw.proc is not None
+        assert gw.proc.wait(60) == 1
+        out = gw.log()
+        assert "Traceback" not in out
+        assert re.search(r"remotecal: the journal is damaged \(.*malformed.*\); the next start recovers it", out)
+    with gw:
+        wait_until(lambda: "into a new journal: " in gw.log(), 30, "the recovery", gw)
+        wait_until(lambda: count_readings(influxd) > 0, 30, "readings flowing again", gw)
+        assert gw.terminate() == 0
+    assert "Traceback" not in gw.log()
