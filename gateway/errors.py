@@ -10,6 +10,8 @@
         ├── RetryableError       connection refused, timeout, 5xx: try again later
         │   └── ThrottledError   429/503 with Retry-After: try again after `retry_after` s
         └── PermanentError       the server refuses these points (400): never retry as is
+            └── SchemaConflictError   ... because of their series' schema (a field type
+                                      conflict): every point of the series, not a bad one
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "PermanentError",
     "RemotecalError",
     "RetryableError",
+    "SchemaConflictError",
     "SinkError",
     "ThrottledError",
     "os_error_text",
@@ -86,6 +89,12 @@ class PermanentError(SinkError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+class SchemaConflictError(PermanentError):
+    """The server refuses these points for their series' schema - InfluxDB's "field type
+    conflict": a field of another type in the same measurement and shard.  Every point of the
+    series is refused until someone resolves it; the points themselves are good."""
 
 
 def os_error_text(exc: OSError) -> str:

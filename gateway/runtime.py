@@ -100,6 +100,8 @@ class Gateway:
             "refused": st.refused,
             "dropped": st.dropped,
             "quarantine_dropped": st.quarantine_dropped,
+            "held_series": st.held_series,
+            "held_records": st.held_records,
             "delivered": sum(st.delivered.values()),
             "sink_errors": sum(r.errors for r in self.runners),
             "sink_rejected": sum(r.rejected_points for r in self.runners),

@@ -26,7 +26,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from gateway.backoff import Backoff
 from gateway.errors import JournalError, JournalFull
 from gateway.journal.cursors import Batch, Cursors
+from gateway.journal.held import HeldSeries
 from gateway.journal.lock import DataDirLock
 from gateway.journal.quarantine import (
     PAYLOAD_PREFIX,
@@ -49,7 +50,7 @@ from gateway.journal.redelivery import RedeliveryKeys
 from gateway.journal.schema import META_DDL, check_version, journal_id, meta_get, meta_set
 from gateway.journal.series import IDLE_S, SeriesTable
 from gateway.reading import Reading, Record
-from gateway.records import RecordRows
+from gateway.records import RecordRows, Row
 from gateway.sources import Rejected
 
 __all__ = ["COMMIT_RETRY_MAX_S", "PARTS", "Journal", "JournalStats"]
@@ -57,7 +58,7 @@ __all__ = ["COMMIT_RETRY_MAX_S", "PARTS", "Journal", "JournalStats"]
 log = logging.getLogger("remotecal.journal")
 T = TypeVar("T")
 
-PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys)
+PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys, HeldSeries)
 """Every part that owns tables; the journal's schema is their `DDL` (see `schema`)."""
 
 COMMIT_RETRY_MAX_S = 0.5
@@ -85,6 +86,10 @@ class JournalStats:
     full: bool = False
     series: int = 0
     """Series in the journal's table (and in memory)."""
+    held_series: int = 0
+    """Series a sink holds: its server refuses them as a whole (a schema conflict)."""
+    held_records: int = 0
+    """Records of held series, kept for their sink (they count as pending)."""
     quarantine_dropped: int = 0
     """Quarantine rows its bounds deleted (oldest first)."""
     failing: bool = False
@@ -140,7 +145,8 @@ class Journal:
         self._cursors = Cursors(self.sinks)
         self._quarantine = Quarantine(quarantine_max, max_size)
         self._keys = RedeliveryKeys(max_size)
-        self._staging = (self._series, self._quarantine, self._keys)  # parts with state to commit
+        self._held = HeldSeries()
+        self._staging = (self._series, self._quarantine, self._keys, self._held)  # state to commit
         self._queue: list[_Submission] = []
         self._wakeup = asyncio.Event()
         self._appended = asyncio.Event()
@@ -238,6 +244,7 @@ class Journal:
         self._keys.load(db)
         with self._transaction():
             self._cursors.load(db, self._records.floor(db))
+            self._held.load(db, self.sinks)
             self._quarantine.trim(db)  # quarantine_max may have been lowered
         self._refresh_sync()
         self._marker.write(self._id, self.stats.pending, self._records.last_seq)
@@ -526,7 +533,9 @@ class Journal:
         self.stats.quarantine_dropped = self._quarantine.dropped
         self.stats.series = len(self._series.by_id)
         last = self._records.last_seq
-        self.stats.pending = last - self._cursors.low(default=last)
+        self.stats.held_records = sum(self._held.records.values())
+        self.stats.held_series = len(self._held.all_ids())
+        self.stats.pending = last - self._cursors.low(default=last) + self.stats.held_records
         if time.monotonic() - self._marker_time >= _MARKER_EVERY_S:
             self._marker_time = time.monotonic()
             self._marker.write(self._id, self.stats.pending, last)
@@ -592,7 +601,29 @@ class Journal:
             await asyncio.wait_for(self._appended.wait(), timeout)
 
     def pending_for(self, sink: str) -> int:
-        return self._records.last_seq - self._cursors.seq[sink]
+        return self._records.last_seq - self._cursors.seq[sink] + self._held.records.get(sink, 0)
+
+    def held_series(self, sink: str) -> Mapping[int, str]:
+        """The series `sink` holds (id -> the server's reason): their records go aside."""
+        return self._held.series.get(sink, {})
+
+    async def held_batch(self, sink: str, series: int, limit: int) -> RecordRows | None:
+        """The oldest up-to-`limit` held records of `series` for `sink`, or None if none is held."""
+        rows = await self._run(lambda: self._held.oldest(self._need_db(), sink, series, limit))
+        return RecordRows(rows, self._series.by_id) if rows else None
+
+    async def release_held(self, sink: str, series: int, upto: int, count: int) -> bool:
+        """Held records of `series` up to seq `upto` are delivered; True once none is left and the
+        series is released."""
+        released = await self._run(self._release_held_sync, sink, series, upto)
+        self.stats.delivered[sink] = self.stats.delivered.get(sink, 0) + count
+        return released
+
+    def _release_held_sync(self, sink: str, series: int, upto: int) -> bool:
+        with self._transaction() as db:
+            released = self._held.delivered(db, sink, series, upto)
+        self._refresh_sync()
+        return released
 
     def _read_sync(self, sink: str, limit: int) -> Batch | None:
         rows = self._records.read(self._need_db(), self._cursors.seq[sink], limit)
@@ -600,14 +631,19 @@ class Journal:
             return None
         return Batch(sink, RecordRows(rows, self._series.by_id))
 
-    async def commit_delivery(self, sink: str, last_seq: int, count: int) -> None:
-        """Move `sink`'s cursor to `last_seq` (its batch is delivered) and prune."""
-        await self._run(self._advance_sync, sink, last_seq)
+    async def commit_delivery(self, sink: str, last_seq: int, count: int, *, hold: Sequence[Row] = (),
+                              hold_new: Mapping[int, str] | None = None) -> None:
+        """Move `sink`'s cursor to `last_seq` (its batch is delivered) and prune.  `hold`: rows of
+        the batch that go aside for their held series instead; `hold_new`: series held from now
+        on (id -> the server's reason)."""
+        await self._run(self._advance_sync, sink, last_seq, list(hold), dict(hold_new or {}))
         self.stats.delivered[sink] = self.stats.delivered.get(sink, 0) + count
         self._state_changed()
 
-    def _advance_sync(self, sink: str, last_seq: int) -> None:
+    def _advance_sync(self, sink: str, last_seq: int, hold: list[Row], hold_new: dict[int, str]) -> None:
         with self._transaction() as db:  # the cursor and the pruning: one commit, one fsync
+            if hold or hold_new:
+                self._held.hold(db, sink, hold_new, hold, time.time_ns())
             old_low, low = self._cursors.advance(db, sink, last_seq)
             if low > old_low:
                 self._records.prune(db, low)
@@ -628,7 +664,7 @@ class Journal:
     def _free_series_sync(self) -> None:
         last = self._records.last_seq
         with self._transaction() as db:
-            gone = self._series.free(db, self._cursors.low(default=last), held=())
+            gone = self._series.free(db, self._cursors.low(default=last), held=self._held.all_ids())
         self._series.forget(gone)
         self.stats.series = len(self._series.by_id)
         if gone:

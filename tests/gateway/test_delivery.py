@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.delivery import DeliveryRunner
-from gateway.errors import PermanentError, RetryableError, ThrottledError
+from gateway.errors import PermanentError, RetryableError, SchemaConflictError, ThrottledError
 from gateway.journal import Journal
 from gateway.reading import Reading, Record
 
@@ -94,3 +94,53 @@ async def test_undelivered_records_stay_for_the_next_start(tmp_path: Path) -> No
     await runner.run()
     assert sink2.written == [float(i) for i in range(25)]
     await j2.close()
+
+
+class ConflictSink(RecordingSink):
+    """Refuses every point of the channels in `conflicting` as a whole, as InfluxDB does when a
+    field of another type is in the shard; counts requests."""
+
+    def __init__(self, conflicting: set[str]):
+        super().__init__(batch_size=1000)
+        self.conflicting = conflicting
+        self.channels: list[str] = []
+
+    async def write(self, records: Sequence[Record]) -> None:
+        self.calls += 1
+        refused = [r for r in records if isinstance(r, Reading) and r.channel in self.conflicting]
+        if refused:
+            raise SchemaConflictError("partial write: field type conflict: input field \"value\" ... dropped=1")
+        self.written.extend(r.value for r in records if isinstance(r, Reading))
+        self.channels.extend(r.channel for r in records if isinstance(r, Reading))
+
+
+async def test_a_schema_conflict_holds_its_series_one_request_each_and_releases_them_once_resolved(
+        tmp_path: Path) -> None:
+    # Before: the batch was split down to single points and every point of the series quarantined.
+    sink = ConflictSink({"x", "y"})
+    j = Journal(tmp_path / "j.db", [sink.name])
+    await j.open()
+    readings = [Reading("s", "g", "r", "xyz"[i % 3], "temperature", "degC", "dut", float(i), 1_000 + i)
+                for i in range(300)]
+    await j.append(readings)
+    runner = DeliveryRunner(j, sink, max_retry_interval=0.05)
+    task = asyncio.create_task(runner.run())
+    async with asyncio.timeout(10):
+        while j.stats.held_records != 200:
+            await asyncio.sleep(0.01)
+    assert sink.channels == ["z"] * 100 and sink.calls <= 1 + 3 + 2 * 3  # the batch, per series, retries
+    assert j.stats.held_series == 2 and j.pending_for(sink.name) == 200
+    await j.append([Reading("s", "g", "r", "x", "temperature", "degC", "dut", 1e6, 10**6)])  # held too
+    async with asyncio.timeout(10):
+        while j.stats.held_records != 201:
+            await asyncio.sleep(0.01)
+    sink.conflicting = set()  # resolved
+    async with asyncio.timeout(10):
+        while j.pending_for(sink.name):
+            await asyncio.sleep(0.01)
+    runner.stop(0.0)
+    await task
+    assert sorted(sink.written) == sorted([float(i) for i in range(300)] + [1e6])
+    assert j.stats.held_series == 0 and runner.rejected_points == 0
+    await j.close()
+    assert Journal.read_quarantine(tmp_path / "j.db")[0] == 0

@@ -114,7 +114,7 @@ async def test_full_journal_refuses_new_input_and_keeps_what_it_has(tmp_path: Pa
 
 
 async def test_drop_oldest_policy_counts_what_it_drops(tmp_path: Path) -> None:
-    async with Journal(tmp_path / "j.db", ["a"], max_size=64 * 1024, on_full="drop_oldest") as j:
+    async with Journal(tmp_path / "j.db", ["a"], max_size=128 * 1024, on_full="drop_oldest") as j:
         for i in range(50):
             await j.append([_r(k) for k in range(i * 100, i * 100 + 100)])
         assert j.stats.dropped > 0 and not j.stats.full

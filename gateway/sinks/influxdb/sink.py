@@ -9,6 +9,9 @@ Every outcome of a write is one of four, for the delivery runner to act on:
     429, or 503 with Retry-After          ThrottledError: the same batch after `retry_after` s
     400, 413, 422                         PermanentError: the server refuses (some of) these
                                           points; the runner splits the batch to find them
+      ... "field type conflict"           SchemaConflictError: it refuses every point of the
+                                          series in that shard (a field of another type); the
+                                          runner holds the series instead of quarantining it
 
 401, 403 and 404 are configuration trouble an operator can fix (a password, a grant, a
 database to create); retrying keeps the readings in the journal until then, where refusing
@@ -32,7 +35,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from gateway.errors import PermanentError, RetryableError, SinkError, ThrottledError
+from gateway.errors import PermanentError, RetryableError, SchemaConflictError, SinkError, ThrottledError
 from gateway.reading import Record
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sinks.influxdb.lineprotocol import LineEncoder
@@ -49,6 +52,8 @@ _GZIP_LEVEL = 1  # 5000 readings: 17x smaller in 1.5 ms; level 6 gives 22x in 4.
 _GZIP_IN_THREAD_BYTES = 1 << 20  # zlib lets go of the GIL: big bodies do not stall the loop
 _MAX_REASON_CHARS = 1000
 _PERMANENT = frozenset({400, 413, 422})
+_TYPE_CONFLICT = "field type conflict"
+"""InfluxDB 1.x, 2.x and 3.x all say so when a field has another type in the shard."""
 _CONFIG_TROUBLE = {
     401: "the server refuses the credentials (check username/password or token)",
     403: "the credentials may not write here (check the grants)",
@@ -181,6 +186,8 @@ class InfluxDBSink:
         if status in _PERMANENT:
             if status == 413:
                 reason = f"request too large ({n} records): {reason}"
+            if _TYPE_CONFLICT in reason:
+                raise SchemaConflictError(reason)
             raise PermanentError(reason)
         error: SinkError
         if status in _CONFIG_TROUBLE:
