@@ -9,19 +9,27 @@ for a speed we do not need at a gateway's rates (see `bench/journal`).
 
 One file, `DATA_DIR/journal.db`; each table belongs to one module of this package:
 
-    series       interned tag sets, so a record row is just (seq, series, ts, value)
+    series       interned tag sets, so a record row is just (seq, series, ts, value);
+                 freed once no record refers to them and they are not in use
     records      seq AUTOINCREMENT: never reused, so a cursor can never skip a new record
     cursors      last seq each sink has delivered
-    quarantine   rejected input, with its reason, for `gateway quarantine`
-    redelivery   keys of MQTT messages already committed, to drop broker redeliveries
+    held         series a sink's server refuses as a whole (schema conflict), kept aside
+    quarantine   rejected input, with its reason; its own bound (rows, max_size / 8)
+    redelivery   keys of MQTT messages already committed, to drop broker redeliveries;
+                 their own bound (7 days, max_size / 16)
     schema       the meta table, the schema version, and how to add a table
-    store        `Journal`: the group commit, transactions, the journal's thread
+    store        `Journal`: the group commit (failed commits retried), transactions, the
+                 journal's thread
+    lock         one process per data_dir (`DATA_DIR/lock`)
+    recovery     a damaged or vanished journal found at open: set aside, recovered, reported
 
 A record is deleted only when every configured sink's cursor has passed it.  When the file
 reaches `max_size`, the policy `refuse` (default) makes `submit` raise `JournalFull` and
 raises the health alarm; nothing already accepted is touched.  `drop_oldest` instead
 deletes the oldest undelivered records to make room, counts them as `dropped` and logs it
-loudly: for sites that prefer fresh data to complete data, never the default.
+loudly: for sites that prefer fresh data to complete data, never the default.  Non-data (the
+quarantine, the redelivery keys) is bounded on its own within `max_size`, so it can never
+fill the journal and stop good input.
 """
 
 from gateway.journal.cursors import Batch
