@@ -11,6 +11,8 @@ figures beside its baseline, and writes them all to `bench/RESULTS.md`.
     gateway_ingest  JSON sensor messages through a gateway into influxd vs a bare subscriber and a
                   naive script (issue 6)
     mqtt_layers   CPU per message of the mqtt5 link and of paho with manual acks (issue 12)
+    soak          chaos soak, 30 min: good and bad MQTT input while the gateway, the broker and
+                  influxd are SIGKILLed and the disk fills; published vs InfluxDB, exact (issue 11)
 """
 
 import contextlib
@@ -28,6 +30,7 @@ BENCHES = (
     "bench.gateway_ingest",
     "bench.mqtt_layers",
     "bench.modbus_poll",
+    "bench.soak",
 )
 
 
