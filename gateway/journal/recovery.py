@@ -10,7 +10,7 @@ At every open:
 - `PRAGMA quick_check` on the journal.  A damaged one (or one SQLite cannot open at all) is
   moved aside - `journal.db.damaged-<UTC time>` with its -wal, kept for whoever wants to try
   harder - and a new journal is made.  Into it goes what SQLite can still read of the old
-  one: its series, cursors, redelivery keys, quarantine, and every record it can read
+  one: its series, cursors, redelivery keys, quarantine, held series, and every record it can read
   (ranges of records around a damaged page are bisected down to single rows).  The count of
   records pending before (from the old journal's cursors, or the marker) minus the records
   recovered is the loss: logged as one error line, and added up in the new journal's meta
@@ -126,6 +126,7 @@ class Salvage:
     series: int = 0
     quarantine: int = 0
     keys: int = 0
+    held: int = 0
     cursors: dict[str, int] | None = None
     lost_before: int = 0
     damaged_before: int = 0
@@ -208,6 +209,11 @@ def _salvage(src: sqlite3.Connection, dst: sqlite3.Connection, out: Salvage, dea
     keys = _try(out, "redelivery keys", lambda: src.execute("SELECT key, time_ns FROM seen").fetchall()) or []
     dst.executemany("INSERT OR IGNORE INTO seen VALUES(?, ?)", keys)
     out.keys = len(keys)
+    held = _try(out, "held series", lambda: src.execute("SELECT * FROM held_series").fetchall()) or []
+    dst.executemany("INSERT OR IGNORE INTO held_series VALUES(?,?,?,?)", [h for h in held if h[1] in known])
+    rows = _try(out, "held records", lambda: src.execute("SELECT * FROM held").fetchall()) or []
+    dst.executemany("INSERT OR IGNORE INTO held VALUES(?,?,?,?,?,?)", [r for r in rows if r[2] in known])
+    out.held = sum(1 for r in rows if r[2] in known)
 
 
 def _rows(src: sqlite3.Connection, table: str, key: str, columns: str, after: int, last: int | None,

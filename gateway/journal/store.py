@@ -275,8 +275,8 @@ class Journal:
                     if expected is not None else
                     f"{got.pending} pending record(s) recovered, how many were lost is unknown")
         log.error("journal: %s is damaged (%s); moved aside to %s (kept for recovery); into a new journal: "
-                  "%s (and %d series, %d quarantine rows, %d redelivery keys)%s", self.path, problem,
-                  aside.name, how_many, got.series, got.quarantine, got.keys,
+                  "%s (and %d series, %d quarantine rows, %d redelivery keys, %d held records)%s", self.path,
+                  problem, aside.name, how_many, got.series, got.quarantine, got.keys, got.held,
                   f"; unreadable: {', '.join(got.unreadable)}" if got.unreadable else "")
         self._load()
 
