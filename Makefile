@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics socat chromium fonts-dejavu-core openssl mbpoll
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics socat chromium fonts-dejavu-core openssl mbpoll xmlsec1 poppler-utils
 # Executables that tell whether each Debian package above is installed.
-NEEDED_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/influxd /usr/bin/victoria-metrics /usr/bin/socat /usr/bin/chromium /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/bin/openssl /usr/bin/mbpoll
+NEEDED_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/influxd /usr/bin/victoria-metrics /usr/bin/socat /usr/bin/chromium /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/bin/openssl /usr/bin/mbpoll /usr/bin/xmlsec1 /usr/bin/pdftoppm
 
 .PHONY: test lint typecheck unit venv python-venv system-packages demo bench clean
 

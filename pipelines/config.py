@@ -33,6 +33,8 @@
     [items.<channel>]          optional, per DUT channel: name, manufacturer, model, serial of
                                the instrument (its dcc:item); the channel must be one that a
                                comparison's dut matches
+    [[cmc.<quantity>]], [conditions], [certificate.signing], [certificate] register_file
+                               the certificate's own sections (`pipelines.certificate.config`)
 
 Every problem is reported as one line with its key path, like the site config
 (`gateway.config.format_validation_error`), e.g.
@@ -65,6 +67,7 @@ from gateway.config_types import Secret, check_influx_url, check_password, check
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
+from pipelines.certificate.config import CmcRange, ConditionsConfig, SigningConfig, check_cmc
 
 __all__ = [
     "CalibrationRecord",
@@ -507,7 +510,8 @@ class IssuedCertificateConfig(_Strict):
 
     identifier: str | None = None
     """The certificate number the laboratory assigns (DCC uniqueIdentifier, printed in the
-    report and its QR code); default: a new random UUID at every run."""
+    report and its QR code); default: the run id.  A run issued again with other results gets
+    the next revision, "<number>-R1", ... (`pipelines.certificate.register`)."""
     laboratory: str
     laboratory_code: str | None = None
     """The accreditation code, e.g. "D-K-15070-01-00"."""
@@ -528,6 +532,11 @@ class IssuedCertificateConfig(_Strict):
     lang of every text); "en", the default, is the only one remotecal writes."""
     performance_location: PerformanceLocation | None = None
     """Where the calibration was performed; default "laboratory"."""
+    register_file: Path | None = None
+    """The register of certificate numbers issued (`pipelines.certificate.register`); default
+    certificates.db beside the config file."""
+    signing: SigningConfig | None = None
+    """The main signer's key and certificate: certificate.xml is signed (XAdES) when given."""
 
     _lines = field_validator(
         "identifier", "laboratory", "laboratory_code", "laboratory_email", "laboratory_city", "customer",
@@ -582,6 +591,10 @@ class PipelineConfig(_Strict):
     certificate: IssuedCertificateConfig | None = None
     items: dict[str, ItemConfig] = {}
     """By DUT channel name."""
+    # The certificate's own sections (`pipelines.certificate.config`).
+    cmc: dict[str, list[CmcRange]] = {}
+    """The laboratory's CMC by quantity (ILAC-P14): no U is stated below it."""
+    conditions: ConditionsConfig = ConditionsConfig()
 
 
 def _cross_check(cfg: PipelineConfig) -> list[str]:
@@ -661,6 +674,7 @@ def _cross_check(cfg: PipelineConfig) -> list[str]:
         if not math.isfinite(value):
             problems.append(f"uncertainty.{name}: must be a finite number")
     problems += _check_items(cfg)
+    problems += check_cmc(cfg.cmc)
     return problems
 
 
@@ -723,4 +737,23 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(problems)
     if references != cfg.references:
         cfg = cfg.model_copy(update={"references": references})
-    return cfg
+    return _certificate_paths(cfg, p.parent)
+
+
+def _certificate_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    """The certificate's files (register, signing key and certificates) relative to ``base``."""
+    c = cfg.certificate
+    if c is None:
+        return cfg
+
+    def at(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).resolve()
+
+    update: dict[str, Any] = {}
+    if c.register_file is not None:
+        update["register_file"] = at(c.register_file)
+    if c.signing is not None:
+        s = c.signing
+        update["signing"] = s.model_copy(update={
+            "key": at(s.key), "certificate": at(s.certificate), "chain": [at(x) for x in s.chain]})
+    return cfg.model_copy(update={"certificate": c.model_copy(update=update)}) if update else cfg

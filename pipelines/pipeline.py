@@ -27,6 +27,7 @@ from gateway.errors import RemotecalError
 __all__ = ["NoCalibrationPoint", "PipelineOutput", "run_pipeline", "uncalibrated_channels"]
 
 if TYPE_CHECKING:
+    from pipelines.certificate.issue import Issued
     from pipelines.config import PipelineConfig
     from pipelines.curve import Curve
     from pipelines.run import PointResult, StabilityDiagnosis
@@ -106,13 +107,14 @@ def run_pipeline(
         # An earlier run's curve must not pass for this run's, which fits none.
         (out / "curve.csv").unlink()
         log.warning("%s: removed curve.csv of an earlier run: this config has no [curve]", out)
-    csv_path = write_corrections_csv(results, out / "corrections.csv", curves=curves)
+    issued = _issue(cfg, results, data, curves, Path(config))
+    csv_path = write_corrections_csv(issued.content.points, out / "corrections.csv", curves=curves)
     written = 0
     wanted = cfg.source.write_results if write_results is None else write_results
     if wanted and cfg.source.kind == "influxdb":
         written = write_points(results, cfg.source, cfg.run)
     output = PipelineOutput(results, csv_path, written, cfg, data, curves=curves, curve_path=curve_path)
-    _certificate_and_report(output, Path(config), out)
+    _certificate_and_report(output, issued, Path(config), out)
     return output
 
 
@@ -152,42 +154,30 @@ def _no_calibration_point(
     )
 
 
-def _certificate_and_report(output: PipelineOutput, config: Path, out: Path) -> None:
-    """certificate.xml (DCC 3.3.0, validated when the schema is at hand) and report.html."""
+def _issue(cfg: PipelineConfig, results: list[PointResult], data: dict[str, ChannelData],
+           curves: dict[str, Curve], config: Path) -> Issued:
+    """The run's certificate: numbered, validated, signed when configured (`pipelines.certificate.issue`)."""
     from importlib.metadata import version
 
-    from pipelines.dcc import (
-        Parties,
-        build_dcc,
-        certificate_identifier,
-        channels_meta_from_config,
-        dcc_dir,
-        validate_dcc,
-    )
+    from pipelines.certificate.issue import issue_certificate
+
+    _warn_unstated(cfg, results, config)
+    return issue_certificate(results, cfg, config_path=config, software_version=version("remotecal"),
+                             data=data, curves=curves)
+
+
+def _certificate_and_report(output: PipelineOutput, issued: Issued, config: Path, out: Path) -> None:
+    """certificate.xml and report.html."""
     from pipelines.report import build_report
 
-    software = version("remotecal")
-    cfg = output.config
-    _warn_unstated(cfg, output.results, config)
-    xml = build_dcc(output.results, cfg, software_version=software, curves=output.curves,
-                    parties=Parties.from_config(cfg.certificate),
-                    channels_meta=channels_meta_from_config(cfg.items),
-                    certificate_id=cfg.certificate.identifier if cfg.certificate else None)
-    if (dcc_dir() / "dcc.xsd").exists():
-        validate_dcc(xml)
-    else:
-        log.warning("certificate.xml not validated: no DCC schema at %s (set REMOTECAL_DCC_DIR)", dcc_dir())
-    cid = certificate_identifier(xml)
-    html = build_report(output.results, output.data, output.config, config_text=config.read_text(),
-                        software_version=software, certificate_xml=xml, certificate_id=cid,
-                        curves=output.curves)
+    html = build_report(issued, output.data, output.config, config_text=config.read_text())
     try:
-        (out / "certificate.xml").write_bytes(xml)
+        (out / "certificate.xml").write_bytes(issued.xml)
         (out / "report.html").write_text(html, encoding="utf-8")
     except OSError as exc:
         raise RemotecalError(f"{out}: cannot write the results: {exc.strerror}") from None
     output.certificate_path, output.report_path, output.certificate_id = (
-        out / "certificate.xml", out / "report.html", cid)
+        out / "certificate.xml", out / "report.html", issued.content.issue.identifier)
 
 
 def _warn_unstated(cfg: PipelineConfig, results: list[PointResult], config: Path) -> None:

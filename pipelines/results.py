@@ -7,15 +7,26 @@ corrections.csv starts with the SPEC's columns, in the SPEC's order,
 
 followed by `unit`, `reference`, `reference_correction` (the mean certificate correction
 applied to the reference), `flags` (`extrapolated` when the reference's certificate was
-extrapolated), `decision` and `mpe` (the statement of conformity, `pipelines.conformity`, and
-the MPE it was made against; empty without [conformity]), `curve_residual` (correction
-minus the channel's correction curve at dut_mean; empty without [curve]), and then
+extrapolated, `cmc` when U was raised to the laboratory's CMC, `outside_cmc`), `decision` and
+`mpe` (the statement of conformity, `pipelines.conformity`, and the MPE it was made against;
+empty without [conformity]), `curve_residual` (correction minus the channel's correction curve
+at dut_mean; empty without [curve]), then
 `n_dut` (the DUT's own readings in the point), `n_eff` (the effective number of independent
 samples of the Type A, dof = n_eff - 1), `plateau_start` (the reference's plateau; t_start
 is later where the DUT settled later), `direction` (up / down) and `hysteresis`
 (|C_up - C_down| at the setpoint; empty without both), `gas_temperature`, `dew_point` [degC]
-and `pressure_pa`, `pressure_ratio` (humidity against a dew point; empty otherwise), and
-`references` (the ids of the [references.<id>] behind the point, space-separated).
+and `pressure_pa`, `pressure_ratio` (humidity against a dew point; empty otherwise),
+`references` (the ids of the [references.<id>] behind the point, space-separated), and
+`error` (DUT - reference = -correction), `cmc` (the CMC at the point, empty without one),
+`U_budget` (the budget's U before the CMC floor and rounding) and `probability_outside` (with a
+decision: probability that the true error lies outside +-MPE).
+
+The values of the SPEC's columns are those the certificate states
+(`pipelines.certificate.reported`, GUM 7.2.6): U to two significant digits rounded up and never
+below the CMC; reference_mean, dut_mean, correction, error, reference_correction and
+curve_residual to U's decimal place; u_combined to two significant digits; k to two decimals;
+dof_eff as the integer below (EA-4/02), `inf` when infinite.  The setpoint is the nominal value
+(nearest 0.5).  `U_budget` keeps 10 significant digits for a machine that recomputes.
 
 curve.csv (with [curve]) has one row per DUT channel with a curve (`pipelines.curve`):
 
@@ -26,9 +37,7 @@ where correction(x) = a0 + a1 x + ... for a DUT indication x (valid from x_min t
 points' DUT means), u_ai = sqrt(c_ii).
 
 Times are ISO 8601 UTC ("2026-11-20T10:40:00Z", with milliseconds when the
-sample time has a fraction); numbers are written with 10 significant digits, which is below
-any resolution a thermometer or hygrometer has and reads back unambiguously; an infinite
-dof_eff is written `inf`.
+sample time has a fraction); curve.csv's numbers are written with 10 significant digits.
 
 `calibration_point` points go to InfluxDB 1.x (POST /write, precision ns): tags run, channel,
 quantity, point; fields setpoint, reference_mean, dut_mean, correction, u_combined, U, k,
@@ -54,6 +63,8 @@ import httpx
 
 from gateway.errors import RemotecalError
 from gateway.sinks.influxdb.lineprotocol import escape_key, escape_measurement
+from pipelines.certificate.reported import Reported
+from pipelines.certificate.rounding import round_to, round_uncertainty, text
 from pipelines.config import RunConfig, SourceConfig
 from pipelines.curve import Curve
 from pipelines.point import PointResult
@@ -84,7 +95,7 @@ CSV_COLUMNS = (
 EXTRA_COLUMNS = (
     "unit", "reference", "reference_correction", "flags", "decision", "mpe", "curve_residual",
     "n_dut", "n_eff", "plateau_start", "direction", "hysteresis", "gas_temperature", "dew_point",
-    "pressure_pa", "pressure_ratio", "references",
+    "pressure_pa", "pressure_ratio", "references", "error", "cmc", "U_budget", "probability_outside",
 )
 
 _MEASUREMENT = escape_measurement("calibration_point")
@@ -105,7 +116,9 @@ def format_time(t: datetime) -> str:
     return t.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-def csv_row(r: PointResult, curve_residual: float | None = None) -> dict[str, str]:
+def csv_row(p: Reported, curve_residual: float | None = None) -> dict[str, str]:
+    """One row of corrections.csv: the point as stated (module docstring)."""
+    r = p.result
     return {
         "run": r.run,
         "channel": r.channel,
@@ -115,20 +128,20 @@ def csv_row(r: PointResult, curve_residual: float | None = None) -> dict[str, st
         "t_start": format_time(r.t_start),
         "t_end": format_time(r.t_end),
         "n": str(r.n),
-        "reference_mean": format_number(r.reference_mean),
-        "dut_mean": format_number(r.dut_mean),
-        "correction": format_number(r.correction),
-        "u_combined": format_number(r.u_combined),
-        "U": format_number(r.U),
-        "k": format_number(r.k),
-        "dof_eff": format_number(r.dof_eff),
+        "reference_mean": p.reference_mean_text,
+        "dut_mean": p.dut_mean_text,
+        "correction": p.correction_text,
+        "u_combined": p.u_combined_text,
+        "U": p.U_text,
+        "k": p.k_text,
+        "dof_eff": "inf" if math.isinf(r.dof_eff) else str(math.floor(r.dof_eff + 1e-9)),
         "unit": r.unit,
         "reference": r.reference,
-        "reference_correction": format_number(r.reference_correction),
-        "flags": " ".join(r.flags),
-        "decision": r.decision,
-        "mpe": "" if r.mpe is None else format_number(r.mpe),
-        "curve_residual": "" if curve_residual is None else format_number(curve_residual),
+        "reference_correction": text(round_to(r.reference_correction, p.U_dec)),
+        "flags": " ".join(p.flags),
+        "decision": p.decision,
+        "mpe": "" if p.mpe is None else format_number(p.mpe),
+        "curve_residual": "" if curve_residual is None else text(round_to(curve_residual, p.U_dec)),
         "n_dut": str(r.n_dut),
         "n_eff": format_number(r.n_eff),
         "plateau_start": format_time(datetime.fromtimestamp(r.plateau_start_s, UTC)),
@@ -139,6 +152,10 @@ def csv_row(r: PointResult, curve_residual: float | None = None) -> dict[str, st
         "pressure_pa": _optional(r.pressure_pa),
         "pressure_ratio": _optional(r.pressure_ratio),
         "references": " ".join(i.id for i in r.references),
+        "error": p.error_text,
+        "cmc": "" if p.cmc is None else text(round_uncertainty(p.cmc)),
+        "U_budget": format_number(r.U),
+        "probability_outside": "" if p.probability_outside is None else format(p.probability_outside, ".2g"),
     }
 
 
@@ -164,7 +181,7 @@ def _write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[dict[str
 
 
 def write_corrections_csv(
-    results: Sequence[PointResult], path: str | Path, *, curves: Mapping[str, Curve] | None = None
+    points: Sequence[Reported], path: str | Path, *, curves: Mapping[str, Curve] | None = None
 ) -> Path:
     """Write corrections.csv (header even when there are no rows); return its path.
 
@@ -172,10 +189,11 @@ def write_corrections_csv(
     """
     curves = curves or {}
     rows = []
-    for r in results:
+    for p in points:
+        r = p.result
         curve = curves.get(r.channel)
         residual = curve.residual_of(r.point) if curve is not None and r.point in curve.points else None
-        rows.append(csv_row(r, residual))
+        rows.append(csv_row(p, residual))
     return _write_csv(path, [*CSV_COLUMNS, *EXTRA_COLUMNS], rows)
 
 

@@ -8,7 +8,9 @@ every 10 s). Two temperature DUTs compared with ``ref-t`` (whose certificate sta
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.certificate.issue import Issued
 from pipelines.config import PipelineConfig, parse_pipeline_config
+from pipelines.curve import Curve
 from pipelines.run import PointResult, compute
 from pipelines.source import ChannelData
 
@@ -88,10 +92,12 @@ def synthetic_run() -> SyntheticRun:
     return make_run()
 
 
-def validate_dcc_if_schema(xml: bytes) -> None:
-    """Validate against the offline DCC schema where it is at hand; test_dcc.py's schema tests
-    skip with their reason where it is not, so the other assertions still run here."""
-    from pipelines.dcc import dcc_dir, validate_dcc
+def issue(results: list[PointResult], cfg: PipelineConfig, *, data: dict[str, ChannelData] | None = None,
+          curves: Mapping[str, Curve] | None = None, version: str = "test") -> Issued:
+    """The certificate of ``results`` as `pipeline run` issues it (validated against the shipped
+    schema), numbered in a register of its own."""
+    from pipelines.certificate.issue import issue_certificate
 
-    if (dcc_dir() / "dcc.xsd").is_file():
-        validate_dcc(xml)
+    with tempfile.TemporaryDirectory() as folder:
+        return issue_certificate(results, cfg, config_path=Path(folder) / "pipeline.toml",
+                                 software_version=version, data=data, curves=curves)

@@ -13,12 +13,12 @@ from lxml import etree
 from gateway.errors import ConfigError
 from pipelines.config import PipelineConfig, parse_pipeline_config
 from pipelines.conformity import decide
-from pipelines.dcc import DCC_NS, SI_NS, build_dcc, certificate_identifier
+from pipelines.dcc import DCC_NS, SI_NS, validate_dcc
 from pipelines.pipeline import run_pipeline
 from pipelines.report import build_report
 from pipelines.results import CSV_COLUMNS, EXTRA_COLUMNS
 from pipelines.run import compute
-from tests.pipelines.conftest import CONFIG_TEXT, make_run, validate_dcc_if_schema
+from tests.pipelines.conftest import CONFIG_TEXT, issue, make_run
 
 # Hand numbers, binary fractions so that MPE - U and MPE + U are exact: MPE 0.5, U 0.125.
 # Acceptance limit 0.375, rejection limit 0.625.
@@ -80,18 +80,28 @@ def test_decisions_in_the_results_report_and_dcc() -> None:
         else:
             assert r.decision == "" and r.mpe is None
     assert {r.decision for r in results if r.channel == "dut2-t"} == {"pass"}  # |-0.08| + U < 0.2
-    xml = build_dcc(results, cfg, software_version="test")
-    validate_dcc_if_schema(xml)
+    issued = issue(results, cfg, data=run.data)
+    xml = issued.xml
     ns = {"dcc": DCC_NS, "si": SI_NS}
     doc = etree.fromstring(xml)
-    statements = doc.xpath("//dcc:administrativeData/dcc:statements/dcc:statement", namespaces=ns)
-    assert len(statements) == 2  # the two temperature channels; the RH one has no MPE
-    got = statements[0].findtext(f"{{{DCC_NS}}}conformityXMLList").split()
-    assert got == [r.decision for r in results if r.channel == "dut1-t"]
-    assert statements[0].findtext(f"{{{DCC_NS}}}norm") == "ILAC-G8:09/2019"
-    page = build_report(results, run.data, cfg, config_text=CONFIG_TEXT, software_version="test",
-                        certificate_xml=xml, certificate_id=certificate_identifier(xml))
-    assert 'id="conformity"' in page and "Guard band w = U" in page
+    (rule,) = doc.xpath("//dcc:administrativeData/dcc:statements/dcc:statement[@refType='basic_conformity']",
+                        namespaces=ns)
+    assert rule.findtext(f"{{{DCC_NS}}}norm") == "ILAC-G8:09/2019"
+    assert "Guard band w = U" in rule.findtext(f"{{{DCC_NS}}}declaration/{{{DCC_NS}}}content")
+    # PTB's good-practice place: metadata of the measurement error, with the limits' refTypes
+    metas = doc.xpath("//dcc:quantity[@refType='basic_measurementError']/dcc:measurementMetaData/"
+                      "dcc:metaData[@refType='basic_conformity']", namespaces=ns)
+    assert len(metas) == 2  # the two temperature channels; the RH one has no MPE
+    stated = {p.result.channel: p for p in issued.content.points}
+    got = metas[0].findtext(f"{{{DCC_NS}}}conformityXMLList").split()
+    assert got == [p.decision for p in issued.content.points_of("dut1-t")]
+    assert stated["dut2-t"].decision == "pass"
+    limits = metas[0].xpath("dcc:data/dcc:quantity/@refType", namespaces=ns)
+    assert limits[:4] == ["basic_toleranceLimitLower", "basic_toleranceLimitUpper",
+                          "basic_acceptanceLimitLower", "basic_acceptanceLimitUpper"]
+    assert not doc.xpath("//*[@refType='remotecal_mpe' or @refType='remotecal_error']")
+    page = build_report(issued, run.data, cfg, config_text=CONFIG_TEXT)
+    assert 'id="conformity"' in page and "Guard band w = U" in page and "P(true error outside ±MPE)" in page
 
     simple = _cfg("\n[conformity]\nmpe = 0.2\n")
     results = compute(simple, run.data)
@@ -135,4 +145,4 @@ def test_pipeline_writes_decisions_and_curves(tmp_path: Path) -> None:
     assert float(curves["dut1-t"]["a0"]) == pytest.approx(-0.15, abs=0.01)
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Statements of conformity" in report and "Correction curves" in report
-    validate_dcc_if_schema((tmp_path / "out" / "certificate.xml").read_bytes())
+    validate_dcc((tmp_path / "out" / "certificate.xml").read_bytes())

@@ -12,11 +12,11 @@ from lxml import etree
 from gateway.errors import ConfigError
 from pipelines.config import PipelineConfig, parse_pipeline_config
 from pipelines.curve import fit_curves, fit_polynomial, point_covariance
-from pipelines.dcc import DCC_NS, SI_NS, build_dcc, certificate_identifier
+from pipelines.dcc import DCC_NS, SI_NS
 from pipelines.report import build_report
 from pipelines.results import curve_columns, curve_row
 from pipelines.run import compute
-from tests.pipelines.conftest import CONFIG_TEXT, make_run, validate_dcc_if_schema
+from tests.pipelines.conftest import CONFIG_TEXT, issue, make_run
 
 
 def test_hand_case_exact_line() -> None:
@@ -103,17 +103,15 @@ def test_curves_of_a_run() -> None:
     assert float(row["cov_a0_a1"]) == pytest.approx(c.covariance[0, 1], rel=1e-9)
 
     cfg = _cfg("\n[curve]\ndegree = 1\n")
-    xml = build_dcc(results, cfg, software_version="test", curves=curves)
-    validate_dcc_if_schema(xml)
-    doc = etree.fromstring(xml)
+    issued = issue(results, cfg, data=run.data, curves=curves)
+    doc = etree.fromstring(issued.xml)
     ns = {"dcc": DCC_NS, "si": SI_NS}
     found = doc.xpath("//dcc:result[@refType='remotecal_correctionCurve']", namespaces=ns)
     assert len(found) == 3
     values = found[0].xpath(".//dcc:quantity[@refType='remotecal_curveCoefficients']/si:realListXMLList/"
                             "si:valueXMLList/text()", namespaces=ns)
-    assert [float(v) for v in values[0].split()] == pytest.approx(list(curves["dut1-rh"].coefficients))
-    page = build_report(results, run.data, cfg, config_text=CONFIG_TEXT, software_version="test",
-                        certificate_xml=xml, certificate_id=certificate_identifier(xml), curves=curves)
+    assert [float(v) for v in values[0].split()] == pytest.approx(list(curves["dut1-rh"].coefficients), rel=1e-7)
+    page = build_report(issued, run.data, cfg, config_text=CONFIG_TEXT)
     assert page.count('class="curve-residuals"') == 3 and "Correction curves" in page
 
 

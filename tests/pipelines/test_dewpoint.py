@@ -20,12 +20,12 @@ import pytest
 
 from gateway.errors import ConfigError, RemotecalError
 from pipelines.config import parse_pipeline_config
-from pipelines.dcc import build_dcc, read_corrections
+from pipelines.dcc import read_corrections
 from pipelines.humidity import dew_point_to_rh
 from pipelines.report import build_report
 from pipelines.run import PointResult, compute
 from pipelines.source import ChannelData
-from tests.pipelines.conftest import validate_dcc_if_schema
+from tests.pipelines.conftest import issue
 
 T0 = 1_795_680_000.0
 PLATEAU_S = 2400.0
@@ -189,16 +189,13 @@ def test_without_pressure_no_enhancement_factor() -> None:
 
 def test_certificate_report_and_dcc(results: list[PointResult]) -> None:
     cfg = parse_pipeline_config(config())
-    xml = build_dcc(results, cfg, software_version="test")
-    validate_dcc_if_schema(xml)
+    issued = issue(results, cfg, data=make_data())
+    xml = issued.xml
     back = read_corrections(xml)
-    assert [row["correction"] for row in back["dut1-rh"]] == [r.correction for r in results[:4]]
-    assert b"Reference, channel mirror-td" in xml and b"Reference, channel ref-t" in xml
+    assert [row["correction"] for row in back["dut1-rh"]] == [float(p.correction_dec) for p in issued.content.points_of("dut1-rh")]
+    assert b"channel mirror-td</dcc:content>" in xml and b"channel ref-t</dcc:content>" in xml
     assert b"\\percent\\kelvin\\tothe{-1}" in xml
-    from pipelines.dcc import certificate_identifier
-
-    page = build_report(results, make_data(), cfg, config_text=CONFIG, software_version="test",
-                        certificate_xml=xml, certificate_id=certificate_identifier(xml))
+    page = build_report(issued, make_data(), cfg, config_text=CONFIG)
     assert "reference dew point calibration" in page and "mirror-td" in page
 
 
