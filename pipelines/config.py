@@ -33,7 +33,7 @@
     [items.<channel>]          optional, per DUT channel: name, manufacturer, model, serial of
                                the instrument (its dcc:item); the channel must be one that a
                                comparison's dut matches
-    [[cmc.<quantity>]], [conditions], [certificate.signing], [certificate] register_file
+    [[cmc.<quantity>]], [conditions], [report], [certificate.signing], [certificate] register_file
                                the certificate's own sections (`pipelines.certificate.config`)
 
 Every problem is reported as one line with its key path, like the site config
@@ -67,7 +67,7 @@ from gateway.config_types import Secret, check_influx_url, check_password, check
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
 from gateway.quantities import check_quantity
-from pipelines.certificate.config import CmcRange, ConditionsConfig, SigningConfig, check_cmc
+from pipelines.certificate.config import CmcRange, ConditionsConfig, ReportConfig, SigningConfig, check_cmc
 
 __all__ = [
     "CalibrationRecord",
@@ -595,6 +595,7 @@ class PipelineConfig(_Strict):
     cmc: dict[str, list[CmcRange]] = {}
     """The laboratory's CMC by quantity (ILAC-P14): no U is stated below it."""
     conditions: ConditionsConfig = ConditionsConfig()
+    report: ReportConfig = ReportConfig()
 
 
 def _cross_check(cfg: PipelineConfig) -> list[str]:

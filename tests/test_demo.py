@@ -44,6 +44,8 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
     cid = certificate_identifier(xml)
     report = (out / "report.html").read_text()
     assert cid in report and "<img" in report and "http://" not in report.replace("http://www.w3.org", "")
+    assert "SIMULATED DATA" in report and "720 times faster than" in " ".join(report.split())
+    assert b"SIMULATED: the readings are a simulation" in xml
     assert read_corrections(xml)
     # The certificate states who and what: the demo's laboratory, customer and each DUT's serial,
     # so the pipeline warns of nothing missing.

@@ -12,6 +12,8 @@
                                password (a secret: "env:NAME", "file:/path" or inline), chain
                                (further PEM certificates): `pipeline run` signs certificate.xml
                                (XAdES) when given
+    [report]                   simulated (the readings come from a simulation: every page and the
+                               DCC say so), time_compression (how many times faster than real time)
     [certificate] register_file
                                where the certificate numbers issued are kept (SQLite; default
                                certificates.db beside the config file)
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 from gateway.config_types import Secret
 from gateway.quantities import check_quantity
 
-__all__ = ["CmcRange", "ConditionsConfig", "SigningConfig", "check_cmc", "cmc_for"]
+__all__ = ["CmcRange", "ConditionsConfig", "ReportConfig", "SigningConfig", "check_cmc", "cmc_for"]
 
 
 class _Strict(BaseModel):
@@ -111,3 +113,12 @@ class SigningConfig(_Strict):
     password: Secret | None = None
     chain: list[Path] = []
     """Intermediate CA certificates to put beside the signer's in the signature."""
+
+
+class ReportConfig(_Strict):
+    """[report]: what the report and the certificate say about where the readings come from."""
+
+    simulated: bool = False
+    """The readings are a simulation (the demo): a banner on every page, a statement in the DCC."""
+    time_compression: PositiveFloat = 1.0
+    """How many times faster than real time the simulation ran."""

@@ -185,6 +185,7 @@ class Certificate:
     issue: Issue
     simulated: bool = False
     """The readings are the demo's simulation (time-compressed): said on every page."""
+    time_compression: float = 1.0
 
     @property
     def channels(self) -> list[str]:
@@ -267,7 +268,6 @@ def make_content(
     issue: Issue,
     data: Mapping[str, ChannelData] | None = None,
     curves: Mapping[str, Curve] | None = None,
-    simulated: bool = False,
 ) -> Certificate:
     """The certificate's content for a run's results (module docstring).  ``data`` are the
     run's readings (for the ambient conditions); without them no condition is stated."""
@@ -283,5 +283,6 @@ def make_content(
         items=channels_meta_from_config(cfg.items), references=references_of(cfg, ordered, data),
         conditions=conditions, missing_conditions=missing, curves=dict(curves or {}),
         conformity_rule=cfg.conformity.rule if cfg.conformity is not None else None,
-        software_version=software_version, issue=issue, simulated=simulated,
+        software_version=software_version, issue=issue, simulated=cfg.report.simulated,
+        time_compression=cfg.report.time_compression,
     )

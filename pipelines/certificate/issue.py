@@ -65,12 +65,11 @@ def issue_certificate(
     data: Mapping[str, ChannelData] | None = None,
     curves: Mapping[str, Curve] | None = None,
     provisional: bool = False,
-    simulated: bool = False,
 ) -> Issued:
     """The run's certificate, numbered, validated, signed when configured (module docstring).
     Raises DccError / RegisterError / SigningError (one line each)."""
     content = make_content(results, cfg, software_version=software_version, issue=_PLACEHOLDER, data=data,
-                           curves=curves, simulated=simulated)
+                           curves=curves)
     key = hashlib.sha256(canonical_content(build_dcc(content))).hexdigest()
     number = certificate_number(cfg)
     if provisional:

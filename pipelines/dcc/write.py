@@ -309,8 +309,10 @@ def _statements(w: _Writer, adm: etree._Element, c: Certificate) -> None:
         w.statement(sts, "PROVISIONAL: the run was still recording when this document was made. It is "
                     "not a calibration certificate.", ref_type="remotecal_provisional")
     if c.simulated:
-        w.statement(sts, "SIMULATED: the readings are a simulation (remotecal demo), time-compressed. "
-                    "This is not a calibration certificate.", ref_type="remotecal_simulated")
+        w.statement(sts, "SIMULATED: the readings are a simulation (remotecal demo), run "
+                    f"{c.time_compression:g} times faster than real time. This is not a calibration "
+                    "certificate.",
+                    ref_type="remotecal_simulated")
 
 
 def _equipment(w: _Writer, parent: etree._Element, ref: ReferenceStandard) -> None:

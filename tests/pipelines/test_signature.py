@@ -78,7 +78,7 @@ def test_a_changed_value_breaks_the_signature_for_both_verifiers(signed: bytes, 
     doc = etree.fromstring(signed)
     value = doc.find(".//dcc:quantity[@refType='basic_measurementError']/si:realListXMLList/si:valueXMLList", NS)
     assert value is not None and value.text
-    first, *rest = value.text.split()
+    _, *rest = value.text.split()
     value.text = " ".join(["9.99", *rest])
     tampered = etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
     with pytest.raises(Exception, match="does not verify"):
