@@ -54,9 +54,11 @@ class PipelineOutput:
     curves: dict[str, Curve] = field(default_factory=dict)
     """The correction curves by DUT channel ([curve]; empty without it)."""
     curve_path: Path | None = None
+    pdf_path: Path | None = None
+    """The printable certificate, certificate.pdf (None without Chromium)."""
 
 
-RESULT_FILES = ("corrections.csv", "curve.csv", "certificate.xml")
+RESULT_FILES = ("corrections.csv", "curve.csv", "certificate.xml", "certificate.html", "certificate.pdf")
 """What a run writes into DIR besides report.html, and a run without a point removes."""
 
 
@@ -167,15 +169,22 @@ def _issue(cfg: PipelineConfig, results: list[PointResult], data: dict[str, Chan
 
 
 def _certificate_and_report(output: PipelineOutput, issued: Issued, config: Path, out: Path) -> None:
-    """certificate.xml and report.html."""
+    """certificate.xml, report.html, and the printable certificate.html and certificate.pdf."""
+    from pipelines.certificate.printable import PrintError, print_pdf, render_certificate
     from pipelines.report import build_report
 
     html = build_report(issued, output.data, output.config, config_text=config.read_text())
     try:
         (out / "certificate.xml").write_bytes(issued.xml)
         (out / "report.html").write_text(html, encoding="utf-8")
+        (out / "certificate.html").write_text(render_certificate(issued), encoding="utf-8")
+        (out / "certificate.pdf").unlink(missing_ok=True)
     except OSError as exc:
         raise RemotecalError(f"{out}: cannot write the results: {exc.strerror}") from None
+    try:
+        output.pdf_path = print_pdf(out / "certificate.html", out / "certificate.pdf")
+    except PrintError as exc:
+        log.warning("%s", exc)
     output.certificate_path, output.report_path, output.certificate_id = (
         out / "certificate.xml", out / "report.html", issued.content.issue.identifier)
 

@@ -44,6 +44,7 @@ import jinja2
 import numpy as np
 import qrcode
 import qrcode.constants
+from markupsafe import Markup
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MultipleLocator
@@ -116,8 +117,17 @@ def templates() -> jinja2.Environment:
     env.filters["sig2"] = lambda x: text(round_significant(x, 2)) if x else "0"
     env.filters["sig3"] = lambda x: text(round_significant(x, 3)) if x else "0"
     env.filters["quantity"] = lambda q: q.replace("_", " ")
+    env.filters["css_string"] = _css_string
+    env.tests["contains"] = lambda seq, item: item in seq
     env.globals.update(DECISIONS=DECISIONS, FLAG_TEXT=FLAG_TEXT, RULE_TEXT=RULE_TEXT)
     return env
+
+
+def _css_string(text_: str) -> str:
+    """``text_`` inside a CSS string literal (quotes included): backslash, quotes and ``<``
+    escaped, so a value can end neither the string nor the <style> element."""
+    escaped = "".join(f"\\{ord(ch):x} " if ch in '\\"<>\n\r' else ch for ch in text_)
+    return f'"{escaped}"'
 
 
 def _time(t_s: float) -> str:
@@ -306,7 +316,7 @@ def build_report(
         budget_table_id=budget_table_id, config_text=config_text,
         statement_17025=STATEMENT_17025, statement_uncertainty=STATEMENT_UNCERTAINTY,
         statement_cmc=cmc_text(c), statement_traceability=traceability_text(c),
-        css=templates().get_template("report.css").render(),
+        css=Markup(templates().get_template("report.css").render()),
     )
 
 
@@ -378,5 +388,5 @@ def build_diagnosis(
         })
     return templates().get_template("diagnosis.html.j2").render(
         cfg=cfg, diagnoses=diagnoses, views=views, config_text=config_text, software_version=software_version,
-        css=templates().get_template("report.css").render(),
+        css=Markup(templates().get_template("report.css").render()),
     )

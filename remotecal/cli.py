@@ -3,6 +3,7 @@
     remotecal gateway run|check|quarantine -c SITE.toml     remotecal.commands.gateway_*
     remotecal simulate -c SIM.toml                          virtual devices (firmware_bridge)
     remotecal pipeline run -c PIPELINE.toml [--out DIR]     pipelines.pipeline.run_pipeline
+    remotecal certificate sign|verify CERTIFICATE.xml ...    pipelines.certificate.cli
     remotecal demo [--out DIR] [--speed X] [--influx URL]   remotecal.demo
     remotecal dashboards build|push                         dashboards.build / dashboards.push
     remotecal ingest -c CENTRAL.toml [--quarantine]         gateway.ingest
@@ -60,7 +61,7 @@ def _config_problems(exc: ConfigError, path: str | None) -> int:
 # What each extra brings (pyproject.toml): a command that needs one of these modules and does
 # not find it names the extra to install instead of a traceback.
 _EXTRAS = {
-    "pipeline": ("scipy", "matplotlib", "qrcode", "PIL", "lxml"),
+    "pipeline": ("scipy", "matplotlib", "qrcode", "PIL", "lxml", "jinja2", "signxml", "cryptography", "zxingcpp"),
     "dashboards": ("grafana_foundation_sdk", "grafana_client", "niquests"),
     "demo": ("rich", "amqtt", "scipy", "matplotlib", "qrcode", "PIL", "lxml"),
 }
@@ -112,6 +113,36 @@ def _pipeline(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=commands.pipeline_run, extra="pipeline")
 
 
+def _certificate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("certificate", help="sign a certificate.xml (XAdES) or verify one")
+    ps = p.add_subparsers(dest="action", required=True)
+    sign = ps.add_parser("sign", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                         help="sign certificate.xml with the main signer's X.509 key (enveloped XAdES)")
+    sign.add_argument("certificate", help="the DCC to sign (validated before and after)")
+    sign.add_argument("--key", required=True, help="the signer's private key (PEM, RSA or EC)")
+    sign.add_argument("--cert", required=True, help="the signer's X.509 certificate (PEM)")
+    sign.add_argument("--chain", action="append", default=[], metavar="CA.pem",
+                      help="intermediate CA certificate(s) to include; repeat for more")
+    pw = sign.add_mutually_exclusive_group()
+    pw.add_argument("--password-file",
+                    help="file whose first line is the key's password (default: the key is not encrypted)")
+    pw.add_argument("--password-env", metavar="NAME", help="environment variable holding the key's password")
+    sign.add_argument("--out", help="where to write the signed certificate (default: in place)")
+    sign.set_defaults(func=commands.certificate_sign, extra="pipeline")
+
+    verify = ps.add_parser("verify", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           help="check schema, signature (against a trust store) and printed QR codes")
+    verify.add_argument("certificate", help="the DCC to verify")
+    verify.add_argument("--trust", help="trusted CA certificate(s): a PEM file or a folder of *.pem/*.crt "
+                                        "(default: none; required unless --unsigned)")
+    verify.add_argument("--unsigned", action="store_true",
+                        help="check an unsigned certificate (no signature check)")
+    verify.add_argument("--printed", action="append", default=[], metavar="FILE",
+                        help="a printed copy whose QR code must name this certificate: certificate.pdf, "
+                             "report.html, certificate.html or a PNG/JPEG scan; repeat for more")
+    verify.set_defaults(func=commands.certificate_verify, extra="pipeline")
+
+
 def _demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole chain on this machine, no outside service")
     p.add_argument("--out", default="out/demo", help="where the results go (default out/demo)")
@@ -161,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="remotecal", description="Remote-calibration gateway and data logger")
     p.add_argument("--version", action="version", version=f"remotecal {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_gateway, _simulate, _pipeline, _demo, _dashboards, _ingest, _keys):
+    for add in (_gateway, _simulate, _pipeline, _certificate, _demo, _dashboards, _ingest, _keys):
         add(sub)
     return p
 

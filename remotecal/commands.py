@@ -20,7 +20,7 @@ from remotecal.logs import setup_logging
 
 __all__ = [
     "GRAFANA_TOKEN", "dashboards_build", "dashboards_push", "demo", "gateway_check", "gateway_quarantine",
-    "gateway_run", "ingest", "keys_new", "pipeline_run", "simulate",
+    "certificate_sign", "certificate_verify", "gateway_run", "ingest", "keys_new", "pipeline_run", "simulate",
 ]
 
 GRAFANA_TOKEN = "GRAFANA_TOKEN"
@@ -107,7 +107,21 @@ def pipeline_run(args: argparse.Namespace) -> int:
         print(f"correction curves of {len(out.curves)} channel(s) -> {out.curve_path}")
     if out.report_path is not None:
         print(f"report {out.report_path}\ncertificate {out.certificate_path} (id {out.certificate_id})")
+    if out.pdf_path is not None:
+        print(f"printable certificate {out.pdf_path}")
     return 0
+
+
+def certificate_sign(args: argparse.Namespace) -> int:
+    from pipelines.certificate.cli import cmd_sign
+
+    return cmd_sign(args)
+
+
+def certificate_verify(args: argparse.Namespace) -> int:
+    from pipelines.certificate.cli import cmd_verify
+
+    return cmd_verify(args)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -87,6 +87,22 @@ def make_run() -> SyntheticRun:
     return SyntheticRun(compute(cfg, data), data, cfg, CONFIG_TEXT)
 
 
+@pytest.fixture(autouse=True)
+def _pdf_without_chromium(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pipeline run` prints certificate.pdf with headless Chromium, about 1 s a run: in the
+    tests that run the pipeline for other reasons, a stand-in writes a placeholder PDF.  Tests
+    marked ``real_pdf`` (tests/pipelines/test_printable.py) print with Chromium."""
+    if request.node.get_closest_marker("real_pdf"):
+        return
+    import pipelines.certificate.printable as printable
+
+    def placeholder(html_file: Path, pdf_file: Path) -> Path:
+        pdf_file.write_bytes(b"%PDF-1.4\n% placeholder: the test did not print with Chromium\n")
+        return pdf_file
+
+    monkeypatch.setattr(printable, "print_pdf", placeholder)
+
+
 @pytest.fixture(scope="session")
 def synthetic_run() -> SyntheticRun:
     return make_run()

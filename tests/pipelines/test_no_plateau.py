@@ -131,7 +131,8 @@ def test_no_plateau_exits_1_names_the_criteria_and_leaves_no_results(
 
     # Nothing that could pass for this run's results is left; the earlier ones are logged.
     assert {p.name for p in out.iterdir()} == {"report.html"}
-    assert any("removed corrections.csv, curve.csv, certificate.xml of an earlier run" in r.getMessage()
+    assert any("removed corrections.csv, curve.csv, certificate.xml, certificate.html, certificate.pdf of an "
+               "earlier run" in r.getMessage()
                for r in caplog.records)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert f'<h1 id="no-calibration">No calibration point: run {RUN}</h1>' in page
