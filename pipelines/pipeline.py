@@ -97,26 +97,30 @@ def run_pipeline(
     out = Path(out_dir)
     if not results:
         raise _no_calibration_point(cfg, data, Path(config), out)
-    curves: dict[str, Curve] = {}
-    curve_path = None
-    if cfg.curve is not None:
-        from pipelines.curve import fit_curves
-        from pipelines.results import write_curve_csv
+    from pipelines.staging import staged_results
 
-        curves = fit_curves(results, cfg.curve.degree)
-        curve_path = write_curve_csv(curves, cfg.curve.degree, out / "curve.csv")
-    elif (out / "curve.csv").is_file():
-        # An earlier run's curve must not pass for this run's, which fits none.
-        (out / "curve.csv").unlink()
-        log.warning("%s: removed curve.csv of an earlier run: this config has no [curve]", out)
-    issued = _issue(cfg, results, data, curves, Path(config))
-    csv_path = write_corrections_csv(issued.content.points, out / "corrections.csv", curves=curves)
+    curves: dict[str, Curve] = {}
     written = 0
     wanted = cfg.source.write_results if write_results is None else write_results
-    if wanted and cfg.source.kind == "influxdb":
-        written = write_points(results, cfg.source, cfg.run)
-    output = PipelineOutput(results, csv_path, written, cfg, data, curves=curves, curve_path=curve_path)
-    _certificate_and_report(output, issued, Path(config), out)
+    with staged_results(out, (*RESULT_FILES, "report.html")) as stage:
+        if cfg.curve is not None:
+            from pipelines.curve import fit_curves
+            from pipelines.results import write_curve_csv
+
+            curves = fit_curves(results, cfg.curve.degree)
+            write_curve_csv(curves, cfg.curve.degree, stage / "curve.csv")
+        issued = _issue(cfg, results, data, curves, Path(config))
+        write_corrections_csv(issued.content.points, stage / "corrections.csv", curves=curves)
+        output = PipelineOutput(results, out / "corrections.csv", 0, cfg, data, curves=curves,
+                                curve_path=out / "curve.csv" if cfg.curve is not None else None)
+        _certificate_and_report(output, issued, Path(config), stage)
+        if wanted and cfg.source.kind == "influxdb":
+            # last: the points go out only once every file is written
+            written = write_points(results, cfg.source, cfg.run)
+    output.points_written = written
+    output.certificate_path, output.report_path = out / "certificate.xml", out / "report.html"
+    if output.pdf_path is not None:
+        output.pdf_path = out / "certificate.pdf"
     return output
 
 

@@ -1,0 +1,59 @@
+"""A run that fails part-way leaves DIR as it was: no new results beside stale ones (issue 14)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
+    from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, synthetic_run
+
+    sink = LocalStoreSink(LocalStoreConfig(path=tmp_path / "store.db"))
+
+    async def fill() -> None:
+        await sink.write(synthetic_run())
+        await sink.aclose()
+
+    asyncio.run(fill())
+    text = PIPELINE_TOML.format(run=RUN, url="x", database="x", cert=CERT)
+    source = text[text.index("[source]"):text.index("[stability]")]
+    path = tmp_path / "pipeline.toml"
+    path.write_text(text.replace(source, '[source]\nkind = "local"\npath = "store.db"\n\n'))
+    return path
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_a_failure_part_way_leaves_the_earlier_results_untouched(
+        config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["pipeline", "run", "-c", str(config), "--out", str(out)]) == 0
+    before = _snapshot(out)
+    assert {"corrections.csv", "certificate.xml", "report.html", "certificate.html", "certificate.pdf"} <= set(before)
+
+    # The same run with [curve] (a new curve.csv, other content) fails while writing the report.
+    config.write_text(config.read_text() + "\n[curve]\ndegree = 1\n")
+    import pipelines.report as report
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "build_report", broken)
+    with pytest.raises(OSError):
+        main(["pipeline", "run", "-c", str(config), "--out", str(out)])
+    assert _snapshot(out) == before  # no curve.csv, no new corrections.csv: the old set, whole
+
+    monkeypatch.undo()
+    assert main(["pipeline", "run", "-c", str(config), "--out", str(out)]) == 0
+    after = _snapshot(out)
+    assert "curve.csv" in after and after["corrections.csv"] != before["corrections.csv"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".remotecal-results-")]
