@@ -152,6 +152,13 @@ class SourceConfig(_Strict):
     """Points per chunk of a chunked InfluxQL response."""
     write_results: bool = True
     """Write the `calibration_point` points back to the same database (influxdb only)."""
+    site: str | None = Field(default=None, min_length=1)
+    """Only the readings of this site (InfluxDB tag `site`)."""
+    gateway: str | None = Field(default=None, min_length=1)
+    """Only the readings of this gateway (InfluxDB tag `gateway`)."""
+    quiet_s: float = Field(default=600.0, ge=0)
+    """A run without an [run] end in the past whose newest reading is younger than this [s] is
+    still recording: `pipeline run` refuses it (or, with --provisional, marks it provisional)."""
 
     @field_validator("url")
     @classmethod
@@ -185,6 +192,14 @@ class SourceConfig(_Strict):
     @classmethod
     def _token(cls, v: Secret | None, info: ValidationInfo) -> Secret | None:
         check_token(v, info.data.get("username"))
+        return v
+
+    @field_validator("site", "gateway")
+    @classmethod
+    def _filters(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("kind") == "local":
+            raise ValueError("applies to kind = 'influxdb' only; the local store holds one gateway's "
+                             "readings")
         return v
 
     @field_validator("path")

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import RemotecalError
 
-__all__ = ["NoCalibrationPoint", "PipelineOutput", "run_pipeline", "uncalibrated_channels"]
+__all__ = ["NoCalibrationPoint", "PipelineOutput", "RunStillRecording", "run_pipeline", "uncalibrated_channels"]
 
 if TYPE_CHECKING:
     from pipelines.certificate.issue import Issued
     from pipelines.config import PipelineConfig
     from pipelines.curve import Curve
     from pipelines.run import PointResult, StabilityDiagnosis
-    from pipelines.source import ChannelData
+    from pipelines.source import ChannelData, RunOrigin
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,14 @@ class NoCalibrationPoint(RemotecalError):
 
 
 def run_pipeline(
-    config: str | Path, out_dir: str | Path, *, write_results: bool | None = None
+    config: str | Path, out_dir: str | Path, *, write_results: bool | None = None, provisional: bool = False
 ) -> PipelineOutput:
     """Load the config, read the run, compute, write corrections.csv into ``out_dir`` and
     (unless ``write_results`` is False, or the config's ``source.write_results`` is) the
-    `calibration_point` points.  Raises ConfigError / RemotecalError, and NoCalibrationPoint
-    (a RemotecalError) when the run has no calibration point, after writing its diagnosis."""
+    `calibration_point` points.  Raises ConfigError / RemotecalError, RunStillRecording when
+    the run is still recording (unless ``provisional``: then a provisional certificate, no
+    number, no points), and NoCalibrationPoint (a RemotecalError) when the run has no
+    calibration point, after writing its diagnosis."""
     from pipelines.config import load_pipeline_config
     from pipelines.results import write_corrections_csv, write_points
     from pipelines.run import compute
@@ -88,11 +90,9 @@ def run_pipeline(
     cfg = load_pipeline_config(config)
     data = load_run(cfg)
     if not data:
-        raise RemotecalError(
-            f"run {cfg.run.id!r} has no readings in the source"
-            + (f" between {cfg.run.start.isoformat()} and {cfg.run.end.isoformat()}"
-               if cfg.run.start and cfg.run.end else "")
-        )
+        raise _no_readings(cfg)
+    origins = _origins(cfg)
+    provisional = _still_recording(cfg, origins, provisional)
     results = compute(cfg, data)
     out = Path(out_dir)
     if not results:
@@ -109,12 +109,12 @@ def run_pipeline(
 
             curves = fit_curves(results, cfg.curve.degree)
             write_curve_csv(curves, cfg.curve.degree, stage / "curve.csv")
-        issued = _issue(cfg, results, data, curves, Path(config))
+        issued = _issue(cfg, results, data, curves, Path(config), provisional, origins)
         write_corrections_csv(issued.content.points, stage / "corrections.csv", curves=curves)
         output = PipelineOutput(results, out / "corrections.csv", 0, cfg, data, curves=curves,
                                 curve_path=out / "curve.csv" if cfg.curve is not None else None)
         _certificate_and_report(output, issued, Path(config), stage)
-        if wanted and cfg.source.kind == "influxdb":
+        if wanted and cfg.source.kind == "influxdb" and not provisional:
             # last: the points go out only once every file is written
             written = write_points(results, cfg.source, cfg.run)
     output.points_written = written
@@ -161,7 +161,7 @@ def _no_calibration_point(
 
 
 def _issue(cfg: PipelineConfig, results: list[PointResult], data: dict[str, ChannelData],
-           curves: dict[str, Curve], config: Path) -> Issued:
+           curves: dict[str, Curve], config: Path, provisional: bool, origins: list[RunOrigin]) -> Issued:
     """The run's certificate: numbered, validated, signed when configured (`pipelines.certificate.issue`)."""
     from importlib.metadata import version
 
@@ -169,7 +169,75 @@ def _issue(cfg: PipelineConfig, results: list[PointResult], data: dict[str, Chan
 
     _warn_unstated(cfg, results, config)
     return issue_certificate(results, cfg, config_path=config, software_version=version("remotecal"),
-                             data=data, curves=curves)
+                             data=data, curves=curves, provisional=provisional,
+                             origins=[f"{o.site}/{o.gateway}" for o in origins])
+
+
+# --- is the run there, whole and finished? (issue 14) -----------------------------------------
+
+
+class RunStillRecording(RemotecalError):
+    """The run is still recording: no certificate (`pipeline run --provisional` for a preview)."""
+
+
+def _bounds(cfg: PipelineConfig) -> str:
+    parts = []
+    if cfg.run.start is not None:
+        parts.append(f"from {cfg.run.start.isoformat()}")
+    if cfg.run.end is not None:
+        parts.append(f"before {cfg.run.end.isoformat()}")
+    if cfg.source.site is not None:
+        parts.append(f"at site {cfg.source.site!r}")
+    if cfg.source.gateway is not None:
+        parts.append(f"from gateway {cfg.source.gateway!r}")
+    return (" " + " ".join(parts)) if parts else ""
+
+
+def _no_readings(cfg: PipelineConfig) -> RemotecalError:
+    """A run id without readings: the one line names the runs the source does hold."""
+    from pipelines.source import known_runs
+
+    runs = known_runs(cfg)
+    shown = ", ".join(runs[:20]) + (f" (and {len(runs) - 20} more)" if len(runs) > 20 else "")
+    return RemotecalError(f"run {cfg.run.id!r} has no readings in the source{_bounds(cfg)}; runs there: "
+                          f"{shown or 'none'}")
+
+
+def _origins(cfg: PipelineConfig) -> list[RunOrigin]:
+    from pipelines.source import run_origins
+
+    origins = run_origins(cfg)
+    if len(origins) > 1:
+        names = ", ".join(f"{o.site}/{o.gateway}" for o in origins)
+        log.warning("run %s was recorded by %d gateways: %s (narrow with [source] site / gateway if that is "
+                    "not meant)", cfg.run.id, len(origins), names)
+    return origins
+
+
+def _still_recording(cfg: PipelineConfig, origins: list[RunOrigin], provisional: bool) -> bool:
+    """Whether the certificate is provisional; RunStillRecording when the run is still recording
+    (no [run] end in the past, and a reading younger than source.quiet_s) and ``provisional`` is
+    not asked for."""
+    import time
+    from datetime import UTC, datetime
+
+    now = time.time()
+    if not origins or (cfg.run.end is not None and cfg.run.end.timestamp() <= now):
+        return provisional
+    newest = max(origins, key=lambda o: o.newest_s)
+    age = now - newest.newest_s
+    if age >= cfg.source.quiet_s:
+        return provisional
+    when = datetime.fromtimestamp(newest.newest_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if provisional:
+        log.warning("run %s is still recording (newest reading %s): the certificate is PROVISIONAL",
+                    cfg.run.id, when)
+        return True
+    raise RunStillRecording(
+        f"run {cfg.run.id!r} is still recording: its newest reading ({newest.site}/{newest.gateway}, "
+        f"{when}) is {age:.0f} s old, under source.quiet_s = {cfg.source.quiet_s:g} s, and [run] has no "
+        "end in the past; "
+        "wait, give [run] end, or run with --provisional for a provisional report")
 
 
 def _certificate_and_report(output: PipelineOutput, issued: Issued, config: Path, out: Path) -> None:

@@ -15,6 +15,11 @@ token); it needs a server that speaks InfluxQL.
 
 ``kind = "local"`` reads the demo's SQLite store instead (`gateway.sinks.local.read_run`).
 
+``[source] site`` and ``gateway`` narrow the readings to one site and/or gateway (InfluxDB tags
+`site`, `gateway`).  `run_origins` says which (site, gateway) recorded the run and each one's
+newest reading (a run spanning several is named, and a run still recording is recognised);
+`known_runs` lists the runs a source holds (for a run id that has no readings).
+
 While a long read goes on (more than ``PROGRESS_AFTER_S``), a progress display (rich) on
 stderr shows the readings and series read so far, their rate and the time elapsed; the
 answer is streamed without a total, so the bar pulses rather than fills.  Only when stderr
@@ -43,12 +48,15 @@ from pipelines.config import PipelineConfig, RunConfig, SourceConfig
 __all__ = [
     "PROGRESS_AFTER_S",
     "ChannelData",
+    "RunOrigin",
     "influx_client",
     "influxql_string",
+    "known_runs",
     "load_run",
     "query_readings",
     "read_local",
     "run_condition",
+    "run_origins",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,12 +120,26 @@ def run_condition(run: RunConfig) -> str:
     return " AND ".join(where)
 
 
-def _readings_query(cfg: PipelineConfig) -> str:
+def _measurement(cfg: PipelineConfig) -> str:
     measurement = _identifier("reading")
     if cfg.source.retention_policy:
         measurement = f"{_identifier(cfg.source.retention_policy)}.{measurement}"
+    return measurement
+
+
+def _readings_condition(cfg: PipelineConfig) -> str:
+    """The run's condition, narrowed to [source] site / gateway when given."""
+    where = [run_condition(cfg.run)]
+    if cfg.source.site is not None:
+        where.append(f'"site" = {influxql_string(cfg.source.site)}')
+    if cfg.source.gateway is not None:
+        where.append(f'"gateway" = {influxql_string(cfg.source.gateway)}')
+    return " AND ".join(where)
+
+
+def _readings_query(cfg: PipelineConfig) -> str:
     return (
-        f'SELECT "value" FROM {measurement} WHERE {run_condition(cfg.run)} '
+        f'SELECT "value" FROM {_measurement(cfg)} WHERE {_readings_condition(cfg)} '
         'GROUP BY "channel", "quantity", "unit", "role"'
     )
 
@@ -314,6 +336,76 @@ def read_local(cfg: PipelineConfig) -> dict[str, ChannelData]:
         out[name] = ChannelData(t[keep], v[keep], ch.quantity, ch.unit, ch.role)
     log.info("read %d channel(s) of run %s from %s", len(out), cfg.run.id, cfg.source.path)
     return out
+
+
+class RunOrigin(NamedTuple):
+    """One (site, gateway) that recorded readings of the run, and its newest one."""
+
+    site: str
+    gateway: str
+    newest_s: float
+    """Time of its newest reading of the run [s since the epoch, UTC]."""
+
+
+def _influx_series(cfg: PipelineConfig, q: str) -> list[dict[str, Any]]:
+    """The series of one (small, unchunked) InfluxQL answer; RemotecalError as query_readings."""
+    source = cfg.source
+    try:
+        with influx_client(source) as client:
+            r = client.post(f"{source.url}/query", data={"db": source.database or "", "q": q, "epoch": "ns"})
+    except httpx.HTTPError as exc:
+        why = str(exc) or type(exc).__name__
+        raise RemotecalError(f"cannot read from InfluxDB at {source.url}: {why}") from None
+    if r.status_code != 200:
+        raise RemotecalError(f"InfluxDB at {source.url} answered {r.status_code}: {_server_error(r.text)}")
+    out: list[dict[str, Any]] = []
+    for result in r.json().get("results", []):
+        if "error" in result:
+            raise RemotecalError(f"InfluxDB at {source.url}, database {source.database!r}: {result['error']}")
+        out += result.get("series", [])
+    return out
+
+
+def _local(cfg: PipelineConfig, q: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A query of the demo's local store (table `reading` of `gateway.sinks.local.store`)."""
+    import sqlite3
+
+    path = cfg.source.path
+    if path is None or not path.exists():
+        raise RemotecalError(f"{path}: no local store here")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(q, args).fetchall()
+    except sqlite3.Error as exc:
+        raise RemotecalError(f"{path}: cannot read the local store: {exc}") from None
+    finally:
+        db.close()
+
+
+def run_origins(cfg: PipelineConfig) -> list[RunOrigin]:
+    """Each (site, gateway) with readings of the run (within its bounds and [source] filters),
+    with its newest reading's time; sorted."""
+    if cfg.source.kind == "influxdb":
+        series = _influx_series(cfg, f'SELECT last("value") FROM {_measurement(cfg)} WHERE '
+                                     f'{_readings_condition(cfg)} GROUP BY "site", "gateway"')
+        origins = [RunOrigin(s.get("tags", {}).get("site", ""), s.get("tags", {}).get("gateway", ""),
+                             s["values"][0][0] / 1e9) for s in series if s.get("values")]
+        return sorted(origins)
+    start, end = _ns(cfg.run.start), _ns(cfg.run.end)
+    rows = _local(cfg, "SELECT site, gateway, max(time_ns) FROM reading WHERE run = ? AND time_ns >= ? "
+                       "AND time_ns < ? GROUP BY site, gateway ORDER BY site, gateway",
+                  (cfg.run.id, -(2**63) if start is None else start, 2**63 - 1 if end is None else end))
+    return [RunOrigin(str(site or ""), str(gw or ""), t / 1e9) for site, gw, t in rows
+            if (cfg.source.site is None or site == cfg.source.site)
+            and (cfg.source.gateway is None or gw == cfg.source.gateway)]
+
+
+def known_runs(cfg: PipelineConfig) -> list[str]:
+    """Every run id the source holds readings of, sorted."""
+    if cfg.source.kind == "influxdb":
+        series = _influx_series(cfg, f'SHOW TAG VALUES FROM {_measurement(cfg)} WITH KEY = "run"')
+        return sorted({str(v[1]) for s in series for v in s.get("values", [])})
+    return sorted(str(r[0]) for r in _local(cfg, "SELECT DISTINCT run FROM reading", ()))
 
 
 def load_run(cfg: PipelineConfig) -> dict[str, ChannelData]:

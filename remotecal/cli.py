@@ -2,7 +2,7 @@
 
     remotecal gateway run|check|quarantine -c SITE.toml     remotecal.commands.gateway_*
     remotecal simulate -c SIM.toml                          virtual devices (firmware_bridge)
-    remotecal pipeline run -c PIPELINE.toml [--out DIR]     pipelines.pipeline.run_pipeline
+    remotecal pipeline run -c PIPELINE.toml [--out DIR] [--provisional]   pipelines.pipeline.run_pipeline
     remotecal certificate sign|verify CERTIFICATE.xml ...    pipelines.certificate.cli
     remotecal demo [--out DIR] [--speed X] [--influx URL]   remotecal.demo
     remotecal dashboards build|push                         dashboards.build / dashboards.push
@@ -110,6 +110,9 @@ def _pipeline(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default=".", help="folder for corrections.csv (default: the current one)")
     run.add_argument("--no-points", action="store_true",
                      help="do not write calibration_point points back to InfluxDB")
+    run.add_argument("--provisional", action="store_true",
+                     help="compute a run that is still recording: a PROVISIONAL report and certificate "
+                          "(no certificate number, no calibration_point points); default: refuse such a run")
     run.set_defaults(func=commands.pipeline_run, extra="pipeline")
 
 

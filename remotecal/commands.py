@@ -92,7 +92,8 @@ def simulate(args: argparse.Namespace) -> int:
 def pipeline_run(args: argparse.Namespace) -> int:
     from pipelines.pipeline import run_pipeline, uncalibrated_channels
 
-    out = run_pipeline(args.config, args.out, write_results=False if args.no_points else None)
+    out = run_pipeline(args.config, args.out, write_results=False if args.no_points else None,
+                       provisional=args.provisional)
     channels = sorted({r.channel for r in out.results})
     print(
         f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"

@@ -186,6 +186,8 @@ class Certificate:
     simulated: bool = False
     """The readings are the demo's simulation (time-compressed): said on every page."""
     time_compression: float = 1.0
+    origins: tuple[str, ...] = ()
+    """"site/gateway" of each gateway that recorded the run."""
 
     @property
     def channels(self) -> list[str]:
@@ -268,6 +270,7 @@ def make_content(
     issue: Issue,
     data: Mapping[str, ChannelData] | None = None,
     curves: Mapping[str, Curve] | None = None,
+    origins: Sequence[str] = (),
 ) -> Certificate:
     """The certificate's content for a run's results (module docstring).  ``data`` are the
     run's readings (for the ambient conditions); without them no condition is stated."""
@@ -284,5 +287,5 @@ def make_content(
         conditions=conditions, missing_conditions=missing, curves=dict(curves or {}),
         conformity_rule=cfg.conformity.rule if cfg.conformity is not None else None,
         software_version=software_version, issue=issue, simulated=cfg.report.simulated,
-        time_compression=cfg.report.time_compression,
+        time_compression=cfg.report.time_compression, origins=tuple(origins),
     )

@@ -65,11 +65,12 @@ def issue_certificate(
     data: Mapping[str, ChannelData] | None = None,
     curves: Mapping[str, Curve] | None = None,
     provisional: bool = False,
+    origins: Sequence[str] = (),
 ) -> Issued:
     """The run's certificate, numbered, validated, signed when configured (module docstring).
     Raises DccError / RegisterError / SigningError (one line each)."""
     content = make_content(results, cfg, software_version=software_version, issue=_PLACEHOLDER, data=data,
-                           curves=curves)
+                           curves=curves, origins=origins)
     key = hashlib.sha256(canonical_content(build_dcc(content))).hexdigest()
     number = certificate_number(cfg)
     if provisional:

@@ -231,6 +231,11 @@ def _administrative(w: _Writer, root: etree._Element, c: Certificate) -> etree._
     _sub(ident, _D + "issuer", "calibrationLaboratory")
     _sub(ident, _D + "value", c.issue.number)
     w.name(ident, f"Certificate number (revision {c.issue.revision})")
+    for origin in c.origins:
+        ident = _sub(ids, _D + "identification")
+        _sub(ident, _D + "issuer", "calibrationLaboratory")
+        _sub(ident, _D + "value", origin)
+        w.name(ident, "Gateway that recorded the run (site/gateway)")
     _sub(core, _D + "beginPerformanceDate", datetime.fromtimestamp(c.begin_s, UTC).date().isoformat())
     _sub(core, _D + "endPerformanceDate", datetime.fromtimestamp(c.end_s, UTC).date().isoformat())
     _sub(core, _D + "performanceLocation", p.performance_location)

@@ -4,6 +4,7 @@ the pipeline.toml with the demo's stability criteria scaled to its compressed ti
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def pipeline_config(plan: DemoPlan, store: Path) -> dict[str, Any]:
                 "min_duration_s": _g(MIN_DURATION_S / k)}
 
     return {
-        "run": {"id": RUN_ID},
+        # Written once the chain has stopped: every reading is before this end, so the pipeline
+        # knows the run is finished (it refuses a run still recording).
+        "run": {"id": RUN_ID, "end": datetime.now(UTC)},
         "source": source,
         "stability": stability(MAX_STD_T, MAX_SLOPE_T),
         "comparisons": [
