@@ -213,17 +213,31 @@ class Certificate:
         return max(p.result.t_end_s for p in self.points)
 
 
+_REFERENCE_KEYS = {
+    # [references.<id>] key -> ReferenceStandard field
+    "name": "name", "manufacturer": "manufacturer", "model": "model", "serial": "serial",
+    "certificate": "certificate_number", "certificate_number": "certificate_number",
+    "laboratory": "laboratory", "calibration_date": "calibration_date", "due_date": "due_date",
+    "certificate_sha256": "sha256", "sha256": "sha256",
+}
+
+
+def _reference_entry(cfg: PipelineConfig, channel: str) -> Any | None:
+    """The [references.<id>] entry whose channel (default: its id) is ``channel``, once the
+    config has that section (the `math` engineer's); None otherwise."""
+    for ref_id, ref in (getattr(cfg, "references", None) or {}).items():
+        if (getattr(ref, "channel", None) or ref_id) == channel:
+            return ref
+    return None
+
+
 def _meta(cfg: PipelineConfig, channel: str) -> dict[str, Any]:
-    """The [references.<id>] entry of a reference channel, once the config has them (the
-    `math` engineer's section): whichever of the known keys it states."""
-    refs = getattr(cfg, "references", None) or {}
-    for ref_id, ref in refs.items():
-        if getattr(ref, "channel", ref_id) == channel:
-            data = ref.model_dump() if hasattr(ref, "model_dump") else dict(ref)
-            keys = ("name", "manufacturer", "model", "serial", "certificate_number", "laboratory",
-                    "calibration_date", "due_date", "sha256")
-            return {k: data[k] for k in keys if data.get(k) is not None}
-    return {}
+    """What [references.<id>] states of a reference channel's identity and certificate."""
+    ref = _reference_entry(cfg, channel)
+    if ref is None:
+        return {}
+    data = ref.model_dump() if hasattr(ref, "model_dump") else dict(ref)
+    return {field: data[key] for key, field in _REFERENCE_KEYS.items() if data.get(key) is not None}
 
 
 def references_of(cfg: PipelineConfig, results: Sequence[PointResult],
@@ -232,12 +246,13 @@ def references_of(cfg: PipelineConfig, results: Sequence[PointResult],
     units = {ch: unit for r in results for ch, unit in r.equipment}
     out = []
     for channel in sorted(units):
-        cert = cfg.reference_certificate.get(channel)
+        cert = _reference_entry(cfg, channel) or cfg.reference_certificate.get(channel)
         quantity = data[channel].quantity if data and channel in data else \
             next((r.quantity for r in results if r.reference == channel), "")
         out.append(ReferenceStandard(
             channel=channel, quantity=quantity, unit=units[channel],
-            rows=tuple(tuple(row) for row in cert.points) if cert else (),  # type: ignore[misc]
+            rows=tuple((float(a), float(b), float(u), float(k)) for a, b, u, k in cert.points)
+            if cert else (),
             **_meta(cfg, channel)))
     return out
 
