@@ -75,7 +75,8 @@ __all__ = [
 ]
 
 _UNITS = {"degC": "°C", "degF": "°F", "%rh": "%rh", "1": ""}
-_TICK_STEPS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
+_TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+                 172800, 604800)
 """Elapsed-time ticks fall on whole minutes, quarters, hours, days."""
 
 
@@ -175,12 +176,18 @@ def _png(fig: Figure) -> str:
 
 
 def _elapsed_axis(ax: Any, t0: float) -> None:
-    """An x axis of elapsed time [h:mm] since ``t0``, its start stated in UTC."""
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x // 3600)}:{int(x % 3600 // 60):02d}"))
+    """An x axis of elapsed time since ``t0`` (its start stated in UTC): h:mm, or m:ss for a run
+    shorter than an hour (the demo's time-compressed one), ticks on whole units."""
     lo, hi = ax.get_xlim()
+    short = hi - lo < 3600
+    if short:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x // 60)}:{int(x % 60):02d}"))
+    else:
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda x, _: f"{int(x // 3600)}:{int(x % 3600 // 60):02d}"))
     step = next((s for s in _TICK_STEPS_S if (hi - lo) / s <= 12), _TICK_STEPS_S[-1])
     ax.xaxis.set_major_locator(MultipleLocator(step))
-    ax.set_xlabel(f"elapsed time [h:mm] since {_time(t0)} UTC")
+    ax.set_xlabel(f"elapsed time [{'m:ss' if short else 'h:mm'}] since {_time(t0)} UTC")
 
 
 def _overview(reference: str, points: Sequence[PointResult], data: Mapping[str, ChannelData]) -> str | None:

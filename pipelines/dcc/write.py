@@ -296,10 +296,24 @@ def traceability_text(c: Certificate) -> str:
 
 
 def cmc_text(c: Certificate) -> str:
+    """The CMC statement (ILAC-P14): what was checked against the laboratory's CMC, and what not."""
     raised = sum(1 for p in c.points if p.raised_to_cmc)
-    return ("No expanded uncertainty stated here is smaller than the calibration and measurement "
-            "capability (CMC) of the laboratory for the quantity and range (ILAC-P14:09/2020)"
-            + (f"; {raised} point(s) are stated at the CMC." if raised else "."))
+    outside = sum(1 for p in c.points if "outside_cmc" in p.flags)
+    unchecked = sorted({p.result.quantity.replace("_", " ") for p in c.points
+                        if p.cmc is None and "outside_cmc" not in p.flags})
+    checked = sum(1 for p in c.points if p.cmc is not None)
+    parts = []
+    if checked:
+        parts.append("No expanded uncertainty stated here is smaller than the calibration and measurement "
+                     "capability (CMC) of the laboratory for the quantity and range (ILAC-P14:09/2020)"
+                     + (f"; {raised} point(s) are stated at the CMC." if raised else "."))
+    if outside:
+        parts.append(f"{outside} point(s) lie outside the ranges of the laboratory's CMC and are not "
+                     "covered by its accreditation.")
+    if unchecked:
+        parts.append(f"No CMC of the laboratory is stated for {', '.join(unchecked)}: those uncertainties "
+                     "are stated as evaluated, without a check against a CMC (ILAC-P14:09/2020).")
+    return " ".join(parts)
 
 
 def _statements(w: _Writer, adm: etree._Element, c: Certificate) -> None:

@@ -107,3 +107,19 @@ def test_decisions_on_stated_numbers_with_their_risk(synthetic_run: SyntheticRun
 def test_cmc_range_model() -> None:
     r = CmcRange(min=0.0, max=10.0, U=0.1, U_relative=0.01)
     assert r.at(-5.0) == pytest.approx(0.15)
+
+
+def test_the_cmc_statement_says_what_was_checked(synthetic_run: SyntheticRun) -> None:
+    from pipelines.certificate.content import Issue, make_content
+    from pipelines.dcc.write import cmc_text
+
+    def text_for(extra: str) -> str:
+        c = make_content(synthetic_run.results, _cfg(extra), software_version="t", issue=Issue("X", "X"))
+        return cmc_text(c)
+
+    none = text_for("")
+    assert "No CMC of the laboratory is stated for relative humidity, temperature" in none
+    assert "No expanded uncertainty stated here is smaller" not in none
+    some = text_for(CMC)
+    assert "6 point(s) are stated at the CMC" not in some  # 30 degC is outside: 4 raised, 2 outside
+    assert "2 point(s) lie outside the ranges" in some and "for relative humidity:" in some
