@@ -71,4 +71,6 @@ def _run_pipeline(config: Path, out: Path) -> dict[str, Path]:
     paths = {"corrections.csv": result.csv_path}
     if result.report_path and result.certificate_path:
         paths |= {"report.html": result.report_path, "certificate.xml": result.certificate_path}
+    if result.pdf_path:
+        paths["certificate.pdf"] = result.pdf_path
     return paths | {"site config": out / "site.toml", "pipeline config": config}
