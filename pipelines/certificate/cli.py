@@ -8,6 +8,9 @@
 Exits: 0 when signed / every check passed; 1 when a check failed (one line each) or the
 certificate cannot be read; 2 when a key, password, certificate or trust store file given is
 unusable (one line naming the file).
+
+Nothing heavy is imported until a command runs: every `remotecal` command builds this parser,
+and a gateway's start must not wait for lxml, scipy and signxml.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.dcc import DccError
-
 __all__ = ["cmd_sign", "cmd_verify"]
 
 
 def _read(path: Path) -> bytes:
+    from pipelines.dcc.common import DccError
+
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -46,7 +49,7 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from pipelines.dcc import validate_dcc
+    from pipelines.dcc import DccError, validate_dcc
     from pipelines.dcc.signature import SigningError, load_signer, sign_dcc
 
     source = Path(args.certificate)

@@ -127,3 +127,17 @@ def test_signing_twice_and_verifying_unsigned_are_refused(issued: Issued, signed
         sign_dcc(signed, load_signer(pki.signer_key, pki.signer_cert))
     with pytest.raises(Exception, match="not signed"):
         verify_signature(issued.xml, load_trust_store(pki.ca))
+
+
+def test_the_command_parser_imports_nothing_heavy() -> None:
+    """Every `remotecal` command (a gateway's start too) builds the parser with `certificate`:
+    building it must not import the certificate's libraries (the gateway's end-to-end tests
+    give it one second to subscribe)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, remotecal.cli as c; c.parser(); "
+            "print(sorted(m for m in ('signxml', 'lxml', 'scipy', 'jinja2', 'matplotlib', 'zxingcpp') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
