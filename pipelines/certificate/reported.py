@@ -52,6 +52,10 @@ FLAG_TEXT = {
         "the reference's indication lay outside the rows of its calibration certificate; its "
         "correction was extrapolated linearly and its uncertainty held at the outermost row's"
     ),
+    "expired_reference": (
+        "a reference standard was past its certificate's due date during the calibration (allowed by "
+        "run.allow_expired_references)"
+    ),
     "cmc": (
         "the uncertainty budget gave less than the laboratory's CMC for this quantity and range; "
         "the stated U is the CMC (ILAC-P14)"

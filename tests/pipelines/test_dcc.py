@@ -217,3 +217,28 @@ def test_package_data_ships_every_schema_and_template_file() -> None:
                 rel = f.relative_to(base).as_posix()
                 assert any(fnmatch.fnmatch(rel, pat) and rel.count("/") == pat.count("/")
                            for pat in data[package]), rel
+
+
+def test_a_declared_reference_is_measuring_equipment_with_its_certificate_hash() -> None:
+    """[references.<id>] (identity, certificate number, laboratory, dates, SHA-256) reaches the
+    DCC's measuringEquipment (dcc:certificate, hash type) and the traceability statement."""
+    from pipelines.config import parse_pipeline_config
+    from pipelines.run import compute
+    from tests.pipelines.test_references import config, run_data
+
+    cfg = parse_pipeline_config(config())
+    c = make_content(compute(cfg, run_data()), cfg, software_version="t", issue=ISSUE)
+    (ref,) = c.references
+    assert (ref.certificate_number, ref.laboratory, ref.serial, ref.sha256) == ("PTB-2026-0815", "PTB", "SN-4711",
+                                                                                "ab" * 32)
+    xml = build_dcc(c)
+    validate_dcc(xml)
+    doc = etree.fromstring(xml)
+    (eq,) = doc.xpath("//dcc:measuringEquipment[@refType='basic_standardUsed']", namespaces=NS)
+    assert eq.findtext("dcc:certificate/dcc:referralID", namespaces=NS) == "PTB-2026-0815"
+    assert eq.findtext("dcc:certificate/dcc:procedure", namespaces=NS) == "SHA-256"
+    assert eq.findtext("dcc:certificate/dcc:value", namespaces=NS) == "ab" * 32
+    assert eq.findtext("dcc:manufacturer/dcc:name/dcc:content", namespaces=NS) == "Fluke"
+    assert eq.findtext("dcc:model", namespaces=NS) == "5615"
+    statements = " ".join(doc.xpath("//dcc:statement/dcc:declaration/dcc:content/text()", namespaces=NS))
+    assert "calibrated by PTB, certificate PTB-2026-0815 of 2026-03-01, due 2027-03-01" in statements

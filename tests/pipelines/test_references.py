@@ -16,6 +16,7 @@ import pytest
 import tomli_w
 
 from gateway.errors import ConfigError, RemotecalError
+from pipelines.certificate.reported import report_points
 from pipelines.config import load_pipeline_config, parse_pipeline_config
 from pipelines.reference import history_drift
 from pipelines.results import write_corrections_csv
@@ -143,9 +144,10 @@ def test_an_expired_reference_is_refused_unless_allowed(tmp_path: Path) -> None:
         compute(parse_pipeline_config(config()), run_data(late))
     doc = config()
     doc["run"]["allow_expired_references"] = True
-    results = compute(parse_pipeline_config(doc), run_data(late))
+    allowed = parse_pipeline_config(doc)
+    results = compute(allowed, run_data(late))
     assert results and all(r.expired_reference and "expired_reference" in r.flags for r in results)
-    csv = write_corrections_csv(results, tmp_path / "corrections.csv").read_text()
+    csv = write_corrections_csv(report_points(allowed, results), tmp_path / "corrections.csv").read_text()
     assert "expired_reference" in csv
     early = T0 - 365 * 86400.0  # before the calibration date: the table did not exist
     with pytest.raises(RemotecalError, match=r"references\.ref-t: the run \(2025-11-26\) precedes"):
