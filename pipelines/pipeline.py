@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import RemotecalError
 
-__all__ = ["NoCalibrationPoint", "PipelineOutput", "RunStillRecording", "run_pipeline", "uncalibrated_channels"]
+__all__ = ["NoCalibrationPoint", "PipelineOutput", "RunStillRecording", "run_pipeline",
+           "uncalibrated_channels"]
 
 if TYPE_CHECKING:
     from pipelines.certificate.issue import Issued

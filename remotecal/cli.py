@@ -61,9 +61,11 @@ def _config_problems(exc: ConfigError, path: str | None) -> int:
 # What each extra brings (pyproject.toml): a command that needs one of these modules and does
 # not find it names the extra to install instead of a traceback.
 _EXTRAS = {
-    "pipeline": ("scipy", "matplotlib", "qrcode", "PIL", "lxml", "jinja2", "signxml", "cryptography", "zxingcpp"),
+    "pipeline": ("scipy", "matplotlib", "qrcode", "PIL", "lxml", "jinja2", "signxml", "cryptography",
+                 "zxingcpp"),
     "dashboards": ("grafana_foundation_sdk", "grafana_client", "niquests"),
-    "demo": ("rich", "amqtt", "scipy", "matplotlib", "qrcode", "PIL", "lxml"),
+    "demo": ("rich", "amqtt", "scipy", "matplotlib", "qrcode", "PIL", "lxml", "jinja2", "signxml",
+             "cryptography", "zxingcpp"),
 }
 
 

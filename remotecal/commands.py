@@ -19,8 +19,19 @@ from gateway.errors import RemotecalError
 from remotecal.logs import setup_logging
 
 __all__ = [
-    "GRAFANA_TOKEN", "dashboards_build", "dashboards_push", "demo", "gateway_check", "gateway_quarantine",
-    "certificate_sign", "certificate_verify", "gateway_run", "ingest", "keys_new", "pipeline_run", "simulate",
+    "GRAFANA_TOKEN",
+    "certificate_sign",
+    "certificate_verify",
+    "dashboards_build",
+    "dashboards_push",
+    "demo",
+    "gateway_check",
+    "gateway_quarantine",
+    "gateway_run",
+    "ingest",
+    "keys_new",
+    "pipeline_run",
+    "simulate",
 ]
 
 GRAFANA_TOKEN = "GRAFANA_TOKEN"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.reading import Reading
-from pipelines.cli import main
+from remotecal.cli import main
 from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, T0, synthetic_run
 
 
