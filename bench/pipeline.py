@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.fft
+from scipy import stats
 
 from bench import machine
 from pipelines.config import PipelineConfig, StabilityConfig
@@ -196,37 +198,221 @@ def pandas_plateaus(t_s: FloatArray, values: FloatArray) -> list[tuple[int, int]
 
 @dataclass(frozen=True)
 class PandasPoint:
+    """One calibration point as the pandas baseline computes it."""
+
     channel: str
     point: int
     n: int
+    n_eff: float
     correction: float
     u_type_a: float
+    U: float
+    direction: str
+    hysteresis: float | None
+
+
+_Q = (1.0 + 0.9545) / 2.0  # two-sided 95.45 % (EA-4/02)
+
+
+def _zhang(x: FloatArray, max_n: int) -> tuple[float, float]:
+    """u of the mean of autocorrelated readings and n_eff: Zhang (2006) with every
+    autocovariance corrected for the sample mean's bias, truncated before the first lag
+    that is not positive and once more on the corrected estimates, n_eff in [2, min(n,
+    max_n)] (the method of `pipelines.uncertainty.autocorrelated_mean`, written from its
+    docstring).  The autocovariances of all lags by FFT, as statsmodels' acovf(fft=True)."""
+    n = x.size
+    xc = x - x.mean()
+    size = scipy.fft.next_fast_len(2 * n + 1, real=True)
+    f = scipy.fft.rfft(xc, size)
+    c = scipy.fft.irfft(f.real * f.real + f.imag * f.imag, size)[:n] / n
+    weight = 1.0 - np.arange(1, n) / n
+
+    def positive_lags(values: FloatArray) -> int:
+        bad = np.flatnonzero(values <= 0.0)
+        return int(bad[0]) if bad.size else values.size
+
+    def var_mean(last: int) -> float:
+        denominator = n - 1.0 - 2.0 * float(weight[:last].sum())
+        v = (c[0] + 2.0 * float(c[1:last + 1].sum())) / denominator if denominator > 0 else math.inf
+        return v if v > 0 else math.inf
+
+    last = positive_lags(c[1:])
+    v = var_mean(last)
+    last = max(last, positive_lags(c[1:] / weight + (v if math.isfinite(v) else 0.0)))
+    v = var_mean(last)
+    gamma0 = c[0] + (v if math.isfinite(v) else 0.0)
+    n_eff = gamma0 / v if math.isfinite(v) else 2.0
+    if c[0] <= 0:
+        n_eff = float(n)
+    n_eff = min(max(n_eff, 2.0), float(n), float(max_n))
+    return (math.sqrt(gamma0 / n_eff) if gamma0 > 0 else 0.0), n_eff
+
+
+def _line(t: FloatArray, x: FloatArray) -> tuple[float, float, float]:
+    """Least-squares slope of x against t, its residuals' sum of squares, and S_tt."""
+    tc = t - t.mean()
+    xc = x - x.mean()
+    stt = float((tc * tc).sum())
+    b = float((tc * xc).sum()) / stt if stt > 0 else 0.0
+    residual = xc - b * tc
+    return b, float((residual * residual).sum()), stt
+
+
+def _dof_of_k(k: float) -> float:
+    """A certificate's k -> its degrees of freedom (EA-4/02 Annex E backwards)."""
+    if k <= 2.0:
+        return math.inf
+    from scipy import optimize
+
+    x = optimize.brentq(lambda lg: float(stats.t.ppf(_Q, math.exp(lg))) - k, 0.0, math.log(1e9))
+    return float(max(1, round(math.exp(x))))
+
+
+def _k_of(dof_eff: float) -> float:
+    if math.isinf(dof_eff):
+        return 2.0
+    nearest = round(dof_eff)
+    nu = nearest if nearest >= 1 and 0.0 <= nearest - dof_eff <= 1e-9 * nearest else math.floor(dof_eff)
+    return float(stats.t.ppf(_Q, nu))
+
+
+def _certificate(m: float) -> tuple[float, float, float]:
+    """u, dof and interpolation half-width of `CERTIFICATE` at the mean indication m."""
+    rows = np.asarray(CERTIFICATE)
+    ind, corr, u_rows, k = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3], rows[:, 3]
+    u = float(np.interp(m, ind, u_rows))
+    i = int(np.clip(np.searchsorted(ind, m), 0, ind.size - 1))
+    around = {i, max(i - 1, 0)} if ind[0] < m < ind[-1] else {i}
+    dof = min(_dof_of_k(float(k[j])) for j in around)
+    interpolation = 0.0
+    if ind.size >= 3 and ind[0] < m < ind[-1] and not (ind == m).any():
+        # the three rows nearest m: the pair around it and the nearer outer row (upper on a tie)
+        lo = i - 2 if i >= 2 and (i >= ind.size - 1 or m - ind[i - 2] < ind[i + 1] - m) else i - 1
+        lo = min(max(lo, 0), ind.size - 3)
+        quadratic = np.polyval(np.polyfit(ind[lo:lo + 3], corr[lo:lo + 3], 2), m)
+        interpolation = abs(float(np.interp(m, ind, corr)) - float(quadratic))
+    return u, dof, interpolation
+
+
+def _budget(rows: list[tuple[float, float]]) -> float:
+    """U of (u_i(y), dof_i) rows: RSS, Welch-Satterthwaite, k = t_0.97725(nu_eff)."""
+    u = np.array([r[0] for r in rows])
+    dof = np.array([r[1] for r in rows])
+    uc2 = float((u * u).sum())
+    finite = np.isfinite(dof)
+    denominator = float((u[finite] ** 4 / dof[finite]).sum())
+    dof_eff = uc2 * uc2 / denominator if denominator > 0 else math.inf
+    return _k_of(dof_eff) * math.sqrt(uc2)
 
 
 def pandas_corrections(data: dict[str, ChannelData]) -> list[PandasPoint]:
-    """Plateaus on the reference, then per plateau and DUT: means, difference and its std."""
+    """The pipeline's method written plainly with pandas: plateaus on the reference, DUT
+    settling by a groupby-rolling over every plateau, then per point and DUT the corrected
+    reference, the Type A of autocorrelated data, the regressions and the budget, and the
+    directions and hysteresis of the results."""
+    st = STABILITY
+    w = st.window_s
     ref = data[REFERENCE]
     plateaus = pandas_plateaus(ref.t_s, ref.values)
-    index = pd.to_datetime(np.round(ref.t_s * 1e9).astype(np.int64), unit="ns")
-    frame = pd.DataFrame({name: pd.Series(ch.values, index=pd.to_datetime(
-        np.round(ch.t_s * 1e9).astype(np.int64), unit="ns")) for name, ch in data.items()})
-    frame = frame.reindex(index)
-    label = np.full(len(index), -1)
-    for i, (a, b) in enumerate(plateaus, start=1):
-        label[a:b] = i
-    rows = [float(r[0]) for r in CERTIFICATE], [float(r[1]) for r in CERTIFICATE]
-    corrected = frame[REFERENCE] + np.interp(frame[REFERENCE].to_numpy(), rows[0], rows[1])
-    duts = [name for name in data if name != REFERENCE]
-    diffs = frame[duts].rsub(corrected, axis=0)
-    inside = label > 0
-    stats = diffs[inside].groupby(label[inside]).agg(["mean", "std", "count"])
-    out = []
-    for name in sorted(duts):
-        s = stats[name]
-        for point, row in s.iterrows():
-            out.append(PandasPoint(name, int(point), int(row["count"]), float(row["mean"]),
-                                   float(row["std"]) / math.sqrt(row["count"])))
-    return out
+    duts = sorted(name for name in data if name != REFERENCE)
+
+    def index(t_s: FloatArray) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(pd.to_datetime(np.round(t_s * 1e9).astype(np.int64), unit="ns"))
+
+    frame = pd.DataFrame({name: pd.Series(ch.values, index=index(ch.t_s)) for name, ch in data.items()})
+    frame = frame.reindex(index(ref.t_s))
+    frame["t"] = ref.t_s
+    # Every plateau's samples, one group per point (two plateaus may share samples).
+    points = pd.concat([frame.iloc[a:b].assign(point=i) for i, (a, b) in enumerate(plateaus, start=1)])
+    group = points["point"].to_numpy()
+    first = points.groupby("point")[["t", *duts]].transform("first")
+    tc = points["t"] - first["t"]
+    v = points[duts] - first[duts]
+
+    # DUT settling: the criteria on each DUT's own readings in the plateau, by windows of the
+    # plateau only (groupby-rolling), its last stretch of stable windows.
+    cols = pd.DataFrame({"t": tc, "tt": tc * tc, **{f"v {d}": v[d] for d in duts},
+                         **{f"tv {d}": tc * v[d] for d in duts}, "point": group}, index=points.index)
+    rolling = cols.groupby("point").rolling(f"{w:g}s", closed="both")
+    mean = rolling[[c for c in cols if c != "point"]].mean()
+    std = rolling[[f"v {d}" for d in duts]].std()
+    n = rolling["t"].count().to_numpy()
+    new_segment = np.r_[True, (group[1:] != group[:-1]) | (np.diff(tc.to_numpy()) > w)]
+    segment_t0 = tc.groupby(np.cumsum(new_segment)).transform("first").to_numpy()
+    complete = (tc.to_numpy() - w >= segment_t0) & (n >= 3)
+    mt, mtt = mean["t"].to_numpy(), mean["tt"].to_numpy()
+    stable = np.empty((len(points), len(duts)), dtype=bool)
+    for j, d in enumerate(duts):
+        with np.errstate(invalid="ignore", divide="ignore"):  # one-sample windows: incomplete anyway
+            slope = (mean[f"tv {d}"].to_numpy() - mt * mean[f"v {d}"].to_numpy()) / (mtt - mt * mt) * 60.0
+        stable[:, j] = (complete & (std[f"v {d}"].to_numpy() <= st.max_std)
+                        & (np.abs(slope) <= st.max_slope_per_min))
+    same_group = np.r_[False, group[1:] == group[:-1]][:, None]
+    rises = stable & ~(np.vstack([np.zeros((1, len(duts)), dtype=bool), stable[:-1]]) & same_group)
+    pos = np.arange(len(points))[:, None]
+    last_rise = pd.DataFrame(np.where(rises, pos, -1), columns=duts).groupby(group).max()
+    last_end = pd.DataFrame(np.where(stable, pos, -1), columns=duts).groupby(group).max()
+
+    t_all = points["t"].to_numpy()
+    raw_all = points[REFERENCE].to_numpy()
+    corrected_all = raw_all + np.interp(raw_all, *np.asarray(CERTIFICATE)[:, :2].T)
+    dut_all = {d: points[d].to_numpy() for d in duts}
+    group_end = pd.Series(np.arange(len(points))).groupby(group).last() + 1
+    fixed = [(0.01 / 2.0 / math.sqrt(3.0), math.inf),  # DUT resolution
+             (0.05 / math.sqrt(3.0), math.inf),  # chamber inhomogeneity
+             (0.01 / math.sqrt(3.0), math.inf)]  # reference drift ([uncertainty] reference_drift)
+    records = []
+    for number in range(1, len(plateaus) + 1):
+        g1 = int(group_end[number])
+        for d in duts:
+            rise, end = int(last_rise.at[number, d]), int(last_end.at[number, d])
+            if rise < 0:
+                continue
+            start = rise - int(n[rise]) + 1
+            if t_all[end] - t_all[start] < st.min_duration_s:
+                continue
+            span = slice(start, g1)
+            t = t_all[span]
+            raw, corrected = raw_all[span], corrected_all[span]
+            dut = dut_all[d][span]
+            diff = corrected - dut
+            u_a, n_eff = _zhang(diff, max(diff.size, 2))
+            u_cal, dof_cal, interpolation = _certificate(float(raw.mean()))
+            b_ref, _, _ = _line(t, corrected)
+            instability = abs(b_ref) * float(t[-1] - t[0]) / 2.0
+            b_d, ss_d, stt = _line(t, diff)
+            u_b = math.sqrt(ss_d / (t.size - 2) / stt * t.size / max(min(n_eff, t.size), 2.0))
+            stability = max(abs(b_d) - 2.0 * u_b, 0.0) * float(t[-1] - t[0]) / 2.0
+            rows = [(u_a, n_eff - 1.0), (instability / math.sqrt(3.0), math.inf),
+                    (stability / math.sqrt(3.0), math.inf), (u_cal, dof_cal), *fixed]
+            if interpolation > 0:
+                rows.append((interpolation / math.sqrt(3.0), math.inf))
+            records.append({"channel": d, "point": number, "n": t.size, "n_eff": n_eff,
+                            "reference": float(corrected.mean()), "correction": float(diff.mean()),
+                            "u_type_a": u_a, "rows": rows})
+    out = pd.DataFrame.from_records(records)
+    # Directions from the plateaus' setpoints in time order; hysteresis per channel and setpoint.
+    means = np.array([frame[REFERENCE].iloc[a:b].mean() for a, b in plateaus])
+    setpoints = pd.Series(np.floor(means * 2.0 + 0.5) / 2.0 + 0.0, index=range(1, len(plateaus) + 1))
+    step = np.sign(setpoints.diff()).replace(0.0, np.nan).ffill().fillna(1.0)
+    out["direction"] = out["point"].map(pd.Series(np.where(step > 0, "up", "down"), index=setpoints.index))
+    out["setpoint"] = np.floor(out["reference"] * 2.0 + 0.5) / 2.0 + 0.0
+    spread = (out.groupby(["channel", "setpoint", "direction"])["correction"].agg(["min", "max"])
+              .unstack("direction"))
+    h = pd.Series(np.nan, index=spread.index)
+    if {"up", "down"} <= set(spread.columns.get_level_values(1)):
+        h = pd.concat([(spread["max", "up"] - spread["min", "down"]).abs(),
+                       (spread["max", "down"] - spread["min", "up"]).abs()], axis=1).max(axis=1, skipna=False)
+    out = out.join(h.rename("hysteresis"), on=["channel", "setpoint"])
+    result = []
+    for r in out.itertuples(index=False):
+        rows = list(r.rows)
+        hyst = None if pd.isna(r.hysteresis) else float(r.hysteresis)
+        if hyst is not None:
+            rows.append((hyst / 2.0 / math.sqrt(3.0), math.inf))
+        result.append(PandasPoint(r.channel, int(r.point), int(r.n), float(r.n_eff), float(r.correction),
+                                  float(r.u_type_a), _budget(rows), str(r.direction), hyst))
+    return result
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -259,6 +445,13 @@ def traced_peak(fn: Callable[[], object]) -> int:
     return peak
 
 
+TOLERANCE = 1e-9
+"""Agreement of ours and pandas: corrections [degC] absolutely; n_eff, the Type A u and U
+relatively.  Both compute the same method in different arithmetic (autocovariances by FFT
+of other lengths or by direct sums, rolling sums, closed-form least squares): round-off,
+some 1e-13 relative, a million times below this."""
+
+
 def agreement(cfg: PipelineConfig, data: dict[str, ChannelData]) -> tuple[list[str], bool, int]:
     """Lines describing how ours and pandas agree; whether they do; the number of plateaus."""
     ref = data[REFERENCE]
@@ -275,20 +468,40 @@ def agreement(cfg: PipelineConfig, data: dict[str, ChannelData]) -> tuple[list[s
     results = ours(cfg, data)
     points = {(p.channel, p.point): p for p in pandas_corrections(data)}
     ours_keys = {(r.channel, r.point) for r in results}
+    dropped = len(a) * len({r.channel for r in results}) - len(results)
     if ours_keys != set(points):
         same = False
-        lines.append(f"points: DIFFER: ours {len(ours_keys)}, pandas {len(points)}")
-    else:
-        d_corr = max((abs(r.correction - points[r.channel, r.point].correction) for r in results),
-                     default=0.0)
-        d_u = max((abs(_type_a_u(r) - points[r.channel, r.point].u_type_a) for r in results), default=0.0)
-        n_same = all(r.n == points[r.channel, r.point].n for r in results)
-        ok = n_same and d_corr < 1e-9 and d_u < 1e-9
-        same = same and ok
-        lines.append(f"corrections: {len(results)} points ({len(results) // max(1, len(a))} DUTs x "
-                     f"{len(a)} plateaus); sample counts {'equal' if n_same else 'DIFFER'}; largest "
-                     f"difference of correction {d_corr:.1e} degC, of Type A u {d_u:.1e} degC"
-                     + ("" if ok else " (DIFFER)"))
+        only_ours, only_pandas = sorted(ours_keys - set(points)), sorted(set(points) - ours_keys)
+        lines.append(f"points: DIFFER: ours {len(ours_keys)}, pandas {len(points)}; only ours: "
+                     f"{only_ours[:5]}, only pandas: {only_pandas[:5]}")
+        return lines, same, len(a)
+
+    def rel(x: float, y: float) -> float:
+        return abs(x - y) / max(abs(x), abs(y), 1e-300)
+
+    pairs = [(r, points[r.channel, r.point]) for r in results]
+    n_same = all(r.n == p.n for r, p in pairs)
+    d_corr = max((abs(r.correction - p.correction) for r, p in pairs), default=0.0)
+    d_neff = max((rel(r.n_eff, p.n_eff) for r, p in pairs), default=0.0)
+    d_ua = max((rel(_type_a_u(r), p.u_type_a) for r, p in pairs), default=0.0)
+    d_u = max((rel(r.U, p.U) for r, p in pairs), default=0.0)
+    directions = all(r.direction == p.direction for r, p in pairs)
+    hysteresis = [(r.hysteresis, p.hysteresis) for r, p in pairs]
+    h_same = all((x is None) == (y is None) for x, y in hysteresis)
+    d_h = max((abs(x - y) for x, y in hysteresis if x is not None and y is not None), default=0.0)
+    settled = sum(r.t_start_s > r.plateau_start_s for r in results)
+    ok = (n_same and directions and h_same and d_corr <= TOLERANCE and d_neff <= TOLERANCE
+          and d_ua <= TOLERANCE and d_u <= TOLERANCE and d_h <= TOLERANCE)
+    same = same and ok
+    lines.append(f"points: the same {len(results)} on both sides ({len({r.channel for r in results})} DUTs x "
+                 f"{len(a)} plateaus, {dropped} without a point: the DUT never stable long enough); "
+                 f"{settled} start later than their plateau (DUT settling); sample counts "
+                 f"{'equal' if n_same else 'DIFFER'}; directions {'equal' if directions else 'DIFFER'}; "
+                 f"hysteresis rows {'on the same points' if h_same else 'DIFFER'} "
+                 f"({sum(x is not None for x, _ in hysteresis)})")
+    lines.append(f"largest differences (tolerance {TOLERANCE:g}): correction {d_corr:.1e} degC, hysteresis "
+                 f"{d_h:.1e} degC; relative: n_eff {d_neff:.1e}, Type A u {d_ua:.1e}, U {d_u:.1e}"
+                 + ("" if ok else " (DIFFER)"))
     return lines, same, len(a)
 
 

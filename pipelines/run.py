@@ -106,6 +106,14 @@ class _PointCache:
         self.unc = comparison.uncertainty or cfg.uncertainty
         self._strict: dict[tuple[int, int], bool] = {}
         self._evaluated: dict[tuple[int, int], ReferenceEvaluation] = {}
+        self._setpoints: dict[tuple[int, int], float] = {}
+
+    def plateau_setpoint(self, a: int, b: int) -> float:
+        """The setpoint of the reference's raw readings a..b-1 (for the directions)."""
+        key = (a, b)
+        if key not in self._setpoints:
+            self._setpoints[key] = round_setpoint(float(self.reference.values[a:b].mean()))
+        return self._setpoints[key]
 
     def strictly_increasing(self, a: int, b: int) -> bool:
         key = (a, b)
@@ -242,17 +250,17 @@ def _compare(
                             if comparison.pressure_pa and comparison.mirror_pressure_pa else None),
         )
         out.append(result)
-    return _with_hysteresis(_with_directions(out, plateaus, reference))
+    return _with_hysteresis(_with_directions(out, plateaus, shared))
 
 
 def _with_directions(points: list[PointResult], plateaus: list[tuple[int, int]],
-                     reference: ReferenceSeries) -> list[PointResult]:
+                     shared: _PointCache) -> list[PointResult]:
     """Each point's direction from the plateaus' setpoints in time order (module docstring)."""
     direction: dict[int, str] = {}
     previous = None
     current = "up"
     for number, (a, b) in enumerate(plateaus, start=1):
-        setpoint = round_setpoint(float(reference.values[a:b].mean()))
+        setpoint = shared.plateau_setpoint(a, b)
         if previous is not None and setpoint != previous:
             current = "up" if setpoint > previous else "down"
         direction[number] = current

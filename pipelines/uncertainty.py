@@ -34,6 +34,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 from scipy import optimize, special, stats
 
 __all__ = [
@@ -437,22 +438,37 @@ class AutocorrelatedMean(NamedTuple):
 
 
 _FIRST_LAGS = 32
-"""Lags computed by direct sums before the whole autocovariance is taken by FFT: chamber
-plateaus at 1 Hz mostly lose their correlation within a few lags, where 32 dot products
-cost far less than an FFT of twice the plateau."""
+"""Fewest lags the first autocovariance pass of one series computes: at least this and
+n / 4, as many as its FFT gives without wrapping around (a chamber plateau of 25 000
+samples at 1 Hz: 7768 lags; the pipeline benchmark's truncation lags reach 1720)."""
+
+
+def _fft_size(m: int) -> int:
+    """The smallest 2^a or 3 * 2^b that is >= m: the lengths pocketfft transforms fastest."""
+    m = max(m, 1)
+    third = -(-m // 3)
+    return min(1 << (m - 1).bit_length(), 3 << (third - 1).bit_length())
 
 
 def _autocovariances(xc: npt.NDArray[np.float64], lags: int) -> npt.NDArray[np.float64]:
-    """c_k = (1/n) sum_i xc_i xc_(i+k), k = 0..lags, along the last axis of centred xc
-    (direct sums for a few lags of one series, FFT otherwise)."""
+    """c_k = (1/n) sum_i xc_i xc_(i+k), k = 0..lags (at most n - 1), along the last axis of
+    centred xc, by FFT: the circular autocorrelation of xc padded with zeros to a length
+    >= n + lags is the plain one for those lags.
+
+    One series (the pipeline, point by point) pads to the fastest length >= n + lags
+    (`_fft_size`; 2.3x faster than padding to 2n for all lags at n = 25 000, and faster
+    than 32 direct sums from n = 900 on: 22 vs 80 us, 371 vs 413 us at 25 000, measured);
+    rows of many series pad to a power of two >= 2n - 1 as before.  scipy.fft (pocketfft,
+    one thread) took half numpy.fft's time at these lengths, same algorithm.
+    """
     n = xc.shape[-1]
     lags = min(lags, n - 1)
-    if xc.ndim == 1 and lags <= _FIRST_LAGS:
-        return np.array([_dot(xc[: n - k], xc[k:]) for k in range(lags + 1)]) / n
-    size = 1 << (2 * n - 1).bit_length()
-    f = np.fft.rfft(xc, size, axis=-1)
-    f *= np.conj(f)
-    return np.asarray(np.fft.irfft(f, size, axis=-1)[..., : lags + 1] / n, dtype=np.float64)
+    size = _fft_size(n + lags) if xc.ndim == 1 else 1 << (2 * n - 1).bit_length()
+    f = scipy.fft.rfft(xc, size, axis=-1)
+    np.multiply(f, np.conj(f), out=f)
+    c = scipy.fft.irfft(f, size, axis=-1)[..., : lags + 1]
+    c /= n
+    return np.asarray(c, dtype=np.float64)
 
 
 def _dot(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
@@ -546,7 +562,9 @@ def autocorrelated_mean(x: npt.ArrayLike, *, max_n: npt.ArrayLike | None = None)
         raise ValueError("readings must be finite")
     n = rows.shape[-1]
     xc = rows - rows.mean(axis=-1, keepdims=True)
-    lags = _FIRST_LAGS if one else n - 1
+    # One series: the lags a short FFT gives (`_autocovariances`), all of them only when the
+    # correlation outlasts those; rows: all lags at once.
+    lags = _fft_size(n + max(_FIRST_LAGS, n // 4)) - n if one else n - 1
     while True:
         c = np.atleast_2d(_autocovariances(xc[0] if one else xc, lags))
         available = c.shape[-1] - 1
