@@ -87,6 +87,7 @@ __all__ = [
     "Update",
     "WindowStats",
     "rolling_stats",
+    "run_rows",
     "validate_series",
 ]
 
@@ -342,16 +343,21 @@ def _starts_and_keys(t: FloatArray, window_s: float) -> _Starts:
     return _Starts(np.searchsorted(t, keys, side="left").astype(np.intp), keys, None, none)
 
 
-def _gather(c: FloatArray, starts: _Starts, out: FloatArray) -> FloatArray:
-    """``np.take(c, starts.start, out=out)``, from shifted slices where the closed form holds."""
+def _window_differences(c: FloatArray, starts: _Starts, out: FloatArray) -> FloatArray:
+    """``c[1:n + 1] - np.take(c, starts.start)`` into ``out`` (n = out.size): the window sums
+    of the first n ends, subtracting from shifted slices where the closed form holds (no
+    gathered copy first: the same operands, the same bits)."""
     w = starts.shift
-    if w is None:
-        return np.take(c, starts.start, out=out)
     n = out.size
-    out[:w + 1] = c[0]
-    out[w + 1:] = c[1:n - w]
+    if w is None:
+        np.take(c, starts.start, out=out)
+        return np.subtract(c[1:n + 1], out, out=out)
+    k = min(w + 1, n)
+    np.subtract(c[1:k + 1], c[0], out=out[:k])
+    np.subtract(c[w + 2:n + 1], c[1:n - w], out=out[w + 1:])
     if starts.fixed.size:
-        out[starts.fixed] = c[starts.start[starts.fixed]]
+        fixed = starts.fixed
+        out[fixed] = c[fixed + 1] - c[starts.start[fixed]]
     return out
 
 
@@ -395,6 +401,43 @@ def _slope_ok(nf: FloatArray, s_t: FloatArray, s_v: FloatArray, s_tt: FloatArray
     s_tt *= max_slope_per_min
     ok: BoolArray = s_tv <= s_tt
     return ok
+
+
+class _SharedTimes:
+    """What deciding a whole series' windows takes from its times alone (window bounds,
+    completeness, counts, the centred times and the window sums of t and t^2), kept by
+    the first of several trackers run over the same times for the others (`run_rows`)."""
+
+    def __init__(self) -> None:
+        self.starts: _Starts | None = None
+        self.complete: BoolArray | None = None
+        self.segment_t = math.nan
+        self.nf: FloatArray | None = None
+        self.tc: FloatArray | None = None
+        self.s_t: FloatArray | None = None
+        self.s_tt: FloatArray | None = None
+        self.tails: tuple[FloatArray, FloatArray] | None = None
+        self.same: IntArray | None = None
+        self.same_done = False
+
+    def fill(self, starts: _Starts | None, complete: BoolArray, segment_t: float, nf: FloatArray,
+             tc: FloatArray, s_t: FloatArray, s_tt: FloatArray, tails: tuple[FloatArray, FloatArray]) -> None:
+        self.starts, self.complete, self.segment_t, self.nf = starts, complete, segment_t, nf
+        self.tc, self.s_t, self.s_tt, self.tails = tc, s_t, s_tt, tails
+
+
+def run_rows(criteria: Criteria, t_s: npt.ArrayLike, rows: npt.ArrayLike) -> list[Update]:
+    """``StabilityTracker(criteria).run(t_s, row)`` for each row of ``rows`` (series read at
+    the same times ``t_s``, e.g. the channels of one instrument polled together): the same
+    decisions and plateaus, bit for bit, for a little over half the work per further row,
+    since the window bounds, completeness and sums of the times are computed once.
+    ValueError as `StabilityTracker.run` (per row)."""
+    values = np.asarray(rows, dtype=np.float64)
+    t = np.asarray(t_s, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"rows must be a 2-D array (one series per row), not {values.shape}")
+    shared = _SharedTimes()
+    return [StabilityTracker(criteria)._advance(t, row, final=True, shared=shared) for row in values]
 
 
 class StabilityTracker:
@@ -489,7 +532,11 @@ class StabilityTracker:
 
     # -- the computation ---------------------------------------------------------------
 
-    def _advance(self, t_s: npt.ArrayLike, values: npt.ArrayLike, *, final: bool) -> Update:
+    def _advance(self, t_s: npt.ArrayLike, values: npt.ArrayLike, *, final: bool,
+                 shared: _SharedTimes | None = None) -> Update:
+        """Add samples and decide windows (`extend`, `close`, `run`).  ``shared``: what a
+        first call over the same times in another tracker computed from the times alone
+        (`run_rows`); it fills it when empty."""
         if self._closed:
             raise ValueError("this stability tracker is closed; start a new one")
         t, v = validate_series(t_s, values)
@@ -516,16 +563,27 @@ class StabilityTracker:
         keep_from = min(int(np.searchsorted(times, times[-1] - w, side="left")), end)
 
         # Window starts of the ends d .. end - 1, and completeness.
+        if m or not final:
+            shared = None  # only whole series (`run`) over the same times share
+        reuse = shared is not None and shared.nf is not None
         starts: _Starts | None = None
-        if d == 0:
-            starts = _starts_and_keys(times[:end], w)
+        nf: FloatArray
+        if reuse:
+            assert shared is not None and shared.starts is not None and shared.complete is not None
+            assert shared.nf is not None
+            starts, complete, self._segment_t = shared.starts, shared.complete, shared.segment_t
             start, keys = starts.start, starts.keys
+            nf = shared.nf
         else:
-            keys = times[d:end] - w
-            start = np.searchsorted(times, keys, side="left").astype(np.intp)
-        complete = self._completeness(times, m, d, end, keys)
-        nf = np.arange(d + 1, end + 1, dtype=np.float64)
-        nf -= start
+            if d == 0:
+                starts = _starts_and_keys(times[:end], w)
+                start, keys = starts.start, starts.keys
+            else:
+                keys = times[d:end] - w
+                start = np.searchsorted(times, keys, side="left").astype(np.intp)
+            complete = self._completeness(times, m, d, end, keys)
+            nf = np.arange(d + 1, end + 1, dtype=np.float64)
+            nf -= start
         tails = np.empty((_SERIES, times.size - keep_from + 1)) if m == 0 else None
         c_batch = np.empty(times.size + 1) if m == 0 else None
         size = end - d
@@ -543,10 +601,9 @@ class StabilityTracker:
                 tails[series] = c[keep_from:]
             if size == 0:
                 return out[:0]
-            if starts is not None:
-                _gather(c, starts, out[:size])
-            else:
-                np.take(c, start, out=out[:size])
+            if starts is not None:  # d == 0
+                return _window_differences(c, starts, out[:size])
+            np.take(c, start, out=out[:size])
             np.subtract(c[d + 1:end + 1], out[:size], out=out[:size])
             return out[:size]
 
@@ -561,12 +618,30 @@ class StabilityTracker:
         last = size - 1
         tail = (float(s_v[last]), float(s_vv[last])) if size else (math.nan, math.nan)
         stable = _std_ok(nf, s_v, s_vv, self.criteria.max_std, scratch[:size])
-        tc = np.subtract(t, t0)
-        s_t = window_sums(0, tc, np.empty(size))
-        s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
+        if reuse:
+            # the sums of t and t^2 are the other tracker's (s_tt is consumed below: a copy)
+            assert shared is not None and shared.tc is not None and shared.s_t is not None
+            assert shared.s_tt is not None and shared.tails is not None and tails is not None
+            tc, s_t = shared.tc, shared.s_t
+            s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
+            s_tt = scratch[:size]
+            np.copyto(s_tt, shared.s_tt)
+            tails[0], tails[2] = shared.tails
+            spare = np.empty(size)
+        else:
+            tc = np.subtract(t, t0)
+            s_t = window_sums(0, tc, np.empty(size))
+            s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
+            if shared is not None:  # keep t and the sums of t and t^2 for the next tracker
+                assert tails is not None
+                s_tt = window_sums(2, np.multiply(tc, tc), scratch)
+                shared.fill(starts, complete, self._segment_t, nf, tc, s_t, s_tt.copy(),
+                            (tails[0].copy(), tails[2].copy()))
+                spare = np.empty(size)
+            else:
+                s_tt = window_sums(2, np.multiply(tc, tc, out=tc), scratch)
+                spare = tc[:size] if k >= size else np.empty(size)
         del vc
-        s_tt = window_sums(2, np.multiply(tc, tc, out=tc), scratch)
-        spare = tc[:size] if k >= size else np.empty(size)
         del tc
         last_stats = (math.nan, math.nan)
         if size:
@@ -576,7 +651,12 @@ class StabilityTracker:
         stable &= complete
         stable &= nf >= MIN_SAMPLES
         del s_t, s_v, s_tt, s_tv, s_vv, work, scratch, spare
-        same = _last_at_same_time(times[d:end])
+        if shared is None:
+            same = _last_at_same_time(times[d:end])
+        else:
+            if not shared.same_done:
+                shared.same, shared.same_done = _last_at_same_time(times[d:end]), True
+            same = shared.same
         if same is not None:
             stable = stable[same]  # samples at one time: the window ending at the last of them
         plateaus = self._stretches(times, d, start, stable, final)

@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gateway.errors import RemotecalError
+from gateway.stability import Criteria, run_rows
 from pipelines.budget import ReferenceEvaluation, evaluate_reference, fixed_rows, point_budget, with_row
 from pipelines.compare import dut_channels, interpolate_onto, onto_plateau
 from pipelines.config import ComparisonConfig, PipelineConfig
@@ -98,15 +99,49 @@ def _iso(t_s: float) -> str:
 
 class _PointCache:
     """What every DUT compared with one reference shares at a span of samples: whether the
-    reference's times are strictly increasing there, and the reference evaluated on it."""
+    reference's times are strictly increasing there, the reference evaluated on it, and
+    (for DUT settling) the stability of every DUT of the comparison in a plateau, found
+    together for DUTs read at the same times."""
 
     def __init__(self, cfg: PipelineConfig, comparison: ComparisonConfig, reference: ReferenceSeries,
-                 references: dict[str, Reference]):
+                 references: dict[str, Reference], duts: Mapping[str, ChannelData]):
         self.cfg, self.comparison, self.reference, self.references = cfg, comparison, reference, references
+        self.duts = duts
         self.unc = comparison.uncertainty or cfg.uncertainty
         self._strict: dict[tuple[int, int], bool] = {}
         self._evaluated: dict[tuple[int, int], ReferenceEvaluation] = {}
         self._setpoints: dict[tuple[int, int], float] = {}
+        self._stretches: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
+
+    def dut_stretches(self, a: int, b: int, channel: str) -> list[tuple[int, int]]:
+        """The stable stretches (`find_plateaus` without a minimum duration) of a DUT's own
+        readings inside the reference's plateau a..b-1 (its readings lo..hi-1, indices
+        relative to lo).  Found for every DUT of the comparison at the first request: DUTs
+        whose readings there fall at the same times go through `gateway.stability.run_rows`
+        together (identical results, the work on the times done once)."""
+        key = (a, b)
+        if key not in self._stretches:
+            st = self.comparison.stability or self.cfg.stability
+            criteria = Criteria(st.window_s, st.max_std, st.max_slope_per_min)
+            t_first, t_last = self.reference.t_s[a], self.reference.t_s[b - 1]
+            groups: list[tuple[np.ndarray, list[tuple[str, np.ndarray]]]] = []
+            for name, dut in self.duts.items():
+                lo = int(np.searchsorted(dut.t_s, t_first, side="left"))
+                hi = int(np.searchsorted(dut.t_s, t_last, side="right"))
+                t, v = dut.t_s[lo:hi], dut.values[lo:hi]
+                for times, members in groups:
+                    if times.size == t.size and np.array_equal(times, t):
+                        members.append((name, v))
+                        break
+                else:
+                    groups.append((t, [(name, v)]))
+            found: dict[str, list[tuple[int, int]]] = {}
+            for times, members in groups:
+                updates = run_rows(criteria, times, np.array([v for _, v in members]))
+                for (name, _), update in zip(members, updates, strict=True):
+                    found[name] = [(p.start, p.end) for p in update.plateaus]
+            self._stretches[key] = found
+        return self._stretches[key][channel]
 
     def plateau_setpoint(self, a: int, b: int) -> float:
         """The setpoint of the reference's raw readings a..b-1 (for the directions)."""
@@ -135,15 +170,15 @@ class _PointCache:
 
 
 def _settled_start(
-    comparison: ComparisonConfig, cfg: PipelineConfig, t_ref: np.ndarray, dut: ChannelData, lo: int, hi: int
+    comparison: ComparisonConfig, cfg: PipelineConfig, t_ref: np.ndarray, dut: ChannelData, lo: int, hi: int,
+    stretches: list[tuple[int, int]],
 ) -> float | None:
     """Time from which the DUT is stable inside the plateau (its own readings lo..hi-1, by
-    the comparison's criteria: the start of its last stable stretch there), or None when it
-    never is, or for less than min_duration_s."""
+    the comparison's criteria: the start of its last stable stretch there, ``stretches``
+    being its stable stretches relative to lo), or None when it never is, or for less than
+    min_duration_s."""
     st = comparison.stability or cfg.stability
-    t, v = dut.t_s[lo:hi], dut.values[lo:hi]
-    stretches = find_plateaus(t, v, window_s=st.window_s, max_std=st.max_std,
-                              max_slope_per_min=st.max_slope_per_min)
+    t = dut.t_s[lo:hi]
     if not stretches:
         return None
     a, b = stretches[-1]
@@ -178,8 +213,10 @@ def _compare(
     out = []
     for number, ((a, b), lo, hi) in enumerate(zip(plateaus, los, his, strict=True), start=1):
         plateau_start = float(reference.t_s[a])
+        a_plateau = a
         if comparison.dut_settling and hi > lo:
-            settled = _settled_start(comparison, cfg, reference.t_s[a:b], dut, lo, hi)
+            settled = _settled_start(comparison, cfg, reference.t_s[a:b], dut, lo, hi,
+                                     shared.dut_stretches(a, b, channel))
             if settled is None:
                 log.warning("%s: not stable by the criteria in plateau %d of %s (%s to %s); no point",
                             channel, number, ref_name, _iso(reference.t_s[a]), _iso(reference.t_s[b - 1]))
@@ -188,8 +225,9 @@ def _compare(
                 a = int(np.searchsorted(reference.t_s, settled, side="left"))
                 lo = int(np.searchsorted(dut.t_s, reference.t_s[a], side="left"))
         t_ref = reference.t_s[a:b]
-        v_dut, valid = onto_plateau(t_ref, dut.t_s, dut.values, window_s, lo, hi,
-                                    shared.strictly_increasing(a, b))
+        # within a span of strictly increasing times, every later start is too
+        strict = shared.strictly_increasing(a_plateau, b) or shared.strictly_increasing(a, b)
+        v_dut, valid = onto_plateau(t_ref, dut.t_s, dut.values, window_s, lo, hi, strict)
         n = b - a if valid is None else int(valid.sum())
         if n < MIN_SAMPLES:
             log.warning("%s: no DUT readings in plateau %d of %s (%s to %s); no point",
@@ -385,8 +423,9 @@ def compute(
                 log.warning("%s: no plateau meets [stability] in run %s; no calibration point",
                             ref_name, cfg.run.id)
         plateaus = plateaus_of[key]
-        shared = _PointCache(cfg, comparison, reference, references)
-        for channel in dut_channels(comparison, data, i):
+        channels = dut_channels(comparison, data, i)
+        shared = _PointCache(cfg, comparison, reference, references, {c: data[c] for c in channels})
+        for channel in channels:
             if channel in compared_in:
                 # Its points would share run/channel/quantity/point with the other comparison's.
                 raise RemotecalError(

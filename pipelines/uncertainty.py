@@ -486,10 +486,12 @@ def _first_not_above(values: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
 
 def _mean_variance(c: npt.NDArray[np.float64], n: int, last: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
     """Var(mean) from autocovariances summed to lag ``last`` (per row), corrected for the
-    bias the sample mean puts in every autocovariance (module function docstring)."""
-    k = np.arange(1, c.shape[-1])
+    bias the sample mean puts in every autocovariance (module function docstring).  One
+    series sums its lags 1..last alone; rows of many, every lag with the others masked."""
+    m = int(last[0]) if c.shape[0] == 1 else c.shape[-1] - 1
+    k = np.arange(1, m + 1)
     use = k[None, :] <= last[:, None]
-    s = np.where(use, c[:, 1:], 0.0).sum(axis=-1)
+    s = np.where(use, c[:, 1:m + 1], 0.0).sum(axis=-1)
     w = np.where(use, 1.0 - k[None, :] / n, 0.0).sum(axis=-1)
     denominator = n - 1.0 - 2.0 * w
     with np.errstate(divide="ignore", invalid="ignore"):
