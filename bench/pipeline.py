@@ -10,26 +10,34 @@ chamber steps to a new setpoint every 8 h and follows it as a first-order system
 All channels of a poll share its time stamp, as the registers of one instrument read in
 one request do.
 
-Two implementations of SPEC section 5's criteria (window 600 s, sample std <= 0.02 degC,
-|least-squares slope| <= 0.01 degC/min, stretches >= 30 min; definitions in
-`pipelines.plateaus`) run on the same arrays in the same invocation:
+Two implementations of the pipeline's method (SPEC sections 5 and 7, README "the point
+budget"; window 600 s, sample std <= 0.02 degC, |least-squares slope| <= 0.01 degC/min,
+stretches >= 30 min) run on the same arrays in the same invocation:
 
-    ours     `pipelines.plateaus.find_plateaus` on the reference (vectorised windowed sums
-             from cumulative sums), then `pipelines.run.compute` with a `PipelineConfig`
-             built in code: interpolation onto the reference, certificate, corrections and
-             the full GUM budget of every DUT at every plateau (the coverage factors'
-             cache emptied before each run: every run starts cold)
-    pandas   a straightforward pandas version of the same criteria: a Series on a
-             DatetimeIndex, `rolling("600s", closed="both")` count and std, the slope from
-             rolling means of t, v, t*v and t*t, completeness after gaps with a groupby,
-             the same stretches (runs of consecutive stable window ends, each from its
-             first window's first sample to its last window's end) with shift/cumsum/groupby;
-             then the reference corrected with the same certificate (np.interp) and one
-             groupby over the plateau labels for the mean and std of every DUT and of the
-             difference. Building the Series/DataFrame from the arrays is timed with it.
+    ours     `pipelines.plateaus.find_plateaus` on the reference, then
+             `pipelines.run.compute` with a `PipelineConfig` built in code: per plateau and
+             DUT, DUT settling (the DUT's own last stable stretch in the plateau, by the
+             same criteria), the DUT onto the reference, the certificate, the Type A of
+             autocorrelated readings (Zhang 2006, n_eff capped by the DUT's readings), the
+             chamber's temporal instability, the DUT's short-term stability, the full GUM
+             budget, directions and hysteresis (the coverage factors' cache emptied before
+             each run: every run starts cold)
+    pandas   the same method written plainly with pandas, as a competent pandas user
+             would: the reference's plateaus by `rolling("600s", closed="both")` count, std
+             and the slope from rolling means of t, v, t*v and t*t, completeness after gaps
+             with a groupby, stretches with shift/cumsum/groupby; every DUT's settling by
+             one groupby("point").rolling("600s") over all plateaus and DUT columns at
+             once, its last stretch by groupby max; then per point and DUT (a loop over the
+             groups, as groupby.apply would) the Type A with every autocovariance by one FFT
+             (as statsmodels' acovf(fft=True): length next_fast_len(2n + 1)), the
+             least-squares slopes in closed form, the certificate's u, dof and
+             interpolation term, the budget (Welch-Satterthwaite, Student t); directions
+             and hysteresis by groupby on the results.  Building the Series/DataFrame from
+             the arrays is timed with it.
 
-Before anything is timed both are checked to give the same plateaus (sample indices) and
-the same corrections, sample counts and Type A uncertainties.
+Before anything is timed both are checked to give the same plateaus (sample indices), the
+same points (channel, plateau; after DUT settling), the same sample counts, directions and
+hysteresis rows, and corrections, n_eff, Type A u, U and hysteresis within `TOLERANCE`.
 
     wall time   median over `--repeat` runs of each (alternating; at most `--seconds` s of
                 timed runs per implementation, at least one run)
@@ -597,13 +605,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Notes: {n_plateaus} plateaus. Wall times are `time.perf_counter()` medians, single thread, the "
           "two implementations alternating; pandas' time includes building its Series/DataFrame from the "
-          "arrays, ours starts from the `ChannelData` arrays as `load_run` returns them. *Ours* for "
-          "plateaus + corrections is `pipelines.run.compute` (interpolation onto the reference, "
-          "certificate, full GUM budget per point), more work than the pandas version's means and std "
-          "(pandas joins the DUTs on exact time stamps and makes no budget). All channels of a poll share "
-          "its time stamp here, so ours finds every DUT reading at the reference's own times and takes "
-          "them as they are (what interpolation returns there); DUTs on their own clocks take the "
-          "interpolation path, which costs more. "
+          "arrays, ours starts from the `ChannelData` arrays as `load_run` returns them. Both compute the "
+          "pipeline's method: DUT settling, the Type A of autocorrelated readings (autocovariances by FFT), "
+          "the chamber's temporal instability and the DUT's short-term stability, the certificate's rows, "
+          "the budget, directions and hysteresis. All channels of a poll share its time stamp here, so ours "
+          "finds every DUT reading at the reference's own times and takes them as they are (what "
+          "interpolation returns there), and settles the DUTs of a plateau together "
+          "(`gateway.stability.run_rows`); pandas joins the DUTs on exact time stamps. DUTs on their own "
+          "clocks take the interpolation path and settle one by one, which costs ours more. "
           "Peak memory is tracemalloc's peak over one separate, untimed run of each (numpy and pandas "
           "report their array allocations to tracemalloc), started after the run's arrays exist: memory "
           "the computation allocates on top of its input, not the input itself.\n")

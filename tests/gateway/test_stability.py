@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from gateway.stability import Criteria, Plateau, StabilityTracker
+from gateway.stability import Criteria, Plateau, StabilityTracker, run_rows
 from pipelines.plateaus import find_plateaus
 
 
@@ -130,6 +130,34 @@ def test_stream_equals_batch_on_a_chamber_run() -> None:
         flags, plateaus = feed(c, t, v, sizes)
         assert_array_equal(flags, batch.stable)
         assert plateaus == list(batch.plateaus)
+
+
+def test_rows_on_one_clock_equal_separate_runs() -> None:
+    """run_rows (several channels read at the same times, the pipeline's DUT settling)
+    decides every window and finds every plateau exactly as one run per row: the work it
+    shares depends on the times alone."""
+    stable_windows = 0
+    for seed in range(150):
+        rng = np.random.default_rng(1000 + seed)
+        t, v, c = random_series(rng)
+        rows = np.array([v, v[::-1].copy(), v + rng.normal(0.0, 0.01, v.size) + 3.0, np.full(v.size, 2.5)])
+        for row, got in zip(rows, run_rows(c, t, rows), strict=True):
+            alone = StabilityTracker(c).run(t, row)
+            assert got.first == alone.first
+            assert_array_equal(got.stable, alone.stable, err_msg=f"seed {seed}")
+            assert got.plateaus == alone.plateaus, seed
+            stable_windows += int(alone.stable.sum())
+    t, v = chamber_run(np.random.default_rng(7))
+    c = Criteria(600.0, 0.02, 0.005, 900.0)
+    rows = np.array([v, v + 0.3, np.round(v + np.random.default_rng(8).normal(0.0, 0.01, v.size), 2)])
+    for row, got in zip(rows, run_rows(c, t, rows), strict=True):
+        alone = StabilityTracker(c).run(t, row)
+        assert_array_equal(got.stable, alone.stable)
+        assert got.plateaus == alone.plateaus and len(got.plateaus) == 3
+    assert stable_windows > 2000  # not vacuous
+    assert run_rows(c, t, np.zeros((0, t.size))) == []
+    with pytest.raises(ValueError, match="2-D"):
+        run_rows(c, t, v)
 
 
 def test_live_state_during_a_plateau() -> None:
