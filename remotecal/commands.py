@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from datetime import UTC, datetime
 
 from gateway.errors import RemotecalError
@@ -103,12 +104,14 @@ def simulate(args: argparse.Namespace) -> int:
 def pipeline_run(args: argparse.Namespace) -> int:
     from pipelines.pipeline import run_pipeline, uncalibrated_channels
 
+    began = time.monotonic()
     out = run_pipeline(args.config, args.out, write_results=False if args.no_points else None,
                        provisional=args.provisional)
     channels = sorted({r.channel for r in out.results})
     print(
         f"{len(out.results)} calibration point(s) for {len(channels)} DUT channel(s) -> {out.csv_path}"
         + (f"; {out.points_written} calibration_point point(s) written" if out.points_written else "")
+        + f" (in {time.monotonic() - began:.1f} s)"
     )
     missing = uncalibrated_channels(out)
     if missing:

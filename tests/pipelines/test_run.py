@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -313,7 +314,9 @@ def test_pipeline_end_to_end(influxd: InfluxD, tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "out"
 
     assert main(["pipeline", "run", "-c", str(config), "--out", str(out)]) == 0
-    assert "6 calibration point(s) for 2 DUT channel(s)" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "6 calibration point(s) for 2 DUT channel(s)" in summary
+    assert re.search(r"\(in \d+\.\d s\)", summary), summary  # how long the run took
 
     with open(out / "corrections.csv", newline="") as f:
         reader = csv.DictReader(f)
