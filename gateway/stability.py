@@ -205,6 +205,16 @@ def validate_series(t_s: npt.ArrayLike, values: npt.ArrayLike) -> tuple[FloatArr
     return t, v
 
 
+def _finite_values(values: npt.ArrayLike, shape: tuple[int, ...]) -> FloatArray:
+    """`validate_series`' checks of the values, for times already checked."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != shape:
+        raise ValueError(f"t_s and values must be 1-D arrays of one length, not {shape} and {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError("t_s and values must be finite (no NaN or inf)")
+    return v
+
+
 def _prefix(x: FloatArray) -> FloatArray:
     """Cumulative sum with a leading zero: sum of x[i:j+1] is out[j+1] - out[i]."""
     out = np.zeros(x.size + 1)
@@ -390,16 +400,29 @@ def _slope_ok(nf: FloatArray, s_t: FloatArray, s_v: FloatArray, s_tt: FloatArray
     """|b| 60 <= max_slope  <=>  |SP_tv| 60 <= max_slope SS_t, with SP_tv = S_tv - S_t S_v / n
     and SS_t = S_tt - S_t^2 / n (> 0 for n >= 3 distinct times); consumes ``s_tt``,
     ``s_tv`` and ``scratch``."""
-    np.multiply(s_t, s_v, out=scratch)
-    scratch /= nf
-    s_tv -= scratch
+    limit = _slope_limit(nf, s_t, s_tt, max_slope_per_min, scratch)
+    return _slope_within(nf, s_t, s_v, s_tv, limit, scratch)
+
+
+def _slope_limit(nf: FloatArray, s_t: FloatArray, s_tt: FloatArray, max_slope_per_min: float,
+                 scratch: FloatArray) -> FloatArray:
+    """max_slope SS_t, the right side of `_slope_ok` (the times' alone), in ``s_tt``."""
     np.multiply(s_t, s_t, out=scratch)
     scratch /= nf
     s_tt -= scratch
+    s_tt *= max_slope_per_min
+    return s_tt
+
+
+def _slope_within(nf: FloatArray, s_t: FloatArray, s_v: FloatArray, s_tv: FloatArray, limit: FloatArray,
+                  scratch: FloatArray) -> BoolArray:
+    """|SP_tv| 60 <= ``limit`` (`_slope_limit`); consumes ``s_tv`` and ``scratch``."""
+    np.multiply(s_t, s_v, out=scratch)
+    scratch /= nf
+    s_tv -= scratch
     np.abs(s_tv, out=s_tv)
     s_tv *= 60.0
-    s_tt *= max_slope_per_min
-    ok: BoolArray = s_tv <= s_tt
+    ok: BoolArray = s_tv <= limit
     return ok
 
 
@@ -415,15 +438,24 @@ class _SharedTimes:
         self.nf: FloatArray | None = None
         self.tc: FloatArray | None = None
         self.s_t: FloatArray | None = None
-        self.s_tt: FloatArray | None = None
+        self.s_tt_last = math.nan
+        self.limit: FloatArray | None = None
+        """max_slope SS_t per window (`_slope_limit`)."""
+        self.valid: BoolArray | None = None
+        """complete and holding at least MIN_SAMPLES samples."""
         self.tails: tuple[FloatArray, FloatArray] | None = None
+        self.times: FloatArray | None = None
+        """The times (validated by the tracker that filled this)."""
         self.same: IntArray | None = None
         self.same_done = False
 
     def fill(self, starts: _Starts | None, complete: BoolArray, segment_t: float, nf: FloatArray,
-             tc: FloatArray, s_t: FloatArray, s_tt: FloatArray, tails: tuple[FloatArray, FloatArray]) -> None:
+             tc: FloatArray, s_t: FloatArray, s_tt_last: float, limit: FloatArray, valid: BoolArray,
+             tails: tuple[FloatArray, FloatArray], times: FloatArray) -> None:
         self.starts, self.complete, self.segment_t, self.nf = starts, complete, segment_t, nf
-        self.tc, self.s_t, self.s_tt, self.tails = tc, s_t, s_tt, tails
+        self.times = times
+        self.tc, self.s_t, self.s_tt_last, self.limit, self.valid = tc, s_t, s_tt_last, limit, valid
+        self.tails = tails
 
 
 def run_rows(criteria: Criteria, t_s: npt.ArrayLike, rows: npt.ArrayLike) -> list[Update]:
@@ -539,7 +571,10 @@ class StabilityTracker:
         (`run_rows`); it fills it when empty."""
         if self._closed:
             raise ValueError("this stability tracker is closed; start a new one")
-        t, v = validate_series(t_s, values)
+        if shared is not None and shared.times is t_s:
+            t, v = shared.times, _finite_values(values, shared.times.shape)  # its times: checked
+        else:
+            t, v = validate_series(t_s, values)
         m = self._hi - self._lo
         """Samples retained from earlier calls (none before the first sample)."""
         if t.size and m and t[0] < self._t[self._hi - 1]:
@@ -619,25 +654,26 @@ class StabilityTracker:
         tail = (float(s_v[last]), float(s_vv[last])) if size else (math.nan, math.nan)
         stable = _std_ok(nf, s_v, s_vv, self.criteria.max_std, scratch[:size])
         if reuse:
-            # the sums of t and t^2 are the other tracker's (s_tt is consumed below: a copy)
+            # the sums of t, the slope limit and the valid windows are the first tracker's
             assert shared is not None and shared.tc is not None and shared.s_t is not None
-            assert shared.s_tt is not None and shared.tails is not None and tails is not None
+            assert shared.tails is not None and tails is not None
             tc, s_t = shared.tc, shared.s_t
             s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
-            s_tt = scratch[:size]
-            np.copyto(s_tt, shared.s_tt)
             tails[0], tails[2] = shared.tails
-            spare = np.empty(size)
+            spare = scratch[:size]
         else:
             tc = np.subtract(t, t0)
             s_t = window_sums(0, tc, np.empty(size))
             s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
             if shared is not None:  # keep t and the sums of t and t^2 for the next tracker
                 assert tails is not None
-                s_tt = window_sums(2, np.multiply(tc, tc), scratch)
-                shared.fill(starts, complete, self._segment_t, nf, tc, s_t, s_tt.copy(),
-                            (tails[0].copy(), tails[2].copy()))
-                spare = np.empty(size)
+                s_tt = window_sums(2, np.multiply(tc, tc), np.empty(size))
+                s_tt_last = float(s_tt[last]) if size else math.nan
+                limit = _slope_limit(nf, s_t, s_tt, self.criteria.max_slope_per_min, scratch[:size])
+                valid = complete & (nf >= MIN_SAMPLES)
+                shared.fill(starts, complete, self._segment_t, nf, tc, s_t, s_tt_last, limit, valid,
+                            (tails[0].copy(), tails[2].copy()), t)
+                spare = scratch[:size]
             else:
                 s_tt = window_sums(2, np.multiply(tc, tc, out=tc), scratch)
                 spare = tc[:size] if k >= size else np.empty(size)
@@ -645,12 +681,19 @@ class StabilityTracker:
         del tc
         last_stats = (math.nan, math.nan)
         if size:
-            last_stats = _stats_of(float(nf[last]), float(s_t[last]), tail[0], float(s_tt[last]),
+            tt_last = float(s_tt[last]) if shared is None else shared.s_tt_last
+            last_stats = _stats_of(float(nf[last]), float(s_t[last]), tail[0], tt_last,
                                    float(s_tv[last]), tail[1])
-        stable &= _slope_ok(nf, s_t, s_v, s_tt, s_tv, self.criteria.max_slope_per_min, spare)
-        stable &= complete
-        stable &= nf >= MIN_SAMPLES
-        del s_t, s_v, s_tt, s_tv, s_vv, work, scratch, spare
+        if shared is None:
+            stable &= _slope_ok(nf, s_t, s_v, s_tt, s_tv, self.criteria.max_slope_per_min, spare)
+            stable &= complete
+            stable &= nf >= MIN_SAMPLES
+            del s_tt
+        else:
+            assert shared.limit is not None and shared.valid is not None
+            stable &= _slope_within(nf, s_t, s_v, s_tv, shared.limit, spare)
+            stable &= shared.valid
+        del s_t, s_v, s_tv, s_vv, work, scratch, spare
         if shared is None:
             same = _last_at_same_time(times[d:end])
         else:
