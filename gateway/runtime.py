@@ -118,6 +118,8 @@ class Gateway:
         log.info("gateway %s/%s run %s: journal %s, %d source(s), %d sink(s)", g.site, g.id, g.run,
                  self.journal.path, len(self.sources), len(self.sinks))
         await self.journal.open()
+        if self.journal.stats.lost or self.journal.stats.damaged:
+            await self._health()  # a damaged or lost journal is in a health point at once
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_journal(), name="journal-watch")

@@ -110,6 +110,10 @@ def test_a_damaged_journal_is_recovered_at_start_not_a_crash_loop(
         recovered, expected, lost = map(int, found.groups())
         assert expected == 2 * n + 1 and 0 < lost < expected and recovered + lost == expected
         wait_until(lambda: count_readings(influxd) >= recovered - 1, 30, "the recovered readings", gw)
+        # The loss is in a health point at once, not only in the one written at shutdown (which a
+        # short shutdown_grace may leave undelivered until the next start).
+        wait_until(lambda: any(h["journal_lost"] == lost for h in influxd.rows(
+            "SELECT journal_lost FROM gateway_health", "calibration")), 30, "the loss in a health point", gw)
         assert gw.terminate() == 0
     assert "Traceback" not in gw.log()
     assert count_readings(influxd) in (recovered - 1, recovered)  # the health record may be among the lost
