@@ -5,6 +5,8 @@
     delivery tasks   journal -> sink, one per sink, each with its own cursor
     health           a `gateway_health` record every `health_interval`, via the journal
     housekeeping     trims the quarantine and the redelivery keys
+    control          `<data_dir>/control.sock` (gateway.localcontrol): `status`, and what
+                     other parts register on `Gateway.control`
 
 SIGTERM/SIGINT: the sources stop first (unacknowledged MQTT messages stay with the
 broker), the journal commits what it holds, the sinks drain for `shutdown_grace`
@@ -26,6 +28,7 @@ from gateway.config import GatewayConfig
 from gateway.delivery import DeliveryRunner
 from gateway.errors import JournalError, JournalFull
 from gateway.journal import Journal, dedupe_key
+from gateway.localcontrol import LocalControl
 from gateway.plugin import SinkContext, Tags
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading
@@ -77,6 +80,8 @@ class Gateway:
         self._refused_log = RateLimitedLog(log)
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
+        self.control = LocalControl(g.data_dir)
+        self.control.register("status", self._status_op)
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -109,6 +114,13 @@ class Gateway:
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
 
+    async def _status_op(self, _request: dict[str, Any]) -> dict[str, Any]:
+        g = self.cfg.gateway
+        return {"site": g.site, "gateway": g.id, "run": g.run, "health": self.health_fields(),
+                "sources": [{"name": s.name, "connected": bool(getattr(s, "connected", True))}
+                            for s in self.sources],
+                "sinks": [{"name": r.sink.name} for r in self.runners]}
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,6 +133,10 @@ class Gateway:
         if self.journal.stats.lost or self.journal.stats.damaged:
             await self._health()  # a damaged or lost journal is in a health point at once
         try:
+            try:
+                await self.control.start()
+            except OSError as exc:  # the data is worth more than the status: run without it
+                log.error("no control socket (gateway status will not answer): %s", exc)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_journal(), name="journal-watch")
                 for r in self.runners:
@@ -136,6 +152,7 @@ class Gateway:
         except* JournalError as group:  # one line, not a traceback: the journal is damaged
             raise group.exceptions[0] from None
         finally:
+            await self.control.close()
             for s in self.sinks:
                 await s.aclose()
             await self.journal.close()
