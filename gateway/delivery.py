@@ -35,7 +35,7 @@ from gateway.errors import (
     ThrottledError,
 )
 from gateway.journal import Journal
-from gateway.reading import HealthSample, Record
+from gateway.reading import HealthSample, Point, Record
 from gateway.records import RecordRows, Row
 from gateway.sinks import Sink
 from gateway.sources import Rejected
@@ -218,7 +218,8 @@ class DeliveryRunner:
 
     async def _quarantine(self, record: Record, reason: str) -> None:
         self.rejected_points += 1
-        what = "gateway_health" if isinstance(record, HealthSample) else record.channel
+        what = ("gateway_health" if isinstance(record, HealthSample)
+                else record.measurement if isinstance(record, Point) else record.channel)
         log.warning("sink %r: the server refused a point of %s: %s; it is quarantined",
                     self.sink.name, what, reason)
         await self.journal.append([], [Rejected(f"sink:{self.sink.name}", reason[:500], what,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ROLES", "HealthSample", "Reading", "Record"]
+__all__ = ["ROLES", "FieldValue", "HealthSample", "Point", "Reading", "Record"]
 
 ROLES = ("reference", "dut", "chamber")
 
@@ -59,4 +59,26 @@ class HealthSample:
     fields: dict[str, float | int] = field(default_factory=dict)
 
 
-Record = Reading | HealthSample
+FieldValue = float | int | str | bool
+"""A field of a `Point`: InfluxDB's field types."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """Any other point the gateway writes itself through its journal - a remote run's
+    `run_event` and `run_window` (README, "Remote runs") - with the tags `site`, `gateway`,
+    `run`, the extra `tags` (sorted key/value pairs) and typed `fields`.
+
+    time_ns : int [ns since the Unix epoch, UTC]
+    """
+
+    measurement: str
+    site: str
+    gateway: str
+    run: str
+    time_ns: int
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+Record = Reading | HealthSample | Point

@@ -19,12 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import overload
 
-from gateway.reading import HealthSample, Reading, Record
+from gateway.reading import HealthSample, Point, Reading, Record
 
-__all__ = ["READING", "RecordRows", "Row", "Series"]
+__all__ = ["HEALTH", "READING", "RecordRows", "Row", "Series"]
 
 READING = "reading"
-"""The measurement of reading series; the only other one is "gateway_health"."""
+"""The measurement of reading series."""
+HEALTH = "gateway_health"
+"""The measurement of health samples; any other is a `Point`'s (its fields in the row's JSON)."""
 
 Row = tuple[int, int, int, float | None, str | None]
 """(seq, series id, time_ns, value, fields as JSON) - a journal `records` row."""
@@ -71,7 +73,9 @@ class RecordRows(Sequence[Record]):
         if s.measurement == READING:
             return Reading(s.site, s.gateway, s.run, s.channel, s.quantity, s.unit, s.role,
                            value, ts, s.tags)  # type: ignore[arg-type]  # NaN is stored as NULL
-        return HealthSample(s.site, s.gateway, ts, json.loads(fields or "{}"))
+        if s.measurement == HEALTH:
+            return HealthSample(s.site, s.gateway, ts, json.loads(fields or "{}"))
+        return Point(s.measurement, s.site, s.gateway, s.run, ts, json.loads(fields or "{}"), s.tags)
 
     def __len__(self) -> int:
         return len(self.rows)

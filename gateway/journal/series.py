@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections.abc import Collection, Iterable
 
-from gateway.reading import Reading
+from gateway.reading import Point, Reading
 from gateway.records import Series
 
 __all__ = ["FREE_EVERY", "IDLE_S", "SeriesKey", "SeriesTable"]
@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS series(
     def reading_key(r: Reading) -> tuple[str, ...]:
         return ("reading", r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role,
                 json.dumps(r.tags) if r.tags else "")
+
+    @staticmethod
+    def point_key(p: Point) -> tuple[str, ...]:
+        return (p.measurement, p.site, p.gateway, p.run, "", "", "", "", json.dumps(p.tags) if p.tags else "")
 
     @staticmethod
     def health_key(site: str, gateway: str) -> tuple[str, ...]:

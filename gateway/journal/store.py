@@ -49,8 +49,8 @@ from gateway.journal.recovery import Marker, damage, move_aside, salvage
 from gateway.journal.redelivery import RedeliveryKeys
 from gateway.journal.schema import META_DDL, check_version, journal_id, meta_get, meta_set
 from gateway.journal.series import IDLE_S, SeriesTable
-from gateway.reading import Reading, Record
-from gateway.records import RecordRows, Row
+from gateway.reading import Point, Reading, Record
+from gateway.records import HEALTH, READING, RecordRows, Row
 from gateway.sources import Rejected
 
 __all__ = ["COMMIT_RETRY_MAX_S", "PARTS", "Journal", "JournalStats"]
@@ -523,6 +523,10 @@ class Journal:
         if isinstance(r, Reading):
             value = r.value if type(r.value) is float else float(r.value)
             return series.id_for(db, series.reading_key(r)), ts, value, None
+        if isinstance(r, Point):
+            if r.measurement in (READING, HEALTH):
+                raise ValueError(f"a point cannot be of measurement {r.measurement!r}")
+            return series.id_for(db, series.point_key(r)), ts, None, json.dumps(r.fields)
         return series.id_for(db, series.health_key(r.site, r.gateway)), ts, None, json.dumps(r.fields)
 
     def _refresh_sync(self) -> None:

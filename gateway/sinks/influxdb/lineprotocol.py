@@ -1,4 +1,4 @@
-"""InfluxDB line protocol for `Reading` and `HealthSample`.
+"""InfluxDB line protocol for `Reading`, `HealthSample` and `Point`.
 
     reading,channel=ref-t,gateway=gw01,quantity=temperature,role=reference,run=RC-1,
         site=lab1,unit=degC value=23.45 1795433084624000000        (one line, wrapped here)
@@ -26,7 +26,7 @@ import re
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TypeVar
 
-from gateway.reading import HealthSample, Reading, Record
+from gateway.reading import HealthSample, Point, Reading, Record
 from gateway.records import READING, RecordRows, Series
 
 __all__ = ["LineEncoder", "encode_batch", "escape_key", "escape_measurement", "escape_string"]
@@ -34,6 +34,7 @@ __all__ = ["LineEncoder", "encode_batch", "escape_key", "escape_measurement", "e
 K = TypeVar("K", bound=Hashable)
 _READING_TAGS = ("site", "gateway", "run", "channel", "quantity", "unit", "role")
 _HEALTH_TAGS = ("site", "gateway")
+_POINT_TAGS = ("site", "gateway", "run")
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
@@ -136,6 +137,8 @@ class LineEncoder:
             return self._encode_reading(record)
         if type(record) is HealthSample:
             return self._encode_health(record)
+        if type(record) is Point:
+            return self._encode_point(record)
         raise TypeError(f"cannot encode {type(record).__name__}")
 
     def _encode_reading(self, r: Reading) -> str:
@@ -155,6 +158,15 @@ class LineEncoder:
             f"{escape_key(k, 'field key')}={_field_value(v)}" for k, v in sorted(h.fields.items())
         )
         return f"{_HEALTH}{tags} {fields} {h.time_ns:d}"
+
+    def _encode_point(self, p: Point) -> str:
+        if not p.fields:
+            raise ValueError(f"a {p.measurement} point needs at least one field")
+        tags = _tag_set(zip(_POINT_TAGS, (p.site, p.gateway, p.run), strict=True), p.tags)
+        fields = ",".join(
+            f"{escape_key(k, 'field key')}={_field_value(v)}" for k, v in sorted(p.fields.items())
+        )
+        return f"{escape_measurement(p.measurement)}{tags} {fields} {p.time_ns:d}"
 
     def _row_prefix(self, s: Series, sid: int) -> str:
         """The prefix of series `sid` (of the current table), remembered; "" if not a reading's."""

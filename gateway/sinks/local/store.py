@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.config_types import Duration
 from gateway.errors import RemotecalError, RetryableError
-from gateway.reading import HealthSample, Reading, Record
+from gateway.reading import HealthSample, Point, Reading, Record
 
 __all__ = ["ChannelData", "LocalStoreConfig", "LocalStoreSink", "read_run"]
 
@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS reading(
     PRIMARY KEY(run, channel, site, gateway, quantity, unit, role, time_ns)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gateway_health(
     site TEXT, gateway TEXT, time_ns INTEGER, fields TEXT, PRIMARY KEY(site, gateway, time_ns));
+CREATE TABLE IF NOT EXISTS point(
+    measurement TEXT, site TEXT, gateway TEXT, run TEXT, tags TEXT, time_ns INTEGER, fields TEXT,
+    PRIMARY KEY(measurement, run, site, gateway, tags, time_ns)) WITHOUT ROWID;
 """
 
 
@@ -70,11 +73,14 @@ class LocalStoreSink:
                     for r in records if isinstance(r, Reading)]
         health = [(r.site, r.gateway, r.time_ns, json.dumps(r.fields))
                   for r in records if isinstance(r, HealthSample)]
+        points = [(r.measurement, r.site, r.gateway, r.run, json.dumps(dict(r.tags), sort_keys=True),
+                   r.time_ns, json.dumps(r.fields)) for r in records if isinstance(r, Point)]
         db = self._db
         db.execute("BEGIN")  # autocommit mode: without it every row would be its own transaction
         try:
             db.executemany("INSERT OR REPLACE INTO reading VALUES(?,?,?,?,?,?,?,?,?)", readings)
             db.executemany("INSERT OR REPLACE INTO gateway_health VALUES(?,?,?,?)", health)
+            db.executemany("INSERT OR REPLACE INTO point VALUES(?,?,?,?,?,?,?)", points)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -9,6 +9,13 @@
             | readings: count u32, then count x (series u16 | time_ns i64 | value f64)
             | health:   count u16, then count x (site u16 | gateway u16 | time_ns i64 |
                         nfields u8 | nfields x (name u16 | kind u8 "i"/"f" | 8 bytes))
+            | points:   (version 2 only) count u16, then count x (measurement, site, gateway, run:
+                        4 x u16 | time_ns i64 | ntags u8 | ntags x (key u16, value u16) |
+                        nfields u8 | nfields x (name u16 | kind u8 "i"/"f"/"s"/"b" | 8 bytes:
+                        i64, f64, the string's index as i64, 0/1 as i64))
+
+A frame with no `Point` (a remote run's run_event / run_window) is version 1, byte for byte
+what it was before points existed; one with points is version 2.  Both decode.
 
 All integers little-endian.  The signature covers the whole body, identity and sequence
 number included, so a frame cannot be moved to another gateway's topic or renumbered.
@@ -38,8 +45,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from gateway.errors import PayloadError
-from gateway.reading import HealthSample, Reading, Record
-from gateway.records import READING, RecordRows
+from gateway.reading import FieldValue, HealthSample, Point, Reading, Record
+from gateway.records import HEALTH, READING, RecordRows
 
 __all__ = [
     "MAGIC",
@@ -57,6 +64,8 @@ __all__ = [
 
 MAGIC = b"RCU1"
 VERSION = 1
+POINTS_VERSION = 2
+"""A frame that carries `Point`s (section "points")."""
 SIGNATURE_BYTES = 32
 _HEADER = struct.Struct("<4sBQq")
 _U8 = struct.Struct("<B")
@@ -65,6 +74,7 @@ _U32 = struct.Struct("<I")
 _SERIES = struct.Struct("<7HB")
 _READING = struct.Struct("<Hqd")
 _HEALTH = struct.Struct("<HHqB")
+_POINT = struct.Struct("<4HqB")
 _FIELD = struct.Struct("<Hc8s")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
@@ -123,8 +133,8 @@ def frame_header(frame: bytes) -> tuple[int, int]:
     magic, version, seq, sent_ns = _HEADER.unpack_from(frame)
     if magic != MAGIC:
         raise PayloadError("not a frame (bad magic)")
-    if version != VERSION:
-        raise PayloadError(f"frame version {version} is not {VERSION}")
+    if version not in (VERSION, POINTS_VERSION):
+        raise PayloadError(f"frame version {version} is not {VERSION} or {POINTS_VERSION}")
     if seq > SEQ_MAX:
         raise PayloadError(f"sequence number {seq} is out of range (at most 2**63 - 1)")
     return seq, sent_ns
@@ -159,6 +169,7 @@ def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Seque
     series_parts: list[bytes] = []
     readings: list[bytes] = []
     health: list[bytes] = []
+    points: list[bytes] = []
 
     def add_series(key: object, fixed: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> int:
         sid = series[key] = len(series)
@@ -177,7 +188,11 @@ def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Seque
             if sid is None:
                 s = table[jsid]
                 if s.measurement != READING:
-                    health.append(_health_part(records.record(row), strings))
+                    rec = records.record(row)
+                    if s.measurement == HEALTH:
+                        health.append(_health_part(rec, strings))
+                    else:
+                        points.append(_point_part(rec, strings))
                     continue
                 sid = add_series(jsid, (s.site, s.gateway, s.run, s.channel, s.quantity, s.unit, s.role),
                                  s.tags)
@@ -191,20 +206,24 @@ def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Seque
                     sid = add_series(key, (r.site, r.gateway, r.run, r.channel, r.quantity, r.unit, r.role),
                                      r.tags)
                 readings.append(_READING.pack(sid, r.time_ns, r.value))
+            elif isinstance(r, Point):
+                points.append(_point_part(r, strings))
             else:
                 health.append(_health_part(r, strings))
-    if len(health) > _MAX_TABLE:
-        raise ValueError("more than 65535 health samples in one frame")
+    if len(health) > _MAX_TABLE or len(points) > _MAX_TABLE:
+        raise ValueError("more than 65535 health samples or points in one frame")
+    # The string table is complete only now: points add their strings too.
     ident = _U16.pack(strings(site)) + _U16.pack(strings(gateway))
     table_parts = [_U16.pack(len(strings.index))]
     for text in strings.index:
         b = text.encode()
         table_parts += [_U16.pack(len(b)), b]
+    tail = [_U16.pack(len(points)), *points] if points else []
     return b"".join([
-        _HEADER.pack(MAGIC, VERSION, seq, sent_ns), *table_parts, ident,
+        _HEADER.pack(MAGIC, POINTS_VERSION if points else VERSION, seq, sent_ns), *table_parts, ident,
         _U16.pack(len(series_parts)), *series_parts,
         _U32.pack(len(readings)), *readings,
-        _U16.pack(len(health)), *health,
+        _U16.pack(len(health)), *health, *tail,
     ])
 
 
@@ -214,6 +233,24 @@ def _health_part(h: Record, strings: _Strings) -> bytes:
     for name, value in h.fields.items():
         if isinstance(value, int):
             part.append(_FIELD.pack(strings(name), b"i", _I64.pack(value)))
+        else:
+            part.append(_FIELD.pack(strings(name), b"f", _F64.pack(value)))
+    return b"".join(part)
+
+
+def _point_part(p: Record, strings: _Strings) -> bytes:
+    assert isinstance(p, Point)
+    part = [_POINT.pack(strings(p.measurement), strings(p.site), strings(p.gateway), strings(p.run),
+                        p.time_ns, len(p.tags))]
+    part += [_U16.pack(strings(k)) + _U16.pack(strings(v)) for k, v in p.tags]
+    part.append(_U8.pack(len(p.fields)))
+    for name, value in p.fields.items():
+        if isinstance(value, bool):
+            part.append(_FIELD.pack(strings(name), b"b", _I64.pack(int(value))))
+        elif isinstance(value, int):
+            part.append(_FIELD.pack(strings(name), b"i", _I64.pack(value)))
+        elif isinstance(value, str):
+            part.append(_FIELD.pack(strings(name), b"s", _I64.pack(strings(value))))
         else:
             part.append(_FIELD.pack(strings(name), b"f", _F64.pack(value)))
     return b"".join(part)
@@ -249,7 +286,7 @@ def decode_frame(body: bytes) -> Frame:
 def _decode(body: bytes) -> Frame:
     rd = _Reader(body, 0)
     magic, version, seq, sent_ns = rd.take(_HEADER)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in (VERSION, POINTS_VERSION):
         raise ValueError("bad magic or version")
     if seq > SEQ_MAX:
         raise ValueError(f"sequence number {seq} is out of range (at most 2**63 - 1)")
@@ -285,6 +322,30 @@ def _decode(body: bytes) -> Frame:
             else:
                 raise ValueError(f"health field kind {kind!r}")
         records.append(HealthSample(strings[s_i], strings[g_i], ts, fields))
+    if version == POINTS_VERSION:
+        (n,) = rd.take(_U16)
+        for _ in range(n):
+            m_i, s_i, g_i, r_i, ts, ntags = rd.take(_POINT)
+            pairs = [rd.take(_U16) + rd.take(_U16) for _ in range(ntags)]
+            (nfields,) = rd.take(_U8)
+            values: dict[str, FieldValue] = {}
+            for _ in range(nfields):
+                name_i, kind, raw8 = rd.take(_FIELD)
+                (i64,) = _I64.unpack(raw8)
+                if kind == b"i":
+                    values[strings[name_i]] = i64
+                elif kind == b"f":
+                    values[strings[name_i]] = _F64.unpack(raw8)[0]
+                elif kind == b"s":
+                    if not 0 <= i64 < len(strings):
+                        raise ValueError(f"string index {i64} out of range")
+                    values[strings[name_i]] = strings[i64]
+                elif kind == b"b":
+                    values[strings[name_i]] = bool(i64)
+                else:
+                    raise ValueError(f"point field kind {kind!r}")
+            records.append(Point(strings[m_i], strings[s_i], strings[g_i], strings[r_i], ts, values,
+                                 tuple((strings[k], strings[v]) for k, v in pairs)))
     if rd.pos != len(body):
         raise ValueError(f"{len(body) - rd.pos} stray bytes at the end")
     return Frame(seq, sent_ns, site, gateway, records)
