@@ -24,7 +24,7 @@ from gateway import registry
 from gateway.config_types import Duration, Size
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError
-from gateway.plugin import SinkConfig, SinkKind, SourceKind
+from gateway.plugin import ControllerKind, SinkConfig, SinkKind, SourceKind
 
 __all__ = ["GatewayConfig", "JournalConfig", "config_model", "format_validation_error", "load_config",
            "parse_config", "read_toml"]
@@ -68,7 +68,7 @@ class JournalConfig(_Strict):
 
 
 class _Blocks(_Strict):
-    """`[sources]` or `[sinks]`: one list of blocks per registered kind (gateway.registry).
+    """`[sources]`, `[sinks]` or `[controllers]`: one list of blocks per registered kind (gateway.registry).
     The fields are made from the registry when a config is validated (`config_model`)."""
 
     def blocks(self, kind: str) -> list[Any]:
@@ -87,6 +87,8 @@ class GatewayConfig(_Strict):
     journal: JournalConfig = JournalConfig()
     sources: _Blocks = _Blocks()
     sinks: _Blocks = _Blocks()
+    controllers: _Blocks = _Blocks()
+    """Chamber controllers a remote run writes its setpoints to (gateway.controllers)."""
 
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:
@@ -104,7 +106,24 @@ class GatewayConfig(_Strict):
             raise ValueError(f"no sink configured: add {_choices('sinks', registry.SINKS)}")
         self._one_source_per_channel()
         self._unique_sinks()
+        self._controllers()
         return self
+
+    def _controllers(self) -> None:
+        """Controller names are unique, and each setpoint is written by one controller."""
+        names: dict[str, str] = {}
+        writes: dict[str, str] = {}
+        for kind in registry.CONTROLLERS:
+            for i, c in enumerate(self.controllers.blocks(kind)):
+                key = f"controllers.{kind}[{i}]"
+                if c.name in names:
+                    raise _SinkError(f"{key}.name: {c.name!r} is already the name of {names[c.name]}")
+                names[c.name] = key
+                for q in c.quantities():
+                    if q in writes:
+                        raise _SinkError(f"{key}: writes the {q} setpoint, which {writes[q]} writes: "
+                                         "one controller per setpoint")
+                    writes[q] = key
 
     def _one_source_per_channel(self) -> None:
         """A channel named outright (no `{n}` of a topic) is read by one place only: two devices
@@ -172,20 +191,23 @@ _models: dict[tuple[object, ...], type[GatewayConfig]] = {}
 
 def config_model() -> type[GatewayConfig]:
     """GatewayConfig with a list field per registered kind (made once per set of kinds)."""
-    key = (*registry.SOURCES.values(), None, *registry.SINKS.values())
+    key = (*registry.SOURCES.values(), None, *registry.SINKS.values(), None, *registry.CONTROLLERS.values())
     if key not in _models:
-        def table(name: str, kinds: dict[str, SourceKind] | dict[str, SinkKind]) -> type[_Blocks]:
+        def table(name: str, kinds: dict[str, SourceKind] | dict[str, SinkKind] | dict[str, ControllerKind]
+                  ) -> type[_Blocks]:
             fields: dict[str, Any] = {k.name: (list[k.config], []) for k in kinds.values()}  # type: ignore[name-defined]
             return create_model(name, __base__=_Blocks, **fields)
 
         sources, sinks = table("Sources", registry.SOURCES), table("Sinks", registry.SINKS)
+        controllers = table("Controllers", registry.CONTROLLERS)
         _models[key] = create_model("GatewayConfig", __base__=GatewayConfig,
-                                    sources=(sources, sources()), sinks=(sinks, sinks()))
+                                    sources=(sources, sources()), sinks=(sinks, sinks()),
+                                    controllers=(controllers, controllers()))
     return _models[key]
 
 
 class _SinkError(ValueError):
-    """A problem with the sinks: reported with its own key path, not the model's."""
+    """A problem across blocks (sinks, controllers): reported with its own key path, not the model's."""
 
 
 def parse_config(data: dict[str, Any]) -> GatewayConfig:
@@ -206,7 +228,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     def anchored(x: Path) -> Path:
         return x if x.is_absolute() else (base / x).resolve()
 
-    def blocks(table: _Blocks, kinds: dict[str, SourceKind] | dict[str, SinkKind]) -> _Blocks:
+    def blocks(table: _Blocks, kinds: dict[str, SourceKind] | dict[str, SinkKind] | dict[str, ControllerKind]
+               ) -> _Blocks:
         return table.model_copy(update={
             kind.name: [b.model_copy(update={f: anchored(getattr(b, f)) for f in kind.paths
                                              if getattr(b, f) is not None})
@@ -215,4 +238,5 @@ def load_config(path: str | Path) -> GatewayConfig:
 
     section = cfg.gateway.model_copy(update={"data_dir": anchored(cfg.gateway.data_dir)})
     return cfg.model_copy(update={"gateway": section, "sources": blocks(cfg.sources, registry.SOURCES),
-                                  "sinks": blocks(cfg.sinks, registry.SINKS)})
+                                  "sinks": blocks(cfg.sinks, registry.SINKS),
+                                  "controllers": blocks(cfg.controllers, registry.CONTROLLERS)})

@@ -1,4 +1,4 @@
-"""What a source or sink kind declares about itself (Telegraf's `inputs.Add`, in Python).
+"""What a source, sink or controller kind declares about itself (Telegraf's `inputs.Add`, in Python).
 
 Each protocol is one folder, `gateway/sources/<kind>/` or `gateway/sinks/<kind>/`, whose
 `plugin.py` declares a `SourceKind` or `SinkKind`: its name (the TOML table
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.sinks import Sink
     from gateway.sources import Source
 
-__all__ = ["SinkConfig", "SinkContext", "SinkKind", "SourceConfig", "SourceKind", "Tags"]
+__all__ = ["ControllerKind", "SinkConfig", "SinkContext", "SinkKind", "SourceConfig", "SourceKind", "Tags"]
 
 
 class SourceConfig(Protocol):
@@ -97,3 +97,21 @@ class SinkKind:
     sample: Path
     paths: tuple[str, ...] = ()
     """Keys that are file paths: a relative one is relative to the config file."""
+
+
+@dataclass(frozen=True)
+class ControllerKind:
+    """A chamber controller: `[[controllers.<name>]]` blocks, validated by `config`, each built
+    by `build` (gateway.controllers)."""
+
+    name: str
+    title: str
+    """How `gateway check` counts it ("1 Modbus controller(s)")."""
+    config: type[BaseModel]
+    """The schema of one block; it has a `name`, unique among all controllers, and
+    `quantities()` (the setpoints it writes)."""
+    build: Callable[[Any], Any]
+    """One block -> its `gateway.controllers.Controller` (not imported here: that package's
+    `build_controllers` loops over gateway.registry, which imports this module)."""
+    sample: Path
+    paths: tuple[str, ...] = ()

@@ -1,0 +1,135 @@
+"""Procedures (gateway.procedure): expansion of up-down sweeps, repeats and the final step,
+stability criteria by key over [defaults], and every problem named by its key."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.procedure import load_procedure, parse_procedure
+from gateway.stability import Criteria
+
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "procedure.toml"
+
+HEAD = """
+[procedure]
+name = "p"
+[defaults]
+settle_min_s = 60
+record_s = 120
+max_s = 900
+[defaults.stability]
+window_s = 60
+max_std = 0.05
+max_slope_per_min = 0.02
+"""
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_procedure(text, "t.toml")
+    return exc.value.problems
+
+
+def test_example_expands_to_an_up_down_sweep_a_point_and_a_final_return() -> None:
+    p = load_procedure(EXAMPLE)
+    assert p.sha256 == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    assert [s.setpoints.get("humidity") for s in p.steps] == [30, 50, 70, 50, 30, 30, 50]
+    assert [s.setpoints.get("temperature") for s in p.steps] == [23, 23, 23, 23, 23, 30, 23]
+    assert [s.direction for s in p.steps] == ["up", "up", "up", "down", "down", "up", None]
+    assert [s.index for s in p.steps] == list(range(7))
+    assert [s.final for s in p.steps] == [False] * 6 + [True]
+    assert p.final is p.steps[-1] and p.final.record_s == 0 and p.final.settle_min_s == 0
+    assert p.steps[5].on_not_stable == "stop" and p.steps[0].on_not_stable == "continue"
+    assert p.steps[5].record_s == 300 and p.steps[0].record_s == 600
+    s = p.steps[0]
+    assert s.stability == Criteria(window_s=300, max_std=0.05, max_slope_per_min=0.02)
+    assert s.criteria("humidity") == Criteria(window_s=300, max_std=0.5, max_slope_per_min=0.2)
+    assert s.criteria("temperature") == s.stability
+    assert p.references == {"temperature": ["ref-t"], "humidity": ["dut1-rh"]}
+
+
+def test_repeats_of_an_entry_and_of_the_whole_list() -> None:
+    p = parse_procedure(HEAD.replace('name = "p"', 'name = "p"\nrepeat = 2') + """
+[[steps]]
+temperature = [10, 20]
+repeat = 2
+[[steps]]
+temperature = 15
+""")
+    assert [s.setpoints["temperature"] for s in p.steps] == [10, 20, 10, 20, 15] * 2
+    assert [s.direction for s in p.steps] == ["up", "up", "down", "up", "down", "down", "up", "down", "up", "down"]
+    assert len({s.name for s in p.steps}) == len(p.steps)  # every step tells where it is
+
+
+def test_down_up_and_the_pipelines_direction_rule() -> None:
+    p = parse_procedure(HEAD + """
+[[steps]]
+humidity = [80, 50, 20]
+sequence = "down_up"
+[[steps]]
+humidity = 50
+[[steps]]
+humidity = 50
+""")
+    assert [s.setpoints["humidity"] for s in p.steps] == [80, 50, 20, 50, 80, 50, 50]
+    # first "up", then by the change; an unchanged setpoint keeps the previous direction
+    assert [s.direction for s in p.steps] == ["up", "down", "down", "up", "up", "down", "down"]
+
+
+def test_a_step_overrides_defaults_key_by_key() -> None:
+    p = parse_procedure(HEAD + """
+[[steps]]
+temperature = 20
+max_s = 3600
+stability = { max_std = 0.1, humidity = { max_std = 1.0 } }
+""")
+    s = p.steps[0]
+    assert (s.settle_min_s, s.record_s, s.max_s) == (60, 120, 3600)
+    assert s.stability == Criteria(window_s=60, max_std=0.1, max_slope_per_min=0.02)
+    assert s.criteria("humidity") == Criteria(window_s=60, max_std=1.0, max_slope_per_min=0.02)
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ('[[steps]]\ntemperature = 20\ntemprature = 3', "steps[0].temprature: unknown key (a typo?)"),
+    ("[[steps]]\nhumidity = 120", "steps[0].humidity: 120.0 is outside 0..100 %rh"),
+    ("[[steps]]\nhumidity = [10, 130]", "steps[0].humidity[1]: 130.0 is outside 0..100 %rh"),
+    ("[[steps]]\nname = 'x'", "steps[0]: sets no setpoint"),
+    ("[[steps]]\nhumidity = [30, 20]\nsequence = 'up_down'", "steps[0].humidity: a up_down sequence"),
+    ("[[steps]]\nhumidity = 30\nsequence = 'up_down'", "steps[0].sequence: 'up_down' needs a list"),
+    ("[[steps]]\nhumidity = [30]\ntemperature = [20]", "steps[0]: lists values for temperature and humidity"),
+    ("[[steps]]\nhumidity = 30\nmax_s = 100", "steps[0].max_s: 100 s is shorter than settle_min_s + record_s"),
+    ("[[steps]]\nhumidity = 30\non_not_stable = 'retry'", "steps[0].on_not_stable:"),
+    ("[[steps]]\nhumidity = 30\nstability = { window_s = -1 }", "steps[0].stability.window_s:"),
+    ("[[steps]]\nhumidity = 30\n[final]\nmax_s = 10", "final: sets no setpoint"),
+])
+def test_each_problem_is_named_by_its_key(body: str, problem: str) -> None:
+    problems = _problems(HEAD + body)
+    assert any(line.startswith(problem) for line in problems), problems
+
+
+def test_every_problem_at_once_and_missing_keys_say_where_they_may_be() -> None:
+    problems = _problems("""
+[procedure]
+name = "p"
+references = { pressure = "p1" }
+[[steps]]
+temperature = 20
+[[steps]]
+humidity = 200
+""")
+    assert "procedure.references.pressure: unknown quantity (one of temperature, humidity)" in problems
+    for k in ("settle_min_s", "record_s", "max_s"):
+        assert f"steps[0].{k}: required (here or in [defaults])" in problems
+    assert "steps[0].stability.window_s: required (here or in [defaults.stability])" in problems
+    assert "steps[1].humidity: 200.0 is outside 0..100 %rh" in problems
+
+
+def test_no_steps_bad_toml_and_unreadable_file(tmp_path: Path) -> None:
+    assert _problems('[procedure]\nname = "p"') == ["steps: required key is missing"]
+    assert _problems("[procedure\n")[0].startswith("t.toml: not valid TOML")
+    with pytest.raises(ConfigError, match="cannot read the procedure"):
+        load_procedure(tmp_path / "nope.toml")
