@@ -81,19 +81,48 @@ def _missing_extra(extra: str | None) -> str | None:
             f"pip install 'remotecal[{extra}]'")
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one worth saying (not None,
+    not a flag's False) and the text does not state it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and default not in (None, False, argparse.SUPPRESS, [])
+                and "%(default)" not in text and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Version(argparse.Action):
+    """-V/--version: the version and the commit (found only when asked: it may run git)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from remotecal.version import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 def _gateway(sub: argparse._SubParsersAction) -> None:
     gw = sub.add_parser("gateway", help="run or inspect an edge gateway")
     gws = gw.add_subparsers(dest="action", required=True)
     run = gws.add_parser("run", help="run until SIGTERM/SIGINT, then flush and exit 0")
     run.add_argument("-c", "--config", required=True, help="site config (TOML)")
-    run.add_argument("--log-level", choices=_LOG_LEVELS)
+    run.add_argument("--log-level", choices=_LOG_LEVELS,
+                     help="debug, info, warning or error (default: [gateway] log_level, itself info)")
     run.set_defaults(func=commands.gateway_run)
     chk = gws.add_parser("check", help="validate a config; exit 2 on error")
-    chk.add_argument("-c", "--config", required=True)
+    chk.add_argument("-c", "--config", required=True, help="site config (TOML)")
     chk.set_defaults(func=commands.gateway_check)
     q = gws.add_parser("quarantine", help="list rejected input kept in the journal")
-    q.add_argument("-c", "--config", required=True)
-    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("-c", "--config", required=True, help="site config (TOML)")
+    q.add_argument("--limit", type=int, default=50, help="how many of the latest rejected inputs")
     q.add_argument("--json", action="store_true", help="one JSON object per line")
     q.set_defaults(func=commands.gateway_quarantine)
 
@@ -109,7 +138,7 @@ def _pipeline(sub: argparse._SubParsersAction) -> None:
     ps = p.add_subparsers(dest="action", required=True)
     run = ps.add_parser("run", help="read a run, find plateaus, compute corrections and budgets")
     run.add_argument("-c", "--config", required=True, help="PIPELINE.toml")
-    run.add_argument("--out", default=".", help="folder for corrections.csv (default: the current one)")
+    run.add_argument("--out", default=".", help="folder for the results (default: the current one)")
     run.add_argument("--no-points", action="store_true",
                      help="do not write calibration_point points back to InfluxDB")
     run.add_argument("--provisional", action="store_true",
@@ -121,8 +150,8 @@ def _pipeline(sub: argparse._SubParsersAction) -> None:
 def _certificate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("certificate", help="sign a certificate.xml (XAdES) or verify one")
     ps = p.add_subparsers(dest="action", required=True)
-    sign = ps.add_parser("sign", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                         help="sign certificate.xml with the main signer's X.509 key (enveloped XAdES)")
+    sign = ps.add_parser(
+        "sign", help="sign certificate.xml with the main signer's X.509 key (enveloped XAdES)")
     sign.add_argument("certificate", help="the DCC to sign (validated before and after)")
     sign.add_argument("--key", required=True, help="the signer's private key (PEM, RSA or EC)")
     sign.add_argument("--cert", required=True, help="the signer's X.509 certificate (PEM)")
@@ -135,8 +164,8 @@ def _certificate(sub: argparse._SubParsersAction) -> None:
     sign.add_argument("--out", help="where to write the signed certificate (default: in place)")
     sign.set_defaults(func=commands.certificate_sign, extra="pipeline")
 
-    verify = ps.add_parser("verify", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                           help="check schema, signature (against a trust store) and printed QR codes")
+    verify = ps.add_parser(
+        "verify", help="check schema, signature (against a trust store) and printed QR codes")
     verify.add_argument("certificate", help="the DCC to verify")
     verify.add_argument("--trust", help="trusted CA certificate(s): a PEM file or a folder of *.pem/*.crt "
                                         "(default: none; required unless --unsigned)")
@@ -163,7 +192,7 @@ def _dashboards(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboards", help="Grafana dashboards: build JSON and provisioning, or push")
     actions = p.add_subparsers(dest="action", required=True)
     build = actions.add_parser("build", help="write dashboard JSON and Grafana provisioning files")
-    build.add_argument("--out", required=True, help="output folder")
+    build.add_argument("--out", required=True, help="output folder (dashboards/, provisioning/)")
     build.set_defaults(func=commands.dashboards_build, extra="dashboards")
     push = actions.add_parser(
         "push", help=f"save the dashboards in Grafana through its HTTP API (token: ${commands.GRAFANA_TOKEN})"
@@ -176,7 +205,8 @@ def _dashboards(sub: argparse._SubParsersAction) -> None:
 def _ingest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="central ingest: signed uplink frames from MQTT into InfluxDB")
     p.add_argument("-c", "--config", required=True, help="CENTRAL.toml")
-    p.add_argument("--log-level", choices=_LOG_LEVELS)
+    p.add_argument("--log-level", choices=_LOG_LEVELS,
+                   help="debug, info, warning or error (default: the config's log_level, itself info)")
     p.add_argument("--quarantine", action="store_true", help="list refused frames and exit")
     p.add_argument("--limit", type=int, default=50, help="with --quarantine: how many")
     p.set_defaults(func=commands.ingest)
@@ -186,19 +216,30 @@ def _keys(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("keys", help="uplink signing keys")
     ks = k.add_subparsers(dest="action", required=True)
     new = ks.add_parser("new", help="write a random 32-byte key file (mode 0600) for one gateway")
-    new.add_argument("--site", required=True)
-    new.add_argument("--gateway", required=True)
+    new.add_argument("--site", required=True, help="the gateway's [gateway] site")
+    new.add_argument("--gateway", required=True, help="the gateway's [gateway] id")
     new.add_argument("--out", required=True, help="folder to write the key file into")
     new.set_defaults(func=commands.keys_new)
+
+
+def _help_everywhere(p: argparse.ArgumentParser) -> None:
+    """Every (sub)command's help formatted by _Help."""
+    p.formatter_class = _Help
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _help_everywhere(sub)
 
 
 def parser() -> argparse.ArgumentParser:
     """The whole `remotecal` command line."""
     p = argparse.ArgumentParser(prog="remotecal", description="Remote-calibration gateway and data logger")
-    p.add_argument("--version", action="version", version=f"remotecal {__version__}")
+    p.add_argument("-V", "--version", action=_Version,
+                   help=f"print the version ({__version__}) and the commit it was installed from, and exit")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_gateway, _simulate, _pipeline, _certificate, _demo, _dashboards, _ingest, _keys):
         add(sub)
+    _help_everywhere(p)
     return p
 
 
@@ -221,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"remotecal: {os_error_text(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: what ran was cleaned up on the way out
+        print(f"remotecal {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

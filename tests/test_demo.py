@@ -94,3 +94,43 @@ def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(
     assert used == ["3.1.1"]
     assert outputs["certificate.xml"] == out / "certificate.xml"
     _corrections_match_the_truth(out)
+
+
+def test_ctrl_c_on_the_demo_says_interrupted_and_exits_130(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal while the chain runs: the gateway flushes and stops, the display
+    ends, and the one line says what happened (not "the demo gateway stopped early")."""
+    import os
+    import pty
+    import select
+    import signal
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the demo on a terminal, as a person runs it
+        os.execv(sys.executable, [sys.executable, "-m", "remotecal", "demo", "--out", str(tmp_path / "demo")])
+    screen = b""
+    interrupted = False
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 0.2)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+            if not interrupted and b"ref-t" in screen:  # the display shows readings: the chain runs
+                os.kill(pid, signal.SIGINT)
+                interrupted = True
+    finally:
+        if not interrupted:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = screen.decode(errors="replace")
+    assert interrupted, text[-2000:]
+    assert os.waitstatus_to_exitcode(status) == 130, text[-2000:]
+    assert "Traceback" not in text and "stopped early" not in text, text[-2000:]
+    assert text.rstrip().endswith("remotecal demo: interrupted"), text[-2000:]

@@ -4,6 +4,7 @@ exit code before anything starts, never a traceback; and the CLI's backstop for 
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import sys
 import tomllib
@@ -133,3 +134,33 @@ def test_a_bug_keeps_its_traceback(tmp_path: Path, failing_demo: Any, bug: BaseE
     failing_demo(bug)
     with pytest.raises(type(bug)):
         main(["demo", "--out", str(tmp_path / "demo")])
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_live_display_keeps_log_lines_and_ends_with_a_newline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        terminal: bool) -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+
+    import remotecal.demo.live as live
+
+    async def chain(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
+        progress.live.update("ref-t 25.000 degC")
+        logging.getLogger("gateway.sources.modbus").warning("dut1: no answer from 127.0.0.1:5020")
+        progress.live.update("ref-t 25.001 degC")
+        return {"corrections.csv": plan.out / "corrections.csv"}
+
+    monkeypatch.setattr(live.chain, "run_demo", chain)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=terminal, width=100)
+    try:
+        assert live.run_with_display(tmp_path / "demo", 360.0, None, console=console) == 0
+    finally:
+        logging.getLogger().handlers.clear()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", screen.getvalue())  # colours, cursor moves
+    assert "WARNING gateway.sources.modbus: dut1: no answer from 127.0.0.1:5020\n" in text
+    assert text.endswith("25.001 degC\n"), repr(text[-200:])  # stdout's "demo done" starts a line
+    assert capsys.readouterr().out.startswith("demo done in ")

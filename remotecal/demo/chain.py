@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import tempfile
 import time
 import tomllib
@@ -39,11 +41,15 @@ async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
                 (plan.out / "site.toml").write_text(text)
                 gateway = Gateway(cfg)
                 task = asyncio.create_task(gateway.run(), name="demo-gateway")
+                await asyncio.sleep(0)  # the gateway installs its SIGINT/SIGTERM handlers first
+                interrupted = _on_interrupt(gateway)
                 started = [n.start() for n in nodes(chamber, mqtt_port, plan.poll_s)]
                 chamber.t0 = time.time()
                 try:
                     end = chamber.t0 + plan.wall_duration_s
                     while time.time() < end:
+                        if interrupted.is_set():
+                            raise KeyboardInterrupt
                         if task.done():
                             task.result()
                             raise RemotecalError("the demo gateway stopped early")
@@ -59,9 +65,30 @@ async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
                     await asyncio.sleep(4 * plan.poll_s)
                     gateway.request_stop()
                     await task
+                    _restore_interrupt()
     pipeline_text = pipeline_config_text(plan, store)
     (plan.out / "pipeline.toml").write_text(pipeline_text)
     return await asyncio.to_thread(_run_pipeline, plan.out / "pipeline.toml", plan.out)
+
+
+def _on_interrupt(gateway: Gateway) -> asyncio.Event:
+    """Ctrl-C (SIGINT) while the chain runs: the gateway stops (flushing, as for SIGTERM) and
+    the demo ends as interrupted, not as a gateway that "stopped early"."""
+    interrupted = asyncio.Event()
+
+    def interrupt() -> None:
+        interrupted.set()
+        gateway.request_stop()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt)
+    return interrupted
+
+
+def _restore_interrupt() -> None:
+    """Ctrl-C in the pipeline's step is a KeyboardInterrupt again."""
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
 
 
 def _run_pipeline(config: Path, out: Path) -> dict[str, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,24 @@ class _LiveView:
         self.live.update(Group(head, table, foot))
 
 
-def run_with_display(out: str | Path, speed: float, influx_url: str | None) -> int:
-    """Run the demo with the live display on stderr; the results' paths on stdout."""
+class _ConsoleHandler(logging.Handler):
+    """Log lines through the live display's console: printed above the display, which is drawn
+    again below them, instead of being written into it (and overwritten at its next refresh)."""
+
+    def __init__(self, console: Any, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.console = console
+        self.setFormatter(formatter or logging.Formatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # logging never raises into the code that logs
+            self.handleError(record)
+
+
+def run_with_display(out: str | Path, speed: float, influx_url: str | None, console: Any = None) -> int:
+    """Run the demo with the live display on stderr (or `console`); the results' paths on stdout."""
     from rich.console import Console
     from rich.live import Live
 
@@ -78,13 +95,19 @@ def run_with_display(out: str | Path, speed: float, influx_url: str | None) -> i
     prepare_out(plan.out)  # before the live display: a bad --out is one line, not a frame and a line
     if plan.influx_url:
         check_influx(plan.influx_url)
-    console = Console(stderr=True)
+    console = console or Console(stderr=True)
     setup_logging("warning")  # the live display shows the state; warnings still get through
+    root = logging.getLogger()
+    root.handlers[:] = [_ConsoleHandler(console, root.handlers[0].formatter if root.handlers else None)]
     t0 = time.monotonic()
     console.print(f"remotecal demo: a {sum(s.duration_s for s in DEMO_PROGRAM) / 3600:.0f} h chamber program "
                   f"at x{plan.speed:g} ({plan.wall_duration_s:.0f} s), results in {plan.out}")
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        outputs = asyncio.run(chain.run_demo(plan, _LiveView(plan, live)))
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            outputs = asyncio.run(chain.run_demo(plan, _LiveView(plan, live)))
+    finally:
+        if not console.is_terminal:
+            console.line()  # rich ends a terminal's display with a newline, not a file's or a pipe's
     # Plain lines on stdout (never wrapped), so a script can pick the paths up.
     print(f"demo done in {time.monotonic() - t0:.1f} s; results:")
     for name, path in outputs.items():
