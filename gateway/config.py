@@ -23,6 +23,7 @@ from pydantic import (
 from gateway import registry
 from gateway.config_types import Duration, Size
 from gateway.configfile import format_validation_error, read_toml
+from gateway.control.config import ControlConfig
 from gateway.errors import ConfigError
 from gateway.plugin import ControllerKind, SinkConfig, SinkKind, SourceKind
 
@@ -48,7 +49,6 @@ class GatewaySection(_Strict):
     run: str
     data_dir: Path
     health_interval: Duration = 10.0
-    summary_interval: Duration = 60.0
     shutdown_grace: Duration = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -90,6 +90,7 @@ class GatewayConfig(_Strict):
     sinks: _Blocks = _Blocks()
     controllers: _Blocks = _Blocks()
     """Chamber controllers a remote run writes its setpoints to (gateway.controllers)."""
+    control: ControlConfig | None = None
 
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:
@@ -108,6 +109,7 @@ class GatewayConfig(_Strict):
         self._one_source_per_channel()
         self._unique_sinks()
         self._controllers()
+        self._control()
         return self
 
     def _controllers(self) -> None:
@@ -125,6 +127,17 @@ class GatewayConfig(_Strict):
                         raise _SinkError(f"{key}: writes the {q} setpoint, which {writes[q]} writes: "
                                          "one controller per setpoint")
                     writes[q] = key
+
+    def _control(self) -> None:
+        c = self.control
+        if c is None:
+            return
+        if c.allow_remote and c.keys is None:
+            raise ValueError("control.keys: required while allow_remote = true: the institute's public key "
+                             "file(s) (remotecal keys new --institute)")
+        if c.broker is None and not self.sinks.blocks("mqtt"):
+            raise ValueError("control.broker: required without a [[sinks.mqtt]] uplink (whose broker it "
+                             "would use): the central broker the commands come through")
 
     def _one_source_per_channel(self) -> None:
         """A channel named outright (no `{n}` of a topic) is read by one place only: two devices
@@ -238,24 +251,12 @@ def load_config(path: str | Path) -> GatewayConfig:
             for kind in kinds.values() if kind.paths})
 
     section = cfg.gateway.model_copy(update={"data_dir": anchored(cfg.gateway.data_dir)})
+    control = cfg.control
+    if control is not None:
+        control = control.model_copy(update={f: anchored(getattr(control, f))
+                                             for f in ("keys", "answer_key", "procedures")
+                                             if getattr(control, f) is not None})
     return cfg.model_copy(update={"gateway": section, "sources": blocks(cfg.sources, registry.SOURCES),
                                   "sinks": blocks(cfg.sinks, registry.SINKS),
-                                  "controllers": blocks(cfg.controllers, registry.CONTROLLERS)})
-
-
-def load_gateway_section(path: str | Path) -> GatewaySection:
-    """Only the `[gateway]` table of a site config, data_dir anchored like `load_config`'s: what
-    `gateway status` needs, without the sources' and sinks' secrets (an operator's shell may
-    not hold the service's environment)."""
-    p = Path(path)
-    data = read_toml(p)
-    if not isinstance(data.get("gateway"), dict):
-        raise ConfigError("gateway: required table is missing")
-    try:
-        section = GatewaySection.model_validate(data["gateway"])
-    except ValidationError as exc:
-        raise ConfigError([f"gateway.{line}" if not line.startswith(("gateway", "[gateway]")) else line
-                           for line in format_validation_error(exc)]) from None
-    data_dir = section.data_dir if section.data_dir.is_absolute() else (p.parent / section.data_dir).resolve()
-    return section.model_copy(update={"data_dir": data_dir})
-
+                                  "controllers": blocks(cfg.controllers, registry.CONTROLLERS),
+                                  "control": control})

@@ -1,6 +1,6 @@
 """`remotecal` command line (SPEC section 2): every subcommand's parser, in one place.
 
-    remotecal gateway run|check|status|quarantine -c SITE.toml   remotecal.commands.gateway_*
+    remotecal gateway run|check|quarantine -c SITE.toml     remotecal.commands.gateway_*
     remotecal simulate -c SIM.toml                          virtual devices (firmware_bridge)
     remotecal pipeline run -c PIPELINE.toml [--out DIR] [--provisional]   pipelines.pipeline.run_pipeline
     remotecal certificate sign|verify CERTIFICATE.xml ...    pipelines.certificate.cli
@@ -8,6 +8,9 @@
     remotecal dashboards build|push                         dashboards.build / dashboards.push
     remotecal ingest -c CENTRAL.toml [--quarantine]         gateway.ingest
     remotecal keys new --site S --gateway G --out DIR       gateway.keys
+    remotecal keys new --institute NAME --out DIR           gateway.control.keys (command key pair)
+    remotecal run start|pause|resume|skip|abort|status ...  gateway.control (signed remote commands,
+                                                            or --local through the control socket)
 
 User errors (bad config, unreachable server, bad file) print one line naming the cause and
 the key or file, and exit non-zero: 2 for a config problem, 1 for anything else.  Commands
@@ -109,16 +112,6 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
-
-
 def _gateway(sub: argparse._SubParsersAction) -> None:
     gw = sub.add_parser("gateway", help="run or inspect an edge gateway")
     gws = gw.add_subparsers(dest="action", required=True)
@@ -130,16 +123,6 @@ def _gateway(sub: argparse._SubParsersAction) -> None:
     chk = gws.add_parser("check", help="validate a config; exit 2 on error")
     chk.add_argument("-c", "--config", required=True, help="site config (TOML)")
     chk.set_defaults(func=commands.gateway_check)
-    st = gws.add_parser("status", help="what the running gateway is doing: sources, sinks, journal, "
-                                       "clock offset (asked over DATA_DIR/control.sock); exit 1 if none runs")
-    st.add_argument("-c", "--config", required=True,
-                    help="site config (TOML); only [gateway] data_dir is read")
-    st.add_argument("--watch", nargs="?", type=_positive_seconds, const=2.0, metavar="SECONDS",
-                    help="show it again every SECONDS (default 2) until Ctrl-C")
-    st.add_argument("--json", action="store_true", help="the gateway's answer as one JSON object per line")
-    st.add_argument("--timeout", type=_positive_seconds, default=5.0,
-                    help="seconds to wait for the gateway's answer (default 5)")
-    st.set_defaults(func=commands.gateway_status)
     q = gws.add_parser("quarantine", help="list rejected input kept in the journal")
     q.add_argument("-c", "--config", required=True, help="site config (TOML)")
     q.add_argument("--limit", type=int, default=50, help="how many of the latest rejected inputs")
@@ -233,13 +216,72 @@ def _ingest(sub: argparse._SubParsersAction) -> None:
 
 
 def _keys(sub: argparse._SubParsersAction) -> None:
-    k = sub.add_parser("keys", help="uplink signing keys")
+    k = sub.add_parser("keys", help="uplink signing keys; remote run control's key pairs")
     ks = k.add_subparsers(dest="action", required=True)
-    new = ks.add_parser("new", help="write a random 32-byte key file (mode 0600) for one gateway")
-    new.add_argument("--site", required=True, help="the gateway's [gateway] site")
-    new.add_argument("--gateway", required=True, help="the gateway's [gateway] id")
-    new.add_argument("--out", required=True, help="folder to write the key file into")
+    new = ks.add_parser("new", help="write a random 32-byte uplink key file (mode 0600) for one gateway "
+                                    "(--site, --gateway); or an Ed25519 key pair for remote run control: "
+                                    "the institute's command key (--institute) or a gateway's answer key "
+                                    "(--site, --gateway, --control)")
+    new.add_argument("--site", help="the gateway's [gateway] site")
+    new.add_argument("--gateway", help="the gateway's [gateway] id")
+    new.add_argument("--institute", metavar="NAME",
+                     help="make the institute's command key pair NAME.institute.key (private, stays at the "
+                          "institute) and NAME.institute.pub (install on the gateways: [control] keys)")
+    new.add_argument("--control", action="store_true",
+                     help="with --site/--gateway: the gateway's answer key pair for remote run control "
+                          "(SITE+GATEWAY.control.key for [control] answer_key, .pub for the institute), "
+                          "instead of an uplink key")
+    new.add_argument("--out", required=True, help="folder to write the key file(s) into")
     new.set_defaults(func=commands.keys_new)
+
+
+_RUN_HELP = {
+    "start": "start a procedure as a new run",
+    "pause": "hold the run in its step (setpoints stay)",
+    "resume": "resume a paused run: the step starts settling again",
+    "skip": "end the current step as skipped and go on",
+    "abort": "abort the run (then the procedure's safe setpoints); a local abort always works",
+    "status": "state, step, time in it, stability against the criteria, last command and who sent it",
+}
+
+
+def _run(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="remote calibration runs: a procedure executed at the edge, commands "
+                                   "signed by the institute (SPEC section 8)")
+    rs = r.add_subparsers(dest="action", required=True)
+    for action, what in _RUN_HELP.items():
+        p = rs.add_parser(action, help=what)
+        p.add_argument("-c", "--config", required=True,
+                       help="the institute's CONTROL.toml (remote: with --site and --gateway), or with "
+                            "--local the gateway's SITE.toml")
+        p.add_argument("--local", action="store_true",
+                       help="on the gateway's host: through its control socket (works with allow_remote = "
+                            "false; a local abort wins over remote commands)")
+        p.add_argument("--site", help="remote: the gateway's site")
+        p.add_argument("--gateway", help="remote: the gateway's id")
+        p.add_argument("--actor",
+                       help="who sends it (default: CONTROL.toml actor, $REMOTECAL_ACTOR or user@host)")
+        p.add_argument("--timeout", type=float,
+                       help="seconds to wait for the gateway's answer (default: CONTROL.toml timeout; "
+                            "locally 10)")
+        if action == "start":
+            p.add_argument("--run", required=True, help="the new run's id (tags every reading of the run)")
+            which = p.add_mutually_exclusive_group(required=True)
+            which.add_argument("--procedure", metavar="FILE",
+                               help="the procedure file (validated here first; its text is sent)")
+            which.add_argument("--procedure-sha256", metavar="HEX",
+                               help="the SHA-256 of a procedure the gateway holds already (sent before, or "
+                                    "in its [control] procedures folder)")
+        else:
+            p.add_argument("--run", help="refuse unless this is the gateway's current run")
+        if action in ("pause", "skip", "abort"):
+            p.add_argument("--reason", help="why (in the journal, the run_event point and the status)")
+        if action == "status":
+            p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+            p.add_argument("--interval", type=float, default=2.0,
+                           help="with --watch: seconds between refreshes (default 2)")
+            p.add_argument("--json", action="store_true", help="print the gateway's answer as JSON")
+        p.set_defaults(func=commands.run_command)
 
 
 def _help_everywhere(p: argparse.ArgumentParser) -> None:
@@ -257,7 +299,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-V", "--version", action=_Version,
                    help=f"print the version ({__version__}) and the commit it was installed from, and exit")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_gateway, _simulate, _pipeline, _certificate, _demo, _dashboards, _ingest, _keys):
+    for add in (_gateway, _simulate, _pipeline, _certificate, _demo, _dashboards, _ingest, _keys, _run):
         add(sub)
     _help_everywhere(p)
     return p

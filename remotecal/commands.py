@@ -29,10 +29,10 @@ __all__ = [
     "gateway_check",
     "gateway_quarantine",
     "gateway_run",
-    "gateway_status",
     "ingest",
     "keys_new",
     "pipeline_run",
+    "run_command",
     "simulate",
 ]
 
@@ -67,37 +67,6 @@ def gateway_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or cfg.gateway.log_level)
     asyncio.run(Gateway(cfg).run())
     return 0
-
-
-def gateway_status(args: argparse.Namespace) -> int:
-    """Ask the running gateway (its control socket in data_dir) what it is doing; with --watch,
-    again every few seconds until Ctrl-C.  No gateway there: one line, exit 1."""
-    from gateway.config import load_gateway_section
-    from gateway.localcontrol import GatewayNotRunning, request_sync
-    from gateway.status import format_status
-
-    data_dir = load_gateway_section(args.config).data_dir
-
-    def show() -> None:
-        st = request_sync(data_dir, "status", timeout=args.timeout)
-        print(json.dumps(st) if args.json else format_status(st), flush=True)
-
-    if args.watch is None:
-        show()
-        return 0
-    show()  # the first must answer: no gateway there is an error, not an empty screen
-    clear = sys.stdout.isatty() and not args.json
-    try:
-        while True:
-            time.sleep(args.watch)
-            if clear:
-                print("\033[H\033[2J", end="")
-            try:
-                show()
-            except GatewayNotRunning as exc:  # stopped or restarting: say so, keep watching
-                print(f"{_time(time.time_ns(), 'seconds')}: {exc}", flush=True)
-    except KeyboardInterrupt:
-        return 0
 
 
 def gateway_quarantine(args: argparse.Namespace) -> int:
@@ -215,9 +184,39 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def keys_new(args: argparse.Namespace) -> int:
+    from gateway.errors import ConfigError
+
+    if args.institute is not None:
+        if args.site is not None or args.gateway is not None or args.control:
+            raise ConfigError("--institute: the institute's command key names no site or gateway "
+                              "(--site/--gateway make a gateway's key)")
+        from gateway.control.keys import new_key_pair
+
+        key, pub = new_key_pair("institute", args.out, institute=args.institute)
+        print(f"{key}: the institute's command key (mode 0600): keep it at the institute (CONTROL.toml "
+              f"key_file), readable only by those who may steer runs\n{pub}: its public half: install it "
+              "on each gateway ([control] keys)")
+        return 0
+    if args.site is None or args.gateway is None:
+        raise ConfigError("--site and --gateway: required (or --institute NAME for the institute's "
+                          "command key)")
+    if args.control:
+        from gateway.control.keys import new_key_pair
+
+        key, pub = new_key_pair("gateway", args.out, site=args.site, gateway=args.gateway)
+        print(f"{key}: the answer key of {args.site}/{args.gateway} (mode 0600): on the gateway ([control] "
+              f"answer_key)\n{pub}: its public half: give it to the institute (CONTROL.toml gateway_keys)")
+        return 0
     from gateway.keys import new_key_file
 
     path = new_key_file(args.site, args.gateway, args.out)
     print(f"{path}: new key for {args.site}/{args.gateway} (mode 0600); copy it to the gateway "
           "([[sinks.mqtt]] key_file) and to the ingest's keys folder")
     return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`remotecal run ACTION`: remote (signed, through the central broker) or --local."""
+    from remotecal import runcmd
+
+    return runcmd.run(args)

@@ -214,6 +214,19 @@ def _salvage(src: sqlite3.Connection, dst: sqlite3.Connection, out: Salvage, dea
     rows = _try(out, "held records", lambda: src.execute("SELECT * FROM held").fetchall()) or []
     dst.executemany("INSERT OR IGNORE INTO held VALUES(?,?,?,?,?,?)", [r for r in rows if r[2] in known])
     out.held = sum(1 for r in rows if r[2] in known)
+    # Remote control: the replay store (or a replayed command would be taken again) and the log.
+    tables = _try(out, "schema",
+                  lambda: {r[0] for r in src.execute("SELECT name FROM sqlite_master")}) or set()
+    seen: list[Any] = []
+    log: list[tuple[Any, ...]] = []
+    if "control_seen" in tables:
+        seen = _try(out, "control replay store",
+                    lambda: src.execute("SELECT key, seq, expires_ns FROM control_seen").fetchall()) or []
+    dst.executemany("INSERT OR IGNORE INTO control_seen VALUES(?, ?, ?)", seen)
+    if "control_log" in tables:
+        log = _rows(src, "control_log", "id", "id, time_ns, origin, command, run, actor, accepted, refusal, "
+                    "reason, seq, key", 0, None, out, deadline)
+    dst.executemany("INSERT OR IGNORE INTO control_log VALUES(?,?,?,?,?,?,?,?,?,?,?)", log)
 
 
 def _rows(src: sqlite3.Connection, table: str, key: str, columns: str, after: int, last: int | None,

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from gateway.backoff import Backoff
 from gateway.errors import JournalError, JournalFull
+from gateway.journal.control import CommandRow, ControlTables
 from gateway.journal.cursors import Batch, Cursors
 from gateway.journal.held import HeldSeries
 from gateway.journal.lock import DataDirLock
@@ -58,7 +59,8 @@ __all__ = ["COMMIT_RETRY_MAX_S", "PARTS", "Journal", "JournalStats"]
 log = logging.getLogger("remotecal.journal")
 T = TypeVar("T")
 
-PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys, HeldSeries)
+PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys, HeldSeries,
+                          ControlTables)
 """Every part that owns tables; the journal's schema is their `DDL` (see `schema`)."""
 
 COMMIT_RETRY_MAX_S = 0.5
@@ -92,8 +94,6 @@ class JournalStats:
     """Records of held series, kept for their sink (they count as pending)."""
     quarantine_dropped: int = 0
     """Quarantine rows its bounds deleted (oldest first)."""
-    quarantined: int = 0
-    """Rows in the quarantine now (`gateway quarantine` lists them)."""
     failing: bool = False
     """Commits fail (disk full, I/O error): they are retried; new records wait or are refused."""
     lost: int = 0
@@ -537,7 +537,6 @@ class Journal:
                                   for p in ("page_size", "page_count", "freelist_count"))
         self.stats.size_bytes = (pages - free) * page_size
         self.stats.quarantine_dropped = self._quarantine.dropped
-        self.stats.quarantined = self._quarantine.rows
         self.stats.series = len(self._series.by_id)
         last = self._records.last_seq
         self.stats.held_records = sum(self._held.records.values())
@@ -666,6 +665,7 @@ class Journal:
     def _housekeeping_sync(self) -> None:
         with self._transaction() as db:
             self._keys.expire(db, time.time_ns())
+            ControlTables.expire(db, time.time_ns())
         self._free_series_sync()
 
     def _free_series_sync(self) -> None:
@@ -697,6 +697,27 @@ class Journal:
         with self._transaction() as db:  # one fsync for them all
             self._quarantine.delete(db, ids)
         self._quarantine.forget_whole_count()
+
+    # -- remote run control (gateway.control) ---------------------------------------------
+
+    async def claim_command(self, key: str, seq: int, expires_ns: int) -> bool:
+        """Remember a signed command's (key, seq), committed before it is carried out; False if
+        it was remembered before (a replay)."""
+        def claim() -> bool:
+            with self._transaction() as db:
+                return ControlTables.claim(db, key, seq, expires_ns)
+        return await self._run(claim)
+
+    async def log_command(self, row: CommandRow) -> int:
+        """Keep one command, accepted or refused, in the journal's command log; its id."""
+        def log_it() -> int:
+            with self._transaction() as db:
+                return ControlTables.log(db, row)
+        return await self._run(log_it)
+
+    async def latest_commands(self, limit: int = 1, accepted_only: bool = False) -> list[CommandRow]:
+        """The newest `limit` commands of the log, newest first."""
+        return await self._run(lambda: ControlTables.latest(self._need_db(), limit, accepted_only))
 
     @staticmethod
     def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:

@@ -79,17 +79,11 @@ class MqttSource:
         if m.error is not None:
             parsed = Parsed([], [m.error])
         else:
-            try:
-                parsed = self.parser.parse(m.topic, m.payload, m.received_ns)
-            except Exception as exc:  # a parser bug must cost this message, never the process
-                reason = f"the parser failed: {type(exc).__name__}: {exc}"[:300]
-                self._rejects_log.error("parser-bug", "mqtt source %r: %s (message on %r quarantined)",
-                                        self.name, reason, m.topic[:200], exc_info=exc)
-                parsed = Parsed([], [reason])
+            parsed = self.parser.parse(m.topic, m.payload, m.received_ns)
         rejected = []
         for reason in parsed.errors:
             self._rejects_log.warning(reason.split(" ")[0], "mqtt source %r: rejected a message on %r: %s",
-                                      self.name, m.topic[:200], reason)
+                                      self.name, m.topic, reason)
             rejected.append(Rejected(self.name, reason, m.topic, m.payload, m.received_ns))
         return SourceBatch(parsed.readings, rejected, on_committed=functools.partial(self._link.ack, m),
                            dedupe=(m.topic.encode(), m.payload) if self._dedupe(m, parsed) else None,

@@ -1,0 +1,151 @@
+"""Remote run control (issue 15, SPEC section 8): commands signed by the institute (Ed25519),
+checked, carried out on the run engine, recorded and answered by the gateway.
+
+    keys       the institute's command key pair, each gateway's answer key pair
+    envelope   the signed command and answer, on the wire
+    verify     signature, address, expiry, replay (the journal keeps the store), allow_remote
+    service    carry a command out on the engine, record it (journal + run_event), answer it;
+               also the control socket's run.* operations (local commands)
+    remote     the gateway's subscription on the central broker
+    client     the institute's side: sign, send, wait for the answer (`remotecal run ...`)
+    config     `[control]` of the site config, and the institute's CONTROL.toml
+
+`build_control` wires them for a gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gateway.control.config import ANSWER_KEY_NAME, ControlBroker, ControlConfig
+from gateway.control.keys import (
+    PrivateKey,
+    keys_fingerprint,
+    load_private_key,
+    load_public_keys,
+    new_key_pair,
+)
+from gateway.control.service import CommandJournal, ControlService, Emit, Engine, ProcedureStore
+from gateway.control.verify import CommandVerifier, ReplayStore
+from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+    from gateway.control.remote import RemoteControl
+
+__all__ = ["answer_key", "broker_of", "build_control"]
+
+log = logging.getLogger("remotecal.control")
+
+
+class _JournalReplay:
+    def __init__(self, journal: CommandJournal) -> None:
+        self.journal = journal
+
+    async def claim(self, key: str, seq: int, expires_ns: int) -> bool:
+        return await self.journal.claim_command(key, seq, expires_ns)
+
+
+def broker_of(cfg: GatewayConfig) -> ControlBroker | None:
+    """`[control.broker]`, or else the first `[[sinks.mqtt]]`'s broker and topic prefix."""
+    c = cfg.control
+    if c is None:
+        return None
+    if c.broker is not None:
+        return c.broker
+    uplinks = cfg.sinks.blocks("mqtt")
+    if not uplinks:
+        return None
+    u = uplinks[0]
+    return ControlBroker(
+        url=u.url,
+        username=u.username,
+        password=u.password,
+        tls=u.tls,
+        keepalive=u.keepalive,
+        reconnect_min=u.reconnect_min,
+        reconnect_max=u.reconnect_max,
+        topic_prefix=u.topic_prefix,
+    )
+
+
+def answer_key(cfg: GatewayConfig) -> PrivateKey:
+    """This gateway's answer key: `[control] answer_key`, else DATA_DIR/control-answer.key - made
+    (with its .pub beside it) when missing, and logged, so the institute can be given the .pub."""
+    g = cfg.gateway
+    c = cfg.control or ControlConfig()
+    path = c.answer_key or g.data_dir / ANSWER_KEY_NAME
+    if not path.exists():
+        _, pub = new_key_pair(
+            "gateway",
+            path.parent,
+            site=g.site,
+            gateway=g.id,
+            names=(path.name, path.with_suffix(".pub").name),
+        )
+        log.warning(
+            "run control: made this gateway's answer key %s; give %s to the institute "
+            "(CONTROL.toml gateway_keys) so it can check this gateway's answers",
+            path,
+            pub,
+        )
+    key = load_private_key(path, "gateway")
+    if (key.public.site, key.public.gateway) != (g.site, g.id):
+        raise ConfigError(
+            f"control.answer_key: {path} is the key of {key.public.owner}, this gateway is {g.site}/{g.id}"
+        )
+    return key
+
+
+def build_control(
+    cfg: GatewayConfig,
+    *,
+    engine: Engine,
+    journal: CommandJournal,
+    emit: Emit,
+    parse_procedure: Callable[[str, str], Any],
+    not_allowed: tuple[type[BaseException], ...] = (),
+) -> tuple[ControlService, RemoteControl | None]:
+    """The control service of a gateway (local commands always), and its remote side when
+    `[control]` is configured (commands are then answered, refused if allow_remote = false)."""
+    g = cfg.gateway
+    c = cfg.control
+    verifier: CommandVerifier | None = None
+    key: PrivateKey | None = None
+    if c is not None:
+        replay: ReplayStore = _JournalReplay(journal)
+        keys = load_public_keys(c.keys, "institute") if c.keys is not None else {}
+        institute_keys = c.keys
+        verifier = CommandVerifier(
+            g.site,
+            g.id,
+            keys,
+            replay,
+            allow_remote=c.allow_remote,
+            max_ttl_s=c.max_ttl,
+            reload=(lambda: load_public_keys(institute_keys, "institute")) if institute_keys else None,
+            fingerprint=keys_fingerprint(institute_keys) if institute_keys else None,
+        )
+        key = answer_key(cfg)
+    service = ControlService(
+        site=g.site,
+        gateway=g.id,
+        default_run=g.run,
+        engine=engine,
+        journal=journal,
+        emit=emit,
+        procedures=ProcedureStore(g.data_dir / "procedures", c.procedures if c else None),
+        parse_procedure=parse_procedure,
+        verifier=verifier,
+        answer_key=key,
+        not_allowed=not_allowed,
+    )
+    remote = None
+    broker = broker_of(cfg)
+    if c is not None and broker is not None:
+        from gateway.control.remote import RemoteControl
+
+        remote = RemoteControl(service, broker, g.site, g.id)
+    return service, remote
