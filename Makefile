@@ -24,6 +24,11 @@ $(VENV)/.installed: pyproject.toml | python-venv
 
 venv: $(VENV)/.installed
 
+# `make bench` only: the benchmarks' baselines (pandas) on top of the test install.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[all,test,bench]'
+	touch $@
+
 # The integration tests start these servers themselves; they are only installed here.
 system-packages:
 	@missing=""; for b in $(NEEDED_BINARIES); do [ -e "$$b" ] || missing="$$missing $$b"; done; \
@@ -51,7 +56,7 @@ test: venv system-packages lint typecheck
 demo: venv
 	$(VENV)/bin/remotecal demo --out out/demo
 
-bench: venv system-packages
+bench: venv system-packages $(VENV)/.bench-installed
 	$(PY) -m bench --out bench/RESULTS.md
 
 clean:

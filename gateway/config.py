@@ -49,6 +49,7 @@ class GatewaySection(_Strict):
     run: str
     data_dir: Path
     health_interval: Duration = 10.0
+    summary_interval: Duration = 60.0
     shutdown_grace: Duration = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -260,3 +261,21 @@ def load_config(path: str | Path) -> GatewayConfig:
                                   "sinks": blocks(cfg.sinks, registry.SINKS),
                                   "controllers": blocks(cfg.controllers, registry.CONTROLLERS),
                                   "control": control})
+
+
+def load_gateway_section(path: str | Path) -> GatewaySection:
+    """Only the `[gateway]` table of a site config, data_dir anchored like `load_config`'s: what
+    `gateway status` needs, without the sources' and sinks' secrets (an operator's shell may
+    not hold the service's environment)."""
+    p = Path(path)
+    data = read_toml(p)
+    if not isinstance(data.get("gateway"), dict):
+        raise ConfigError("gateway: required table is missing")
+    try:
+        section = GatewaySection.model_validate(data["gateway"])
+    except ValidationError as exc:
+        raise ConfigError([f"gateway.{line}" if not line.startswith(("gateway", "[gateway]")) else line
+                           for line in format_validation_error(exc)]) from None
+    data_dir = section.data_dir if section.data_dir.is_absolute() else (p.parent / section.data_dir).resolve()
+    return section.model_copy(update={"data_dir": data_dir})
+

@@ -59,6 +59,9 @@ class DeliveryRunner:
         self._stopping = False
         self._deadline = float("inf")
         self._state = "ok"
+        self._detail = ""
+        self.last_delivery_ns: int | None = None
+        """Wall time of the last batch the sink took (None: none since start)."""
         self._last_flush = time.monotonic()
         self._hold_rows: list[Row] = []
         self._hold_new: dict[int, str] = {}
@@ -67,7 +70,13 @@ class DeliveryRunner:
         self._stopping = True
         self._deadline = time.monotonic() + grace_s
 
+    @property
+    def state(self) -> tuple[str, str]:
+        """("ok", "") or the sink's trouble ("unreachable", "throttled", ...) and its detail."""
+        return self._state, self._detail
+
     def _set_state(self, state: str, detail: str) -> None:
+        self._detail = "" if state == "ok" else detail
         if state != self._state:
             if state == "ok":
                 log.info("sink %r: delivering again (%s)", self.sink.name, detail)
@@ -107,6 +116,7 @@ class DeliveryRunner:
                     await self._sleep(wait)
                     continue
             self._hold_rows, self._hold_new = [], {}
+            started = time.monotonic()
             try:
                 records = self._divert_held(batch.records)
                 if records:
@@ -125,6 +135,11 @@ class DeliveryRunner:
             except JournalError as exc:  # delivered, cursor not moved: the batch goes again
                 await self._journal_trouble(exc)
                 continue
+            self.last_delivery_ns = time.time_ns()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("sink %r: delivered %d record(s) up to #%d in %.0f ms; %d pending", name,
+                          len(batch) - len(self._hold_rows), batch.last_seq,
+                          (time.monotonic() - started) * 1e3, self.journal.pending_for(name))
             if self._hold_new:
                 self._say_held(batch.records)
             self._last_flush = time.monotonic()

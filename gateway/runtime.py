@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +35,17 @@ from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading
 from gateway.sinks import Sink
 from gateway.sources import Rejected, Source
+from gateway.status import SourceTracker, iso, summary_line
 
 __all__ = ["Gateway", "build_sinks", "build_sources"]
 
 log = logging.getLogger("remotecal.gateway")
+
+
+def _clock_offset(source: Source) -> float | None:
+    """The source's estimate of its devices' clock minus ours [s], where it has one."""
+    value = getattr(source, "clock_offset_s", None)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def build_sources(cfg: GatewayConfig) -> list[Source]:
@@ -77,6 +85,9 @@ class Gateway:
             for s, (_, c) in zip(self.sinks, cfg.sink_configs(), strict=True)
         ]
         self.started = time.monotonic()
+        self.started_ns = time.time_ns()
+        self.trackers = {s.name: SourceTracker(s.name, self.started_ns) for s in self.sources}
+        self._delivered_at_summary: dict[str, int] = {}
         self._refused_log = RateLimitedLog(log)
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
@@ -104,6 +115,7 @@ class Gateway:
             "duplicates": st.duplicates,
             "refused": st.refused,
             "dropped": st.dropped,
+            "quarantined": st.quarantined,
             "quarantine_dropped": st.quarantine_dropped,
             "held_series": st.held_series,
             "held_records": st.held_records,
@@ -115,11 +127,39 @@ class Gateway:
         }
 
     async def _status_op(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        """What this gateway is doing (gateway.status describes the keys)."""
         g = self.cfg.gateway
-        return {"site": g.site, "gateway": g.id, "run": g.run, "health": self.health_fields(),
-                "sources": [{"name": s.name, "connected": bool(getattr(s, "connected", True))}
-                            for s in self.sources],
-                "sinks": [{"name": r.sink.name} for r in self.runners]}
+        st = self.journal.stats
+        sinks = []
+        for r in self.runners:
+            state, detail = r.state
+            sinks.append({"name": r.sink.name, "pending": self.journal.pending_for(r.sink.name),
+                          "delivered": st.delivered.get(r.sink.name, 0),
+                          "last_delivery": iso(r.last_delivery_ns), "state": state, "detail": detail})
+        return {
+            "site": g.site, "gateway": g.id, "run": g.run, "pid": os.getpid(),
+            "started": iso(self.started_ns),
+            "uptime_s": round(time.monotonic() - self.started, 3), "now": iso(time.time_ns()),
+            "sources": [self.trackers[s.name].state(_clock_offset(s)) for s in self.sources],
+            "sinks": sinks,
+            "journal": {"pending": st.pending, "bytes": st.size_bytes, "full": st.full, "failing": st.failing,
+                        "quarantined": st.quarantined},
+            "health": self.health_fields(),
+        }
+
+    def _track(self) -> None:
+        """Sample each source's connection (a change is logged by the source itself)."""
+        for s in self.sources:
+            self.trackers[s.name].sample(bool(getattr(s, "connected", True)))
+
+    async def _summary(self) -> None:
+        st = self.status()
+        interval = self.cfg.gateway.summary_interval
+        log.info("status: %s", summary_line(st, self._delivered_at_summary, interval))
+        self._delivered_at_summary = {k["name"]: k["delivered"] for k in st["sinks"]}
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -144,6 +184,9 @@ class Gateway:
                 tg.create_task(self._sources(), name="sources")
                 tg.create_task(self._periodic(self._health, g.health_interval), name="health")
                 tg.create_task(self._periodic(self._housekeeping, 600.0), name="housekeeping")
+                tg.create_task(self._periodic(self._track_async, 1.0), name="track")
+                if g.summary_interval > 0:
+                    tg.create_task(self._periodic(self._summary, g.summary_interval), name="summary")
                 await self._stop.wait()
                 await self._sources_done.wait()
                 await self._health()
@@ -176,6 +219,9 @@ class Gateway:
             raise JournalError(f"the journal is damaged ({damaged.result()}); the next start recovers it")
         damaged.cancel()
 
+    async def _track_async(self) -> None:
+        self._track()
+
     async def _housekeeping(self) -> None:
         try:
             await self.journal.housekeeping()
@@ -204,8 +250,14 @@ class Gateway:
         While the journal takes no records (full, or its commits fail), an input acknowledged
         on commit (MQTT) waits - the broker keeps it, and whatever comes after it - and a
         polled one is refused: counted, logged, its rejects still quarantined."""
+        tracker = self.trackers[source.name]
+        debug = log.isEnabledFor(logging.DEBUG)
         async with source:
             async for batch in source.batches():
+                tracker.counted(len(batch.readings))
+                if debug:
+                    log.debug("source %r: %d reading(s), %d rejected%s", source.name, len(batch.readings),
+                              len(batch.rejected), " (redelivered)" if batch.redelivered else "")
                 key = dedupe_key(source.name.encode(), *batch.dedupe) if batch.dedupe else None
                 while True:
                     try:

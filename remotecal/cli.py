@@ -1,6 +1,6 @@
 """`remotecal` command line (SPEC section 2): every subcommand's parser, in one place.
 
-    remotecal gateway run|check|quarantine -c SITE.toml     remotecal.commands.gateway_*
+    remotecal gateway run|check|status|quarantine -c SITE.toml   remotecal.commands.gateway_*
     remotecal simulate -c SIM.toml                          virtual devices (firmware_bridge)
     remotecal pipeline run -c PIPELINE.toml [--out DIR] [--provisional]   pipelines.pipeline.run_pipeline
     remotecal certificate sign|verify CERTIFICATE.xml ...    pipelines.certificate.cli
@@ -112,6 +112,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
 def _gateway(sub: argparse._SubParsersAction) -> None:
     gw = sub.add_parser("gateway", help="run or inspect an edge gateway")
     gws = gw.add_subparsers(dest="action", required=True)
@@ -123,6 +133,16 @@ def _gateway(sub: argparse._SubParsersAction) -> None:
     chk = gws.add_parser("check", help="validate a config; exit 2 on error")
     chk.add_argument("-c", "--config", required=True, help="site config (TOML)")
     chk.set_defaults(func=commands.gateway_check)
+    st = gws.add_parser("status", help="what the running gateway is doing: sources, sinks, journal, "
+                                       "clock offset (asked over DATA_DIR/control.sock); exit 1 if none runs")
+    st.add_argument("-c", "--config", required=True,
+                    help="site config (TOML); only [gateway] data_dir is read")
+    st.add_argument("--watch", nargs="?", type=_positive_seconds, const=2.0, metavar="SECONDS",
+                    help="show it again every SECONDS (default 2) until Ctrl-C")
+    st.add_argument("--json", action="store_true", help="the gateway's answer as one JSON object per line")
+    st.add_argument("--timeout", type=_positive_seconds, default=5.0,
+                    help="seconds to wait for the gateway's answer (default 5)")
+    st.set_defaults(func=commands.gateway_status)
     q = gws.add_parser("quarantine", help="list rejected input kept in the journal")
     q.add_argument("-c", "--config", required=True, help="site config (TOML)")
     q.add_argument("--limit", type=int, default=50, help="how many of the latest rejected inputs")

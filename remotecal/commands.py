@@ -29,6 +29,7 @@ __all__ = [
     "gateway_check",
     "gateway_quarantine",
     "gateway_run",
+    "gateway_status",
     "ingest",
     "keys_new",
     "pipeline_run",
@@ -67,6 +68,37 @@ def gateway_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or cfg.gateway.log_level)
     asyncio.run(Gateway(cfg).run())
     return 0
+
+
+def gateway_status(args: argparse.Namespace) -> int:
+    """Ask the running gateway (its control socket in data_dir) what it is doing; with --watch,
+    again every few seconds until Ctrl-C.  No gateway there: one line, exit 1."""
+    from gateway.config import load_gateway_section
+    from gateway.localcontrol import GatewayNotRunning, request_sync
+    from gateway.status import format_status
+
+    data_dir = load_gateway_section(args.config).data_dir
+
+    def show() -> None:
+        st = request_sync(data_dir, "status", timeout=args.timeout)
+        print(json.dumps(st) if args.json else format_status(st), flush=True)
+
+    if args.watch is None:
+        show()
+        return 0
+    show()  # the first must answer: no gateway there is an error, not an empty screen
+    clear = sys.stdout.isatty() and not args.json
+    try:
+        while True:
+            time.sleep(args.watch)
+            if clear:
+                print("\033[H\033[2J", end="")
+            try:
+                show()
+            except GatewayNotRunning as exc:  # stopped or restarting: say so, keep watching
+                print(f"{_time(time.time_ns(), 'seconds')}: {exc}", flush=True)
+    except KeyboardInterrupt:
+        return 0
 
 
 def gateway_quarantine(args: argparse.Namespace) -> int:

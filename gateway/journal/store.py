@@ -94,6 +94,8 @@ class JournalStats:
     """Records of held series, kept for their sink (they count as pending)."""
     quarantine_dropped: int = 0
     """Quarantine rows its bounds deleted (oldest first)."""
+    quarantined: int = 0
+    """Rows in the quarantine now (`gateway quarantine` lists them)."""
     failing: bool = False
     """Commits fail (disk full, I/O error): they are retried; new records wait or are refused."""
     lost: int = 0
@@ -537,6 +539,7 @@ class Journal:
                                   for p in ("page_size", "page_count", "freelist_count"))
         self.stats.size_bytes = (pages - free) * page_size
         self.stats.quarantine_dropped = self._quarantine.dropped
+        self.stats.quarantined = self._quarantine.rows
         self.stats.series = len(self._series.by_id)
         last = self._records.last_seq
         self.stats.held_records = sum(self._held.records.values())

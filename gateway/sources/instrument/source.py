@@ -260,8 +260,13 @@ class InstrumentSource(QueuedBatches):
     def _batch(self, raw: bytes, t_ns: int) -> SourceBatch:
         self.stats["lines"] += 1
         batch = SourceBatch()
-        line = raw.decode(self.cfg.encoding, errors="replace").rstrip("\r\n")
-        values, problem = parse_line(self._channels, line)
+        line = ""
+        try:
+            line = raw.decode(self.cfg.encoding, errors="replace").rstrip("\r\n")
+            values, problem = parse_line(self._channels, line)
+        except Exception as exc:  # a parser bug must cost this line, never the process
+            values, problem = [], f"the line parser failed: {type(exc).__name__}: {exc}"[:300]
+            self._log.error("parser-bug", "instrument %r: %s", self.name, problem, exc_info=exc)
         for index, value in values:
             c = self.cfg.channels[index]
             batch.readings.append(Reading(self.site, self.gateway, self.run, c.channel, c.quantity, c.unit,

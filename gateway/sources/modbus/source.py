@@ -46,7 +46,7 @@ from gateway.ratelimit import RateLimitedLog
 from gateway.reading import Reading
 from gateway.sources import QueuedBatches, Rejected, SourceBatch
 from gateway.sources.modbus.config import ModbusSourceConfig
-from gateway.sources.modbus.decode import Field, ReadBlock, decode_block, make_field, plan_reads
+from gateway.sources.modbus.decode import Field, ReadBlock, make_field, plan_reads
 
 __all__ = ["LinkDown", "ModbusError", "ModbusSource", "Refused", "next_tick"]
 
@@ -62,6 +62,12 @@ _SPLIT_CODES = frozenset({1, 2, 3})
 """Exception codes that say "not this request": reading register by register may succeed."""
 _GATEWAY_CODES = frozenset({10, 11})
 """Exception codes a TCP-to-RTU gateway sends for a device that is not there: unreachable."""
+
+
+def _not_finite(type_: str, value: float, scale: float, offset: float) -> str:
+    if scale == 1.0 and offset == 0.0:
+        return f"{type_} value is {value}"
+    return f"{type_} value is {value} after scale = {scale:g}, offset = {offset:g}"
 
 
 class ModbusError(Exception):
@@ -344,11 +350,19 @@ class ModbusSource(QueuedBatches):
     def _decoded(self, dev: _Device, block: ReadBlock, words: list[int], t_ns: int,
                  batch: SourceBatch) -> None:
         regs = dev.cfg.registers
-        for f, value in decode_block(block, words):
+        base = block.address
+        for f in block.fields:
             r = regs[f.index]
-            if f.is_float and not math.isfinite(value):
+            try:
+                value = f.decode(words[f.address - base:f.end - base])
+            except Exception as exc:  # a decoder bug must cost this register, never the process
                 dev.stats["invalid"] += 1
-                self._bad(dev, f, f"{r.type} value is {value}", batch)
+                self._bad(dev, f, f"cannot decode {r.type} from {words[f.address - base:f.end - base]}: "
+                          f"{type(exc).__name__}: {exc}"[:300], batch)
+                continue
+            if not math.isfinite(value):  # NaN or inf of a float, or any type overflowed by scale
+                dev.stats["invalid"] += 1
+                self._bad(dev, f, _not_finite(r.type, value, r.scale, r.offset), batch)
                 continue
             self._good(dev, f)
             batch.readings.append(Reading(self.site, self.gateway, self.run, r.channel, r.quantity, r.unit,

@@ -189,6 +189,8 @@ class MessageParser:
             return Parsed([], [f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"])
         except RecursionError:
             return Parsed([], ["malformed JSON: nested too deeply"])
+        except ValueError as exc:  # a number past Python's int-string limit (4300 digits)
+            return Parsed([], [f"malformed JSON: {str(exc).split(';')[0][:200]}"])
         if not isinstance(doc, dict):
             return Parsed([], [f"JSON payload is a {type(doc).__name__}, not an object"])
         ts = now_ns

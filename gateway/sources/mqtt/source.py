@@ -79,11 +79,17 @@ class MqttSource:
         if m.error is not None:
             parsed = Parsed([], [m.error])
         else:
-            parsed = self.parser.parse(m.topic, m.payload, m.received_ns)
+            try:
+                parsed = self.parser.parse(m.topic, m.payload, m.received_ns)
+            except Exception as exc:  # a parser bug must cost this message, never the process
+                reason = f"the parser failed: {type(exc).__name__}: {exc}"[:300]
+                self._rejects_log.error("parser-bug", "mqtt source %r: %s (message on %r quarantined)",
+                                        self.name, reason, m.topic[:200], exc_info=exc)
+                parsed = Parsed([], [reason])
         rejected = []
         for reason in parsed.errors:
             self._rejects_log.warning(reason.split(" ")[0], "mqtt source %r: rejected a message on %r: %s",
-                                      self.name, m.topic, reason)
+                                      self.name, m.topic[:200], reason)
             rejected.append(Rejected(self.name, reason, m.topic, m.payload, m.received_ns))
         return SourceBatch(parsed.readings, rejected, on_committed=functools.partial(self._link.ack, m),
                            dedupe=(m.topic.encode(), m.payload) if self._dedupe(m, parsed) else None,

@@ -6,6 +6,8 @@ message's quarantine reason, and the good frames beside it land.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import struct
 import time
 from collections.abc import Callable
@@ -45,6 +47,15 @@ def count_readings(influx: InfluxD) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
+def saved_numbers(data_dir: Path) -> set[int]:
+    """The frame numbers the worker's replay state has on disk."""
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'replay.db'}?mode=ro", uri=True)) as db:
+        try:
+            return {seq for (seq,) in db.execute("SELECT seq FROM accepted")}
+        except sqlite3.OperationalError:  # not created yet
+            return set()
+
+
 def _readings(first: int, n: int, channel: str = "s0") -> list[Reading]:
     return [Reading(SITE, GW, "RUN-1", channel, "temperature", "degC", "dut", 20.0 + i / 1000, T0_NS + i * 10**6)
             for i in range(first, first + n)]
@@ -82,7 +93,10 @@ def test_poison_frames_are_quarantined_and_the_ingest_keeps_running(
         pub.publish_all(good[:2] + poison[:1] + good[2:4] + poison[1:] + good[4:])
         pub.close()
         wait_until(lambda: count_readings(influxd) >= 600, 30, "the good frames", worker.log)
-        time.sleep(2.0)  # the replay state is saved every second: the worker must still be there
+        # The replay state holds the accepted numbers once saved (each second): saving 2**63
+        # raised OverflowError there.  The worker must still be there after it.
+        wait_until(lambda: saved_numbers(tmp_path / "w1" / "data") == set(range(10, 16)), 30,
+                   "the replay state saved", worker.log)
         assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
         assert worker.terminate() == 0, worker.log()[-3000:]
     finally:

@@ -1,0 +1,45 @@
+"""Faults of the sources' input against real servers (issue 11): what one message does to the
+gateway process (Mosquitto -> `remotecal gateway run` -> influxd).
+
+A message the parser cannot read is quarantined with the parser's reason, the good messages
+beside it reach InfluxDB, and the process keeps running.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.journal import Journal
+from tests.gateway.harness import GatewayProcess, Publisher, site_config, state_message
+from tests.gateway.test_end_to_end import T0_MS, count_readings, v1_sink, wait_until
+from tests.servers.influx import InfluxD
+from tests.servers.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_json_number_past_the_int_string_limit_is_quarantined_and_the_gateway_keeps_running(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """A 5000-digit JSON integer makes `json.loads` raise a plain ValueError (Python's 4300
+    digit limit): it used to escape the source, end the gateway (exit 1) and come back at each
+    start, redelivered by the broker."""
+    data = tmp_path / "gw" / "data"
+    poison = b'{"t": ' + b"7" * 5000 + b', "rh": 40.0, "ts": 1795000000000}'
+    with GatewayProcess(tmp_path / "gw", site_config(data, mosquitto.port, v1_sink(influxd))) as gw:
+        pub = Publisher(mosquitto.port)
+        mosquitto.wait_subscribed("lab/+/state")
+        pub.publish_all(state_message("good", i, T0_MS + i * 100) for i in range(50))
+        pub.publish_all([("lab/poison/state", poison)])
+        pub.publish_all(state_message("good", i, T0_MS + i * 100) for i in range(50, 100))
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= 200, 60, "the good readings", gw)
+        assert gw.proc is not None and gw.proc.poll() is None, gw.log()[-3000:]
+        assert gw.terminate() == 0
+    assert count_readings(influxd) == 200
+    total, rows = Journal.read_quarantine(data / "journal.db", 10)
+    assert total == 1
+    assert rows[0].topic == "lab/poison/state"
+    assert "malformed JSON" in rows[0].reason and "4300" in rows[0].reason, rows[0].reason
+    assert "Traceback" not in gw.log()
