@@ -37,7 +37,8 @@ from gateway.control.verify import Checked, CommandVerifier
 from gateway.errors import ConfigError, RemotecalError
 from gateway.journal.control import CommandRow
 
-__all__ = ["LOCAL_OPS", "CommandJournal", "CommandRefused", "ControlService", "Engine", "ProcedureStore"]
+__all__ = ["LOCAL_OPS", "CommandJournal", "CommandRefused", "ControlService", "Engine", "NoEngine",
+           "ProcedureStore"]
 
 log = logging.getLogger("remotecal.control")
 
@@ -63,6 +64,34 @@ class Engine(Protocol):
     async def skip(self, actor: str, reason: str) -> Any: ...
     async def abort(self, actor: str, reason: str, local: bool) -> Any: ...
     async def status(self) -> dict[str, Any]: ...
+
+
+class NoEngine:
+    """The engine of a gateway without `[[controllers.*]]`: it runs no procedure, so every run
+    command is not allowed (and says why); status says so too."""
+
+    WHY = "this gateway has no [[controllers.*]]: it runs no procedures"
+
+    def _refuse(self) -> Any:
+        raise Refusal("not allowed", self.WHY)
+
+    async def start(self, procedure: Any, run_id: str, actor: str) -> dict[str, Any]:
+        return dict(self._refuse())
+
+    async def pause(self, actor: str, reason: str) -> Any:
+        return self._refuse()
+
+    async def resume(self, actor: str) -> Any:
+        return self._refuse()
+
+    async def skip(self, actor: str, reason: str) -> Any:
+        return self._refuse()
+
+    async def abort(self, actor: str, reason: str, local: bool) -> Any:
+        return self._refuse()
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "idle", "run": None, "reason": self.WHY}
 
 
 class CommandJournal(Protocol):

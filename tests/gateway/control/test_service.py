@@ -236,3 +236,13 @@ async def test_with_an_engine_that_records_commands_only_the_others_are_emitted(
     assert [(f["command"], f.get("refusal")) for _, _, f in rig.points] == [("unknown", "malformed"),
                                                                             ("pause", "not allowed")]
     assert len(read_command_log(rig.journal.path)) == 4  # the log has them all
+
+
+async def test_a_gateway_without_controllers_says_why(rig: Any) -> None:
+    from gateway.control.service import NoEngine
+
+    rig.service.engine = NoEngine()
+    a = await rig.send(rig.cmd("start", run="RC-1", procedure=PROCEDURE))
+    assert a.refusal == "not allowed" and "no [[controllers.*]]" in a.reason
+    a = await rig.send(rig.cmd("status"))
+    assert a.accepted and "no [[controllers.*]]" in a.result["reason"]

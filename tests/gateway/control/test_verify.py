@@ -192,3 +192,23 @@ def test_answers_are_verified(keys: dict[str, Path]) -> None:
     # signed by lab 1/gw01's key but claiming to be gw02
     with pytest.raises(Refusal, match="bad signature"):
         parse_answer(answer_payload(Answer("lab 1", "gw02", "pause", 3, "k", "abc", True, None, "", NOW), gk), pubs)
+
+
+async def test_a_damaged_journal_keeps_its_replay_store_and_command_log(tmp_path: Path) -> None:
+    """Recovery after damage (gateway.journal.recovery) carries the seen (key, seq) over: a
+    replay must not get in because the journal was set aside."""
+    from gateway.journal.control import CommandRow, read_command_log
+    from tests.gateway.test_journal_recovery import _pages, _pending_journal, _smash
+
+    path = tmp_path / "journal.db"
+    await _pending_journal(path)
+    async with Journal(path, ["a"]) as j:
+        assert await j.claim_command("k1", 7, NOW)
+        await j.log_command(CommandRow(NOW, "remote", "pause", "R1", "alice", True, "", "why", 7, "k1"))
+    leaves = _pages(path, "records")
+    _smash(path, leaves[len(leaves) // 2])
+    async with Journal(path, ["a"]) as j:
+        assert j.stats.damaged == 1
+        assert not await j.claim_command("k1", 7, NOW)  # still known: a replay
+        assert await j.claim_command("k1", 8, NOW)
+    assert [(r.command, r.seq, r.actor) for r in read_command_log(path)] == [("pause", 7, "alice")]
