@@ -20,6 +20,9 @@ worker.
 A frame we already hold that comes back with DUP set is the broker's own redelivery (after
 a reconnect, or a worker restart, before our ack got through): it is counted as
 `redelivered` and acknowledged, not quarantined.
+An accepted frame's records that cannot be written (`Frame.invalid`: not finite, no
+channel) are quarantined one by one in its commit, counted as `invalid_records`; the rest
+of the frame is journalled: one bad reading never costs the frame.
 
 A worker may be killed at any instant: a frame is acknowledged only after its readings are
 on disk, so the broker still holds every frame the worker had not committed.  What
@@ -48,7 +51,7 @@ from gateway.ingest.verify import REJECT_KINDS, FrameVerifier, Rejection
 from gateway.journal import Journal, dedupe_key
 from gateway.keys import keys_fingerprint, load_keys
 from gateway.ratelimit import RateLimitedLog
-from gateway.reading import HealthSample
+from gateway.reading import HealthSample, Reading, Record
 from gateway.sinks.influxdb.sink import InfluxDBSink
 from gateway.sinks.mqtt.frame import Frame, readings_topic
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
@@ -154,6 +157,9 @@ class Ingest:
         self.rejected: Counter[str] = Counter({k: 0 for k in REJECT_KINDS})
         self.input_errors = 0
         """Exceptions other than a Rejection while checking a frame: bugs, each frame quarantined."""
+        self.invalid_records = 0
+        """Records of accepted frames that cannot be written (not finite, no channel): each one
+        quarantined with its reason; the rest of its frame is journalled."""
         self._rejects_log = RateLimitedLog(log)
         self._errors_log = RateLimitedLog(log, 60.0)
         self._stop = asyncio.Event()
@@ -202,6 +208,7 @@ class Ingest:
         st = self.journal.stats
         parts = [f"accepted_frames={self.accepted_frames}", f"redelivered={self.redelivered}",
                  f"requeued={self.requeued}", f"input_errors={self.input_errors}",
+                 f"invalid_records={self.invalid_records}",
                  f"readings={st.received}",
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
         parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
@@ -217,7 +224,7 @@ class Ingest:
             "delivered": sum(st.delivered.values()), "duplicates": st.duplicates,
             "accepted_frames": self.accepted_frames, "redelivered": self.redelivered,
             "requeued_frames": self.requeued, "sink_errors": sum(r.errors for r in self.runners),
-            "input_errors": self.input_errors,
+            "input_errors": self.input_errors, "invalid_records": self.invalid_records,
         }
         fields |= {f"rejected_{k}": n for k, n in self.rejected.items()}
         return fields
@@ -265,7 +272,7 @@ class Ingest:
                                            "(a bug); it stays", type(exc).__name__, exc_info=exc)
                     continue
                 fresh = self.replay.check(frame.site, frame.gateway, frame.seq) is None
-                fut = await self._journal_frame(frame, guarded=fresh, then=self._count_requeued)
+                fut = await self._journal_frame(frame, row.topic, guarded=fresh, then=self._count_requeued)
                 if fut is None:
                     break  # stopping: the rows stay for the next start
                 waits.append(fut)
@@ -323,7 +330,7 @@ class Ingest:
             self.accepted_frames += 1
             ack()
 
-        await self._journal_frame(frame, guarded=True, then=accepted)
+        await self._journal_frame(frame, m.topic, guarded=True, then=accepted)
 
     def _check(self, m: Message) -> Frame:
         """The verified frame of `m`, or Rejection - also for whatever else checking it raised
@@ -356,12 +363,24 @@ class Ingest:
                                           keep_whole=True)],
                             on_committed=lambda: self.subscriber.ack(m))
 
+    def _invalid(self, frame: Frame, topic: str, record: Record, why: str) -> Rejected:
+        """The quarantine row of one record of `frame` that cannot be written (counted, logged)."""
+        self.invalid_records += 1
+        what = record.channel if isinstance(record, Reading) else type(record).__name__
+        reason = f"invalid record: {why} ({what!r} in frame {frame.seq} of {frame.site}/{frame.gateway})"
+        self._rejects_log.warning("invalid record", "ingest: %s; quarantined, the rest of the frame is "
+                                  "journalled", reason)
+        return Rejected("ingest", reason[:500], topic, repr(record).encode(), time.time_ns())
+
     def _count_requeued(self) -> None:
         self.requeued += 1
 
-    async def _journal_frame(self, frame: Frame, *, guarded: bool,
+    async def _journal_frame(self, frame: Frame, topic: str, *, guarded: bool,
                              then: Callable[[], None]) -> asyncio.Future[None] | None:
         """Submit a verified frame's readings with its redelivery key; `then` runs at the commit.
+
+        Its records that cannot be written (`Frame.invalid`) are quarantined one by one in the
+        same commit, each with its reason: the frame's other readings are journalled.
 
         `guarded`: the replay window holds its number while it is committed and remembers it
         after (released if the commit fails).  While the journal is full the frame waits (the
@@ -379,11 +398,12 @@ class Ingest:
             if guarded and not fut.cancelled() and fut.exception() is not None:
                 self.replay.release(site, gw, seq)
 
+        rejected = [self._invalid(frame, topic, r, why) for r, why in frame.invalid]
         if guarded:
             self.replay.reserve(site, gw, seq)
         while True:
             try:
-                fut = self.journal.submit(frame.records, dedupe=key, redelivered=True,
+                fut = self.journal.submit(frame.records, rejected, dedupe=key, redelivered=True,
                                           on_committed=committed, wait=True)
                 break
             except JournalFull:

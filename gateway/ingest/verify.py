@@ -4,9 +4,13 @@
     header     magic, version, long enough to hold a signature            "malformed"
     key        a key is registered for the topic's site/gateway           "unknown gateway"
     signature  HMAC-SHA256 of the body under that key                     "bad signature"
-    body       decodes completely, no stray bytes, finite values          "malformed"
+    body       decodes completely, no stray bytes                         "malformed"
     identity   the frame names the topic's site/gateway, and so does     "foreign"
                every record in it
+
+A record of a good frame that cannot be written (a value that is not finite, a reading
+without a channel: `Frame.invalid`) does not refuse its frame: the ingest quarantines that
+record alone, with its reason, and journals the others.
 
 The signature is checked before the body is decoded, so an attacker's bytes are never
 parsed beyond the fixed header.  The replay check (`gateway.ingest.replay`) comes after.
@@ -126,7 +130,7 @@ class FrameVerifier:
         if (frame.site, frame.gateway) != (site, gateway):
             raise Rejection("foreign",
                             f"a frame of {frame.site}/{frame.gateway} on the topic of {site}/{gateway}")
-        for r in frame.records:
+        for r in (*frame.records, *(r for r, _ in frame.invalid)):
             if (r.site, r.gateway) != (site, gateway):
                 raise Rejection("foreign", f"a record of {r.site}/{r.gateway} in a frame of {site}/{gateway}")
         return frame

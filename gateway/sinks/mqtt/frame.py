@@ -39,8 +39,8 @@ import hashlib
 import hmac
 import math
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -90,6 +90,33 @@ class Frame:
     site: str
     gateway: str
     records: list[Record]
+    invalid: list[tuple[Record, str]] = field(default_factory=list)
+    """Records of a well-formed frame that cannot be written, each with why (a value that is
+    not finite, a reading without a channel, a line break in a tag): a gateway's bug, not a
+    forgery (the frame is signed).  The ingest quarantines them one by one, writes the rest."""
+
+
+_LINE_BREAK = frozenset("\n\r")
+
+
+def _series_problem(fixed: tuple[str, ...], tags: tuple[tuple[str, str], ...]) -> str | None:
+    """Why no reading of a series (site, gateway, run, channel, quantity, unit, role; tags) can
+    be written, or None: no channel, or a line break in a tag (InfluxDB cannot write one)."""
+    if not fixed[3].strip():
+        return "channel is empty"
+    for t in (*fixed, *(t for kv in tags for t in kv)):
+        if not _LINE_BREAK.isdisjoint(t):
+            return f"tag {t!r} has a line break"
+    return None
+
+
+def _fields_problem(what: str, fields: Mapping[str, object]) -> str | None:
+    for name, value in fields.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{what} field {name!r} value is {value}"
+        if not _LINE_BREAK.isdisjoint(name):
+            return f"{what} field name {name!r} has a line break"
+    return None
 
 
 def readings_topic(prefix: str, site: str, gateway: str) -> str:
@@ -276,7 +303,9 @@ class _Reader:
 
 
 def decode_frame(body: bytes) -> Frame:
-    """A verified body back into records; PayloadError("malformed frame: ...") on any flaw."""
+    """A verified body back into records; PayloadError("malformed frame: ...") on any flaw of
+    the format.  A record that decodes but cannot be written is in `Frame.invalid`, not in
+    `records`: one bad reading never costs its frame."""
     try:
         return _decode(body)
     except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
@@ -297,18 +326,24 @@ def _decode(body: bytes) -> Frame:
     (n,) = rd.take(_U16)
     series: list[tuple[str, ...]] = []
     tags: list[tuple[tuple[str, str], ...]] = []
+    problems: list[str | None] = []
     for _ in range(n):
         *ids, ntags = rd.take(_SERIES)
         series.append(tuple(strings[i] for i in ids))
         pairs = [rd.take(_U16) + rd.take(_U16) for _ in range(ntags)]
         tags.append(tuple((strings[k], strings[v]) for k, v in pairs))
+        problems.append(_series_problem(series[-1], tags[-1]))
     (n,) = rd.take(_U32)
     raw = rd.bytes(n * _READING.size)
     records: list[Record] = []
+    invalid: list[tuple[Record, str]] = []
     for sid, ts, value in _READING.iter_unpack(raw):
-        if not math.isfinite(value):
-            raise ValueError(f"a value is {value}")
-        records.append(Reading(*series[sid], value, ts, tags[sid]))  # type: ignore[call-arg]
+        r = Reading(*series[sid], value, ts, tags[sid])  # type: ignore[call-arg]
+        why = problems[sid] or (None if value - value == 0.0 else f"value is {value}")  # finite?
+        if why is None:
+            records.append(r)
+        else:
+            invalid.append((r, why))
     (n,) = rd.take(_U16)
     for _ in range(n):
         s_i, g_i, ts, nfields = rd.take(_HEALTH)
@@ -321,7 +356,12 @@ def _decode(body: bytes) -> Frame:
                 fields[strings[name_i]] = _F64.unpack(raw8)[0]
             else:
                 raise ValueError(f"health field kind {kind!r}")
-        records.append(HealthSample(strings[s_i], strings[g_i], ts, fields))
+        h = HealthSample(strings[s_i], strings[g_i], ts, fields)
+        why = _fields_problem("health", fields)
+        if why is None:
+            records.append(h)
+        else:
+            invalid.append((h, why))
     if version == POINTS_VERSION:
         (n,) = rd.take(_U16)
         for _ in range(n):
@@ -344,8 +384,13 @@ def _decode(body: bytes) -> Frame:
                     values[strings[name_i]] = bool(i64)
                 else:
                     raise ValueError(f"point field kind {kind!r}")
-            records.append(Point(strings[m_i], strings[s_i], strings[g_i], strings[r_i], ts, values,
-                                 tuple((strings[k], strings[v]) for k, v in pairs)))
+            point = Point(strings[m_i], strings[s_i], strings[g_i], strings[r_i], ts, values,
+                          tuple((strings[k], strings[v]) for k, v in pairs))
+            why = _fields_problem(point.measurement, values)
+            if why is None:
+                records.append(point)
+            else:
+                invalid.append((point, why))
     if rd.pos != len(body):
         raise ValueError(f"{len(body) - rd.pos} stray bytes at the end")
-    return Frame(seq, sent_ns, site, gateway, records)
+    return Frame(seq, sent_ns, site, gateway, records, invalid)

@@ -7,6 +7,7 @@ message's quarantine reason, and the good frames beside it land.
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import struct
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from gateway.journal import Journal
 from gateway.keys import load_key_file
-from gateway.reading import Reading
+from gateway.reading import HealthSample, Reading, Record
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from tests.gateway.harness import Publisher
 from tests.gateway.uplink.harness import IngestProcess, ingest_config, make_key
@@ -109,4 +110,42 @@ def test_poison_frames_are_quarantined_and_the_ingest_keeps_running(
     assert "not UTF-8" in by_topic[0][1] or "not UTF-8" in by_topic[-1][1], by_topic
     assert sum("sequence number" in reason for _, reason in by_topic) == 2, by_topic
     assert all(r.payload in {p for _, p in poison} for r in rows)  # kept whole
+    assert "Traceback" not in worker.log()
+
+
+def test_one_bad_reading_is_quarantined_and_the_rest_of_its_frame_written(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    # Issue 11, item 4: a frame with an inf, a NaN and a reading without a channel among 50
+    # good ones was refused whole ("malformed"), and its 50 good readings never reached InfluxDB.
+    keys = tmp_path / "keys"
+    secret = load_key_file(make_key(keys, SITE, GW)).secret
+    topic = readings_topic(PREFIX, SITE, GW)
+    good = _readings(0, 50)
+    inf, nan = (Reading(SITE, GW, "RUN-1", "s1", "temperature", "degC", "dut", v, T0_NS) for v in (math.inf, math.nan))
+    nameless = Reading(SITE, GW, "RUN-1", "", "temperature", "degC", "dut", 21.0, T0_NS)
+    health = HealthSample(SITE, GW, T0_NS, {"uptime_s": 5.0, "bad": math.nan})
+    worker = IngestProcess(tmp_path / "w1", ingest_config(tmp_path / "w1" / "data", mosquitto.port, keys,
+                                                          influxd, "w1"))
+    try:
+        worker.start()
+        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        pub = Publisher(mosquitto.port, "gateway")
+        records: list[Record] = [*good[:20], inf, *good[20:40], nan, nameless, *good[40:], health]
+        pub.publish_all([(topic, sign(secret, encode_frame(1, 0, SITE, GW, records)))])
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= 50, 30, "the good readings", worker.log)
+        assert worker.terminate() == 0, worker.log()[-3000:]
+    finally:
+        worker.kill()
+    assert count_readings(influxd) == 50
+    values = [r["value"] for r in influxd.rows("SELECT value FROM reading", "calibration")]
+    assert sorted(values) == sorted(r.value for r in good)
+    total, rows = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")
+    reasons = sorted(r.reason for r in rows)
+    assert total == 4, reasons
+    assert [("inf" in r, "nan" in r, "channel" in r) for r in reasons].count((False, False, True)) == 1, reasons
+    assert sum("value is inf" in r for r in reasons) == 1, reasons
+    assert sum(r.startswith("invalid record: value is nan") for r in reasons) == 1, reasons
+    assert sum("field 'bad'" in r and "nan" in r for r in reasons) == 1, reasons  # the health sample
+    assert all(r.topic == topic for r in rows)
     assert "Traceback" not in worker.log()
