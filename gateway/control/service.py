@@ -36,6 +36,7 @@ from gateway.control.keys import PrivateKey
 from gateway.control.verify import Checked, CommandVerifier
 from gateway.errors import ConfigError, RemotecalError
 from gateway.journal.control import CommandRow
+from gateway.ratelimit import RateLimitedLog
 
 __all__ = ["LOCAL_OPS", "CommandJournal", "CommandRefused", "ControlService", "Engine", "NoEngine",
            "ProcedureStore"]
@@ -43,6 +44,7 @@ __all__ = ["LOCAL_OPS", "CommandJournal", "CommandRefused", "ControlService", "E
 log = logging.getLogger("remotecal.control")
 
 LOCAL_OPS = tuple(f"run.{c}" for c in COMMANDS)
+_FLOODABLE = frozenset({"malformed", "bad signature", "replayed", "wrong gateway", "expired"})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -189,6 +191,7 @@ class ControlService:
         self.engine_records = engine_records
         self.clock = clock
         self._one_at_a_time = asyncio.Lock()
+        self._flood_log = RateLimitedLog(log)
         self.counts: dict[str, int] = {"accepted": 0, "refused": 0}
 
     # -- remote ----------------------------------------------------------------------------
@@ -410,7 +413,11 @@ class ControlService:
             log.info("control: %s %s by %s accepted", origin, command, actor)
         else:
             assert refusal is not None
-            log.warning("control: %s %s by %s refused: %s", origin, command, actor or "?", refusal)
+            if refusal.kind in _FLOODABLE:  # anyone who can publish can send these: one line per 10 s
+                self._flood_log.warning(refusal.kind, "control: %s %s by %s refused: %s", origin, command,
+                                        actor or "?", refusal)
+            else:
+                log.warning("control: %s %s by %s refused: %s", origin, command, actor or "?", refusal)
             if command == "status" and origin == "local":
                 return
         if accepted and command == "status":
