@@ -16,8 +16,8 @@ checked, carried out on the run engine, recorded and answered by the gateway.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.control.config import ANSWER_KEY_NAME, ControlBroker, ControlConfig
 from gateway.control.keys import (
@@ -27,15 +27,16 @@ from gateway.control.keys import (
     load_public_keys,
     new_key_pair,
 )
-from gateway.control.service import CommandJournal, ControlService, Emit, Engine, ProcedureStore
+from gateway.control.service import CommandJournal, ControlService, Emit, Engine, NoEngine, ProcedureStore
 from gateway.control.verify import CommandVerifier, ReplayStore
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.control.remote import RemoteControl
+    from gateway.journal import Journal
 
-__all__ = ["answer_key", "broker_of", "build_control"]
+__all__ = ["answer_key", "broker_of", "build_control", "serve_control"]
 
 log = logging.getLogger("remotecal.control")
 
@@ -148,4 +149,41 @@ def build_control(
         from gateway.control.remote import RemoteControl
 
         remote = RemoteControl(service, broker, g.site, g.id)
+    return service, remote
+
+
+class _Registry(Protocol):
+    def register(self, op: str, handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None: ...
+
+
+def serve_control(
+    cfg: GatewayConfig,
+    journal: Journal,
+    local: _Registry,
+    engine: Engine | None,
+    *,
+    not_allowed: tuple[type[BaseException], ...] = (),
+) -> tuple[ControlService, RemoteControl | None]:
+    """What the gateway runtime calls: run control on `engine` (None: the gateway has no
+    controllers, every run command is refused saying so), its operations registered on the
+    control socket `local`, its command points written through `journal`; the remote side
+    (to run as a task) when `[control]` is configured."""
+    from gateway.procedure import parse_procedure
+    from gateway.reading import Point
+
+    g = cfg.gateway
+
+    async def emit(run: str, time_ns: int, fields: dict[str, Any]) -> None:
+        await journal.append([Point("run_event", g.site, g.id, run, time_ns, fields)])
+
+    service, remote = build_control(
+        cfg,
+        engine=engine if engine is not None else NoEngine(),
+        journal=journal,
+        emit=emit,
+        parse_procedure=parse_procedure,
+        not_allowed=not_allowed,
+    )
+    for op, handler in service.local_handlers().items():
+        local.register(op, handler)
     return service, remote

@@ -181,3 +181,27 @@ def test_control_section_of_the_site_config(tmp_path: Path, capsys: pytest.Captu
     broker = broker_of(cfg)
     assert broker is not None and (broker.url, broker.username, broker.topic_prefix) == (
         "mqtts://central:8883", "gw01", "x/v1")
+
+
+def test_status_watch_refreshes_until_ctrl_c(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--watch asks again every interval, says when an answer did not come, ends at Ctrl-C with 0."""
+    from gateway.errors import RemotecalError
+    from remotecal import runcmd
+
+    calls = []
+
+    def once() -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RemotecalError("no answer from gateway lab1/gw01 within 1 s")
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        print(f"status {len(calls)}")
+        return 0
+
+    monkeypatch.setattr(runcmd.time, "sleep", lambda s: None)
+    assert runcmd._watch(once, 0.5) == 0
+    out, err = capsys.readouterr()
+    assert "status 1" in out and "status 3" in out and out.count("every 0.5 s; Ctrl-C ends") == 3
+    assert "no answer from gateway lab1/gw01" in err
