@@ -240,6 +240,7 @@ class ControlService:
             time_ns=now,
             seq=cmd.seq if cmd is not None and checked.key is not None else None,
             key=signer,
+            procedure=_sha(cmd.procedure, cmd.procedure_sha256) if cmd is not None else None,
         )
         if self.answer_key is None:
             return None
@@ -297,7 +298,8 @@ class ControlService:
         except Refusal as exc:
             refusal = exc
         await self._record(
-            command, origin="local", actor=actor, run=run, reason=reason, refusal=refusal, time_ns=now
+            command, origin="local", actor=actor, run=run, reason=reason, refusal=refusal, time_ns=now,
+            procedure=_sha(procedure, sha),
         )
         if refusal is not None:
             raise CommandRefused(refusal)
@@ -405,6 +407,7 @@ class ControlService:
         time_ns: int,
         seq: int | None = None,
         key: str | None = None,
+        procedure: str | None = None,
     ) -> None:
         """The journal's row and the run_event point of a command (an accepted status: neither)."""
         accepted = refusal is None
@@ -451,6 +454,8 @@ class ControlService:
             fields["refusal"] = refusal.kind
         if seq is not None:
             fields["seq"] = seq
+        if procedure is not None:
+            fields["procedure"] = procedure
         if self.engine_records and (refusal is None or refusal.by_engine):
             return  # the engine wrote this command's point
         try:
@@ -464,6 +469,11 @@ class ControlService:
         except Exception:
             run = None
         return run if isinstance(run, str) and run else self.default_run
+
+
+def _sha(text: str | None, sha: str | None) -> str | None:
+    """The SHA-256 a start names: of its procedure's text, or the one it gave."""
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else sha
 
 
 def _field(request: Mapping[str, Any], name: str, limit: int | None = 1000) -> str | None:

@@ -130,7 +130,7 @@ async def test_a_signed_start_runs_and_is_recorded(rig: Any) -> None:
     run, t, fields = rig.points[0]
     assert run == "RC-1" and t == NOW
     assert fields == {"command": "start", "accepted": True, "reason": "", "actor": "alice@nmc", "origin": "remote",
-                      "seq": 1}
+                      "seq": 1, "procedure": hashlib.sha256(PROCEDURE.encode()).hexdigest()}
     # the procedure is kept: a later start may name it by its hash
     rig.engine.state = "finished"
     sha = hashlib.sha256(PROCEDURE.encode()).hexdigest()
