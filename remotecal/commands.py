@@ -52,11 +52,18 @@ def gateway_check(args: argparse.Namespace) -> int:
     from gateway.config import load_config
 
     cfg = load_config(args.config)
+    control = None
+    if cfg.control is not None:
+        from gateway.control import check_control
+
+        control = check_control(cfg)
     g = cfg.gateway
     counts = [f"{len(cfg.sources.blocks(k.name))} {k.title}" for k in registry.SOURCES.values()]
     print(f"{args.config}: ok - gateway {g.site}/{g.id}, run {g.run}, "
           f"{', '.join(counts[:-1])}{' and ' if len(counts) > 1 else ''}{counts[-1]} source(s), "
           f"sinks {', '.join(cfg.sink_names())}, journal in {g.data_dir}")
+    if control is not None:
+        print(f"{args.config}: {control}")
     return 0
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from gateway.control.remote import RemoteControl
     from gateway.journal import Journal
 
-__all__ = ["answer_key", "broker_of", "build_control", "serve_control"]
+__all__ = ["answer_key", "broker_of", "build_control", "check_control", "serve_control"]
 
 log = logging.getLogger("remotecal.control")
 
@@ -187,3 +187,32 @@ def serve_control(
     for op, handler in service.local_handlers().items():
         local.register(op, handler)
     return service, remote
+
+
+def check_control(cfg: GatewayConfig) -> str:
+    """`gateway check`'s look at `[control]`: the institute keys and an answer key that is there
+    can be read (ConfigError naming the key otherwise); one line saying what remote control
+    will do."""
+    c = cfg.control
+    assert c is not None
+    keys: dict[str, Any] = {}
+    if c.keys is not None:
+        try:
+            keys = load_public_keys(c.keys, "institute")
+        except ConfigError as exc:
+            raise ConfigError([f"control.keys: {p}" for p in exc.problems]) from None
+        if not keys and c.allow_remote:
+            raise ConfigError(f"control.keys: no institute key (*.pub) in {c.keys}")
+    answer = c.answer_key or cfg.gateway.data_dir / ANSWER_KEY_NAME
+    if answer.exists():
+        try:
+            load_private_key(answer, "gateway")
+        except ConfigError as exc:
+            raise ConfigError([f"control.answer_key: {p}" for p in exc.problems]) from None
+    broker = broker_of(cfg)
+    where = f"{broker.host}:{broker.port} ({broker.topic_prefix})" if broker else "no broker"
+    if not c.allow_remote:
+        return f"remote control: OFF (allow_remote = false): remote commands are refused; via {where}"
+    owners = ", ".join(sorted(f"{k.owner} ({kid})" for kid, k in keys.items()))
+    return (f"remote control: on, commands signed by {owners} via {where}; answer key {answer}"
+            + ("" if answer.exists() else " (made at first start)"))

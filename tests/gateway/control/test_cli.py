@@ -175,6 +175,7 @@ def test_control_section_of_the_site_config(tmp_path: Path, capsys: pytest.Captu
     assert "control.alow_remote: unknown key" in capsys.readouterr().err
     uplink = {"mqtt": [{"url": "mqtts://central:8883", "username": "gw01", "key_file": "k.key",
                         "topic_prefix": "x/v1"}]}
+    assert main(["keys", "new", "--institute", "nmc", "--out", str(tmp_path / "keys")]) == 0
     assert check({"keys": "keys/nmc.institute.pub"}, uplink) == 0
     cfg = load_config(site)
     assert cfg.control is not None and cfg.control.keys == tmp_path / "keys" / "nmc.institute.pub"
@@ -205,3 +206,25 @@ def test_status_watch_refreshes_until_ctrl_c(monkeypatch: pytest.MonkeyPatch,
     out, err = capsys.readouterr()
     assert "status 1" in out and "status 3" in out and out.count("every 0.5 s; Ctrl-C ends") == 3
     assert "no answer from gateway lab1/gw01" in err
+
+
+def test_gateway_check_reads_the_control_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    site = _site(tmp_path)
+    base = tomllib.loads(site.read_text())
+    broker = {"url": "mqtt://central:1883"}
+    site.write_text(dumps({**base, "control": {"keys": "nokeys", "broker": broker}}))
+    assert main(["gateway", "check", "-c", str(site)]) == 2
+    assert "control.keys: " in capsys.readouterr().err
+    assert main(["keys", "new", "--institute", "nmc", "--out", str(tmp_path / "inst")]) == 0
+    site.write_text(dumps({**base, "control": {"keys": "inst/nmc.institute.key", "broker": broker}}))
+    capsys.readouterr()
+    assert main(["gateway", "check", "-c", str(site)]) == 0  # a private key file holds the public half too
+    site.write_text(dumps({**base, "control": {"keys": "inst", "broker": broker}}))
+    assert main(["gateway", "check", "-c", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert "remote control: on, commands signed by nmc (" in out and "central:1883 (remotecal/v1)" in out
+    site.write_text(dumps({**base, "control": {"allow_remote": False, "broker": broker}}))
+    assert main(["gateway", "check", "-c", str(site)]) == 0
+    assert "remote control: OFF" in capsys.readouterr().out
