@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Chamber", "Sensor", "Step", "pt100_resistance"]
+__all__ = ["Chamber", "Command", "Sensor", "Step", "pt100_resistance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,17 @@ class Step:
     temperature: float
     humidity: float
     duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """From `sim_t` on, approach (`temperature`, `humidity`) from (`t0`, `rh0`)."""
+
+    sim_t: float
+    temperature: float
+    humidity: float
+    t0: float
+    rh0: float
 
 
 def _noise(seed: int, key: str, k: int) -> float:
@@ -55,12 +66,50 @@ class Chamber:
     speed: float = 1.0
     t0: float = field(default_factory=time.time)
     """Wall-clock start of the program [s since the epoch]."""
+    ambient_temperature: float | None = None
+    """What a stopped chamber drifts to [degC]; default start_temperature."""
+    ambient_humidity: float | None = None
+    """What a stopped chamber drifts to [%rh]; default start_humidity."""
+    running: bool = True
+    """The chamber's control runs (a stopped one drifts to ambient)."""
+    commands: list[Command] = field(default_factory=list)
+    control: tuple[float, float] | None = None
+    """The setpoints last commanded (temperature, humidity); None: the program's."""
+
+    def command(self, temperature: float | None = None, humidity: float | None = None,
+                running: bool | None = None, now: float | None = None) -> None:
+        """New setpoints and/or run state from wall-clock `now` (default: now): a first-order
+        approach from the state at that instant (never before the last command)."""
+        sim_t = self.sim_time(now)
+        if self.commands:
+            sim_t = max(sim_t, self.commands[-1].sim_t)
+        t_sp, rh_sp = self.control if self.control is not None else self.setpoint(sim_t)
+        self.control = (t_sp if temperature is None else float(temperature),
+                        rh_sp if humidity is None else float(humidity))
+        if running is not None:
+            self.running = running
+        t_now, rh_now = self.mean_state(sim_t)
+        target = self.control if self.running else self.ambient
+        self.commands.append(Command(sim_t, target[0], target[1], t_now, rh_now))
+
+    @property
+    def ambient(self) -> tuple[float, float]:
+        return (self.start_temperature if self.ambient_temperature is None else self.ambient_temperature,
+                self.start_humidity if self.ambient_humidity is None else self.ambient_humidity)
+
+    def _command_at(self, sim_t: float) -> Command | None:
+        for c in reversed(self.commands):
+            if c.sim_t <= sim_t:
+                return c
+        return None
 
     def sim_time(self, now: float | None = None) -> float:
         """Simulated seconds since the start of the program."""
         return max(0.0, ((time.time() if now is None else now) - self.t0) * self.speed)
 
     def setpoint(self, sim_t: float) -> tuple[float, float]:
+        if self.control is not None and self._command_at(sim_t) is not None:
+            return self.control
         elapsed = 0.0
         for step in self.program:
             if sim_t < elapsed + step.duration_s:
@@ -70,7 +119,13 @@ class Chamber:
         return last.temperature, last.humidity
 
     def mean_state(self, sim_t: float) -> tuple[float, float]:
-        """The first-order response to the program, without oscillation or noise."""
+        """The first-order response to the program (or to the last command), without
+        oscillation or noise."""
+        c = self._command_at(sim_t)
+        if c is not None:
+            decay = math.exp(-(sim_t - c.sim_t) / self.tau_s)
+            return (c.temperature + (c.t0 - c.temperature) * decay,
+                    c.humidity + (c.rh0 - c.humidity) * decay)
         t, rh = self.start_temperature, self.start_humidity
         elapsed = 0.0
         for i, step in enumerate(self.program):

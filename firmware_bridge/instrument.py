@@ -8,6 +8,10 @@
 
 A measurand without its own sensor reads the chamber's true value.  `resistance` is the
 IEC 60751 resistance at the indicated temperature, as a Pt100 transmitter reports it.
+
+A controller profile's setpoints and run register (firmware_bridge.profile) are writable: a
+write commands the chamber (clamped to the setpoint's min/max), and reading them gives what
+the chamber holds.
 """
 
 from __future__ import annotations
@@ -48,4 +52,31 @@ class VirtualInstrument:
         for r in self.profile.registers:
             image.bind(r.kind, r.address, partial(self.measure, r.measurand), r.type, r.byte_order,
                        r.scale, r.offset)
+        for s in self.profile.setpoints:
+            image.on_write("holding", s.address, partial(self._set, s.quantity, s.min, s.max), s.type,
+                           s.byte_order, s.scale, s.offset)
+            image.bind("holding", s.address, partial(self.held, s.quantity), s.type, s.byte_order,
+                       s.scale, s.offset)
+        run = self.profile.run
+        if run is not None:
+            image.on_write(run.kind, run.address, self._run)
+            image.set(run.kind, run.address, float(self.chamber.running))
         return image
+
+    def held(self, quantity: str) -> float:
+        """The setpoint the chamber holds now."""
+        t, rh = self.chamber.control or self.chamber.setpoint(self.chamber.sim_time())
+        return t if quantity == "temperature" else rh
+
+    def _set(self, quantity: str, lo: float | None, hi: float | None, value: float) -> None:
+        if lo is not None:
+            value = max(lo, value)
+        if hi is not None:
+            value = min(hi, value)
+        if quantity == "temperature":
+            self.chamber.command(temperature=value)
+        else:
+            self.chamber.command(humidity=value)
+
+    def _run(self, value: float) -> None:
+        self.chamber.command(running=bool(value))

@@ -3,7 +3,12 @@
 A `DeviceImage` is what one unit answers: static words, and live values computed at the
 moment a request arrives (from a chamber model, say), each encoded with its type, byte
 order, scale and offset.  Addresses it does not define answer "illegal data address", as a
-real device's gaps do.  Faults are switched on per unit while the server runs:
+real device's gaps do.  A device is read-only (writes answer "illegal function") unless it
+declares writable holding registers or coils (`DeviceImage.writable`: a controller's
+setpoints and run flag): a write must cover whole values of those, or it answers "illegal
+data address" and changes nothing; each value written is decoded with its type, byte order,
+scale and offset and handed to its setter (which may hold something else: a clamp).
+Faults are switched on per unit while the server runs:
 
     refused   a set of (kind, address) whose reads answer "illegal data address"
     fault     "silent": no answer at all; "garble": the answer's last byte flipped
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,13 +33,15 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.sources.modbus.decode import encode_value
+from gateway.sources.modbus.decode import compile_decoder, encode_value
 
 __all__ = ["DeviceImage", "ModbusServer"]
 
 log = logging.getLogger("remotecal.firmware.modbus")
 
-_KIND_OF_FUNCTION = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+_KIND_OF_FUNCTION = {1: "coil", 2: "discrete", 3: "holding", 4: "input", 5: "coil", 15: "coil",
+                     6: "holding", 16: "holding"}
+_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
 _BITS = ("coil", "discrete")
 
 
@@ -48,6 +56,14 @@ class _Live:
 
 
 @dataclass
+class _Writable:
+    address: int
+    width: int
+    decode: Callable[[list[int]], float]
+    setter: Callable[[float], None]
+
+
+@dataclass
 class DeviceImage:
     """The memory of one Modbus unit."""
 
@@ -57,6 +73,43 @@ class DeviceImage:
     live: dict[str, list[_Live]] = field(default_factory=lambda: {"holding": [], "input": []})
     refused: set[tuple[str, int]] = field(default_factory=set)
     fault: str | None = None
+    writable: dict[str, list[_Writable]] = field(default_factory=lambda: {"holding": [], "coil": []})
+    writes: int = 0
+    """Write requests accepted."""
+
+    def on_write(self, kind: str, address: int, setter: Callable[[float], None], type: str = "uint16",
+                 byte_order: str = "ABCD", scale: float = 1.0, offset: float = 0.0) -> None:
+        """Accept writes of a holding value (or a coil: 0.0 / 1.0) at `address`: setter(value)."""
+        if kind == "coil":
+            self.writable[kind].append(_Writable(address, 1, lambda bits: float(bits[0]), setter))
+            self.words[kind].setdefault(address, 0)
+            return
+        self.writable[kind].append(_Writable(address, _WIDTH[type],
+                                             compile_decoder(type, byte_order, scale, offset), setter))
+        for i in range(_WIDTH[type]):
+            self.words[kind].setdefault(address + i, 0)
+
+    def write(self, kind: str, address: int, values: list[int]) -> ExcCodes | None:
+        """Apply a write request (all or nothing); the exception it answers instead."""
+        targets = self.writable.get(kind, [])
+        if not targets:
+            return ExcCodes.ILLEGAL_FUNCTION  # a read-only device
+        end = address + len(values)
+        hit = [w for w in targets if w.address < end and address < w.address + w.width]
+        covered = sum(w.width for w in hit)
+        if (any(w.address < address or w.address + w.width > end for w in hit) or covered != len(values)
+                or any((kind, a) in self.refused for a in range(address, end))):
+            return ExcCodes.ILLEGAL_ADDRESS
+        decoded = [(w, w.decode(values[w.address - address:w.address - address + w.width])) for w in hit]
+        if not all(math.isfinite(v) for _, v in decoded):
+            return ExcCodes.ILLEGAL_VALUE
+        for w, value in decoded:
+            w.setter(value)
+            for i in range(w.width):  # what a read gives back (a live value is encoded anew)
+                self.words[kind][w.address + i] = int(bool(values[w.address - address])) if kind == "coil" \
+                    else values[w.address - address + i]
+        self.writes += 1
+        return None
 
     def set(self, kind: str, address: int, value: float, type: str = "uint16",
             byte_order: str = "ABCD") -> None:
@@ -136,8 +189,10 @@ class ModbusServer:
                          registers: list[int], set_values: Any) -> ExcCodes | None:
             self.requests += 1
             kind = _KIND_OF_FUNCTION.get(function_code)
-            if kind is None or set_values is not None:
-                return ExcCodes.ILLEGAL_FUNCTION  # virtual devices are read-only
+            if kind is None:
+                return ExcCodes.ILLEGAL_FUNCTION
+            if set_values is not None:  # read-only unless the image declares writable values
+                return image.write(kind, address, [int(v) for v in set_values])
             if kind in _BITS:  # count is in 16-bit words here: fill every bit of them
                 first = address // 16
                 for w in range(first, first + count):

@@ -6,6 +6,13 @@ raw = (value - offset) / scale; a gateway configured with the same scale and off
 the value back.  `gateway_registers` turns a profile into those gateway entries, so a demo
 or a bench test configures both sides from one file.
 
+A controller profile (a climatic chamber's controller, issue 15) also has `[[setpoints]]`:
+holding registers a gateway writes a setpoint to (`quantity` temperature or humidity, with
+the same encoding keys, and `min`/`max`: a write beyond is clamped there, as real controllers
+do, so the value read back differs), and `[run]`: the coil or holding register that starts
+(1) and stops (0) the chamber.  `gateway_controller` turns them into a gateway's
+`[[controllers.modbus]]` block.
+
 Profiles here are generic; a map for a named commercial product belongs here only when it
 is transcribed from that product's published documentation.
 """
@@ -18,7 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PROFILES_DIR", "Profile", "ProfileRegister", "gateway_registers", "load_profile"]
+__all__ = ["PROFILES_DIR", "Profile", "ProfileRegister", "ProfileRun", "ProfileSetpoint",
+           "gateway_controller", "gateway_registers", "load_profile"]
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 
@@ -39,6 +47,24 @@ class ProfileRegister(_Strict):
     offset: float = 0.0
 
 
+class ProfileSetpoint(_Strict):
+    quantity: Literal["temperature", "humidity"]
+    address: int = Field(ge=0, le=65535)
+    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "float32"
+    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    scale: float = 1.0
+    offset: float = 0.0
+    min: float | None = None
+    """A write below is held at min (clamped)."""
+    max: float | None = None
+    """A write above is held at max (clamped)."""
+
+
+class ProfileRun(_Strict):
+    kind: Literal["coil", "holding"] = "coil"
+    address: int = Field(ge=0, le=65535)
+
+
 class _Meta(_Strict):
     name: str
     description: str = ""
@@ -47,6 +73,8 @@ class _Meta(_Strict):
 class Profile(_Strict):
     profile: _Meta
     registers: list[ProfileRegister] = Field(min_length=1)
+    setpoints: list[ProfileSetpoint] = []
+    run: ProfileRun | None = None
 
     @property
     def name(self) -> str:
@@ -77,3 +105,16 @@ def gateway_registers(profile: Profile, *, prefix: str, role: str,
         for r in profile.registers
         if names is None or r.name in names
     ]
+
+
+def gateway_controller(profile: Profile, *, name: str, url: str, unit_id: int = 1) -> dict[str, Any]:
+    """A `[[controllers.modbus]]` block writing `profile`'s setpoints and run register."""
+    block: dict[str, Any] = {
+        "name": name, "url": url, "unit_id": unit_id,
+        "setpoints": [{"quantity": s.quantity, "address": s.address, "type": s.type,
+                       "byte_order": s.byte_order, "scale": s.scale, "offset": s.offset}
+                      for s in profile.setpoints],
+    }
+    if profile.run is not None:
+        block["run"] = {"kind": profile.run.kind, "address": profile.run.address}
+    return block

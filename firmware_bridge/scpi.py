@@ -1,4 +1,5 @@
-"""A virtual SCPI reference thermometer over TCP (loopback), reading a chamber's temperature.
+"""A virtual SCPI reference thermometer over TCP (loopback), reading a chamber's temperature;
+and `ScpiChamber`, the chamber's controller driven by SCPI lines (its setpoints and run state).
 
     chamber = Chamber([Step(23, 45, 3600)], seed=1)
     async with ScpiThermometer(chamber, Sensor("ref", noise=0.002, resolution=0.0001)).tcp() as th:
@@ -25,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
 from collections import deque
+from typing import Any
 
 from firmware_bridge.chamber import Chamber, Sensor
 
-__all__ = ["ScpiThermometer"]
+__all__ = ["ScpiChamber", "ScpiThermometer"]
 
 log = logging.getLogger("remotecal.firmware.scpi")
 
@@ -145,3 +149,74 @@ class ScpiThermometer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+_SET = re.compile(r"^(SOUR|SOURCE):(TEMP|TEMPERATURE|HUM|HUMIDITY)(\?|\s+(\S+))$")
+_OUTPUT = re.compile(r"^(OUTP|OUTPUT)(\?|\s+(\S+))$")
+
+
+class ScpiChamber(ScpiThermometer):
+    """A chamber's controller driven by SCPI lines (issue 15), beside the thermometer's
+    commands (FETC? reads the air temperature):
+
+        SOUR:TEMP <v>  SOUR:TEMP?     temperature setpoint [degC]   (SOURCE:TEMPERATURE ...)
+        SOUR:HUM <v>   SOUR:HUM?      humidity setpoint [%rh]       (SOURCE:HUMIDITY ...)
+        OUTP ON|OFF|1|0  OUTP?        run / stop (answers 1 or 0)
+        MEAS:HUM?                     the air humidity [%rh]
+
+    A setpoint starts the chamber's first-order approach from its state at that instant
+    (`Chamber.command`).  One outside `temperature_range` / `humidity_range` is clamped to it
+    and queues -222,"Data out of range", as a controller that takes what it can does; a
+    value that is not a number queues -104,"Data type error" and changes nothing.
+    """
+
+    def __init__(self, chamber: Chamber, sensor: Sensor | None = None, *,
+                 idn: str = "remotecal,VirtualChamber,0001,1.0",
+                 temperature_range: tuple[float, float] = (-40.0, 180.0),
+                 humidity_range: tuple[float, float] = (10.0, 98.0), **kw: Any):
+        super().__init__(chamber, sensor, idn=idn, **kw)
+        self.ranges = {"temperature": temperature_range, "humidity": humidity_range}
+
+    def held(self) -> tuple[float, float]:
+        return self.chamber.control or self.chamber.setpoint(self.chamber.sim_time())
+
+    def answer(self, command: str) -> str | None:
+        header = command.strip().upper()
+        if m := _SET.match(header):
+            quantity = "temperature" if m.group(2).startswith("TEMP") else "humidity"
+            self.queries += 1
+            if m.group(3) == "?":
+                t, rh = self.held()
+                return f"{t if quantity == 'temperature' else rh:+.3f}"
+            self._set(quantity, m.group(4))
+            return None
+        if m := _OUTPUT.match(header):
+            self.queries += 1
+            if m.group(2) == "?":
+                return "1" if self.chamber.running else "0"
+            if m.group(3) in ("ON", "1", "OFF", "0"):
+                self.chamber.command(running=m.group(3) in ("ON", "1"))
+            else:
+                self.errors.append('-104,"Data type error"')
+            return None
+        if header in ("MEAS:HUM?", "MEASURE:HUMIDITY?", "MEAS:HUMIDITY?", "MEASURE:HUM?"):
+            self.queries += 1
+            return f"{self.chamber.state()[1]:+.{self.digits}f}"
+        return super().answer(command)
+
+    def _set(self, quantity: str, text: str) -> None:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            self.errors.append('-104,"Data type error"')
+            return
+        lo, hi = self.ranges[quantity]
+        if not lo <= value <= hi:
+            self.errors.append('-222,"Data out of range"')
+            value = min(hi, max(lo, value))
+        if quantity == "temperature":
+            self.chamber.command(temperature=value)
+        else:
+            self.chamber.command(humidity=value)

@@ -9,6 +9,11 @@
     humidity = 50.0
     duration = "30m"                 # simulated time
 
+    [[devices]]                      # the chamber's own controller: writable setpoints (issue 15)
+    name = "chamber"
+    profile = "generic-chamber"
+    listen = "tcp://127.0.0.1:5030"
+
     [[devices]]
     name = "dut1"
     profile = "generic-thr"          # a name under firmware_bridge/profiles/, or a .toml path
@@ -47,7 +52,7 @@ from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.modbus import ModbusServer
 from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import load_profile
-from firmware_bridge.scpi import ScpiThermometer
+from firmware_bridge.scpi import ScpiChamber, ScpiThermometer
 from gateway.config_types import Duration
 from gateway.configfile import format_validation_error, read_toml
 from gateway.errors import ConfigError, RemotecalError, os_error_text
@@ -76,7 +81,9 @@ class _Chamber(_Strict):
     oscillation: float = 0.02
     oscillation_period_s: float = Field(120.0, gt=0)
     noise: float = Field(0.003, ge=0)
-    steps: list[_Step] = Field(min_length=1)
+    steps: list[_Step] = []
+    """The fixed program; none: the chamber holds its start values until a controller
+    (a device with a controller profile, or a SCPI device with control = true) commands it."""
 
 
 class _Sensor(_Strict):
@@ -95,6 +102,8 @@ class _Device(_Strict):
     """How often an MQTT node publishes."""
     temperature: _Sensor | None = None
     relative_humidity: _Sensor | None = None
+    control: bool = False
+    """scpi:// only: also the chamber's controller (SOUR:TEMP, SOUR:HUM, OUTP; firmware_bridge.scpi)."""
 
     @field_validator("listen")
     @classmethod
@@ -122,6 +131,9 @@ class _Device(_Strict):
     def _modbus_needs_profile(self) -> _Device:
         if urlsplit(self.listen).scheme in ("tcp", "rtu") and self.profile is None:
             raise ValueError("a Modbus device (tcp:// or rtu://) needs a profile")
+        if self.control and urlsplit(self.listen).scheme != "scpi":
+            raise ValueError("control = true is for a scpi:// device; a Modbus device is controllable "
+                             "through its profile's [[setpoints]] (e.g. profile = \"generic-chamber\")")
         return self
 
     @property
@@ -297,7 +309,8 @@ async def run_simulation(cfg: SimConfig, stop: asyncio.Event | None = None) -> N
             parts = urlsplit(d.listen)
             sensors = _sensors(cfg, i, d)
             if d.kind == "scpi":
-                thermometer = ScpiThermometer(chamber, sensors.get("temperature")).tcp(
+                kind = ScpiChamber if d.control else ScpiThermometer
+                thermometer = kind(chamber, sensors.get("temperature")).tcp(
                     parts.hostname or "127.0.0.1", parts.port or 5025)
                 await _serve(stack, thermometer, [d.name], d.listen)
             elif d.kind == "mqtt":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -114,12 +115,23 @@ class GatewayConfig(_Strict):
         return self
 
     def _controllers(self) -> None:
-        """Controller names are unique, and each setpoint is written by one controller."""
+        """Controller names are unique, each setpoint is written by one controller, and a
+        controller's serial port is its own (a source polling it would collide on the line)."""
         names: dict[str, str] = {}
         writes: dict[str, str] = {}
+        ports: dict[str, str] = {}
+        for kind in registry.SOURCES:
+            for i, s in enumerate(self.sources.blocks(kind)):
+                if path := _serial_path(getattr(s, "url", None)):
+                    ports.setdefault(path, f"sources.{kind}[{i}]")
         for kind in registry.CONTROLLERS:
             for i, c in enumerate(self.controllers.blocks(kind)):
                 key = f"controllers.{kind}[{i}]"
+                if path := _serial_path(getattr(c, "url", None)):
+                    if path in ports:
+                        raise _SinkError(f"{key}.url: serial port {path} is used by {ports[path]} already: "
+                                         "a controller needs a port of its own")
+                    ports[path] = key
                 if c.name in names:
                     raise _SinkError(f"{key}.name: {c.name!r} is already the name of {names[c.name]}")
                 names[c.name] = key
@@ -194,6 +206,14 @@ class GatewayConfig(_Strict):
 
     def sink_names(self) -> list[str]:
         return [name for name, _ in self.sink_configs()]
+
+
+def _serial_path(url: object) -> str | None:
+    """The device path of an rtu:// or serial:// URL (None for any other)."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    return parts.path if parts.scheme in ("rtu", "serial") and parts.path else None
 
 
 def _choices(table: str, kinds: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@
     │   └── DataDirInUse         another process holds the data_dir (exit 2)
     ├── JournalError             the journal cannot be opened or written
     │   └── JournalFull          the journal reached its bound; input is refused
+    ├── ControllerError          a chamber controller did not take or confirm a setpoint
     ├── PayloadError             one message or value is bad input (quarantined)
     └── SinkError                a sink could not take a batch
         ├── RetryableError       connection refused, timeout, 5xx: try again later
@@ -21,6 +22,7 @@ import socket
 
 __all__ = [
     "ConfigError",
+    "ControllerError",
     "DataDirInUse",
     "JournalError",
     "JournalFull",
@@ -49,6 +51,15 @@ class ConfigError(RemotecalError):
 
 class DataDirInUse(ConfigError):
     """Another process (named in the message) holds the data_dir: two would share one journal."""
+
+
+class ControllerError(RemotecalError):
+    """A chamber controller could not write or confirm a setpoint (gateway.controllers);
+    `reason` is one line for the step that fails."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
 
 
 class JournalError(RemotecalError):

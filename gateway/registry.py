@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.controllers.modbus.plugin import KIND as _modbus_controller
+from gateway.controllers.scpi.plugin import KIND as _scpi_controller
 from gateway.plugin import ControllerKind, SinkKind, SourceKind
 from gateway.sinks.influxdb.plugin import KIND as _influxdb
 from gateway.sinks.local.plugin import KIND as _local
@@ -22,7 +24,7 @@ __all__ = ["CONTROLLERS", "SINKS", "SOURCES", "register", "unregister"]
 
 SOURCES: dict[str, SourceKind] = {k.name: k for k in (_mqtt, _modbus, _instrument)}
 SINKS: dict[str, SinkKind] = {k.name: k for k in (_influxdb, _mqtt_uplink, _local)}
-CONTROLLERS: dict[str, ControllerKind] = {}
+CONTROLLERS: dict[str, ControllerKind] = {k.name: k for k in (_modbus_controller, _scpi_controller)}
 
 
 def register(kind: SourceKind | SinkKind | ControllerKind) -> None:

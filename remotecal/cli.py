@@ -304,6 +304,14 @@ def _run(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=commands.run_command)
 
 
+def _procedure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("procedure", help="remote-run procedures (TOML): validate and expand")
+    ps = p.add_subparsers(dest="action", required=True)
+    chk = ps.add_parser("check", help="validate a procedure and print its expanded steps; exit 2 on error")
+    chk.add_argument("config", metavar="FILE", help="procedure file (TOML)")
+    chk.set_defaults(func=commands.procedure_check)
+
+
 def _help_everywhere(p: argparse.ArgumentParser) -> None:
     """Every (sub)command's help formatted by _Help."""
     p.formatter_class = _Help
@@ -319,7 +327,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-V", "--version", action=_Version,
                    help=f"print the version ({__version__}) and the commit it was installed from, and exit")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_gateway, _simulate, _pipeline, _certificate, _demo, _dashboards, _ingest, _keys, _run):
+    for add in (_gateway, _simulate, _pipeline, _certificate, _demo, _dashboards, _ingest, _keys, _run,
+                _procedure):
         add(sub)
     _help_everywhere(p)
     return p

@@ -33,6 +33,7 @@ __all__ = [
     "ingest",
     "keys_new",
     "pipeline_run",
+    "procedure_check",
     "run_command",
     "simulate",
 ]
@@ -59,11 +60,29 @@ def gateway_check(args: argparse.Namespace) -> int:
         control = check_control(cfg)
     g = cfg.gateway
     counts = [f"{len(cfg.sources.blocks(k.name))} {k.title}" for k in registry.SOURCES.values()]
+    controllers = [f"{c.name} ({k.name}: {', '.join(sorted(c.quantities()))})"
+                   for k in registry.CONTROLLERS.values() for c in cfg.controllers.blocks(k.name)]
     print(f"{args.config}: ok - gateway {g.site}/{g.id}, run {g.run}, "
           f"{', '.join(counts[:-1])}{' and ' if len(counts) > 1 else ''}{counts[-1]} source(s), "
-          f"sinks {', '.join(cfg.sink_names())}, journal in {g.data_dir}")
+          f"sinks {', '.join(cfg.sink_names())}, "
+          + (f"controllers {', '.join(controllers)}, " if controllers else "")
+          + f"journal in {g.data_dir}")
     if control is not None:
         print(f"{args.config}: {control}")
+    return 0
+
+
+def procedure_check(args: argparse.Namespace) -> int:
+    from gateway.procedure import load_procedure
+
+    p = load_procedure(args.config)
+    recorded = sum(1 for s in p.steps if not s.final)
+    refs = "; ".join(f"{q}: {', '.join(c)}" for q, c in p.references.items()) or "none named"
+    print(f"{args.config}: ok - {p.name!r}, {len(p.steps)} step(s) ({recorded} recorded"
+          f"{', then a final return' if p.final else ''}), at most {p.total_max_s / 3600:.3g} h; "
+          f"references {refs}; sha256 {p.sha256}")
+    for s in p.steps:
+        print(s.describe())
     return 0
 
 

@@ -16,17 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from gateway.errors import RemotecalError
+from gateway.errors import ControllerError
 
 __all__ = ["Controller", "ControllerError", "build_controllers", "route"]
-
-
-class ControllerError(RemotecalError):
-    """A controller could not write or confirm a setpoint; `reason` is one line for the step."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(reason)
 
 
 class Controller(Protocol):

@@ -60,7 +60,7 @@ def test_pt100_resistance_matches_iec_60751_table() -> None:
 
 def test_profiles_load_and_translate_to_gateway_registers() -> None:
     names = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
-    assert names == ["generic-pt100", "generic-thr"]
+    assert names == ["generic-chamber", "generic-pt100", "generic-thr"]
     thr = load_profile("generic-thr")
     regs = gateway_registers(thr, prefix="dut1", role="dut")
     cfg = ModbusSourceConfig(name="x", url="tcp://127.0.0.1:1", registers=regs)
@@ -108,3 +108,19 @@ async def test_a_virtual_instrument_served_over_tcp_reads_back_through_the_gatew
     assert got["dut-t-x100"] == pytest.approx(got["dut-t"], abs=0.006)  # int16 copy, 0.01 resolution
     assert got["dut-rh-x100"] == pytest.approx(got["dut-rh"], abs=0.006)
     assert got["ref-r"] == pytest.approx(pt100_resistance(got["ref-t"]), abs=1e-3)
+
+
+def test_a_command_starts_a_first_order_approach_from_the_current_state() -> None:
+    c = quiet(tau_s=100.0, start_temperature=10.0, start_humidity=40.0)
+    fixed = quiet(tau_s=100.0, start_temperature=10.0, start_humidity=40.0)
+    assert c.state(150.0) == fixed.state(150.0)  # the program runs until the first command
+    at = c.state(150.0)
+    c.command(temperature=25.0, now=150.0)
+    assert c.state(150.0) == pytest.approx(at)  # continuous: it starts where it was
+    assert c.state(250.0) == pytest.approx((25.0 - (25.0 - at[0]) * 0.36787944, 50.0 - (50.0 - at[1]) * 0.36787944))
+    assert c.state(100.0) == fixed.state(100.0)  # the past stays as it was
+    c.command(running=False, now=250.0)  # stopped: it drifts to ambient (the start values)
+    assert c.state(1e6) == pytest.approx((10.0, 40.0))
+    assert c.control == (25.0, 50.0)
+    c.command(running=True, humidity=60.0, now=300.0)
+    assert c.state(1e6) == pytest.approx((25.0, 60.0))

@@ -133,3 +133,19 @@ def test_no_steps_bad_toml_and_unreadable_file(tmp_path: Path) -> None:
     assert _problems("[procedure\n")[0].startswith("t.toml: not valid TOML")
     with pytest.raises(ConfigError, match="cannot read the procedure"):
         load_procedure(tmp_path / "nope.toml")
+
+
+def test_cli_check_prints_the_steps_or_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from remotecal.cli import main
+
+    assert main(["procedure", "check", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{EXAMPLE}: ok - 'Thermo-hygrometer") and "7 step(s) (6 recorded" in out[0]
+    assert len(out) == 8 and out[4].startswith("  3  RH sweep 50 %rh -> temperature 23 degC, humidity 50 %rh [down]")
+    bad = tmp_path / "p.toml"
+    bad.write_text(HEAD + "[[steps]]\nhumidity = [10, 120]\nmax_s = 10\n")
+    assert main(["procedure", "check", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{bad}: steps[0].max_s: 10 s is shorter than settle_min_s + record_s (180 s): the step "
+                   "could never finish stable",
+                   f"{bad}: steps[0].humidity[1]: 120.0 is outside 0..100 %rh"]

@@ -16,7 +16,7 @@ import pytest
 from gateway import registry
 from gateway.config import config_model, load_config, parse_config
 from gateway.errors import RemotecalError
-from gateway.plugin import SinkKind, SourceKind
+from gateway.plugin import ControllerKind, SinkKind, SourceKind
 from gateway.runtime import Gateway
 from gateway.sinks.local.store import read_run
 from remotecal.cli import main
@@ -95,12 +95,15 @@ def test_an_unregistered_kind_is_an_unknown_key(tmp_path: Path, capsys: pytest.C
     assert capsys.readouterr().err.splitlines() == [f"{tmp_path / 'site.toml'}: sources.counter: unknown key (a typo?)"]
 
 
-@pytest.mark.parametrize("kind", [*registry.SOURCES.values(), *registry.SINKS.values()],
-                         ids=lambda k: k.name)
+@pytest.mark.parametrize("kind", [*registry.SOURCES.values(), *registry.SINKS.values(),
+                                  *registry.CONTROLLERS.values()],
+                         ids=lambda k: f"{type(k).__name__}-{k.name}")
 def test_each_kind_has_its_sample_and_its_reference_in_the_readme(
-        kind: SourceKind | SinkKind, monkeypatch: pytest.MonkeyPatch) -> None:
-    table = "sources" if isinstance(kind, SourceKind) else "sinks"
-    assert kind.sample.parent.parent.name == table, "a kind is one folder: gateway/{sources,sinks}/<kind>/"
+        kind: SourceKind | SinkKind | ControllerKind, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = ("sources" if isinstance(kind, SourceKind) else
+             "controllers" if isinstance(kind, ControllerKind) else "sinks")
+    assert kind.sample.parent.parent.name == table, \
+        "a kind is one folder: gateway/{sources,sinks,controllers}/<kind>/"
     text = kind.sample.read_text()
     for variable in re.findall(r'"env:(\w+)"', text):
         monkeypatch.setenv(variable, "secret")

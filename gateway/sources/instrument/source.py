@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from gateway.backoff import Backoff
@@ -36,7 +36,7 @@ from gateway.reading import Reading
 from gateway.sources import QueuedBatches, Rejected, SourceBatch
 from gateway.sources.instrument.config import InstrumentSourceConfig, serial_settings
 
-__all__ = ["InstrumentSource", "LinkDown", "parse_line"]
+__all__ = ["InstrumentSource", "LineLink", "LinkDown", "LinkSettings", "parse_line"]
 
 log = logging.getLogger("remotecal.source.instrument")
 
@@ -84,10 +84,23 @@ def parse_line(channels: list[_Channel], line: str) -> tuple[list[tuple[int, flo
     return values, problem
 
 
+class LinkSettings(Protocol):
+    """What a line link needs of its block (an instrument source's, a SCPI controller's)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def terminator(self) -> str: ...
+
+
 class _Link:
     """One TCP connection or serial port: write bytes, read lines ending with `terminator`."""
 
-    def __init__(self, cfg: InstrumentSourceConfig):
+    def __init__(self, cfg: LinkSettings):
         self.cfg = cfg
         self.term = cfg.terminator.encode()
         self._reader: asyncio.StreamReader | None = None
@@ -178,6 +191,10 @@ class _Link:
             except Exception as exc:  # serial.SerialException: the device went away
                 raise LinkDown(f"read failed: {exc}") from None
             self._buf += chunk
+
+
+LineLink = _Link
+"""A line link (TCP or serial): what a `[[controllers.scpi]]` controller talks through."""
 
 
 def _next_tick(now: float, interval: float, after: float | None) -> float:

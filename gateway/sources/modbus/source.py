@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -48,7 +49,7 @@ from gateway.sources import QueuedBatches, Rejected, SourceBatch
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.decode import Field, ReadBlock, make_field, plan_reads
 
-__all__ = ["LinkDown", "ModbusError", "ModbusSource", "Refused", "next_tick"]
+__all__ = ["LinkDown", "ModbusError", "ModbusLink", "ModbusSource", "Refused", "next_tick"]
 
 log = logging.getLogger("remotecal.source.modbus")
 
@@ -145,7 +146,24 @@ class _Link:
                 if self.pause:
                     await asyncio.sleep(self.pause)
 
-    async def _read(self, unit: int, kind: str, address: int, count: int) -> tuple[list[int], int]:
+    async def write(self, unit: int, kind: str, address: int, values: Sequence[int]) -> None:
+        """Write holding registers (one: function 6, more: 16) or a coil (function 5); raises
+        LinkDown or Refused.  A controller's link (gateway.controllers.modbus)."""
+        async with self.lock:
+            try:
+                client = await self._connected()
+                if kind == "coil":
+                    await self._call(client.write_coil, address, bool(values[0]), device_id=unit)
+                elif len(values) == 1:
+                    await self._call(client.write_register, address, int(values[0]), device_id=unit)
+                else:
+                    words = [int(v) for v in values]
+                    await self._call(client.write_registers, address, words, device_id=unit)
+            finally:
+                if self.pause:
+                    await asyncio.sleep(self.pause)
+
+    async def _connected(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         if self._client is None:
             self._client = self._make_client()
         client = self._client
@@ -156,14 +174,13 @@ class _Link:
                 raise LinkDown(f"cannot open {self.url}: {exc}") from None
             if not ok:
                 raise LinkDown(f"cannot connect to {self.url}")
-        call = {
-            "holding": client.read_holding_registers, "input": client.read_input_registers,
-            "coil": client.read_coils, "discrete": client.read_discrete_inputs,
-        }[kind]
+        return client
+
+    async def _call(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """One transaction; its response, or LinkDown / Refused."""
         self._bytes_in = False
-        t0 = time.time_ns()
         try:
-            rr = await call(address, count=count, device_id=unit)
+            rr = await call(*args, **kwargs)
         except ConnectionException:
             raise LinkDown("connection lost") from None
         except (ModbusException, TimeoutError, OSError) as exc:
@@ -172,16 +189,31 @@ class _Link:
             if isinstance(exc, OSError):
                 raise LinkDown(f"connection error: {exc}") from None
             raise LinkDown(f"no answer within {self.timeout:g} s") from None
-        t1 = time.time_ns()
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             if code in _GATEWAY_CODES:
                 raise LinkDown(f"gateway says: {EXCEPTION_NAMES[code]}")
             raise Refused(code)
+        return rr
+
+    async def _read(self, unit: int, kind: str, address: int, count: int) -> tuple[list[int], int]:
+        client = await self._connected()
+        call = {
+            "holding": client.read_holding_registers, "input": client.read_input_registers,
+            "coil": client.read_coils, "discrete": client.read_discrete_inputs,
+        }[kind]
+        t0 = time.time_ns()
+        rr = await self._call(call, address, count=count, device_id=unit)
+        t1 = time.time_ns()
         values = list(rr.bits[:count]) if kind in ("coil", "discrete") else list(rr.registers)
         if len(values) < count:
             raise LinkDown(f"short answer: {len(values)} of {count} values")
         return [int(v) for v in values], (t0 + t1) // 2
+
+
+ModbusLink = _Link
+"""One Modbus connection (TCP) or serial port, its lock, reads and writes: what a
+`[[controllers.modbus]]` controller talks through (gateway.controllers.modbus)."""
 
 
 @dataclass
