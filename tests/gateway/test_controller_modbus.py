@@ -84,8 +84,9 @@ async def test_a_write_is_read_back_and_the_chamber_approaches_it(
     finally:
         await ctl.close()
     assert chamber.control == (30.0, 70.5) and chamber.running
-    start = chamber.commands[-1]
-    assert (start.t0, start.rh0) == pytest.approx(before, abs=0.01)  # from the state it was in
+    assert (chamber.commands[0].t0, chamber.commands[0].rh0) == before  # from the state it was in
+    start = chamber.commands[-1]  # the humidity write: from where the temperature had got to
+    assert start.t0 == pytest.approx(chamber.mean_state(start.sim_t)[0], abs=1e-9)
     t0 = chamber.t0 + start.sim_t / chamber.speed  # the wall-clock instant of the last write
     one_tau = t0 + chamber.tau_s / chamber.speed
     t, rh = chamber.state(one_tau)  # one time constant later: 63 % of the way
