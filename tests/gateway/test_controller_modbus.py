@@ -4,6 +4,7 @@ the run flag reads back, and the virtual chamber approaches a written setpoint."
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,8 +86,9 @@ async def test_a_write_is_read_back_and_the_chamber_approaches_it(
         await ctl.close()
     assert chamber.control == (30.0, 70.5) and chamber.running
     assert (chamber.commands[0].t0, chamber.commands[0].rh0) == before  # from the state it was in
-    start = chamber.commands[-1]  # the humidity write: from where the temperature had got to
-    assert start.t0 == pytest.approx(chamber.mean_state(start.sim_t)[0], abs=1e-9)
+    first, start = chamber.commands[0], chamber.commands[-1]
+    moved = 30.0 - (30.0 - first.t0) * math.exp(-(start.sim_t - first.sim_t) / chamber.tau_s)
+    assert start.t0 == pytest.approx(moved, abs=1e-9)  # the humidity write: from where the temperature got to
     t0 = chamber.t0 + start.sim_t / chamber.speed  # the wall-clock instant of the last write
     one_tau = t0 + chamber.tau_s / chamber.speed
     t, rh = chamber.state(one_tau)  # one time constant later: 63 % of the way

@@ -91,3 +91,40 @@ def test_route_splits_setpoints_and_refuses_an_unwritten_one(fake_kind: None) ->
         "t": {"temperature": 23.0}, "h": {"humidity": 50.0}}
     with pytest.raises(ControllerError, match="no controller writes the humidity setpoint"):
         route({"t": t}, {"temperature": 23.0, "humidity": 50.0})
+
+
+def test_a_controller_needs_a_serial_port_of_its_own() -> None:
+    site = tomllib.loads(SPEC_EXAMPLE)
+    site["sources"]["modbus"][0]["url"] = "rtu:///dev/ttyUSB0?baudrate=19200"
+    site["controllers"] = {"modbus": [{"name": "c", "url": "rtu:///dev/ttyUSB0?baudrate=9600",
+                                       "setpoints": [{"quantity": "temperature", "address": 0}]}]}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(site)
+    assert exc.value.problems == ["controllers.modbus[0].url: serial port /dev/ttyUSB0 is used by "
+                                  "sources.modbus[0] already: a controller needs a port of its own"]
+
+
+def test_the_examples_agree_site_controller_sim_chamber_and_procedure() -> None:
+    """deploy/examples: site.toml's controller writes the registers of sim.toml's controllable
+    chamber (its profile), within its ranges, and every setpoint of procedure.toml is in them."""
+    from firmware_bridge.profile import load_profile
+    from firmware_bridge.simulate import load_sim_config
+    from gateway.config import load_config
+    from gateway.procedure import load_procedure
+
+    examples = Path(__file__).parents[2] / "deploy" / "examples"
+    site = load_config(examples / "site.toml")
+    (ctl,) = site.controllers.blocks("modbus")
+    sim = load_sim_config(examples / "sim.toml")
+    (device,) = [d for d in sim.devices if d.listen == ctl.url]
+    assert device.profile is not None
+    profile = load_profile(device.profile)
+    assert {(s.quantity, s.address, s.type, s.byte_order, s.scale, s.offset) for s in profile.setpoints} == \
+        {(s.quantity, s.address, s.type, s.byte_order, s.scale, s.offset) for s in ctl.setpoints}
+    assert ctl.run is not None and profile.run is not None and ctl.run.address == profile.run.address
+    assert any(d.control and d.listen.endswith(":5026") for d in sim.devices)  # the commented-out SCPI one
+    limits = {s.quantity: (s.min, s.max) for s in ctl.setpoints}
+    for step in load_procedure(examples / "procedure.toml").steps:
+        for q, v in step.setpoints.items():
+            lo, hi = limits[q]
+            assert (lo is None or lo <= v) and (hi is None or v <= hi), (step.name, q, v)
