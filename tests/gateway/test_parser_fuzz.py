@@ -1,6 +1,6 @@
 """Fuzzing the sources' parsers (issue 11): whatever a message or a line holds, the parser
 answers with readings and reasons - it never raises, and every reading it gives is a finite
-number on a named channel.
+number (after scale and offset).
 
 The parsers are called directly, without the sources' safety net (which quarantines a
 message whose parser raised): an exception here is a parser bug.  Example counts are fixed
@@ -11,6 +11,7 @@ MQTT test, 3000 lines; REMOTECAL_FUZZ_SCALE multiplies them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from datetime import UTC, datetime
@@ -87,7 +88,7 @@ def _check(out: Parsed) -> None:
     assert isinstance(out, Parsed)
     assert out.readings or out.errors
     for r in out.readings:
-        assert isinstance(r.value, float), r
+        assert isinstance(r.value, float) and math.isfinite(r.value), r
     for reason in out.errors:
         assert isinstance(reason, str) and reason
 
@@ -120,4 +121,4 @@ def test_instrument_line_parser_never_raises(line: str) -> None:
     assert values or problem
     for index, value in values:
         assert index in (0, 1, 2)
-        assert isinstance(value, float), (line, index, value)
+        assert isinstance(value, float) and math.isfinite(value), (line, index, value)

@@ -43,3 +43,26 @@ def test_a_json_number_past_the_int_string_limit_is_quarantined_and_the_gateway_
     assert rows[0].topic == "lab/poison/state"
     assert "malformed JSON" in rows[0].reason and "4300" in rows[0].reason, rows[0].reason
     assert "Traceback" not in gw.log()
+
+
+def test_a_value_overflowed_by_scale_is_quarantined_and_its_neighbours_land(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """Finiteness is checked after scale/offset: 1e10 x 1e300 was an inf reading in the journal."""
+    data = tmp_path / "gw" / "data"
+    topics = [{"topic": "lab/+/state", "format": "json", "time_path": "ts", "fields": [
+        {"path": "t", "channel": "{1}-t", "quantity": "temperature", "unit": "degC", "role": "dut", "scale": 1e300},
+        {"path": "rh", "channel": "{1}-rh", "quantity": "relative_humidity", "unit": "%rh", "role": "dut"}]}]
+    with GatewayProcess(tmp_path / "gw", site_config(data, mosquitto.port, v1_sink(influxd), topics=topics)) as gw:
+        pub = Publisher(mosquitto.port)
+        mosquitto.wait_subscribed("lab/+/state")
+        pub.publish_all(("lab/s/state", f'{{"t": {1e-299 * i}, "rh": {i}, "ts": {T0_MS + i}}}') for i in range(20))
+        pub.publish_all([("lab/s/state", f'{{"t": 1e10, "rh": 99, "ts": {T0_MS + 20}}}')])
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= 41, 60, "the good readings", gw)
+        assert gw.terminate() == 0
+    assert count_readings(influxd) == 41
+    rows = influxd.rows("SELECT value FROM reading WHERE channel = 's-t'", "calibration")
+    assert len(rows) == 20 and all(abs(r["value"]) < 1e10 for r in rows)
+    total, [row] = Journal.read_quarantine(data / "journal.db", 10)
+    assert total == 1
+    assert row.reason == "path 't' is inf after scale = 1e+300, offset = 0 (raw 10000000000.0)"

@@ -78,7 +78,11 @@ def parse_line(channels: list[_Channel], line: str) -> tuple[list[tuple[int, flo
         if not math.isfinite(raw) or abs(raw) >= SCPI_OVERRANGE:
             problem = f"invalid value {text!r} (overrange or not a number)"
             continue
-        values.append((ch.index, raw * ch.scale + ch.offset))
+        value = raw * ch.scale + ch.offset
+        if not math.isfinite(value):  # overflowed by scale or offset
+            problem = f"value {text!r} is {value} after scale = {ch.scale:g}, offset = {ch.offset:g}"
+            continue
+        values.append((ch.index, value))
     if not values and problem is None:
         problem = "no channel's pattern matches the line"
     return values, problem

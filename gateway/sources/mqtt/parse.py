@@ -228,6 +228,10 @@ class MessageParser:
                 continue
             if fm.scale != 1.0 or fm.offset != 0.0:
                 value = value * fm.scale + fm.offset
+                if value - value != 0.0:  # overflowed: inf, or nan (inf - inf)
+                    out.errors.append(f"{f'path {fm.path!r}' if fm.path else 'payload'} is {value} after "
+                                      f"scale = {fm.scale:g}, offset = {fm.offset:g} (raw {got!r})"[:300])
+                    continue
             out.readings.append(Reading(site, gateway, run, channel, fm.quantity, fm.unit, fm.role, value,
                                         ts))
         return out
