@@ -10,7 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-__all__ = ["QUANTITIES", "ChannelSchema", "check_quantity", "check_unit"]
+__all__ = ["MAX_CHANNEL", "QUANTITIES", "ChannelSchema", "channel_problem", "check_quantity", "check_unit"]
+
+MAX_CHANNEL = 256
+"""Longest channel name, in characters (an InfluxDB tag value; names made from MQTT topic levels
+are bounded by it too)."""
 
 QUANTITIES: dict[str, tuple[str, ...]] = {
     "temperature": ("degC", "K", "degF"),
@@ -43,6 +47,17 @@ def check_unit(unit: str, quantity: str | None) -> str:
     return unit
 
 
+def channel_problem(name: str) -> str | None:
+    """Why `name` cannot be a channel name, or None: it must be 1..MAX_CHANNEL printable
+    characters (no control, format or line/paragraph separator characters; spaces are fine)."""
+    if not name.strip():
+        return "channel name is empty"
+    if len(name) > MAX_CHANNEL:
+        return f"channel name is {len(name)} characters long (at most {MAX_CHANNEL})"
+    if not name.isprintable():  # the ASCII space is printable
+        bad = next(c for c in name if not c.isprintable())
+        return f"channel name {name[:60]!r} has a control or format character ({bad!r})"
+    return None
 
 
 class ChannelSchema(BaseModel):
@@ -64,6 +79,8 @@ class ChannelSchema(BaseModel):
             raise ValueError("channel must not be empty")
         if "\n" in v:
             raise ValueError("channel must be one line")
+        if (problem := channel_problem(v)) is not None:
+            raise ValueError(problem.replace("channel name", "channel", 1))
         return v
 
     @field_validator("quantity")

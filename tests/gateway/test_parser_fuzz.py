@@ -1,6 +1,6 @@
 """Fuzzing the sources' parsers (issue 11): whatever a message or a line holds, the parser
 answers with readings and reasons - it never raises, and every reading it gives is a finite
-number (after scale and offset).
+number (after scale and offset) on a channel whose name is within bounds.
 
 The parsers are called directly, without the sources' safety net (which quarantines a
 message whose parser raised): an exception here is a parser bug.  Example counts are fixed
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.quantities import channel_problem
 from gateway.sources.instrument.source import _Channel, parse_line
 from gateway.sources.mqtt.config import TopicMapping
 from gateway.sources.mqtt.parse import MessageParser, Parsed
@@ -89,6 +90,7 @@ def _check(out: Parsed) -> None:
     assert out.readings or out.errors
     for r in out.readings:
         assert isinstance(r.value, float) and math.isfinite(r.value), r
+        assert channel_problem(r.channel) is None, r
     for reason in out.errors:
         assert isinstance(reason, str) and reason
 

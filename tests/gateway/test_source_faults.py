@@ -66,3 +66,30 @@ def test_a_value_overflowed_by_scale_is_quarantined_and_its_neighbours_land(
     total, [row] = Journal.read_quarantine(data / "journal.db", 10)
     assert total == 1
     assert row.reason == "path 't' is inf after scale = 1e+300, offset = 0 (raw 10000000000.0)"
+
+
+def test_an_empty_topic_level_or_an_overlong_one_is_quarantined_never_a_point_without_a_channel(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """Channel "{1}" from "lab//state" was a point with an empty channel tag (InfluxDB drops
+    the tag: a reading of no channel); a 300-character level made a 300-character channel."""
+    data = tmp_path / "gw" / "data"
+    topics = [{"topic": "lab/+/state", "format": "json", "time_path": "ts", "fields": [
+        {"path": "t", "channel": "{1}", "quantity": "temperature", "unit": "degC", "role": "dut"}]}]
+    with GatewayProcess(tmp_path / "gw", site_config(data, mosquitto.port, v1_sink(influxd), topics=topics)) as gw:
+        pub = Publisher(mosquitto.port)
+        mosquitto.wait_subscribed("lab/+/state")
+        pub.publish_all([("lab//state", f'{{"t": 1.0, "ts": {T0_MS}}}'),
+                         ("lab/" + "y" * 300 + "/state", f'{{"t": 2.0, "ts": {T0_MS}}}')])
+        pub.publish_all(("lab/a/state", f'{{"t": {i}, "ts": {T0_MS + i}}}') for i in range(10))
+        pub.close()
+        wait_until(lambda: count_readings(influxd) >= 10, 60, "the good readings", gw)
+        wait_until(lambda: Journal.read_quarantine(data / "journal.db", 10)[0] >= 2, 30, "the quarantine", gw)
+        assert gw.terminate() == 0
+    rows = influxd.rows("SELECT value, channel FROM reading", "calibration")
+    assert sorted((r["channel"], r["value"]) for r in rows) == [("a", float(i)) for i in range(10)]
+    total, quarantined = Journal.read_quarantine(data / "journal.db", 10)
+    assert total == 2
+    assert sorted(r.reason for r in quarantined) == [
+        f"channel name is 300 characters long (at most 256) (made from topic {'lab/' + 'y' * 76!r}... "
+        "(310 characters) by '{1}')",
+        "topic 'lab//state' has an empty level where a channel name is made of it"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.quantities import channel_problem
 from gateway.reading import Reading
 from gateway.sources.mqtt.config import FieldMapping, TopicMapping
 
@@ -26,7 +27,14 @@ _EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: earlier stamps are a wrong tim
 _FUTURE_SLACK_NS = 86_400 * 10**9
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 _INT_MAX = 2**1023  # larger ints overflow a float
-_ROUTES_MAX = 100_000  # topics remembered with their mapping and channel names
+_ROUTES_BYTES = 4 * 1024 * 1024
+"""Bound of the route cache (topics remembered with their mapping and channel names), counted
+as the characters of topics and names plus _ROUTE_OVERHEAD each: a topic may be 64 KiB."""
+_ROUTE_OVERHEAD = 200
+_NO_MAPPING = "topic matches no mapping"
+
+Route = tuple["CompiledTopic", tuple[str, ...]] | str
+"""A topic's mapping and its fields' channel names, or why its messages are refused."""
 
 
 def match_topic(levels: Sequence[str], topic: str) -> list[str] | None:
@@ -60,6 +68,8 @@ class CompiledTopic:
     mapping: TopicMapping
     fields: tuple[_Field, ...]
     time_path: tuple[str, ...] | None
+    used: tuple[int, ...] = ()
+    """The wildcard values (0-based) some channel name is made of."""
 
     @classmethod
     def compile(cls, m: TopicMapping) -> CompiledTopic:
@@ -73,7 +83,24 @@ class CompiledTopic:
             for f in m.fields
         )
         tp = tuple(m.time_path.split(".")) if m.time_path else None
-        return cls(tuple(m.topic.split("/")), m, fields, tp)
+        used = sorted({int(g) - 1 for f in m.fields for g in _PLACEHOLDER.findall(f.channel)})
+        return cls(tuple(m.topic.split("/")), m, fields, tp, tuple(used))
+
+    def route(self, topic: str, groups: list[str]) -> Route:
+        """The channel names of `topic` (whose wildcard values are `groups`), or why none can be
+        made: an empty level, or a name too long or with a control character."""
+        for i in self.used:
+            if "" in groups[i].split("/"):
+                return f"topic {_short(topic)} has an empty level where a channel name is made of it"
+        names = tuple(f.channel.format(*groups) if f.templated else f.channel for f in self.fields)
+        for f, name in zip(self.fields, names, strict=True):
+            if f.templated and (problem := channel_problem(name)) is not None:
+                return f"{problem} (made from topic {_short(topic)} by {f.mapping.channel!r})"
+        return self, names
+
+
+def _short(text: str, n: int = 80) -> str:
+    return repr(text) if len(text) <= n else repr(text[:n]) + f"... ({len(text)} characters)"
 
 
 @dataclass(slots=True)
@@ -141,7 +168,8 @@ class MessageParser:
         self._topics = [CompiledTopic.compile(t) for t in topics]
         self._site, self._gateway, self._run = site, gateway, run
         self.max_payload = max_payload
-        self._routes: dict[str, tuple[CompiledTopic, tuple[str, ...]] | tuple[()]] = {}
+        self._routes: dict[str, Route] = {}
+        self._routes_bytes = 0
 
     def parse(self, topic: str, payload: bytes, received_ns: int | None = None) -> Parsed:
         """Every reading the message gives, and one reason per part that was refused."""
@@ -151,23 +179,28 @@ class MessageParser:
         route = self._routes.get(topic)
         if route is None:
             route = self._route(topic)
-        if not route:
-            return Parsed([], ["topic matches no mapping"])
+        if isinstance(route, str):
+            return Parsed([], [route])
         return self._parse_mapped(route[0], route[1], payload, now_ns)
 
-    def _route(self, topic: str) -> tuple[CompiledTopic, tuple[str, ...]] | tuple[()]:
-        """The first mapping `topic` matches and its fields' channel names, remembered (sensors
-        publish on the same few topics over and over)."""
-        route: tuple[CompiledTopic, tuple[str, ...]] | tuple[()] = ()
+    def _route(self, topic: str) -> Route:
+        """The first mapping `topic` matches and its fields' channel names (or why it is
+        refused), remembered: sensors publish on the same few topics over and over.  The
+        cache is bounded by size (`_ROUTES_BYTES`), not by count: a topic may be 64 KiB."""
+        route: Route = _NO_MAPPING
         for ct in self._topics:
             groups = match_topic(ct.levels, topic)
             if groups is not None:
-                names = tuple(f.channel.format(*groups) if f.templated else f.channel for f in ct.fields)
-                route = (ct, names)
+                route = ct.route(topic, groups)
                 break
-        if len(self._routes) >= _ROUTES_MAX:
+        names = len(route) if isinstance(route, str) else sum(map(len, route[1]))
+        cost = _ROUTE_OVERHEAD + len(topic) + names
+        if self._routes_bytes + cost > _ROUTES_BYTES:
             self._routes.clear()
-        self._routes[topic] = route
+            self._routes_bytes = 0
+        if cost <= _ROUTES_BYTES // 64:  # a huge topic is matched again each time rather than kept
+            self._routes[topic] = route
+            self._routes_bytes += cost
         return route
 
     def _parse_mapped(self, ct: CompiledTopic, channels: tuple[str, ...], payload: bytes,
