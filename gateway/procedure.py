@@ -303,7 +303,11 @@ def _check_value(q: str, v: float, key: str, problems: list[str]) -> bool:
     return True
 
 
-def _timing(vals: dict[str, Any], key: str, problems: list[str], final: bool) -> bool:
+def _timing(vals: dict[str, Any], key: str, problems: list[str], final: bool,
+            windows: list[float] | None = None) -> bool:
+    """The step's times are given, and max_s leaves room to finish stable: the first stable
+    window ends window_s after the step began at the earliest (a window holds the step's own
+    readings), and not before settle_min_s; then record_s."""
     ok = True
     if vals["max_s"] is None:
         problems.append(f"{key}.max_s: required (here or in [defaults])")
@@ -314,9 +318,12 @@ def _timing(vals: dict[str, Any], key: str, problems: list[str], final: bool) ->
                 problems.append(f"{key}.{k}: required (here or in [defaults])")
                 ok = False
     if ok and vals["max_s"] is not None:
-        need = (vals["settle_min_s"] or 0.0) + (vals["record_s"] or 0.0)
+        settle = vals["settle_min_s"] or 0.0
+        window = max(windows or [0.0])
+        need = max(settle, window) + (vals["record_s"] or 0.0)
         if vals["max_s"] < need:
-            problems.append(f"{key}.max_s: {_num(vals['max_s'])} s is shorter than settle_min_s + record_s "
+            first = "settle_min_s" if settle >= window else "stability window_s"
+            problems.append(f"{key}.max_s: {_num(vals['max_s'])} s is shorter than {first} + record_s "
                             f"({_num(need)} s): the step could never finish stable")
             ok = False
     return ok
@@ -374,7 +381,8 @@ def _expand(model: _File, problems: list[str]) -> list[Step]:
     for e, entry in enumerate(model.steps):
         key = f"steps[{e}]"
         vals, crit, by_q = _merged(model.defaults, entry, key, problems)
-        timing_ok = _timing(vals, key, problems, final=False)
+        windows = [c.window_s for c in (crit, *by_q.values()) if c is not None]
+        timing_ok = _timing(vals, key, problems, final=False, windows=windows)
         passes = _values(entry, key, problems)
         if passes is None or crit is None or not timing_ok:
             continue

@@ -102,6 +102,8 @@ stability = { max_std = 0.1, humidity = { max_std = 1.0 } }
     ("[[steps]]\nhumidity = 30\nsequence = 'up_down'", "steps[0].sequence: 'up_down' needs a list"),
     ("[[steps]]\nhumidity = [30]\ntemperature = [20]", "steps[0]: lists values for temperature and humidity"),
     ("[[steps]]\nhumidity = 30\nmax_s = 100", "steps[0].max_s: 100 s is shorter than settle_min_s + record_s"),
+    ("[[steps]]\nhumidity = 30\nmax_s = 400\nstability = { humidity = { window_s = 300 } }",
+     "steps[0].max_s: 400 s is shorter than stability window_s + record_s (420 s)"),
     ("[[steps]]\nhumidity = 30\non_not_stable = 'retry'", "steps[0].on_not_stable:"),
     ("[[steps]]\nhumidity = 30\nstability = { window_s = -1 }", "steps[0].stability.window_s:"),
     ("[[steps]]\nhumidity = 30\n[final]\nmax_s = 10", "final: sets no setpoint"),
