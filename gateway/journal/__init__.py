@@ -17,6 +17,7 @@ One file, `DATA_DIR/journal.db`; each table belongs to one module of this packag
     quarantine   rejected input, with its reason; its own bound (rows, max_size / 8)
     redelivery   keys of MQTT messages already committed, to drop broker redeliveries;
                  their own bound (7 days, max_size / 16)
+    runs         a remote run's current state and its transitions (gateway.run)
     schema       the meta table, the schema version, and how to add a table
     store        `Journal`: the group commit (failed commits retried), transactions, the
                  journal's thread

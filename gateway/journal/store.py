@@ -48,6 +48,7 @@ from gateway.journal.quarantine import (
 from gateway.journal.records import InsertRow, RecordsTable
 from gateway.journal.recovery import Marker, damage, move_aside, salvage
 from gateway.journal.redelivery import RedeliveryKeys
+from gateway.journal.runs import RunLogRow, RunRow, RunTable
 from gateway.journal.schema import META_DDL, check_version, journal_id, meta_get, meta_set
 from gateway.journal.series import IDLE_S, SeriesTable
 from gateway.reading import Point, Reading, Record
@@ -60,7 +61,7 @@ log = logging.getLogger("remotecal.journal")
 T = TypeVar("T")
 
 PARTS: tuple[Any, ...] = (SeriesTable, RecordsTable, Cursors, Quarantine, RedeliveryKeys, HeldSeries,
-                          ControlTables)
+                          ControlTables, RunTable)
 """Every part that owns tables; the journal's schema is their `DDL` (see `schema`)."""
 
 COMMIT_RETRY_MAX_S = 0.5
@@ -113,6 +114,7 @@ class _Submission:
     check_seen: bool
     on_committed: Callable[[], None] | None
     future: asyncio.Future[None] | None
+    also: Callable[[sqlite3.Connection], None] | None = None
 
 
 class Journal:
@@ -354,6 +356,7 @@ class Journal:
         redelivered: bool = False,
         on_committed: Callable[[], None] | None = None,
         wait: bool = False,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> asyncio.Future[None] | None:
         """Queue records (and rejected inputs) for the next group commit.
 
@@ -372,13 +375,16 @@ class Journal:
                 raise JournalFull(f"journal {self.path}: commits fail (disk full?); input waits")
             raise JournalFull(f"journal {self.path} is full ({self.stats.size_bytes} bytes)")
         fut = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.append(_Submission(records, rejected, dedupe, redelivered, on_committed, fut))
+        self._queue.append(_Submission(records, rejected, dedupe, redelivered, on_committed, fut, also))
         self._wakeup.set()
         return fut
 
-    async def append(self, records: Sequence[Record], rejected: Sequence[Rejected] = ()) -> None:
-        """Submit and wait until durable."""
-        fut = self.submit(records, rejected, wait=True)
+    async def append(self, records: Sequence[Record], rejected: Sequence[Rejected] = (), *,
+                     also: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Submit and wait until durable.  `also` runs (on the journal's thread) in the
+        transaction that commits the records: a table of another part (the run state, see
+        `runs`) changes with them or not at all."""
+        fut = self.submit(records, rejected, wait=True, also=also)
         assert fut is not None
         await fut
 
@@ -501,6 +507,8 @@ class Journal:
                 if rejected:
                     more, whole_bytes = self._quarantine.rows_for(db, rejected, now, whole_bytes)
                     quarantined += more
+                if s.also is not None:
+                    s.also(db)
             if rows:
                 self._records.insert(db, rows)
             if quarantined:
@@ -721,6 +729,14 @@ class Journal:
     async def latest_commands(self, limit: int = 1, accepted_only: bool = False) -> list[CommandRow]:
         """The newest `limit` commands of the log, newest first."""
         return await self._run(lambda: ControlTables.latest(self._need_db(), limit, accepted_only))
+
+    async def run_state(self) -> RunRow | None:
+        """The stored current run (`runs`), or None if none was ever started here."""
+        return await self._run(lambda: RunTable.load(self._need_db()))
+
+    async def run_history(self, run: str | None = None, limit: int = 1000) -> list[RunLogRow]:
+        """The newest `limit` run_log rows (of `run`, or of all), oldest first."""
+        return await self._run(lambda: RunTable.history(self._need_db(), run, limit))
 
     @staticmethod
     def read_quarantine(path: str | Path, limit: int = 100) -> tuple[int, list[QuarantineRow]]:

@@ -1,0 +1,204 @@
+"""The run engine with a fake controller and a simulated reference on a fake clock: steps,
+windows, not_stable at max_s, controller errors, commands, the run tag and a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.journal import Journal
+from gateway.reading import Point
+from gateway.run import TERMINAL, NotAllowed, RunEngine
+from tests.gateway.run.fakes import Chamber, FakeController, procedure
+
+
+def engine_for(journal: Journal, chamber: Chamber, controller: FakeController) -> RunEngine:
+    return RunEngine(journal, {"chamber": controller}, site="lab1", gateway="gw01", idle_run="between-runs",
+                     clock=lambda: chamber.t_ns)
+
+
+async def drive(engine: RunEngine, chamber: Chamber, seconds: int, until: Any = None) -> None:
+    """Feed one reading a second (tagged as the gateway does) and evaluate after each."""
+    for _ in range(seconds):
+        engine.observe(engine.tag([chamber.tick()]))
+        await engine.evaluate()
+        if engine.state in TERMINAL or (until is not None and until(engine)):
+            return
+
+
+async def points(journal: Journal, measurement: str) -> list[Point]:
+    batch = await journal.next_batch("s", 100_000)
+    assert batch is not None
+    return [r for r in batch.records if isinstance(r, Point) and r.measurement == measurement]
+
+
+async def test_a_procedure_runs_to_the_end_and_its_windows_match_the_steps(tmp_path: Path) -> None:
+    chamber = Chamber()
+    ctl = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        assert engine.tag([chamber.tick()])[0].run == "between-runs"
+        status = await engine.start(procedure(20.0, 25.0, 30.0), "RC-1", "alice@nmc")
+        assert status["state"] == "settling" and status["step"] == 0 and engine.run_tag == "RC-1"
+        await drive(engine, chamber, 20_000)
+        assert engine.state == "finished", engine.reason
+        assert engine.outcomes == ["stable"] * 3
+        assert ctl.applied == [{"temperature": 20.0}, {"temperature": 25.0}, {"temperature": 30.0}]
+        assert ctl.running == [True]
+        assert engine.tag([chamber.tick()])[0].run == "between-runs"
+        windows = await points(journal, "run_window")
+        events = await points(journal, "run_event")
+        history = await journal.run_history("RC-1")
+    assert [w.fields["step"] for w in windows] == [0, 1, 2]
+    for w, sp in zip(windows, (20.0, 25.0, 30.0), strict=True):
+        f = w.fields
+        assert w.run == "RC-1" and dict(w.tags) == {"channel": "ref-t"}
+        assert f["setpoint_temperature"] == sp and abs(float(f["mean"]) - sp) < 0.01
+        assert int(f["end"]) - int(f["start"]) >= 60 * 10**9 and f["n"] >= 60 and w.time_ns == f["end"]
+    states = [(e.fields["state"], e.fields.get("step"), e.fields.get("outcome")) for e in events
+              if "command" not in e.fields]
+    assert states == [("settling", 0, None), ("recording", 0, None), ("recording", 0, "stable"),
+                      ("settling", 1, None), ("recording", 1, None), ("recording", 1, "stable"),
+                      ("settling", 2, None), ("recording", 2, None), ("recording", 2, "stable"),
+                      ("finished", 2, None)]
+    start = next(e for e in events if e.fields.get("command") == "start")
+    assert start.fields["accepted"] is True and start.fields["actor"] == "alice@nmc"
+    assert events[1].fields["procedure"] == "ab" * 32 and events[1].fields["setpoint_temperature"] == 20.0
+    assert [e.time_ns for e in events] == sorted({e.time_ns for e in events})  # strictly increasing
+    assert [h.state for h in history][-1] == "finished" and len(history) == len(events)
+
+
+async def test_a_chamber_that_never_settles_ends_the_step_not_stable_at_its_timeout(tmp_path: Path) -> None:
+    chamber = Chamber(wobble=0.5)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, FakeController(chamber))
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0, max_s=600.0), "RC-2", "bob")
+        t0 = chamber.t_ns
+        await drive(engine, chamber, 5000, until=lambda e: e.step == 1)
+        assert engine.outcomes == ["not_stable"] and engine.state == "settling" and engine.step == 1
+        assert (chamber.t_ns - t0) / 1e9 == pytest.approx(600.0, abs=1.5)
+        events = await points(journal, "run_event")
+    end = next(e for e in events if e.fields.get("outcome") == "not_stable")
+    assert end.fields["step"] == 0 and "not stable within max_s = 600 s" in str(end.fields["reason"])
+    assert "ref-t: std" in str(end.fields["reason"])
+
+
+async def test_not_stable_with_stop_fails_the_run(tmp_path: Path) -> None:
+    chamber = Chamber(wobble=0.5)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, FakeController(chamber))
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0, max_s=300.0, on_not_stable="stop"), "RC-3", "bob")
+        await drive(engine, chamber, 5000)
+        assert engine.state == "failed" and engine.step == 0 and "on_not_stable = 'stop'" in engine.reason
+
+
+async def test_a_setpoint_read_back_different_fails_the_step(tmp_path: Path) -> None:
+    chamber = Chamber()
+    ctl = FakeController(chamber, mismatch={25.0: 24.5})
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0, 30.0), "RC-4", "bob")
+        await drive(engine, chamber, 20_000)
+        assert engine.state == "failed" and engine.step == 1
+        assert "read back 24.5 after writing 25.0" in engine.reason and "controller chamber" in engine.reason
+        assert ctl.applied[-1] == {"temperature": 25.0}  # step 2 never written
+        events = await points(journal, "run_event")
+    assert events[-1].fields["state"] == "failed" and events[-1].fields["step"] == 1
+
+
+async def test_commands_and_their_points(tmp_path: Path) -> None:
+    chamber = Chamber()
+    proc = procedure(20.0, 25.0)
+    proc.steps.append(type(proc.steps[0])(2, "safe", {"temperature": 21.0}, final=True))
+    ctl = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        with pytest.raises(NotAllowed, match="no run"):
+            await engine.pause("bob")
+        await engine.start(proc, "RC-5", "alice")
+        with pytest.raises(NotAllowed, match="abort it first"):
+            await engine.start(proc, "RC-6", "alice")
+        await drive(engine, chamber, 10)
+        st = await engine.pause("alice", "door opened")
+        assert st["state"] == "paused" and st["reason"] == "door opened" and engine.run_tag == "RC-5"
+        await drive(engine, chamber, 3000)
+        assert engine.state == "paused"  # no step runs while paused
+        with pytest.raises(NotAllowed):
+            await engine.pause("alice")
+        await engine.resume("alice")
+        assert engine.state == "settling" and engine.step == 0
+        await engine.skip("alice", "not needed")
+        assert engine.step == 1 and engine.outcomes == ["skipped"]
+        st = await engine.abort("carol@site", "power cut planned", local=True)
+        assert st["state"] == "aborted" and "safe setpoints of step 2 written" in st["reason"]
+        assert ctl.applied[-1] == {"temperature": 21.0}
+        with pytest.raises(NotAllowed, match="aborted"):
+            await engine.resume("alice")  # a local abort wins over a later resume
+        assert engine.run_tag == "between-runs"
+        st = await engine.status()
+        assert st["last_command"]["command"] == "resume" and st["last_command"]["accepted"] is False
+        events = await points(journal, "run_event")
+    commands = [(e.fields["command"], e.fields["accepted"]) for e in events if "command" in e.fields]
+    assert commands == [("pause", False), ("start", True), ("start", False), ("pause", True), ("pause", False),
+                        ("resume", True), ("skip", True), ("abort", True), ("resume", False)]
+    abort = next(e for e in events if e.fields["state"] == "aborted" and "command" not in e.fields)
+    assert abort.fields["local"] is True and abort.fields["actor"] == "carol@site"
+
+
+async def test_a_restart_resumes_the_step_it_was_in(tmp_path: Path) -> None:
+    chamber = Chamber()
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, FakeController(chamber))
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0, 30.0), "RC-7", "alice")
+        await drive(engine, chamber, 20_000, until=lambda e: e.step == 1 and e.state == "recording")
+    # the process is gone: a new journal object and engine on the same file
+    ctl = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        assert engine.run_tag == "RC-7" and engine.step == 1  # tagged before any step runs
+        await engine.evaluate()
+        assert engine.state == "settling" and engine.step == 1 and ctl.applied == [{"temperature": 25.0}]
+        assert "restarted while recording in step 1" in engine.reason and "partial window" in engine.reason
+        await drive(engine, chamber, 20_000)
+        assert engine.state == "finished" and engine.outcomes == ["stable"] * 3
+        windows = await points(journal, "run_window")
+    assert [w.fields["step"] for w in windows] == [0, 1, 2]  # step 1 recorded once, after the restart
+
+
+async def test_a_restart_while_paused_stays_paused(tmp_path: Path) -> None:
+    chamber = Chamber()
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, FakeController(chamber))
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0), "RC-8", "alice")
+        await engine.pause("alice", "lunch")
+    ctl = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        await engine.evaluate()
+        assert engine.state == "paused" and "restarted while paused (lunch)" in engine.reason
+        assert ctl.applied == [] and engine.run_tag == "RC-8"
+
+
+async def test_bad_start_arguments_are_refused(tmp_path: Path) -> None:
+    chamber = Chamber()
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, FakeController(chamber))
+        await engine.open()
+        with pytest.raises(NotAllowed, match="one non-empty line"):
+            await engine.start(procedure(20.0), " ", "a")
+        with pytest.raises(NotAllowed, match=r"\[gateway\] run"):
+            await engine.start(procedure(20.0), "between-runs", "a")
+        with pytest.raises(NotAllowed, match="no step"):
+            await engine.start(procedure(), "RC-9", "a")
+        assert engine.state == "idle" and engine.run_tag == "between-runs"
