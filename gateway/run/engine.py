@@ -38,8 +38,9 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from gateway.controllers import Controller, ControllerError, route
 from gateway.errors import JournalFull, RemotecalError
 from gateway.journal import Journal
 from gateway.journal.runs import RunRow, RunTable
@@ -47,7 +48,7 @@ from gateway.reading import FieldValue, Point, Reading, Record
 from gateway.run.plan import StepPlan, plan_from_json, plan_of, plan_to_json
 from gateway.stability import Criteria, StabilityTracker
 
-__all__ = ["ACTIVE", "STATES", "TERMINAL", "Controller", "NotAllowed", "RunEngine"]
+__all__ = ["ACTIVE", "STATES", "TERMINAL", "NotAllowed", "RunEngine"]
 
 log = logging.getLogger("remotecal.run")
 
@@ -72,21 +73,13 @@ class NotAllowed(RemotecalError):
         self.reason = reason
 
 
-class Controller(Protocol):
-    """What the engine needs of a chamber controller (gateway.controllers, CONTROL-CONTRACT)."""
-
-    name: str
-
-    async def apply(self, setpoints: dict[str, float]) -> None: ...
-
-    async def set_running(self, on: bool) -> None: ...
-
-
 @dataclass
 class _Live:
     """One reference channel of the current step."""
 
     channel: str
+    key: str
+    """The setpoint key it is evaluated for ("temperature", "humidity")."""
     quantity: str
     unit: str
     criteria: Criteria
@@ -163,8 +156,6 @@ class RunEngine:
         t_min = self.step_started_ns / 1e9
         fed = False
         for r in readings:
-            if r.role != "reference":
-                continue
             live = self._live.get(r.channel)
             if live is None:
                 live = self._new_live(step, r)
@@ -189,15 +180,11 @@ class RunEngine:
             self._wakeup.set()
 
     def _new_live(self, step: StepPlan, r: Reading) -> _Live | None:
-        if step.references:
-            if r.channel not in step.references:
-                return None
-        elif r.quantity not in step.quantities:
+        key = step.key_of(r.channel, r.quantity, r.role)
+        if key is None:
             return None
-        criteria = step.criteria_for(r.quantity)
-        if criteria is None:
-            return None
-        live = _Live(r.channel, r.quantity, r.unit, criteria, StabilityTracker(criteria))
+        criteria = step.criteria_for(key)
+        live = _Live(r.channel, key, r.quantity, r.unit, criteria, StabilityTracker(criteria))
         self._live[r.channel] = live
         return live
 
@@ -294,7 +281,7 @@ class RunEngine:
                     plan = plan_of(procedure)
                 except ValueError as exc:
                     why = f"the procedure cannot run: {exc}"
-            await self._command_point("start", actor, why, run=run_id or self.run)
+            self._note_command("start", actor, why)
             if why is not None:
                 raise NotAllowed(why)
             self.run, self.plan, self.outcomes, self.resumes = run_id, plan, [], 0
@@ -334,7 +321,7 @@ class RunEngine:
         """Abort the run: `aborted`, then the procedure's final (safe) setpoints are written
         when it has a final step (a failure there is logged and in the event's reason)."""
         async with self._lock:
-            await self._allow("abort", actor, ACTIVE, local=local)
+            await self._allow("abort", actor, ACTIVE)
             why = reason or "aborted"
             safe = next((s for s in reversed(self.plan) if s.final), None)
             if safe is not None:
@@ -350,22 +337,20 @@ class RunEngine:
     async def status(self) -> dict[str, Any]:
         return self._status()
 
-    async def record_command(self, command: str, actor: str, accepted: bool, reason: str = "",
-                             **fields: FieldValue) -> None:
-        """A command point for a command refused before it reached the engine (a bad
-        signature, expired, replayed, remote commands off: gateway.control); the engine's own
-        commands record theirs."""
-        async with self._lock:
-            await self._command_point(command, actor, None if accepted else (reason or "refused"), **fields)
-
-    async def _allow(self, command: str, actor: str, states: Any, **fields: FieldValue) -> None:
+    async def _allow(self, command: str, actor: str, states: Any) -> None:
         why = None
         if self.state not in states:
             what = f"run {self.run} is {self.state}" if self.run else "no run"
             why = f"{command} is not allowed: {what}"
-        await self._command_point(command, actor, why, **fields)
+        self._note_command(command, actor, why)
         if why is not None:
             raise NotAllowed(why)
+
+    def _note_command(self, command: str, actor: str, refused: str | None) -> None:
+        """The latest command, for `status` (gateway.control records every command: its journal
+        row and its run_event point)."""
+        self.last_command = {"command": command, "actor": actor, "accepted": refused is None,
+                             "reason": refused or "", "time_ns": self.clock()}
 
     # -- the steps ---------------------------------------------------------------------
 
@@ -394,7 +379,7 @@ class RunEngine:
                 return
             if all(x.last_t >= self.record_from + step.record_s for x in lives):
                 await self._end_step("stable", actor="gateway", reason=f"recorded {step.record_s:g} s",
-                                     windows=self._windows(step, lives))
+                                     windows=() if step.final else self._windows(step, lives))
                 return
         if elapsed >= step.max_s:
             why = f"not stable within max_s = {step.max_s:g} s ({self._unstable(lives, step)})"
@@ -405,12 +390,12 @@ class RunEngine:
         """Every reference the step needs has readings."""
         if step.references:
             return set(step.references) <= {x.channel for x in lives}
-        return bool(lives) and step.quantities <= {x.quantity for x in lives}
+        return bool(lives) and set(step.setpoints) <= {x.key for x in lives}
 
     @staticmethod
     def _unstable(lives: list[_Live], step: StepPlan) -> str:
         if not lives:
-            return "no reference reading of " + ", ".join(sorted(step.quantities))
+            return "no reading of a reference for " + ", ".join(sorted(step.setpoints))
         parts = []
         for x in sorted(lives, key=lambda x: x.channel):
             w = x.tracker.last_window
@@ -475,11 +460,15 @@ class RunEngine:
         await self._transition("settling", actor=actor, reason=reason, extra=extra)
 
     async def _apply(self, setpoints: dict[str, float]) -> None:
-        for c in self.controllers.values():
+        """Each controller writes its setpoints (gateway.controllers.route) and reads them back;
+        ControllerError naming the controller otherwise."""
+        for name, part in route(self.controllers, setpoints).items():
             try:
-                await c.apply(dict(setpoints))
-            except Exception as exc:
-                raise _ControllerFailed(c.name, exc) from exc
+                await self.controllers[name].apply(part)
+            except ControllerError as exc:
+                raise ControllerError(f"controller {name}: {exc.reason}") from exc
+            except Exception as exc:  # a controller's bug or an I/O error it let through
+                raise ControllerError(f"controller {name}: {type(exc).__name__}: {exc}") from exc
 
     # -- points and state --------------------------------------------------------------
 
@@ -525,30 +514,6 @@ class RunEngine:
             RunTable.log(db, t, self.run, state, self.step, actor, reason, log_fields)
 
         await self._append([Point(RUN_EVENT, self.site, self.gateway, self.run, t, fields), *points], also)
-
-    async def _command_point(self, command: str, actor: str, refused: str | None,
-                             **extra: FieldValue) -> None:
-        t = self._now()
-        run = str(extra.pop("run", self.run))
-        fields: dict[str, FieldValue] = {"state": self.state, "command": command, "accepted": refused is None,
-                                         "actor": actor, "reason": refused or "", **extra}
-        if self.step is not None:
-            fields["step"] = self.step
-        self.last_command = {"command": command, "actor": actor, "accepted": refused is None,
-                             "reason": refused or "", "time_ns": t}
-        row = RunRow(self.run, self.state, self.step, self._data(), t)
-        log_fields = {k: v for k, v in fields.items() if k not in ("state", "step", "actor", "reason")}
-        logged_run = run or self.idle_run
-
-        def also(db: Any) -> None:
-            if self.run:
-                RunTable.save(db, row)
-            RunTable.log(db, t, logged_run, self.state, self.step, actor, refused or "", log_fields)
-
-        level = logging.INFO if refused is None else logging.WARNING
-        log.log(level, "run %s: command %s by %s %s", logged_run, command, actor,
-                "accepted" if refused is None else f"refused: {refused}")
-        await self._append([Point(RUN_EVENT, self.site, self.gateway, logged_run, t, fields)], also)
 
     def _data(self) -> dict[str, Any]:
         return {"plan": plan_to_json(self.plan), "procedure": self.procedure_sha,
@@ -601,8 +566,3 @@ class RunEngine:
 
 def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-class _ControllerFailed(Exception):
-    def __init__(self, name: str, exc: BaseException):
-        super().__init__(f"controller {name}: {exc}")

@@ -1,24 +1,26 @@
 """A procedure's steps as the run engine keeps them: plain data, stored in the journal as JSON
 so that a restarted gateway resumes the step without the procedure file.
 
-`plan_of(procedure)` reads the contract's `gateway.procedure.Procedure` (duck-typed: its
-`steps`, each with index, name, setpoints, settle_min_s, stability, record_s, max_s,
-on_not_stable, final and optionally `references`).
+`plan_of(procedure)` reads the contract's `gateway.procedure.Procedure`: its `steps` (index,
+name, setpoints, settle_min_s, stability and by_quantity, record_s, max_s, on_not_stable,
+final) and its `references` (setpoint key -> the channels whose stability decides a step).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway.stability import Criteria
 
-__all__ = ["QUANTITY_OF_SETPOINT", "StepPlan", "plan_from_json", "plan_of", "plan_to_json"]
+__all__ = ["QUANTITY_OF_SETPOINT", "SETPOINT_OF_QUANTITY", "StepPlan", "plan_from_json", "plan_of",
+           "plan_to_json"]
 
 QUANTITY_OF_SETPOINT = {"temperature": "temperature", "humidity": "relative_humidity"}
 """The reading quantity a setpoint key is evaluated on (reference channels of that quantity)."""
+SETPOINT_OF_QUANTITY = {v: k for k, v in QUANTITY_OF_SETPOINT.items()}
 
 
 @dataclass(frozen=True)
@@ -26,22 +28,30 @@ class StepPlan:
     index: int
     name: str
     setpoints: dict[str, float]
+    """Setpoint key ("temperature", "humidity") -> value."""
     settle_min_s: float
     criteria: dict[str, Criteria]
-    """By quantity ("temperature", "relative_humidity") or "*" for every reference."""
+    """By setpoint key, and "*" for every other reference."""
     record_s: float
     max_s: float
     on_not_stable: str
     final: bool = False
-    references: tuple[str, ...] = ()
-    """Channels named by the procedure; empty: every reference channel of a set quantity."""
+    """The return to a safe setpoint: evaluated like any step, nothing recorded."""
+    references: dict[str, str] = field(default_factory=dict)
+    """Channel -> setpoint key, of the channels the procedure names for this step's setpoints;
+    empty: every `reference` channel of a set quantity."""
 
-    def criteria_for(self, quantity: str) -> Criteria | None:
-        return self.criteria.get(quantity) or self.criteria.get("*")
+    def criteria_for(self, key: str) -> Criteria:
+        return self.criteria.get(key) or self.criteria["*"]
 
-    @property
-    def quantities(self) -> frozenset[str]:
-        return frozenset(QUANTITY_OF_SETPOINT.get(k, k) for k in self.setpoints)
+    def key_of(self, channel: str, quantity: str, role: str) -> str | None:
+        """The setpoint key a reading is evaluated for in this step, or None."""
+        if self.references:
+            return self.references.get(channel)
+        if role != "reference":
+            return None
+        key = SETPOINT_OF_QUANTITY.get(quantity)
+        return key if key in self.setpoints else None
 
 
 def _criteria(obj: Any) -> Criteria:
@@ -54,26 +64,32 @@ def _criteria(obj: Any) -> Criteria:
                     float(d.get("min_duration_s", 0.0) or 0.0))
 
 
-def _criteria_map(stability: Any) -> dict[str, Criteria]:
-    """One criteria for every reference, or (a mapping by setpoint key or quantity) one each."""
-    if isinstance(stability, Mapping) and stability and all(
-            isinstance(v, Mapping) or hasattr(v, "window_s") for v in stability.values()):
-        return {QUANTITY_OF_SETPOINT.get(str(k), str(k)): _criteria(v) for k, v in stability.items()}
-    return {"*": _criteria(stability)}
+def _references(procedure: Any, setpoints: Mapping[str, float]) -> dict[str, str]:
+    named = getattr(procedure, "references", None) or {}
+    out: dict[str, str] = {}
+    for key, channels in named.items():
+        if key in setpoints:
+            for ch in [channels] if isinstance(channels, str) else channels:
+                out[str(ch)] = str(key)
+    return out
 
 
 def plan_of(procedure: Any) -> list[StepPlan]:
-    """The engine's steps of a `Procedure` (ValueError naming the step when one is unusable)."""
+    """The engine's steps of a `gateway.procedure.Procedure` (ValueError naming the step when
+    one is unusable)."""
     out = []
     for i, step in enumerate(procedure.steps):
         try:
+            setpoints = {str(k): float(v) for k, v in step.setpoints.items()}
+            criteria = {"*": _criteria(step.stability)}
+            own = getattr(step, "by_quantity", None) or {}
+            criteria.update({str(k): _criteria(v) for k, v in own.items()})
             plan = StepPlan(
-                index=i, name=str(getattr(step, "name", "") or f"step {i}"),
-                setpoints={str(k): float(v) for k, v in step.setpoints.items()},
-                settle_min_s=float(step.settle_min_s), criteria=_criteria_map(step.stability),
+                index=i, name=str(getattr(step, "name", "") or f"step {i}"), setpoints=setpoints,
+                settle_min_s=float(step.settle_min_s), criteria=criteria,
                 record_s=float(step.record_s), max_s=float(step.max_s),
                 on_not_stable=str(step.on_not_stable), final=bool(getattr(step, "final", False)),
-                references=tuple(getattr(step, "references", None) or ()),
+                references=_references(procedure, setpoints),
             )
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise ValueError(f"step {i}: {exc}") from None
@@ -96,6 +112,6 @@ def plan_from_json(data: list[dict[str, Any]]) -> list[StepPlan]:
     for d in data:
         d = dict(d)
         d["criteria"] = {k: Criteria(**v) for k, v in d["criteria"].items()}
-        d["references"] = tuple(d.get("references", ()))
+        d["references"] = dict(d.get("references", {}))
         out.append(StepPlan(**d))
     return out

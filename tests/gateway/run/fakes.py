@@ -8,11 +8,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.controllers import ControllerError
 from gateway.reading import Reading
-
-
-class ControllerError(Exception):
-    pass
 
 
 @dataclass
@@ -21,6 +18,7 @@ class FakeController:
 
     chamber: Chamber
     name: str = "chamber"
+    quantities: frozenset[str] = frozenset({"temperature"})
     mismatch: dict[float, float] = field(default_factory=dict)
     applied: list[dict[str, float]] = field(default_factory=list)
     running: list[bool] = field(default_factory=list)
@@ -35,6 +33,9 @@ class FakeController:
 
     async def set_running(self, on: bool) -> None:
         self.running.append(on)
+
+    async def close(self) -> None:
+        pass
 
 
 @dataclass

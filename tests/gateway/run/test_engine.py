@@ -58,15 +58,13 @@ async def test_a_procedure_runs_to_the_end_and_its_windows_match_the_steps(tmp_p
         assert w.run == "RC-1" and dict(w.tags) == {"channel": "ref-t"}
         assert f["setpoint_temperature"] == sp and abs(float(f["mean"]) - sp) < 0.01
         assert int(f["end"]) - int(f["start"]) >= 60 * 10**9 and f["n"] >= 60 and w.time_ns == f["end"]
-    states = [(e.fields["state"], e.fields.get("step"), e.fields.get("outcome")) for e in events
-              if "command" not in e.fields]
+    states = [(e.fields["state"], e.fields.get("step"), e.fields.get("outcome")) for e in events]
     assert states == [("settling", 0, None), ("recording", 0, None), ("recording", 0, "stable"),
                       ("settling", 1, None), ("recording", 1, None), ("recording", 1, "stable"),
                       ("settling", 2, None), ("recording", 2, None), ("recording", 2, "stable"),
                       ("finished", 2, None)]
-    start = next(e for e in events if e.fields.get("command") == "start")
-    assert start.fields["accepted"] is True and start.fields["actor"] == "alice@nmc"
-    assert events[1].fields["procedure"] == "ab" * 32 and events[1].fields["setpoint_temperature"] == 20.0
+    assert events[0].fields["actor"] == "alice@nmc" and events[0].fields["reason"] == "started"
+    assert events[0].fields["procedure"] == "ab" * 32 and events[0].fields["setpoint_temperature"] == 20.0
     assert [e.time_ns for e in events] == sorted({e.time_ns for e in events})  # strictly increasing
     assert [h.state for h in history][-1] == "finished" and len(history) == len(events)
 
@@ -145,10 +143,8 @@ async def test_commands_and_their_points(tmp_path: Path) -> None:
         st = await engine.status()
         assert st["last_command"]["command"] == "resume" and st["last_command"]["accepted"] is False
         events = await points(journal, "run_event")
-    commands = [(e.fields["command"], e.fields["accepted"]) for e in events if "command" in e.fields]
-    assert commands == [("pause", False), ("start", True), ("start", False), ("pause", True), ("pause", False),
-                        ("resume", True), ("skip", True), ("abort", True), ("resume", False)]
-    abort = next(e for e in events if e.fields["state"] == "aborted" and "command" not in e.fields)
+    assert not [e for e in events if "command" in e.fields]  # gateway.control records commands
+    abort = next(e for e in events if e.fields["state"] == "aborted")
     assert abort.fields["local"] is True and abort.fields["actor"] == "carol@site"
 
 
@@ -202,3 +198,19 @@ async def test_bad_start_arguments_are_refused(tmp_path: Path) -> None:
         with pytest.raises(NotAllowed, match="no step"):
             await engine.start(procedure(), "RC-9", "a")
         assert engine.state == "idle" and engine.run_tag == "between-runs"
+
+
+def test_the_example_procedure_becomes_the_engines_steps() -> None:
+    from gateway.procedure import load_procedure
+    from gateway.run import plan_of
+    from gateway.run.plan import plan_from_json, plan_to_json
+
+    proc = load_procedure(Path(__file__).parents[3] / "deploy/examples/procedure.toml")
+    plan = plan_of(proc)
+    assert len(plan) == len(proc.steps) and plan[-1].final
+    first = plan[0]
+    assert first.references == {"ref-t": "temperature", "dut1-rh": "humidity"}
+    assert first.key_of("dut1-rh", "relative_humidity", "dut") == "humidity"
+    assert first.key_of("ref2-t", "temperature", "reference") is None  # named references only
+    assert first.criteria_for("humidity").max_std == 0.5 and first.criteria_for("temperature").max_std == 0.05
+    assert plan_from_json(plan_to_json(plan)) == plan
