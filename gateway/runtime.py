@@ -7,6 +7,10 @@
     housekeeping     trims the quarantine and the redelivery keys
     control          `<data_dir>/control.sock` (gateway.localcontrol): `status`, and what
                      other parts register on `Gateway.control`
+    run              with `[[controllers.*]]`: the run engine (gateway.run) - its step loop;
+                     every reading is tagged with the run going on (`RunEngine.run_tag`,
+                     else `[gateway] run`) as it enters the journal, and the step's
+                     references are fed to its stability trackers
 
 SIGTERM/SIGINT: the sources stop first (unacknowledged MQTT messages stay with the
 broker), the journal commits what it holds, the sinks drain for `shutdown_grace`
@@ -26,6 +30,7 @@ from typing import Any
 
 from gateway import registry
 from gateway.config import GatewayConfig
+from gateway.controllers import build_controllers
 from gateway.delivery import DeliveryRunner
 from gateway.errors import JournalError, JournalFull
 from gateway.journal import Journal, dedupe_key
@@ -33,6 +38,7 @@ from gateway.localcontrol import LocalControl
 from gateway.plugin import SinkContext, Tags
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading
+from gateway.run import RunEngine
 from gateway.sinks import Sink
 from gateway.sources import Rejected, Source
 from gateway.status import SourceTracker, iso, summary_line
@@ -84,6 +90,12 @@ class Gateway:
             DeliveryRunner(self.journal, s, max_retry_interval=c.max_retry_interval)
             for s, (_, c) in zip(self.sinks, cfg.sink_configs(), strict=True)
         ]
+        self.controllers = build_controllers(cfg)
+        self.run_engine: RunEngine | None = None
+        """The run engine, when the site has controllers (gateway.control drives it)."""
+        if self.controllers:
+            self.run_engine = RunEngine(self.journal, self.controllers, site=g.site, gateway=g.id,
+                                        idle_run=g.run)
         self.started = time.monotonic()
         self.started_ns = time.time_ns()
         self.trackers = {s.name: SourceTracker(s.name, self.started_ns) for s in self.sources}
@@ -140,7 +152,8 @@ class Gateway:
                           "delivered": st.delivered.get(r.sink.name, 0),
                           "last_delivery": iso(r.last_delivery_ns), "state": state, "detail": detail})
         return {
-            "site": g.site, "gateway": g.id, "run": g.run, "pid": os.getpid(),
+            "site": g.site, "gateway": g.id, "pid": os.getpid(),
+            "run": g.run if self.run_engine is None else self.run_engine.run_tag,
             "started": iso(self.started_ns),
             "uptime_s": round(time.monotonic() - self.started, 3), "now": iso(time.time_ns()),
             "sources": [self.trackers[s.name].state(_clock_offset(s)) for s in self.sources],
@@ -170,6 +183,8 @@ class Gateway:
         log.info("gateway %s/%s run %s: journal %s, %d source(s), %d sink(s)", g.site, g.id, g.run,
                  self.journal.path, len(self.sources), len(self.sinks))
         await self.journal.open()
+        if self.run_engine is not None:
+            await self.run_engine.open()  # before any reading: the run tag is right from the first
         if self.journal.stats.lost or self.journal.stats.damaged:
             await self._health()  # a damaged or lost journal is in a health point at once
         try:
@@ -181,6 +196,8 @@ class Gateway:
                 tg.create_task(self._watch_journal(), name="journal-watch")
                 for r in self.runners:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
+                if self.run_engine is not None:
+                    tg.create_task(self.run_engine.serve(self._stop), name="run")
                 tg.create_task(self._sources(), name="sources")
                 tg.create_task(self._periodic(self._health, g.health_interval), name="health")
                 tg.create_task(self._periodic(self._housekeeping, 600.0), name="housekeeping")
@@ -198,6 +215,11 @@ class Gateway:
             await self.control.close()
             for s in self.sinks:
                 await s.aclose()
+            for c in self.controllers.values():
+                try:
+                    await c.close()
+                except Exception as exc:  # the journal must still close
+                    log.error("controller %s: close failed: %s", c.name, exc)
             await self.journal.close()
             self._log_counters()
 
@@ -253,6 +275,7 @@ class Gateway:
         tracker = self.trackers[source.name]
         debug = log.isEnabledFor(logging.DEBUG)
         async with source:
+            engine = self.run_engine
             async for batch in source.batches():
                 tracker.counted(len(batch.readings))
                 if debug:
@@ -260,15 +283,20 @@ class Gateway:
                               len(batch.rejected), " (redelivered)" if batch.redelivered else "")
                 key = dedupe_key(source.name.encode(), *batch.dedupe) if batch.dedupe else None
                 while True:
+                    # tagged as it enters the journal: the run going on now, or [gateway] run
+                    readings = batch.readings if engine is None else engine.tag(batch.readings)
                     try:
-                        self.journal.submit(batch.readings, batch.rejected, dedupe=key,
+                        self.journal.submit(readings, batch.rejected, dedupe=key,
                                             redelivered=batch.redelivered, on_committed=batch.on_committed)
-                        break
                     except JournalFull as exc:
                         if batch.on_committed is None:
                             self._refuse(source, batch.readings, batch.rejected, exc)
                             break
                         await self.journal.wait_writable()
+                        continue
+                    if engine is not None and readings:
+                        engine.observe(readings)
+                    break
 
     def _refuse(self, source: Source, readings: Sequence[Reading], rejected: Sequence[Rejected],
                 why: JournalFull) -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.controllers import Controller, ControllerError, route
-from gateway.errors import JournalFull, RemotecalError
+from gateway.errors import JournalError, JournalFull, RemotecalError
 from gateway.journal import Journal
 from gateway.journal.runs import RunRow, RunTable
 from gateway.reading import FieldValue, Point, Reading, Record
@@ -237,8 +237,10 @@ class RunEngine:
             async with self._lock:
                 try:
                     await self._tick()
-                except (JournalFull, OSError) as exc:  # the journal takes no records now: next tick
-                    log.error("run %s: %s", self.run, exc)
+                except JournalError:
+                    raise  # damaged or closing: the gateway's supervisor decides
+                except Exception:  # a bug here must not end the gateway: logged, tried at the next tick
+                    log.exception("run %s: evaluating step %s failed", self.run, self.step)
 
     async def evaluate(self) -> None:
         """Evaluate the step now (`serve` does at every reading and every `tick_s`)."""
