@@ -46,19 +46,30 @@ class RunLogRow:
     fields: dict[str, Any]
 
 
-class RunTable:
-    DDL = """
-CREATE TABLE IF NOT EXISTS run_state(
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS run_state(
     id INTEGER PRIMARY KEY CHECK (id = 1), run TEXT NOT NULL, state TEXT NOT NULL, step INTEGER,
-    data TEXT NOT NULL, updated_ns INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS run_log(
+    data TEXT NOT NULL, updated_ns INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS run_log(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ns INTEGER NOT NULL, run TEXT NOT NULL,
-    state TEXT NOT NULL, step INTEGER, actor TEXT NOT NULL, reason TEXT NOT NULL, fields TEXT NOT NULL);
-"""
+    state TEXT NOT NULL, step INTEGER, actor TEXT NOT NULL, reason TEXT NOT NULL, fields TEXT NOT NULL)""",
+)
+
+
+class RunTable:
+    DDL = ""
+    """Made when first used (`ensure`), not at every open: a gateway that never runs a
+    procedure keeps the journal it had."""
+
+    @staticmethod
+    def ensure(db: sqlite3.Connection) -> None:
+        for ddl in _TABLES:
+            db.execute(ddl)
 
     @staticmethod
     def save(db: sqlite3.Connection, row: RunRow) -> None:
         """Store the current run (in the open transaction)."""
+        RunTable.ensure(db)
         db.execute("INSERT OR REPLACE INTO run_state VALUES(1, ?, ?, ?, ?, ?)",
                    (row.run, row.state, row.step, json.dumps(row.data), row.updated_ns))
 
@@ -66,6 +77,7 @@ CREATE TABLE IF NOT EXISTS run_log(
     def log(db: sqlite3.Connection, time_ns: int, run: str, state: str, step: int | None, actor: str,
             reason: str, fields: dict[str, Any]) -> None:
         """One more run_log row (in the open transaction); the oldest beyond LOG_MAX go."""
+        RunTable.ensure(db)
         cur = db.execute("INSERT INTO run_log(time_ns, run, state, step, actor, reason, fields) "
                          "VALUES(?,?,?,?,?,?,?)",
                          (time_ns, run, state, step, actor, reason, json.dumps(fields)))
@@ -74,6 +86,7 @@ CREATE TABLE IF NOT EXISTS run_log(
 
     @staticmethod
     def load(db: sqlite3.Connection) -> RunRow | None:
+        RunTable.ensure(db)
         found = db.execute("SELECT run, state, step, data, updated_ns FROM run_state WHERE id = 1").fetchone()
         if found is None:
             return None
@@ -83,6 +96,7 @@ CREATE TABLE IF NOT EXISTS run_log(
     @staticmethod
     def history(db: sqlite3.Connection, run: str | None, limit: int) -> list[RunLogRow]:
         """The newest `limit` rows (of `run`, or of all), oldest first."""
+        RunTable.ensure(db)
         where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
         rows = db.execute("SELECT seq, time_ns, run, state, step, actor, reason, fields FROM run_log "
                           f"{where} ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()

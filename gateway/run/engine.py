@@ -86,8 +86,8 @@ class _Live:
     tracker: StabilityTracker
     broken: bool = False
     """A window decided unstable since recording began."""
-    samples: list[tuple[float, float]] = field(default_factory=list)
-    """(t, value): the latest while settling, all since recording began."""
+    samples: list[tuple[float, int, float]] = field(default_factory=list)
+    """(t [s], time_ns, value): the latest while settling, all since recording began."""
     dropped: int = 0
 
     def settled(self) -> bool:
@@ -170,7 +170,7 @@ class RunEngine:
                 live.dropped += 1
                 continue
             fed = True
-            live.samples.append((t, r.value))
+            live.samples.append((t, r.time_ns, r.value))
             if self.state == "recording":
                 if not bool(update.stable.all()):
                     live.broken = True
@@ -413,19 +413,20 @@ class RunEngine:
         t1 = min(x.last_t for x in lives)
         out: list[Record] = []
         for x in lives:
-            values = [v for t, v in x.samples if t0 <= t <= t1]
+            inside = [(ns, v) for t, ns, v in x.samples if t0 <= t <= t1]
+            if not inside:
+                continue
+            values = [v for _, v in inside]
+            start_ns, end_ns = inside[0][0], inside[-1][0]  # the readings' own times, exactly
             n = len(values)
-            mean = math.fsum(values) / n if n else math.nan
+            mean = math.fsum(values) / n
             std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-            fields: dict[str, FieldValue] = {"step": self.step, "start": round(t0 * 1e9),
-                                             "end": round(t1 * 1e9), "n": n, "quantity": x.quantity,
-                                             "unit": x.unit}
-            if n:
-                fields["mean"] = mean
+            fields: dict[str, FieldValue] = {"step": self.step, "start": start_ns, "end": end_ns, "n": n,
+                                             "quantity": x.quantity, "unit": x.unit, "mean": mean}
             if n > 1:
                 fields["std"] = std
             fields.update(self._setpoint_fields(step))
-            out.append(Point(RUN_WINDOW, self.site, self.gateway, self.run, round(t1 * 1e9), fields,
+            out.append(Point(RUN_WINDOW, self.site, self.gateway, self.run, end_ns, fields,
                              (("channel", x.channel),)))
         return out
 
