@@ -39,6 +39,7 @@ from gateway.plugin import SinkContext, Tags
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading
 from gateway.run import RunEngine
+from gateway.sdnotify import notify, watchdog_period
 from gateway.sinks import Sink
 from gateway.sources import Rejected, Source
 from gateway.status import SourceTracker, iso, summary_line
@@ -110,6 +111,8 @@ class Gateway:
         if not self._stop.is_set():
             log.info("stopping: sources first, then the sinks drain for up to %.0f s",
                      self.cfg.gateway.shutdown_grace)
+            notify("STOPPING=1", "STATUS=stopping: the sinks drain for up to "
+                   f"{self.cfg.gateway.shutdown_grace:.0f} s")
             self._stop.set()
 
     def health_fields(self) -> dict[str, float | int]:
@@ -171,7 +174,9 @@ class Gateway:
     async def _summary(self) -> None:
         st = self.status()
         interval = self.cfg.gateway.summary_interval
-        log.info("status: %s", summary_line(st, self._delivered_at_summary, interval))
+        line = summary_line(st, self._delivered_at_summary, interval)
+        log.info("status: %s", line)
+        notify(f"STATUS={line}")
         self._delivered_at_summary = {k["name"]: k["delivered"] for k in st["sinks"]}
 
     async def run(self) -> None:
@@ -182,9 +187,11 @@ class Gateway:
         g = self.cfg.gateway
         log.info("gateway %s/%s run %s: journal %s, %d source(s), %d sink(s)", g.site, g.id, g.run,
                  self.journal.path, len(self.sources), len(self.sinks))
+        notify("STATUS=opening the journal (checked, recovered if damaged)")
         await self.journal.open()
         if self.run_engine is not None:
             await self.run_engine.open()  # before any reading: the run tag is right from the first
+        self._track()
         if self.journal.stats.lost or self.journal.stats.damaged:
             await self._health()  # a damaged or lost journal is in a health point at once
         try:
@@ -204,6 +211,9 @@ class Gateway:
                 tg.create_task(self._periodic(self._track_async, 1.0), name="track")
                 if g.summary_interval > 0:
                     tg.create_task(self._periodic(self._summary, g.summary_interval), name="summary")
+                if (period := watchdog_period()) is not None:
+                    tg.create_task(self._periodic(self._watchdog, period), name="watchdog")
+                notify("READY=1", f"STATUS=running: {len(self.sources)} source(s), {len(self.sinks)} sink(s)")
                 await self._stop.wait()
                 await self._sources_done.wait()
                 await self._health()
@@ -240,6 +250,11 @@ class Gateway:
         if damaged.done():
             raise JournalError(f"the journal is damaged ({damaged.result()}); the next start recovers it")
         damaged.cancel()
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop: a loop that hangs (a blocking call, a deadlock) stops
+        the pings and systemd restarts the gateway; the journal resumes where it was."""
+        notify("WATCHDOG=1")
 
     async def _track_async(self) -> None:
         self._track()

@@ -33,7 +33,7 @@ from gateway import __version__
 from gateway.errors import ConfigError, RemotecalError, os_error_text
 from remotecal import commands
 from remotecal.demo.plan import DEFAULT_SPEED, MAX_SPEED, influx_url_arg, speed_arg
-from remotecal.logs import setup_logging
+from remotecal.logs import error_prefix, setup_logging
 
 __all__ = ["main", "parser"]
 
@@ -53,11 +53,16 @@ def _user_caused(exc: OSError) -> bool:
     return isinstance(exc, socket.gaierror) or exc.errno in _USER_ERRNOS
 
 
+def _error(line: str) -> None:
+    """An error line on stderr; under systemd with its syslog priority, like the log's."""
+    print(f"{error_prefix()}{line}", file=sys.stderr)
+
+
 def _config_problems(exc: ConfigError, path: str | None) -> int:
     """One line per problem, prefixed with the config file unless the line names it already;
     a command without a config (`keys new`) prints its lines as they are: they name their file."""
     for line in exc.problems:
-        print(f"{path}: {line}" if path and not line.startswith(path) else line, file=sys.stderr)
+        _error(f"{path}: {line}" if path and not line.startswith(path) else line)
     return 2
 
 
@@ -337,7 +342,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if missing := _missing_extra(getattr(args, "extra", None)):
-        print(f"remotecal {args.command}: {missing}", file=sys.stderr)
+        _error(f"remotecal {args.command}: {missing}")
         return 1
     if not logging.getLogger().handlers:
         setup_logging("info")
@@ -346,12 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _config_problems(exc, getattr(args, "config", None))
     except RemotecalError as exc:
-        print(f"remotecal: {exc}", file=sys.stderr)
+        _error(f"remotecal: {exc}")
         return 1
     except OSError as exc:  # the backstop: a path or port a command did not expect to fail
         if not _user_caused(exc):
             raise
-        print(f"remotecal: {os_error_text(exc)}", file=sys.stderr)
+        _error(f"remotecal: {os_error_text(exc)}")
         return 1
     except KeyboardInterrupt:  # Ctrl-C: what ran was cleaned up on the way out
         print(f"remotecal {args.command}: interrupted", file=sys.stderr)

@@ -2,8 +2,11 @@
 
 Lines go to stderr as `TIME LEVEL LOGGER: message` with the time in UTC (ISO 8601, ms).  Under
 systemd (stderr is the journal's stream: `JOURNAL_STREAM` names it) the time is left out, as
-journald stamps each line itself.  The libraries' chatter (httpx, pymodbus, asyncio) is kept
-to warnings.
+journald stamps each line itself, and each line starts with its syslog priority (`<3>` error,
+`<4>` warning, `<6>` info, `<7>` debug; sd-daemon(3)), which journald takes off and keeps as
+the entry's priority: `journalctl -u remotecal-gateway@lab1 -p warning` shows the warnings and
+errors only.  Every line of a multi-line record (a traceback) carries its record's priority.
+The libraries' chatter (httpx, pymodbus, asyncio) is kept to warnings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["setup_logging"]
+__all__ = ["error_prefix", "setup_logging"]
 
 _NOISY = ("httpx", "httpcore", "pymodbus", "asyncio")
 
@@ -22,6 +25,25 @@ class _UTCFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
             "+00:00", "Z")
+
+
+# sd-daemon(3) / syslog(3) priorities
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+def _priority(level: int) -> int:
+    """A level between the standard ones takes the priority of the one below it."""
+    for floor in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
+        if level >= floor:
+            return _PRIORITY[floor]
+    return _PRIORITY[logging.DEBUG]
+
+
+class _JournaldFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prio = _priority(record.levelno)
+        return "\n".join(f"<{prio}>{line}" for line in text.split("\n"))
 
 
 def _to_journald() -> bool:
@@ -34,11 +56,17 @@ def _to_journald() -> bool:
     return stream == f"{st.st_dev}:{st.st_ino}"
 
 
+def error_prefix() -> str:
+    """`<3>` (error) where stderr is journald's stream, so a command's own error lines (a bad
+    config at start) show under `journalctl -p err`; else nothing."""
+    return "<3>" if _to_journald() else ""
+
+
 def setup_logging(level: str = "info") -> None:
     """Route every logger to stderr at `level` (debug, info, warning, error)."""
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(levelname)-7s %(name)s: %(message)s"
-    handler.setFormatter(_UTCFormatter(fmt if _to_journald() else "%(asctime)s " + fmt))
+    handler.setFormatter(_JournaldFormatter(fmt) if _to_journald() else _UTCFormatter("%(asctime)s " + fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

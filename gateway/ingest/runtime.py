@@ -52,6 +52,7 @@ from gateway.journal import Journal, dedupe_key
 from gateway.keys import keys_fingerprint, load_keys
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading, Record
+from gateway.sdnotify import notify, watchdog_period
 from gateway.sinks.influxdb.sink import InfluxDBSink
 from gateway.sinks.mqtt.frame import Frame, readings_topic
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
@@ -168,6 +169,7 @@ class Ingest:
         if not self._stop.is_set():
             log.info("stopping: no new frames, then the sinks drain for up to %.0f s",
                      self.cfg.ingest.shutdown_grace)
+            notify("STOPPING=1", "STATUS=stopping: the sinks drain")
             self._stop.set()
             self._requeue_wanted.set()  # wakes the requeue loop to end
 
@@ -192,6 +194,9 @@ class Ingest:
                 tg.create_task(self._requeue_loop(), name="requeue")
                 tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
                 tg.create_task(self._periodic(self._health, i.health_interval), name="health")
+                if (period := watchdog_period()) is not None:  # pings from the event loop
+                    tg.create_task(self._periodic(_watchdog, period), name="watchdog")
+                notify("READY=1", f"STATUS=running: {len(self.verifier.keys)} gateway key(s)")
                 await self._stop.wait()
                 await pump
                 await self._health()
@@ -205,13 +210,14 @@ class Ingest:
             log.info("ingest stopped: %s", self.counters())
 
     def counters(self) -> str:
+        """The counters of the log's last line (health field names, as in `health_fields`)."""
         st = self.journal.stats
         parts = [f"accepted_frames={self.accepted_frames}", f"redelivered={self.redelivered}",
                  f"requeued={self.requeued}", f"input_errors={self.input_errors}",
                  f"invalid_records={self.invalid_records}",
                  f"readings={st.received}",
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
-        parts += [f"rejected[{k}]={n}" for k, n in self.rejected.items()]
+        parts += [f"rejected_{_field(k)}={n}" for k, n in self.rejected.items()]
         return ", ".join(parts)
 
     def health_fields(self) -> dict[str, float | int]:
@@ -226,7 +232,7 @@ class Ingest:
             "requeued_frames": self.requeued, "sink_errors": sum(r.errors for r in self.runners),
             "input_errors": self.input_errors, "invalid_records": self.invalid_records,
         }
-        fields |= {f"rejected_{k}": n for k, n in self.rejected.items()}
+        fields |= {f"rejected_{_field(k)}": n for k, n in self.rejected.items()}
         return fields
 
     async def _health(self) -> None:
@@ -415,3 +421,12 @@ class Ingest:
         assert fut is not None
         fut.add_done_callback(failed)
         return fut
+
+
+def _field(kind: str) -> str:
+    """A rejection kind as a field name: no spaces (`unknown gateway` -> `unknown_gateway`)."""
+    return kind.replace(" ", "_")
+
+
+async def _watchdog() -> None:
+    notify("WATCHDOG=1")

@@ -36,6 +36,12 @@ HARDENING = {
     "RestartPreventExitStatus": "2",
 }
 
+NOTIFY = {  # the program says READY=1 / STOPPING=1 and pings the watchdog (gateway.sdnotify)
+    "Type": "notify",
+    "NotifyAccess": "main",
+    "WatchdogSec": "30s",
+}
+
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
 )
@@ -69,7 +75,7 @@ def test_unit_runs_the_right_command_hardened(unit: str) -> None:
     assert service["StateDirectory"] == state
     assert service["Restart"] == restart
     assert service["ReadWritePaths"] == f"/var/lib/{state}"
-    for key, value in HARDENING.items():
+    for key, value in {**HARDENING, **NOTIFY}.items():
         assert service.get(key) == value, key
     assert _parse(UNITS / unit)["Install"]["WantedBy"] == "multi-user.target"
 

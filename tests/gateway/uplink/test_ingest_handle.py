@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 from gateway.ingest.config import load_central_config
@@ -51,6 +52,9 @@ async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
     assert batch is not None and batch.records == readings
     assert (ingest.accepted_frames, ingest.redelivered) == (1, 2)
     assert (ingest.rejected["bad signature"], ingest.rejected["replayed"]) == (1, 1)
+    fields = ingest.health_fields()
+    assert (fields["rejected_bad_signature"], fields["rejected_replayed"]) == (1, 1)
+    assert [k for k in fields if not re.fullmatch(r"[a-z0-9_]+", k)] == [], "field names a query can use as they are"
     _, rows = Journal.read_quarantine(tmp_path / "data" / "journal.db")
     assert [r.reason.split(":")[0] for r in rows] == ["bad signature", "replayed"]
 
