@@ -51,7 +51,7 @@ from gateway.configfile import format_validation_error
 from gateway.errors import ConfigError
 from gateway.stability import Criteria
 
-__all__ = ["QUANTITIES", "Procedure", "Step", "load_procedure", "parse_procedure"]
+__all__ = ["QUANTITIES", "Procedure", "Step", "load_procedure", "parse_procedure", "site_problems"]
 
 QUANTITIES: dict[str, tuple[str, float, float]] = {
     "temperature": ("degC", -273.15, 1000.0),
@@ -452,3 +452,63 @@ def _name(entry: _StepEntry, sp: dict[str, float], r: int) -> str:
     swept = {q: v for q, v in sp.items() if isinstance(getattr(entry, q), list)}
     base = (f"{entry.name} {_sp_text(swept)}" if swept else entry.name) if entry.name else _sp_text(sp)
     return f"{base} (repeat {r + 1})" if entry.repeat > 1 else base
+
+
+def site_problems(procedure: Procedure, config: Any) -> list[str]:
+    """What keeps `procedure` from running on a site (a validated `gateway.config.GatewayConfig`),
+    one line per problem naming the procedure's key: a reference channel no source reads, a
+    setpoint no controller writes, a setpoint outside its controller's min/max."""
+    import re
+
+    from gateway import registry
+
+    problems: list[str] = []
+    named: set[str] = set()
+    templates: list[re.Pattern[str]] = []
+    for kind in registry.SOURCES.values():
+        for block in config.sources.blocks(kind.name):
+            named.update(channel for channel, _ in kind.channels(block))
+            for channel in _channel_values(block.model_dump()):
+                if "{" in channel:  # one channel per topic level: {1}-t matches lab-1-t
+                    parts = re.split(r"\{\d+\}", channel)
+                    templates.append(re.compile("^" + "[^/]+".join(map(re.escape, parts)) + "$"))
+    for q, channels in procedure.references.items():
+        for c in channels:
+            if c not in named and not any(t.match(c) for t in templates):
+                problems.append(f"procedure.references.{q}: no source of the site reads channel {c!r}")
+    writers: dict[str, tuple[str, Any]] = {}
+    for name in registry.CONTROLLERS:
+        for j, block in enumerate(config.controllers.blocks(name)):
+            for sp in getattr(block, "setpoints", []):
+                writers[sp.quantity] = (f"controllers.{name}[{j}] ({block.name})", sp)
+    if not writers:
+        problems.append("the site has no [[controllers.*]]: nothing would write the setpoints")
+        return problems
+    told: set[tuple[str, float | None]] = set()  # each problem once, at the first step it shows in
+    for step in procedure.steps:
+        key = "final" if step.final else f"steps[{step.entry}]"
+        for q, v in step.setpoints.items():
+            if q not in writers:
+                if (q, None) not in told:
+                    problems.append(f"{key}.{q}: no controller of the site writes the {q} setpoint")
+                told.add((q, None))
+                continue
+            if (q, v) in told:
+                continue
+            told.add((q, v))
+            where, sp = writers[q]
+            lo, hi = getattr(sp, "min", None), getattr(sp, "max", None)
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                problems.append(f"{key}.{q}: {_num(v)} (step {step.index}) is outside the range of {where}: "
+                                f"{'' if lo is None else _num(lo)}..{'' if hi is None else _num(hi)}")
+    return problems
+
+
+def _channel_values(data: Any) -> list[str]:
+    """Every string under a `channel` key of a source block's data."""
+    if isinstance(data, dict):
+        return [v for k, v in data.items() if k == "channel" and isinstance(v, str)] + \
+            [c for v in data.values() for c in _channel_values(v)]
+    if isinstance(data, list):
+        return [c for v in data for c in _channel_values(v)]
+    return []

@@ -314,6 +314,9 @@ def _procedure(sub: argparse._SubParsersAction) -> None:
     ps = p.add_subparsers(dest="action", required=True)
     chk = ps.add_parser("check", help="validate a procedure and print its expanded steps; exit 2 on error")
     chk.add_argument("config", metavar="FILE", help="procedure file (TOML)")
+    chk.add_argument("-c", "--site", metavar="SITE.toml",
+                     help="also check it against a site config: its reference channels are read there, "
+                          "a controller writes each setpoint, within its min/max")
     chk.set_defaults(func=commands.procedure_check)
 
 

@@ -73,14 +73,27 @@ def gateway_check(args: argparse.Namespace) -> int:
 
 
 def procedure_check(args: argparse.Namespace) -> int:
-    from gateway.procedure import load_procedure
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+    from gateway.procedure import load_procedure, site_problems
 
     p = load_procedure(args.config)
+    if args.site is not None:
+        try:
+            site = load_config(args.site)
+        except ConfigError as exc:  # the site's own problems name the site's file
+            for line in exc.problems:
+                print(line if line.startswith(args.site) else f"{args.site}: {line}", file=sys.stderr)
+            return 2
+        problems = site_problems(p, site)
+        if problems:
+            raise ConfigError([f"{line} (on {args.site})" for line in problems])
     recorded = sum(1 for s in p.steps if not s.final)
     refs = "; ".join(f"{q}: {', '.join(c)}" for q, c in p.references.items()) or "none named"
     print(f"{args.config}: ok - {p.name!r}, {len(p.steps)} step(s) ({recorded} recorded"
           f"{', then a final return' if p.final else ''}), at most {p.total_max_s / 3600:.3g} h; "
-          f"references {refs}; sha256 {p.sha256}")
+          f"references {refs}; sha256 {p.sha256}"
+          + (f"; runs on {args.site}" if args.site is not None else ""))
     for s in p.steps:
         print(s.describe())
     return 0

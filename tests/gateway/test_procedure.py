@@ -151,3 +151,43 @@ def test_cli_check_prints_the_steps_or_every_problem(tmp_path: Path, capsys: pyt
     assert err == [f"{bad}: steps[0].max_s: 10 s is shorter than settle_min_s + record_s (180 s): the step "
                    "could never finish stable",
                    f"{bad}: steps[0].humidity[1]: 120.0 is outside 0..100 %rh"]
+
+
+SITE_EXAMPLE = EXAMPLE.with_name("site.toml")
+
+
+def test_against_a_site_references_controllers_and_ranges(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.procedure import site_problems
+
+    site = load_config(SITE_EXAMPLE)
+    assert site_problems(load_procedure(EXAMPLE), site) == []
+    text = EXAMPLE.read_text().replace('humidity = "dut1-rh"', 'humidity = ["dut1-rh", "ref/rh"]')
+    text = text.replace("humidity = [30.0, 50.0, 70.0]", "humidity = [5.0, 50.0, 70.0]")
+    assert site_problems(parse_procedure(text), site) == [
+        # "lab-1-rh" would be read (the MQTT source's channel {1}-rh); "ref/rh" cannot be
+        "procedure.references.humidity: no source of the site reads channel 'ref/rh'",
+        "steps[0].humidity: 5 (step 0) is outside the range of controllers.modbus[0] (chamber): 10..98",
+    ]
+    assert site_problems(parse_procedure(text), load_config(SITE_EXAMPLE).model_copy(
+        update={"controllers": type(site.controllers)()})) == [
+        "procedure.references.humidity: no source of the site reads channel 'ref/rh'",
+        "the site has no [[controllers.*]]: nothing would write the setpoints"]
+
+
+def test_cli_check_against_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from remotecal.cli import main
+
+    assert main(["procedure", "check", str(EXAMPLE), "-c", str(SITE_EXAMPLE)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"; runs on {SITE_EXAMPLE}")
+    proc = tmp_path / "p.toml"
+    proc.write_text(EXAMPLE.read_text().replace("temperature = 30.0", "temperature = 300.0"))
+    assert main(["procedure", "check", str(proc), "-c", str(SITE_EXAMPLE)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{proc}: steps[1].temperature: 300 (step 5) is outside the range of controllers.modbus[0] (chamber): "
+        f"-40..180 (on {SITE_EXAMPLE})"]
+    site = tmp_path / "site.toml"
+    site.write_text("[gateway]\nsite = 's'\n")
+    assert main(["procedure", "check", str(EXAMPLE), "-c", str(site)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err and all(line.startswith(f"{site}: ") for line in err)
