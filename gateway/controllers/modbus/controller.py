@@ -15,6 +15,7 @@ when idle) is reopened once before a write is given up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from urllib.parse import urlsplit
@@ -57,6 +58,9 @@ class ModbusController:
         self._decode: dict[str, Decoder] = {
             s.quantity: compile_decoder(s.type, s.byte_order, s.scale, s.offset) for s in cfg.setpoints}
         self.link = ModbusLink(cfg.url, cfg.timeout, self._pause(cfg))
+        self._lock = asyncio.Lock()
+        """One apply / set_running at a time: a write and its read-back are never interleaved
+        with another's (an abort's stop during a step's setpoints)."""
 
     @staticmethod
     def _pause(cfg: ModbusControllerConfig) -> float:
@@ -107,16 +111,20 @@ class ModbusController:
                 encoded[q] = encode_setpoint(sp, value)
             except ValueError as exc:
                 raise ControllerError(f"controller {self.name}: {q} setpoint {exc}") from None
-        for q, words in encoded.items():
-            sp = self._setpoints[q]
-            what = f"the {q} setpoint (holding {sp.address})"
-            await self._write("holding", sp.address, words, what)
-            written = self._decode[q](words)
-            back = self._decode[q](await self._read("holding", sp.address, sp.width, what))
-            if not abs(back - written) <= sp.tolerance:  # NaN read back fails too
-                raise ControllerError(f"controller {self.name}: {q} setpoint read back {back:g}, "
-                                      f"written {written:g} (holding {sp.address})")
-            log.info("controller %s: %s setpoint %g written and read back", self.name, q, written)
+        async with self._lock:
+            for q, words in encoded.items():
+                await self._write_setpoint(q, words)
+
+    async def _write_setpoint(self, q: str, words: list[int]) -> None:
+        sp = self._setpoints[q]
+        what = f"the {q} setpoint (holding {sp.address})"
+        await self._write("holding", sp.address, words, what)
+        written = self._decode[q](words)
+        back = self._decode[q](await self._read("holding", sp.address, sp.width, what))
+        if not abs(back - written) <= sp.tolerance:  # NaN read back fails too
+            raise ControllerError(f"controller {self.name}: {q} setpoint read back {back:g}, "
+                                  f"written {written:g} (holding {sp.address})")
+        log.info("controller %s: %s setpoint %g written and read back", self.name, q, written)
 
     async def set_running(self, on: bool) -> None:
         run = self.cfg.run
@@ -124,8 +132,9 @@ class ModbusController:
             return  # a controller without a run flag runs whenever it is powered
         value = (run.on if on else run.off) if run.kind == "holding" else int(on)
         what = f"the run flag ({run.kind} {run.address}) {'on' if on else 'off'}"
-        await self._write(run.kind, run.address, [value], what)
-        back = (await self._read(run.kind, run.address, 1, what))[0]
+        async with self._lock:
+            await self._write(run.kind, run.address, [value], what)
+            back = (await self._read(run.kind, run.address, 1, what))[0]
         if back != value:
             raise ControllerError(f"controller {self.name}: run flag read back {back}, written {value} "
                                   f"({run.kind} {run.address})")
