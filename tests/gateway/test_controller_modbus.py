@@ -189,3 +189,34 @@ def test_config_problems_are_named() -> None:
                                     {"quantity": "humidity", "address": 1}])
     with pytest.raises(ValidationError, match="a coil is on = 1, off = 0"):
         _cfg("tcp://127.0.0.1:1", [{"quantity": "temperature", "address": 0}], run={"address": 0, "on": 2})
+
+
+@pytest.mark.parametrize(("confirm", "ok"), [(0.0, False), (2.0, True)])
+async def test_a_controller_that_takes_the_value_a_moment_later(confirm: float, ok: bool) -> None:
+    """The device shows the old setpoint for its next two reads after a write (a scan cycle)."""
+    held = {"value": 20.0, "pending": 20.0, "late": 0}
+
+    def write(v: float) -> None:
+        held["pending"], held["late"] = v, 2
+
+    def read() -> float:
+        if held["late"]:
+            held["late"] -= 1
+        else:
+            held["value"] = held["pending"]
+        return held["value"]
+
+    image = DeviceImage(1)
+    image.on_write("holding", 0, write, "float32")
+    image.bind("holding", 0, read, "float32")
+    async with ModbusServer([image]).tcp() as server:
+        ctl = ModbusController(_cfg(f"tcp://127.0.0.1:{server.port}", [{"quantity": "temperature", "address": 0}],
+                                    confirm_timeout=confirm))
+        try:
+            if ok:
+                await ctl.apply({"temperature": 25.0})
+            else:
+                with pytest.raises(ControllerError, match="temperature setpoint read back 20, written 25"):
+                    await ctl.apply({"temperature": 25.0})
+        finally:
+            await ctl.close()

@@ -115,3 +115,35 @@ def test_render_and_templates() -> None:
             _cfg(1, setpoints=[dict(SETPOINTS[0], write=bad)])
     with pytest.raises(ValidationError, match=r"needs a named group \(\?P<value>"):
         _cfg(1, setpoints=[dict(SETPOINTS[0], pattern="[0-9]+")])
+
+
+class _LateChamber(ScpiChamber):
+    """Answers SOUR:TEMP? with the old setpoint twice after each SOUR:TEMP."""
+
+    late = 0
+    shown = 20.0
+
+    def answer(self, command: str) -> str | None:
+        header = command.strip().upper()
+        if header.startswith("SOUR:TEMP "):
+            self.late = 2
+        if header == "SOUR:TEMP?":
+            if self.late:
+                self.late -= 1
+                return f"{self.shown:+.3f}"
+            self.shown = self.held()[0]
+        return super().answer(command)
+
+
+@pytest.mark.parametrize(("confirm", "ok"), [(0.0, False), (2.0, True)])
+async def test_a_chamber_that_takes_the_value_a_moment_later(confirm: float, ok: bool) -> None:
+    async with _LateChamber(Chamber([], start_temperature=20.0)) as server:
+        ctl = ScpiController(_cfg(server.port, confirm_timeout=confirm))
+        try:
+            if ok:
+                await ctl.apply({"temperature": 25.0})
+            else:
+                with pytest.raises(ControllerError, match="temperature setpoint read back 20, sent 25"):
+                    await ctl.apply({"temperature": 25.0})
+        finally:
+            await ctl.close()

@@ -86,6 +86,9 @@ class ModbusControllerConfig(_Strict):
     url: str
     unit_id: int = Field(1, ge=0, le=247)
     timeout: PositiveDuration = 1.0
+    confirm_timeout: Duration = 0.0
+    """Read a setpoint back again (every 100 ms) up to this long until it matches, for a
+    controller that takes a written value over a moment later; 0: one read."""
     inter_frame_pause: Duration | None = Field(
         None, description="rtu: silence on the bus after each answer; default 3.5 characters, >= 1.75 ms")
     setpoints: list[SetpointConfig] = Field(min_length=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from urllib.parse import urlsplit
 
 from gateway.config_types import serial_settings
@@ -29,6 +30,9 @@ from gateway.sources.modbus.source import LinkDown, ModbusError, ModbusLink
 __all__ = ["ModbusController", "encode_setpoint"]
 
 log = logging.getLogger("remotecal.controller.modbus")
+
+CONFIRM_INTERVAL = 0.1
+"""Seconds between read-backs while `confirm_timeout` lasts."""
 
 
 def encode_setpoint(sp: SetpointConfig, value: float) -> list[int]:
@@ -120,8 +124,13 @@ class ModbusController:
         what = f"the {q} setpoint (holding {sp.address})"
         await self._write("holding", sp.address, words, what)
         written = self._decode[q](words)
-        back = self._decode[q](await self._read("holding", sp.address, sp.width, what))
-        if not abs(back - written) <= sp.tolerance:  # NaN read back fails too
+        deadline = time.monotonic() + self.cfg.confirm_timeout
+        while True:
+            back = self._decode[q](await self._read("holding", sp.address, sp.width, what))
+            if abs(back - written) <= sp.tolerance or time.monotonic() >= deadline:  # NaN never matches
+                break
+            await asyncio.sleep(CONFIRM_INTERVAL)
+        if not abs(back - written) <= sp.tolerance:
             raise ControllerError(f"controller {self.name}: {q} setpoint read back {back:g}, "
                                   f"written {written:g} (holding {sp.address})")
         log.info("controller %s: %s setpoint %g written and read back", self.name, q, written)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import PositiveDuration, check_host_port, check_serial_url
+from gateway.config_types import Duration, PositiveDuration, check_host_port, check_serial_url
 
 __all__ = ["NUMBER", "RunCommands", "ScpiControllerConfig", "ScpiSetpoint", "render"]
 
@@ -123,6 +123,8 @@ class ScpiControllerConfig(_Strict):
     url: str
     timeout: PositiveDuration = 2.0
     """Connecting, and waiting for each answer."""
+    confirm_timeout: Duration = 0.0
+    """Ask a setpoint back again (every 100 ms) up to this long until it matches; 0: once."""
     terminator: Literal["\n", "\r", "\r\n"] = "\n"
     """Ends every command sent and every answer read."""
     encoding: str = "ascii"

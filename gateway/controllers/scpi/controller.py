@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 from gateway.controllers.scpi.config import ScpiControllerConfig, ScpiSetpoint, render
 from gateway.errors import ControllerError
@@ -24,6 +25,8 @@ __all__ = ["ScpiController"]
 log = logging.getLogger("remotecal.controller.scpi")
 
 _ERROR_NUMBER = re.compile(r"^\s*([-+]?\d+)")
+CONFIRM_INTERVAL = 0.1
+"""Seconds between read-backs while `confirm_timeout` lasts."""
 
 
 class ScpiController:
@@ -96,18 +99,28 @@ class ScpiController:
                 sp = self._setpoints[q]
                 what = f"the {q} setpoint"
                 await self._command(line, what)
-                answer = await self._ask(sp.query, f"reading {what} back")
-                m = self._patterns[q].search(answer)
-                try:
-                    back = float(m.group("value")) if m else None
-                except ValueError:
-                    back = None
-                if back is None:
-                    raise self._fail(f"reading {what} back", f"{sp.query!r} answered {answer!r}: no number")
+                deadline = time.monotonic() + self.cfg.confirm_timeout
+                while True:
+                    back = await self._read_back(q, what)
+                    if abs(back - sent) <= sp.tolerance or time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(CONFIRM_INTERVAL)
                 if not abs(back - sent) <= sp.tolerance:
                     raise ControllerError(f"controller {self.name}: {q} setpoint read back {back:g}, "
                                           f"sent {sent:g} ({line!r})")
                 log.info("controller %s: %s setpoint %g sent and read back", self.name, q, sent)
+
+    async def _read_back(self, q: str, what: str) -> float:
+        sp = self._setpoints[q]
+        answer = await self._ask(sp.query, f"reading {what} back")
+        m = self._patterns[q].search(answer)
+        try:
+            back = float(m.group("value")) if m else None
+        except ValueError:
+            back = None
+        if back is None:
+            raise self._fail(f"reading {what} back", f"{sp.query!r} answered {answer!r}: no number")
+        return back
 
     async def set_running(self, on: bool) -> None:
         run = self.cfg.run
