@@ -34,13 +34,15 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """From `sim_t` on, approach (`temperature`, `humidity`) from (`t0`, `rh0`)."""
+    """From `sim_t` on, approach (`temperature`, `humidity`) from (`t0`, `rh0`); `control` is
+    the setpoint commanded (the approach goes to ambient instead while stopped)."""
 
     sim_t: float
     temperature: float
     humidity: float
     t0: float
     rh0: float
+    control: tuple[float, float] = (math.nan, math.nan)
 
 
 def _noise(seed: int, key: str, k: int) -> float:
@@ -90,7 +92,7 @@ class Chamber:
             self.running = running
         t_now, rh_now = self.mean_state(sim_t)
         target = self.control if self.running else self.ambient
-        self.commands.append(Command(sim_t, target[0], target[1], t_now, rh_now))
+        self.commands.append(Command(sim_t, target[0], target[1], t_now, rh_now, self.control))
 
     @property
     def ambient(self) -> tuple[float, float]:
@@ -108,8 +110,8 @@ class Chamber:
         return max(0.0, ((time.time() if now is None else now) - self.t0) * self.speed)
 
     def setpoint(self, sim_t: float) -> tuple[float, float]:
-        if self.control is not None and self._command_at(sim_t) is not None:
-            return self.control
+        if (c := self._command_at(sim_t)) is not None:
+            return c.control
         elapsed = 0.0
         for step in self.program:
             if sim_t < elapsed + step.duration_s:

@@ -124,3 +124,10 @@ def test_a_command_starts_a_first_order_approach_from_the_current_state() -> Non
     assert c.control == (25.0, 50.0)
     c.command(running=True, humidity=60.0, now=300.0)
     assert c.state(1e6) == pytest.approx((25.0, 60.0))
+
+
+def test_the_setpoint_of_each_instant_is_the_one_in_force_then() -> None:
+    c = quiet()
+    c.command(temperature=25.0, now=100.0)
+    c.command(humidity=60.0, running=False, now=200.0)
+    assert [c.setpoint(t) for t in (50.0, 150.0, 250.0)] == [(20.0, 50.0), (25.0, 50.0), (25.0, 60.0)]
