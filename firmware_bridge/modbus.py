@@ -15,7 +15,10 @@ Faults are switched on per unit while the server runs:
               (a CRC error on RTU, a wrong value or framing error on TCP)
 
 `ModbusServer` runs one pymodbus server for one or more units (several units share a
-serial line as they would on RS-485).
+serial line as they would on RS-485).  A request for a unit it does not serve is answered as a
+real device answers it: over TCP with the exception "gateway target device failed to respond"
+(0x0B), on a serial line not at all (another unit on the bus may be the one asked); one
+warning per unit id says so.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 
 from gateway.sources.modbus.decode import compile_decoder, encode_value
 
@@ -158,6 +163,38 @@ class _ListenFailed(Exception):
         self.error = error
 
 
+class _Units(SimCore):
+    """pymodbus' SimCore, refusing a unit it does not hold with NoSuchIdException - the error
+    its request handler answers (TCP: 0x0B) or ignores (serial) - where pymodbus 3.16 looks up
+    unit 0 and fails with a KeyError (a traceback in the log, and "device failure" on the wire)."""
+
+    def __init__(self, devices: list[SimDevice], where: Callable[[], str]) -> None:
+        super().__init__(devices)
+        self._where = where
+        self._warned: set[int] = set()
+
+    def _check(self, device_id: int) -> None:
+        if device_id not in self.devices:
+            if device_id not in self._warned:
+                self._warned.add(device_id)
+                where = self._where()
+                log.warning("%s: a request for unit %d, which is not served here (units %s): %s", where,
+                            device_id, ", ".join(map(str, sorted(self.devices))),
+                            "not answered, as on a shared serial line" if where.startswith("/")
+                            else "answered with exception 0x0B, gateway target device failed to respond")
+            raise NoSuchIdException(f"unit {device_id}")
+
+    async def async_getValues(self, device_id: int, func_code: int, address: int,
+                              count: int = 1) -> list[int] | list[bool] | ExcCodes:
+        self._check(device_id)
+        return await super().async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(self, device_id: int, func_code: int, address: int,
+                              values: list[int] | list[bool]) -> ExcCodes | None:
+        self._check(device_id)
+        return await super().async_setValues(device_id, func_code, address, values)
+
+
 class ModbusServer:
     """`async with ModbusServer(images).tcp() as srv: srv.port ...` or `.rtu("/tmp/ttyA")`."""
 
@@ -232,6 +269,8 @@ class ModbusServer:
         else:
             server = ModbusSerialServer(devices, framer=FramerType.RTU, trace_packet=self._trace,
                                         ignore_missing_devices=True, **opts)
+        server.context = _Units(devices, lambda: str(opts["port"]) if kind == "rtu"
+                                else f"{opts['host']}:{self.port}")
         # pymodbus logs why it cannot listen and raises a bare RuntimeError: take the reason
         # (the OSError of the bind or of opening the port) before it does.
         create = getattr(server, "call_create", None)

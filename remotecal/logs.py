@@ -6,7 +6,10 @@ journald stamps each line itself, and each line starts with its syslog priority 
 `<4>` warning, `<6>` info, `<7>` debug; sd-daemon(3)), which journald takes off and keeps as
 the entry's priority: `journalctl -u remotecal-gateway@lab1 -p warning` shows the warnings and
 errors only.  Every line of a multi-line record (a traceback) carries its record's priority.
-The libraries' chatter (httpx, pymodbus, asyncio) is kept to warnings.
+The libraries' chatter (httpx, asyncio) is kept to warnings, and pymodbus says nothing at any
+level: its lines are per request ("No response received ..." at every poll of a silent device,
+hex dumps of the last frames appended, "Repeating....") where remotecal logs a device's state
+once per change (gateway.sources.modbus, firmware_bridge.modbus).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from datetime import UTC, datetime
 
 __all__ = ["error_prefix", "setup_logging"]
 
-_NOISY = ("httpx", "httpcore", "pymodbus", "asyncio")
+_NOISY = ("httpx", "httpcore", "asyncio")
+_SILENT = ("pymodbus",)
 
 
 class _UTCFormatter(logging.Formatter):
@@ -72,3 +76,5 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for silent in _SILENT:
+        logging.getLogger(silent).setLevel(logging.CRITICAL + 1)

@@ -192,7 +192,8 @@ class _Link:
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             if code in _GATEWAY_CODES:
-                raise LinkDown(f"gateway says: {EXCEPTION_NAMES[code]}")
+                raise LinkDown(f"unit {kwargs.get('device_id')} does not answer there - the server says: "
+                               f"{EXCEPTION_NAMES[code]} (exception {code}; is unit_id right?)")
             raise Refused(code)
         return rr
 
