@@ -11,6 +11,8 @@
                      every reading is tagged with the run going on (`RunEngine.run_tag`,
                      else `[gateway] run`) as it enters the journal, and the step's
                      references are fed to its stability trackers
+    run control      `run.start` ... `run.status` on the control socket, and with `[control]`
+                     the institute's signed commands from the central broker (gateway.control)
 
 SIGTERM/SIGINT: the sources stop first (unacknowledged MQTT messages stay with the
 broker), the journal commits what it holds, the sinks drain for `shutdown_grace`
@@ -30,6 +32,7 @@ from typing import Any
 
 from gateway import registry
 from gateway.config import GatewayConfig
+from gateway.control import serve_control
 from gateway.controllers import build_controllers
 from gateway.delivery import DeliveryRunner
 from gateway.errors import JournalError, JournalFull
@@ -38,7 +41,7 @@ from gateway.localcontrol import LocalControl
 from gateway.plugin import SinkContext, Tags
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading
-from gateway.run import RunEngine
+from gateway.run import NotAllowed, RunEngine
 from gateway.sdnotify import notify, watchdog_period
 from gateway.sinks import Sink
 from gateway.sources import Rejected, Source
@@ -106,6 +109,10 @@ class Gateway:
         self._sources_done = asyncio.Event()
         self.control = LocalControl(g.data_dir)
         self.control.register("status", self._status_op)
+        # run control: run.start ... run.status on the control socket; with [control], signed
+        # commands from the institute through the central broker (gateway.control)
+        self.run_control, self.remote_control = serve_control(
+            cfg, self.journal, self.control, self.run_engine, not_allowed=(NotAllowed,))
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -205,6 +212,8 @@ class Gateway:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
                 if self.run_engine is not None:
                     tg.create_task(self.run_engine.serve(self._stop), name="run")
+                if self.remote_control is not None:
+                    tg.create_task(self.remote_control.run(self._stop), name="run-control")
                 tg.create_task(self._sources(), name="sources")
                 tg.create_task(self._periodic(self._health, g.health_interval), name="health")
                 tg.create_task(self._periodic(self._housekeeping, 600.0), name="housekeeping")

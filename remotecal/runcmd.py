@@ -135,12 +135,12 @@ def _remote(args: argparse.Namespace, procedure: dict[str, str]) -> Callable[[],
 
 
 def _local(args: argparse.Namespace, procedure: dict[str, str]) -> Callable[[], int]:
-    from gateway.config import load_config
+    from gateway.config import load_gateway_section
     from gateway.control.config import default_actor
     from gateway.localcontrol import ControlRefused, request_sync
 
-    cfg = load_config(args.config)
-    g = cfg.gateway
+    # only [gateway]: where the socket is - the operator's shell needs none of the service's secrets
+    g = load_gateway_section(args.config)
     who = f"{g.site}/{g.id}"
     fields = _fields(args, args.actor or default_actor(), procedure)
 
