@@ -19,8 +19,9 @@ from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, Vali
 from pydantic_core import core_schema
 
 __all__ = [
-    "SERIAL_OPTIONS", "Duration", "PositiveDuration", "Secret", "Size", "check_host_port", "check_influx_url",
-    "check_password", "check_serial_url", "check_token", "parse_duration", "parse_size", "serial_settings",
+    "SERIAL_OPTIONS", "Duration", "PositiveDuration", "Secret", "Size", "check_encoding", "check_host_port",
+    "check_influx_url", "check_line_url", "check_modbus_url", "check_password", "check_serial_url",
+    "check_token", "parse_duration", "parse_size", "serial_settings",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -92,6 +93,43 @@ def check_serial_url(parts: SplitResult) -> None:
     for key in ("baudrate", "stopbits", "bytesize"):
         if key in query and not query[key][0].isdigit():
             raise ValueError(f"{key} must be a whole number")
+
+
+def check_modbus_url(v: str) -> str:
+    """A Modbus device's address: tcp://host:port or rtu:///dev/ttyX?baudrate=... (sources and
+    controllers)."""
+    parts = urlsplit(v)
+    if parts.scheme == "tcp":
+        check_host_port(parts)
+    elif parts.scheme == "rtu":
+        check_serial_url(parts)
+    else:
+        raise ValueError("expected tcp://host:port or rtu:///dev/ttyX?baudrate=...")
+    return v
+
+
+def check_line_url(v: str) -> str:
+    """A line-oriented instrument's address: tcp://host:port (a port required) or
+    serial:///dev/ttyX?baudrate=... (the instrument source, the SCPI controller)."""
+    parts = urlsplit(v)
+    if parts.scheme == "tcp":
+        check_host_port(parts)
+        if parts.port is None:
+            raise ValueError("a tcp:// URL needs a port, e.g. tcp://192.0.2.10:5025")
+    elif parts.scheme == "serial":
+        check_serial_url(parts)
+    else:
+        raise ValueError("expected tcp://host:port or serial:///dev/ttyX?baudrate=9600")
+    return v
+
+
+def check_encoding(v: str) -> str:
+    """A text encoding Python knows."""
+    try:
+        "".encode(v)
+    except LookupError:
+        raise ValueError(f"unknown encoding {v!r}") from None
+    return v
 
 
 def serial_settings(url: str, baudrate: int) -> tuple[str, dict[str, int | str]]:

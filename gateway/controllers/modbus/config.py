@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_host_port, check_serial_url
+from gateway.config_types import Duration, PositiveDuration, check_modbus_url
 from gateway.sources.modbus.config import REGISTER_WIDTH
 
 __all__ = ["ModbusControllerConfig", "RunConfig", "SetpointConfig"]
@@ -94,17 +93,7 @@ class ModbusControllerConfig(_Strict):
     setpoints: list[SetpointConfig] = Field(min_length=1)
     run: RunConfig | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme == "tcp":
-            check_host_port(parts)
-        elif parts.scheme == "rtu":
-            check_serial_url(parts)
-        else:
-            raise ValueError("expected tcp://host:port or rtu:///dev/ttyX?baudrate=...")
-        return v
+    _url = field_validator("url")(check_modbus_url)
 
     @model_validator(mode="after")
     def _check(self) -> ModbusControllerConfig:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_host_port, check_serial_url
+from gateway.config_types import Duration, PositiveDuration, check_encoding, check_line_url
 from gateway.config_types import serial_settings as _serial_settings
 from gateway.quantities import ChannelSchema
 
@@ -66,28 +65,8 @@ class InstrumentSourceConfig(_Strict):
     encoding: str = "ascii"
     channels: list[InstrumentChannelConfig] = Field(min_length=1)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme == "tcp":
-            check_host_port(parts)
-            if parts.port is None:
-                raise ValueError("a tcp:// URL needs a port, e.g. tcp://192.0.2.10:5025")
-        elif parts.scheme == "serial":
-            check_serial_url(parts)
-        else:
-            raise ValueError("expected tcp://host:port or serial:///dev/ttyX?baudrate=9600")
-        return v
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding(cls, v: str) -> str:
-        try:
-            "".encode(v)
-        except LookupError:
-            raise ValueError(f"unknown encoding {v!r}") from None
-        return v
+    _url = field_validator("url")(check_line_url)
+    _encoding = field_validator("encoding")(check_encoding)
 
     @model_validator(mode="after")
     def _check(self) -> InstrumentSourceConfig:

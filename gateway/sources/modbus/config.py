@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_host_port, check_serial_url
+from gateway.config_types import Duration, PositiveDuration, check_modbus_url
 from gateway.quantities import ChannelSchema
 
 __all__ = ["REGISTER_WIDTH", "ModbusSourceConfig", "RegisterConfig"]
@@ -46,17 +45,7 @@ class ModbusSourceConfig(_Strict):
     )
     registers: list[RegisterConfig] = Field(min_length=1)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme == "tcp":
-            check_host_port(parts)
-        elif parts.scheme == "rtu":
-            check_serial_url(parts)
-        else:
-            raise ValueError("expected tcp://host:port or rtu:///dev/ttyX?baudrate=...")
-        return v
+    _url = field_validator("url")(check_modbus_url)
 
     @model_validator(mode="after")
     def _unique_channels(self) -> ModbusSourceConfig:
