@@ -31,7 +31,8 @@ from tests.servers.mosquitto import Mosquitto
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 # What gateway.ingest subscribes to, and where gateway.sinks.mqtt publishes (MQTT 5 both).
 INGEST_FILTER = "$share/remotecal-ingest/remotecal/v1/+/+/readings"
-PASSWORDS = {"ingest": "ingest-secret", "lab1.gw01": "gw-one-secret", "lab2.gw01": "gw-two-secret"}
+PASSWORDS = {"ingest": "ingest-secret", "lab1.gw01": "gw-one-secret", "lab2.gw01": "gw-two-secret",
+             "control": "control-secret"}
 
 pytestmark = [
     pytest.mark.integration,
@@ -96,6 +97,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, P
     passwd = work / "remotecal.passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "ingest", PASSWORDS["ingest"]],
                    check=True, capture_output=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "control", PASSWORDS["control"]],  # deploy/README.md
+                   check=True, capture_output=True)
     env = {**os.environ, "MOSQUITTO_PASSWD": str(passwd), "MOSQUITTO_ACL": str(acl)}
     for user in ("lab1.gw01", "lab2.gw01"):
         site, gateway = user.split(".")
@@ -144,6 +147,11 @@ class Client:
 
     def publish(self, topic: str) -> None:
         self.mqtt.publish(topic, b'{"t": 23.4}', qos=1).wait_for_publish(10)
+
+    def subscribe_many(self, *topics: str) -> None:
+        for t in topics:
+            self._subscribed.clear()
+            self.subscribe(t)
 
     def received(self, wait_for: str | None = None, timeout: float = 10.0) -> list[str]:
         """Every topic received so far, waiting up to `timeout` s for `wait_for` to be among them."""
@@ -209,3 +217,28 @@ def test_queue_limits_hold_hours_of_backlog() -> None:
     assert int(values["max_queued_bytes"]) >= messages * 1024
     assert re.search(r"^allow_anonymous false$", conf, re.M)
     assert re.search(r"^persistence true$", conf, re.M)
+
+
+def test_the_institutes_control_account_reaches_commands_and_answers_only(broker: tuple[Broker, Path]) -> None:
+    """The ACL's `user control` (remote run control, deploy/README.md): it may send any gateway
+    a command and read every answer, and nothing else; a gateway takes its own commands only."""
+    control = Client(broker, "control", "control", PASSWORDS["control"])
+    gw = Client(broker, "lab1-gw01", "lab1.gw01", PASSWORDS["lab1.gw01"])
+    other = Client(broker, "lab2-gw01", "lab2.gw01", PASSWORDS["lab2.gw01"])
+    try:
+        assert not (control.refused or gw.refused or other.refused)
+        gw.subscribe("remotecal/v1/lab1/gw01/control/command")
+        other.subscribe("remotecal/v1/+/+/control/command")  # may ask; gets only its own
+        control.subscribe_many("remotecal/v1/+/+/control/answer", "remotecal/v1/+/+/readings")
+        control.publish("remotecal/v1/lab1/gw01/control/command")
+        assert gw.received(wait_for="remotecal/v1/lab1/gw01/control/command") == [
+            "remotecal/v1/lab1/gw01/control/command"]
+        assert other.received() == []
+        control.publish("remotecal/v1/lab1/gw01/readings")  # not a gateway: denied
+        gw.publish("remotecal/v1/lab1/gw01/readings")  # readings are not the control account's
+        gw.publish("remotecal/v1/lab1/gw01/control/answer")
+        assert control.received(wait_for="remotecal/v1/lab1/gw01/control/answer") == [
+            "remotecal/v1/lab1/gw01/control/answer"]
+    finally:
+        for c in (control, gw, other):
+            c.close()
