@@ -53,6 +53,16 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
                  b"DEMO-THR-0001", b"DEMO-MQTT-0002", b"DEMO-MQTT-0003"):
         assert text in xml, text
     assert not any(w in proc.stderr for w in ("[certificate]", "[items.", "items: channel")), proc.stderr[-2000:]
+    # ... each reference standard with its certificate, the ambient conditions of the room and
+    # the laboratory's CMC: nothing "not stated", no CMC warning, no warning at all.
+    for text in (b"DEMO-CAL-T-0001", b"DEMO-CAL-RH-0002", b"DEMO-PT100-0001", b"basic_temperature",
+                 b"basic_humidityRelative"):
+        assert text in xml, text
+    assert b"not stated" not in xml
+    assert "WARNING" not in proc.stderr and "cmc" not in proc.stderr.lower(), proc.stderr[-2000:]
+    assert "No expanded uncertainty stated here is smaller than the calibration" in report
+    # The live display's last line ends with a newline (stderr is a pipe here, not a terminal).
+    assert proc.stderr.endswith("\n"), proc.stderr[-200:]
 
 
 def _corrections_match_the_truth(out: Path) -> None:

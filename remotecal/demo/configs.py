@@ -4,7 +4,8 @@ the pipeline.toml with the demo's stability criteria scaled to its compressed ti
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ def gateway_config(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path
     """The demo gateway's site config: every source and sink as a user would write them."""
     modbus = [("ref", 1, "generic-pt100", "reference", ["t"]),
               ("refh", 2, "generic-thr", "reference", ["rh"]),
-              ("dut1", 3, "generic-thr", "dut", ["t", "rh"])]
+              ("dut1", 3, "generic-thr", "dut", ["t", "rh"]),
+              ("amb", 4, "generic-thr", "chamber", ["t", "rh"])]  # the room (no role "ambient")
     fields = [{"path": q, "channel": f"{{1}}-{q}", "quantity": quantity, "unit": unit, "role": "dut"}
               for q, quantity, unit in (("t", "temperature", "degC"), ("rh", "relative_humidity", "%rh"))]
     sinks: dict[str, Any] = {"local": [{"name": "local", "path": store, "flush_interval": "250ms"}]}
@@ -103,11 +105,20 @@ def pipeline_config(plan: DemoPlan, store: Path) -> dict[str, Any]:
              "stability": stability(MAX_STD_RH, MAX_SLOPE_RH),
              "uncertainty": {"reference_drift": 0.3, "dut_resolution": 0.1, "chamber_inhomogeneity": 0.5}},
         ],
-        "reference_certificate": {
-            "ref-t": {"points": [[t, 0.05, 0.02, 2.0] for t in (10.0, 20.0, 30.0, 40.0)]},
-            "refh-rh": {"points": [[rh, -0.5, 0.8, 2.0] for rh in (10.0, 50.0, 90.0)]},
+        # The reference standards with their certificates (invented numbers: a demo), so the
+        # certificate states each one's identity and traceability.
+        "references": {
+            "ref-t": _reference("virtual Pt100 transmitter (profile generic-pt100)", "DEMO-PT100-0001",
+                                "DEMO-CAL-T-0001", [[t, 0.05, 0.02, 2.0] for t in (10.0, 20.0, 30.0, 40.0)]),
+            "refh-rh": _reference("virtual hygrometer (profile generic-thr)", "DEMO-THR-0002",
+                                  "DEMO-CAL-RH-0002", [[rh, -0.5, 0.8, 2.0] for rh in (10.0, 50.0, 90.0)]),
         },
         "uncertainty": {"reference_drift": 0.01, "dut_resolution": 0.01, "chamber_inhomogeneity": 0.03},
+        # The room around the chamber (unit 4 on the Modbus server): the ambient conditions.
+        "conditions": {"ambient_temperature": "amb-t", "ambient_humidity": "amb-rh"},
+        # The demo laboratory's calibration and measurement capability: no U is stated below it.
+        "cmc": {"temperature": [{"min": -40.0, "max": 90.0, "U": 0.02}],
+                "relative_humidity": [{"min": 5.0, "max": 95.0, "U": 0.5}]},
         # Who calibrated what for whom: certificate.xml states it (invented names: a demo).
         "certificate": {
             "laboratory": "remotecal demo laboratory", "laboratory_city": "Loopback",
@@ -122,6 +133,15 @@ def pipeline_config(plan: DemoPlan, store: Path) -> dict[str, Any]:
         # The readings are simulated and time-compressed: report.html and certificate.xml say so.
         "report": {"simulated": True, "time_compression": _g(k)},
     }
+
+
+def _reference(model: str, serial: str, certificate: str, points: list[list[float]]) -> dict[str, Any]:
+    """A demo reference standard: calibrated 100 days ago, due in 265 days (the demo runs now)."""
+    today = datetime.now(UTC).date()
+    return {"manufacturer": "remotecal firmware_bridge", "model": model, "serial": serial,
+            "certificate": certificate, "laboratory": "remotecal demo reference laboratory",
+            "calibration_date": today - timedelta(days=100), "due_date": today + timedelta(days=265),
+            "certificate_sha256": hashlib.sha256(certificate.encode()).hexdigest(), "points": points}
 
 
 def pipeline_config_text(plan: DemoPlan, store: Path) -> str:

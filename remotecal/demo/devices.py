@@ -9,7 +9,7 @@ from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import load_profile
 
-__all__ = ["DEVICE_IDENTITIES", "instruments", "nodes"]
+__all__ = ["AMBIENT", "DEVICE_IDENTITIES", "instruments", "nodes"]
 
 DEVICE_IDENTITIES = {
     "dut1": ("virtual thermo-hygrometer (profile generic-thr) on Modbus TCP", "DEMO-THR-0001"),
@@ -18,9 +18,14 @@ DEVICE_IDENTITIES = {
 }
 """Each DUT's model and serial number, as its certificate states them ([items.<channel>])."""
 
+AMBIENT = (22.5, 41.0)
+"""The room's temperature [degC] and relative humidity [%rh] (unit 4 on the Modbus server)."""
+
+
 def instruments(chamber: Chamber) -> list[VirtualInstrument]:
     """Reference thermometer (reads 0.05 K low, as its certificate says), reference hygrometer
-    (reads 0.5 %rh high) and DUT1 (+0.3 K + 0.4 % of reading, -1.5 %rh) on one Modbus server."""
+    (reads 0.5 %rh high), DUT1 (+0.3 K + 0.4 % of reading, -1.5 %rh) and the room's
+    thermo-hygrometer (the ambient conditions) on one Modbus server."""
     return [
         VirtualInstrument(chamber, load_profile("generic-pt100"), unit_id=1,
                           sensors={"temperature": Sensor("ref-t", error=[-0.05], noise=0.003, seed=1)}),
@@ -29,6 +34,13 @@ def instruments(chamber: Chamber) -> list[VirtualInstrument]:
         VirtualInstrument(chamber, load_profile("generic-thr"), unit_id=3,
                           sensors={"temperature": _dut_sensor("dut1-t", [0.3, 0.004], 3),
                                    "relative_humidity": _dut_sensor("dut1-rh", [-1.5], 4)}),
+        # The laboratory's room around the chamber: the ambient conditions the certificate states.
+        VirtualInstrument(Chamber([], start_temperature=AMBIENT[0], start_humidity=AMBIENT[1], tau_s=1.0,
+                                  oscillation=0.05, oscillation_period_s=1800.0, noise=0.01,
+                                  speed=chamber.speed, seed=5),
+                          load_profile("generic-thr"), unit_id=4,
+                          sensors={"temperature": Sensor("amb-t", noise=0.01, resolution=0.01, seed=5),
+                                   "relative_humidity": Sensor("amb-rh", noise=0.1, resolution=0.1, seed=6)}),
     ]
 
 
