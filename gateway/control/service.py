@@ -11,9 +11,9 @@ command log (`gateway.journal.control`) and one `run_event` point (fields `comma
 `accepted`, `refusal`, `reason`, `actor`, `origin`, and `seq` for a remote one); a refused
 `status` is recorded too (a forged one is worth knowing about), an accepted one is not.
 
-The customer keeps control: a local `abort` is carried out at once, without waiting for a
-remote command in progress, and an aborted run takes no remote `resume` (the engine refuses
-it: aborted is final).  Commands are carried out one at a time otherwise, in arrival order.
+The customer keeps control: a local `abort` does not queue behind remote commands waiting their
+turn (the engine still finishes a setpoint write in progress first), and an aborted run takes
+no remote `resume` (the engine refuses it: aborted is final).  Commands are carried out one at a time otherwise, in arrival order.
 No command, however malformed, and no failure of the engine ends the gateway: it is refused
 as `failed` with the error, and logged.
 """
@@ -318,7 +318,7 @@ class ControlService:
         procedure_sha256: str | None,
         local: bool,
     ) -> dict[str, Any]:
-        if command == "abort" and local:  # the site's abort waits for nothing
+        if command == "abort" and local:  # the site's abort queues behind no remote command
             return await self._engine(command, actor, run, reason, procedure, procedure_sha256, local)
         async with self._one_at_a_time:
             return await self._engine(command, actor, run, reason, procedure, procedure_sha256, local)
