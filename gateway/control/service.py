@@ -13,7 +13,8 @@ command log (`gateway.journal.control`) and one `run_event` point (fields `comma
 
 The customer keeps control: a local `abort` does not queue behind remote commands waiting their
 turn (the engine still finishes a setpoint write in progress first), and an aborted run takes
-no remote `resume` (the engine refuses it: aborted is final).  Commands are carried out one at a time otherwise, in arrival order.
+no remote `resume` (the engine refuses it: aborted is final).  Commands are carried out one
+at a time otherwise, in arrival order.
 No command, however malformed, and no failure of the engine ends the gateway: it is refused
 as `failed` with the error, and logged.
 """
