@@ -156,6 +156,9 @@ class SourceConfig(_Strict):
     """Only the readings of this site (InfluxDB tag `site`)."""
     gateway: str | None = Field(default=None, min_length=1)
     """Only the readings of this gateway (InfluxDB tag `gateway`)."""
+    live_windows: bool = True
+    """Use the windows a remote run recorded live at the edge (measurement `run_window`) as the
+    calibration points of their reference channels; false: the pipeline's own detection only."""
     quiet_s: float = Field(default=600.0, ge=0)
     """A run without an [run] end in the past whose newest reading is younger than this [s] is
     still recording: `pipeline run` refuses it (or, with --provisional, marks it provisional)."""

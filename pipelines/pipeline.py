@@ -86,7 +86,7 @@ def run_pipeline(
     from pipelines.config import load_pipeline_config
     from pipelines.results import write_corrections_csv, write_points
     from pipelines.run import compute
-    from pipelines.source import load_run
+    from pipelines.source import live_windows, load_run
 
     cfg = load_pipeline_config(config)
     data = load_run(cfg)
@@ -94,7 +94,8 @@ def run_pipeline(
         raise _no_readings(cfg)
     origins = _origins(cfg)
     provisional = _still_recording(cfg, origins, provisional)
-    results = compute(cfg, data)
+    # a remote run's windows recorded live are its calibration points (SPEC section 8)
+    results = compute(cfg, data, live_windows=live_windows(cfg) or None)
     out = Path(out_dir)
     if not results:
         raise _no_calibration_point(cfg, data, Path(config), out)

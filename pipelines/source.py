@@ -20,6 +20,11 @@ token); it needs a server that speaks InfluxQL.
 newest reading (a run spanning several is named, and a run still recording is recognised);
 `known_runs` lists the runs a source holds (for a run id that has no readings).
 
+`live_windows` reads the stable windows a remote run recorded at the edge (measurement
+`run_window`, README "Remote runs": tag `channel`, fields `start` and `end` in ns), by
+channel, for `pipelines.run.compute(live_windows=...)`: the calibration points are then the
+ones the engineer saw accepted live.
+
 While a long read goes on (more than ``PROGRESS_AFTER_S``), a progress display (rich) on
 stderr shows the readings and series read so far, their rate and the time elapsed; the
 answer is streamed without a total, so the bar pulses rather than fills.  Only when stderr
@@ -52,6 +57,7 @@ __all__ = [
     "influx_client",
     "influxql_string",
     "known_runs",
+    "live_windows",
     "load_run",
     "query_readings",
     "read_local",
@@ -406,6 +412,51 @@ def known_runs(cfg: PipelineConfig) -> list[str]:
         series = _influx_series(cfg, f'SHOW TAG VALUES FROM {_measurement(cfg)} WITH KEY = "run"')
         return sorted({str(v[1]) for s in series for v in s.get("values", [])})
     return sorted(str(r[0]) for r in _local(cfg, "SELECT DISTINCT run FROM reading", ()))
+
+
+Windows = dict[str, list[tuple[float, float]]]
+
+
+def live_windows(cfg: PipelineConfig) -> Windows:
+    """The run's live windows (`run_window` points within the run's bounds and [source]
+    filters) by channel, as (start, end) [s since the epoch], in time order; {} when the run
+    recorded none (not a remote run, or `[source] live_windows = false`)."""
+    if not cfg.source.live_windows:
+        return {}
+    out: Windows = {}
+    if cfg.source.kind == "influxdb":
+        measurement = _identifier("run_window")
+        if cfg.source.retention_policy:
+            measurement = f"{_identifier(cfg.source.retention_policy)}.{measurement}"
+        q = f'SELECT "start", "end" FROM {measurement} WHERE {_readings_condition(cfg)} GROUP BY "channel"'
+        for s in _influx_series(cfg, q):
+            channel = s.get("tags", {}).get("channel", "")
+            cols = s["columns"]
+            i0, i1 = cols.index("start"), cols.index("end")
+            out.setdefault(channel, []).extend((int(v[i0]) / 1e9, int(v[i1]) / 1e9)
+                                               for v in s.get("values") or []
+                                               if v[i0] is not None and v[i1] is not None)
+    else:
+        start, end = _ns(cfg.run.start), _ns(cfg.run.end)
+        try:
+            rows = _local(cfg, "SELECT site, gateway, tags, fields FROM point WHERE measurement = "
+                               "'run_window' AND run = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns",
+                          (cfg.run.id, -(2**63) if start is None else start,
+                           2**63 - 1 if end is None else end))
+        except RemotecalError as exc:
+            if "no such table" in str(exc):  # a store written before points existed
+                return {}
+            raise
+        for site, gw, tags, fields in rows:
+            if (cfg.source.site is not None and site != cfg.source.site) or \
+                    (cfg.source.gateway is not None and gw != cfg.source.gateway):
+                continue
+            f = json.loads(fields)
+            out.setdefault(json.loads(tags).get("channel", ""), []).append((f["start"] / 1e9, f["end"] / 1e9))
+    for channel, windows in out.items():
+        windows.sort()
+        log.info("run %s: %d window(s) of %s recorded live", cfg.run.id, len(windows), channel)
+    return out
 
 
 def load_run(cfg: PipelineConfig) -> dict[str, ChannelData]:

@@ -4,6 +4,7 @@ issue 15 section 3), and the pipeline says where its own detection disagrees."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,3 +56,30 @@ def test_window_helpers() -> None:
     t = np.arange(0.0, 100.0)
     assert windows_to_plateaus(t, [(10.0, 19.0), (50.5, 50.7), (30.0, 39.5)]) == [(10, 20), (30, 40)]
     assert window_disagreements(t, [(10, 20)], [(10, 20)], 1.0) == []
+
+
+async def test_windows_recorded_live_are_read_back_from_the_local_store(tmp_path: Path) -> None:
+    """The gateway's run_window points, through the local store's sink, are what the pipeline
+    reads as the run's live windows (by channel, in seconds, exact); other runs' and other
+    measurements' points are not."""
+    from gateway.reading import Point
+    from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
+    from pipelines.source import live_windows
+
+    def window(run: str, channel: str, start: int, end: int, measurement: str = "run_window") -> Point:
+        return Point(measurement, "lab1", "gw01", run, end, {"step": 0, "start": start, "end": end, "n": 5},
+                     (("channel", channel),))
+
+    t0 = 1_800_000_000_123_456_789
+    sink = LocalStoreSink(LocalStoreConfig(path=tmp_path / "store.db"))
+    await sink.write([window("RC-1", "ref-t", t0 + 600 * 10**9, t0 + 900 * 10**9), window("RC-1", "ref-t", t0, t0 + 300),
+                      window("RC-1", "ref-rh", t0, t0 + 10**9), window("RC-2", "ref-t", t0, t0 + 5),
+                      window("RC-1", "ref-t", t0, t0 + 7, "run_event")])
+    await sink.aclose()
+    doc = {**BASE, "reference_certificate": {"ref-t": {"points": CERT}}, "run": {"id": "RC-1"},
+           "source": {"kind": "local", "path": str(tmp_path / "store.db")}}
+    cfg = parse_pipeline_config(doc)
+    assert live_windows(cfg) == {"ref-t": [(t0 / 1e9, (t0 + 300) / 1e9), ((t0 + 600 * 10**9) / 1e9, (t0 + 900 * 10**9) / 1e9)],
+                                 "ref-rh": [(t0 / 1e9, (t0 + 10**9) / 1e9)]}
+    doc["source"] = {**doc["source"], "live_windows": False}
+    assert live_windows(parse_pipeline_config(doc)) == {}

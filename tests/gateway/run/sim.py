@@ -1,9 +1,10 @@
 """A chamber simulated over MQTT for the run engine's end-to-end tests, and a gateway process
 that knows its controller.
 
-    ChamberSim     (the test's process) a reference thermometer in a first-order chamber: it
-                   follows the setpoint retained on `<topic>/temperature` and publishes
-                   `{"t": value, "ts": ms}` on `sim/ref/state` at `rate` Hz, QoS 1
+    ChamberSim     (the test's process) a reference thermometer and a DUT (+0.1 degC) in a
+                   first-order chamber: it follows the setpoint retained on
+                   `<topic>/temperature` and publishes `{"t": value, "ts": ms}` on
+                   `sim/ref/state` and `sim/dut/state` at `rate` Hz, QoS 1
     mqttsim        a controller kind (`[[controllers.mqttsim]]`): writes each setpoint as a
                    retained message on `<topic>/<quantity>`; `read_back` makes a written value
                    read back as another (ControllerError, like a real controller's mismatch)
@@ -93,6 +94,9 @@ class ChamberSim(threading.Thread):
         self.value = self.target = start
         self.wobble = wobble
         self.sent: list[tuple[int, float]] = []
+        """(ts [ms], value) of the reference readings acknowledged by the broker."""
+        self.dut_sent: list[tuple[int, float]] = []
+        self.dut_error = 0.1
         self.error: BaseException | None = None
         self._halt = threading.Event()
         self._rng = random.Random(7)
@@ -113,11 +117,15 @@ class ChamberSim(threading.Thread):
                 ts = time.time_ns() // 10**6
                 v = round(self.value + self._rng.gauss(0, self.noise)
                           + self.wobble * math.sin(2 * math.pi * ts / 1000 / 3), 5)
-                info = client.publish("sim/ref/state", json.dumps({"t": v, "ts": ts}), qos=1)
-                info.wait_for_publish(30)
-                if not info.is_published():
-                    raise TimeoutError("the broker did not acknowledge a reading")
+                dut = round(v + self.dut_error + self._rng.gauss(0, self.noise), 5)
+                infos = [client.publish("sim/ref/state", json.dumps({"t": v, "ts": ts}), qos=1),
+                         client.publish("sim/dut/state", json.dumps({"t": dut, "ts": ts}), qos=1)]
+                for info in infos:
+                    info.wait_for_publish(30)
+                    if not info.is_published():
+                        raise TimeoutError("the broker did not acknowledge a reading")
                 self.sent.append((ts, v))
+                self.dut_sent.append((ts, dut))
                 k += 1
                 time.sleep(max(0.0, t0 + k * period - time.monotonic()))
             client.disconnect()
@@ -140,9 +148,12 @@ def site_config(data_dir: Path, port: int, influx_url: str, *, read_back: dict[s
                     "health_interval": "1s", "shutdown_grace": "10s"},
         "sources": {"mqtt": [{"name": "broker", "url": f"mqtt://127.0.0.1:{port}", "reconnect_min": "100ms",
                               "reconnect_max": "1s", "topics": [
-                                  {"topic": "sim/+/state", "format": "json", "time_path": "ts", "fields": [
-                                      {"path": "t", "channel": "{1}-t", "quantity": "temperature", "unit": "degC",
-                                       "role": "reference"}]}]}]},
+                                  {"topic": "sim/ref/state", "format": "json", "time_path": "ts", "fields": [
+                                      {"path": "t", "channel": "ref-t", "quantity": "temperature", "unit": "degC",
+                                       "role": "reference"}]},
+                                  {"topic": "sim/dut/state", "format": "json", "time_path": "ts", "fields": [
+                                      {"path": "t", "channel": "dut-t", "quantity": "temperature", "unit": "degC",
+                                       "role": "dut"}]}]}]},
         "sinks": {"influxdb": [{"name": "influx", "url": influx_url, "api": "v1", "database": "calibration",
                                 "flush_interval": "100ms", "max_retry_interval": "1s"}]},
         "controllers": {"mqttsim": [{"name": "chamber", "port": port, "read_back": read_back or {}}]},

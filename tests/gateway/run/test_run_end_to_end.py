@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 
 from gateway.localcontrol import GatewayNotRunning, request_sync
+from pipelines.config import parse_pipeline_config
+from pipelines.run import compute
+from pipelines.source import live_windows, load_run
 from tests.gateway.harness import GatewayProcess
 from tests.gateway.run.sim import ChamberSim, procedure_text, site_config
 from tests.servers.influx import InfluxD
@@ -64,7 +67,7 @@ def start_gateway(tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD, **kw: 
     gw = SimGateway(tmp_path / "gw", site_config(data, mosquitto.port, influxd.url, **kw))
     gw.start()
     wait_until(lambda: status(data), 30, "the gateway's control socket", gw)
-    mosquitto.wait_subscribed("sim/+/state")
+    mosquitto.wait_subscribed("sim/dut/state")
     return gw, data
 
 
@@ -100,6 +103,8 @@ def test_a_run_killed_mid_step_resumes_that_step_and_loses_or_doubles_no_reading
         gw.kill()
     # every reading published reached InfluxDB exactly once, each with its sensor time
     rows = influxd.rows("SELECT value, run FROM reading WHERE channel = 'ref-t'", "calibration")
+    duts = influxd.rows("SELECT value FROM reading WHERE channel = 'dut-t'", "calibration")
+    assert sorted(r["value"] for r in duts) == sorted(v for _, v in chamber.dut_sent)
     assert len(rows) == published, "lost or duplicated readings"
     assert sorted(r["value"] for r in rows) == sorted(v for _, v in chamber.sent)
     # tagged with the run from its start to its end, [gateway] run outside
@@ -121,6 +126,24 @@ def test_a_run_killed_mid_step_resumes_that_step_and_loses_or_doubles_no_reading
         assert w["end"] - w["start"] >= 2 * 10**9 and int(w["time"]) == w["end"]
         inside = [v for t, v in chamber.sent if w["start"] <= t * 10**6 <= w["end"]]
         assert len(inside) == w["n"]
+    # the pipeline takes the windows recorded live as its calibration points
+    cfg = parse_pipeline_config({
+        "run": {"id": "RC-E2E"},
+        "source": {"kind": "influxdb", "url": influxd.url, "database": "calibration", "write_results": False},
+        "stability": {"window_s": 1.0, "max_std": 0.01, "max_slope_per_min": 0.5},
+        "comparisons": [{"dut": "dut-t", "reference": "ref-t", "quantity": "temperature", "dut_settling": False}],
+        "uncertainty": {"reference_drift": 0.01, "dut_resolution": 0.01, "chamber_inhomogeneity": 0.03},
+        "reference_certificate": {"ref-t": {"points": [[10.0, 0.0, 0.02, 2.0], [40.0, 0.0, 0.02, 2.0]]}},
+    })
+    live = live_windows(cfg)
+    assert live == {"ref-t": [(w["start"] / 1e9, w["end"] / 1e9) for w in windows]}
+    points = compute(cfg, load_run(cfg), live_windows=live)
+    assert [(p.setpoint, p.n) for p in points] == [(20.0, windows[0]["n"]), (25.0, windows[1]["n"]),
+                                                   (30.0, windows[2]["n"])]
+    for p, w in zip(points, windows, strict=True):
+        assert (p.t_start_s, p.t_end_s) == (w["start"] / 1e9, w["end"] / 1e9)
+        assert p.reference_mean == pytest.approx(w["mean"], abs=1e-9)
+        assert p.correction == pytest.approx(-0.1, abs=0.005)
     print(f"\nrun end to end: {published} readings, {len(ev)} run events, resumed after SIGKILL in step 1")
 
 
