@@ -81,6 +81,8 @@ class DeviceImage:
     writable: dict[str, list[_Writable]] = field(default_factory=lambda: {"holding": [], "coil": []})
     writes: int = 0
     """Write requests accepted."""
+    functions: set[int] = field(default_factory=set)
+    """Function codes this unit does not implement (answered "illegal function")."""
 
     def on_write(self, kind: str, address: int, setter: Callable[[float], None], type: str = "uint16",
                  byte_order: str = "ABCD", scale: float = 1.0, offset: float = 0.0) -> None:
@@ -226,7 +228,7 @@ class ModbusServer:
                          registers: list[int], set_values: Any) -> ExcCodes | None:
             self.requests += 1
             kind = _KIND_OF_FUNCTION.get(function_code)
-            if kind is None:
+            if kind is None or function_code in image.functions:
                 return ExcCodes.ILLEGAL_FUNCTION
             if set_values is not None:  # read-only unless the image declares writable values
                 return image.write(kind, address, [int(v) for v in set_values])

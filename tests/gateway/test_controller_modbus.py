@@ -220,3 +220,22 @@ async def test_a_controller_that_takes_the_value_a_moment_later(confirm: float, 
                     await ctl.apply({"temperature": 25.0})
         finally:
             await ctl.close()
+
+
+async def test_write_multiple_for_a_device_without_function_6() -> None:
+    got: list[float] = []
+    image = DeviceImage(1, functions={6})  # answers "illegal function" to Write Single Register
+    image.on_write("holding", 0, got.append, "int16", scale=0.1)
+    async with ModbusServer([image]).tcp() as server:
+        setpoints = [{"quantity": "humidity", "address": 0, "type": "int16", "scale": 0.1}]
+        for multiple in (False, True):
+            ctl = ModbusController(_cfg(f"tcp://127.0.0.1:{server.port}", setpoints, write_multiple=multiple))
+            try:
+                if multiple:
+                    await ctl.apply({"humidity": 45.5})
+                else:
+                    with pytest.raises(ControllerError, match=r"exception 1 \(illegal function\)"):
+                        await ctl.apply({"humidity": 45.5})
+            finally:
+                await ctl.close()
+    assert got == [pytest.approx(45.5)]

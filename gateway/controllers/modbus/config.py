@@ -85,6 +85,9 @@ class ModbusControllerConfig(_Strict):
     url: str
     unit_id: int = Field(1, ge=0, le=247)
     timeout: PositiveDuration = 1.0
+    write_multiple: bool = False
+    """Write even a one-register value with function 16 (Write Multiple Registers), for a
+    device without function 6; false: 6 for one register, 16 for more."""
     confirm_timeout: Duration = 0.0
     """Read a setpoint back again (every 100 ms) up to this long until it matches, for a
     controller that takes a written value over a moment later; 0: one read."""

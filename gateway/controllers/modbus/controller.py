@@ -3,8 +3,9 @@
 A setpoint value becomes raw = (value - offset) / scale, rounded for the integer types
 (refused when out of the type's range), encoded with the type and byte order the Modbus
 source decodes (`gateway.sources.modbus.decode`), written (function 6 for one register, 16
-for more), read back (function 3) and decoded like a source reading: the value read back
-must be the value the written registers stand for (within `tolerance`).  A device that
+for more or with `write_multiple`), read back (function 3) and decoded like a source
+reading: the value read back must be the value the written registers stand for (within
+`tolerance`).  A device that
 clamps, rounds differently or ignores the write is caught there.  The run flag is a coil
 (function 5, read back with 1) or a holding register.
 
@@ -81,7 +82,8 @@ class ModbusController:
     async def _write(self, kind: str, address: int, words: list[int], what: str) -> None:
         for attempt in (1, 2):
             try:
-                await self.link.write(self.cfg.unit_id, kind, address, words)
+                await self.link.write(self.cfg.unit_id, kind, address, words,
+                                      multiple=self.cfg.write_multiple)
                 return
             except LinkDown as exc:
                 self.link.close()

@@ -146,15 +146,16 @@ class _Link:
                 if self.pause:
                     await asyncio.sleep(self.pause)
 
-    async def write(self, unit: int, kind: str, address: int, values: Sequence[int]) -> None:
-        """Write holding registers (one: function 6, more: 16) or a coil (function 5); raises
-        LinkDown or Refused.  A controller's link (gateway.controllers.modbus)."""
+    async def write(self, unit: int, kind: str, address: int, values: Sequence[int],
+                    multiple: bool = False) -> None:
+        """Write holding registers (one: function 6, more or `multiple`: 16) or a coil (function
+        5); raises LinkDown or Refused.  A controller's link (gateway.controllers.modbus)."""
         async with self.lock:
             try:
                 client = await self._connected()
                 if kind == "coil":
                     await self._call(client.write_coil, address, bool(values[0]), device_id=unit)
-                elif len(values) == 1:
+                elif len(values) == 1 and not multiple:
                     await self._call(client.write_register, address, int(values[0]), device_id=unit)
                 else:
                     words = [int(v) for v in values]
