@@ -58,18 +58,26 @@ import numpy.typing as npt
 
 from pipelines.config import ComparisonConfig, UncertaintyConfig
 from pipelines.humidity import Over, dew_point_to_rh, drh_dt, drh_dtd
-from pipelines.reference import Reference, ReferenceInfo, ReferenceSeries, apply_certificate, expired_at
+from pipelines.reference import (
+    CertificateCorrection,
+    Reference,
+    ReferenceInfo,
+    ReferenceSeries,
+    apply_certificate,
+    expired_at,
+)
 from pipelines.uncertainty import (
     Budget,
     Component,
     Contribution,
+    _centred,
+    _drift_half_width,
+    _temporal_instability,
+    _type_a_autocorrelated,
     budget_of,
     contribution_of,
-    drift_half_width,
     rectangular,
     resolution,
-    temporal_instability,
-    type_a_autocorrelated,
 )
 
 __all__ = ["POINT_SPECIFIC", "ReferenceEvaluation", "evaluate_reference", "fixed_rows", "is_common",
@@ -129,23 +137,29 @@ def _drift(name: str, ref: Reference, fallback: float | None, sensitivity: float
 def evaluate_reference(
     comparison: ComparisonConfig, references: dict[str, Reference], series: ReferenceSeries,
     unc: UncertaintyConfig, sel: npt.NDArray[np.intp] | slice, t_point_s: float,
+    certificate: tuple[CertificateCorrection, FloatArray] | None = None,
 ) -> ReferenceEvaluation:
     """The reference's corrected values at the samples ``sel`` and its budget components.
 
     ``t_point_s`` is when the point was measured, for the references' validity (the caller
-    refuses an expired one or allows it).
+    refuses an expired one or allows it).  ``certificate``: `apply_certificate` of a
+    single reference's indications at ``sel`` and those indications corrected, already
+    known (`pipelines.reference.StretchCorrections`).
     """
     if series.dew_point is None or series.air_temperature is None:
         ref = references[series.name]
         v = series.values[sel]
-        cc = apply_certificate(series.name, ref, v)
+        if certificate is None:
+            cc = apply_certificate(series.name, ref, v)
+            corrected = v + cc.correction
+        else:
+            cc, corrected = certificate
         mean_corr = float(cc.correction.mean())
         optional = [
             Component("reference calibration", "normal", u=cc.u, value=mean_corr, dof=cc.dof),
             rectangular("reference interpolation", cc.interpolation) if cc.interpolation > 0 else None,
             _drift("reference drift", ref, unc.reference_drift),
         ]
-        corrected = v + cc.correction
         return ReferenceEvaluation(
             corrected, mean_corr, tuple(c for c in optional if c is not None), {}, cc.extrapolated,
             float(corrected.mean()), expired_at(ref, t_point_s), tuple(r for r in (ref.info,) if r))
@@ -236,13 +250,19 @@ def point_budget(
     at most ``n_dut`` independent readings, the chamber's temporal instability from the
     corrected ``reference`` [unit], the DUT's short-term stability, the reference's rows and
     the fixed ones."""
-    a = type_a_autocorrelated("repeatability (Type A)", diff, max_n=max(n_dut, 2))
+    a, diff_mean = _type_a_autocorrelated("repeatability (Type A)", diff, max(n_dut, 2))
     n_eff = a.dof + 1.0
+    # temporal_instability(t_s, reference) and drift_half_width(t_s, diff, n_eff), t_s
+    # centred once for both and diff's mean the Type A's: the same operations, the same numbers
+    t = np.asarray(t_s, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    tc, sxx = _centred(t) if ref.size >= 2 or diff.size >= 3 else (t, 0.0)
+    instability = _temporal_instability(t, ref, tc, sxx) if ref.size >= 2 else 0.0
+    drift = _drift_half_width(t, diff, n_eff, tc, sxx, diff_mean) if diff.size >= 3 else 0.0
     rows = (
         contribution_of(a),
-        contribution_of(rectangular("chamber temporal instability", temporal_instability(t_s, reference))),
-        contribution_of(rectangular("DUT short-term stability", drift_half_width(t_s, diff, n_eff),
-                                    sensitivity=-1.0)),
+        contribution_of(rectangular("chamber temporal instability", instability)),
+        contribution_of(rectangular("DUT short-term stability", drift, sensitivity=-1.0)),
         *ev.rows,
         *fixed,
     )

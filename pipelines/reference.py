@@ -46,6 +46,7 @@ __all__ = [
     "Reference",
     "ReferenceInfo",
     "ReferenceSeries",
+    "StretchCorrections",
     "apply_certificate",
     "history_drift",
     "interpolate_onto",
@@ -199,7 +200,14 @@ def apply_certificate(
     ref = cert if isinstance(cert, Reference) else _short_form(channel, cert)
     x = np.asarray(indications, dtype=np.float64)
     rows = np.asarray(ref.rows, dtype=np.float64)
-    ind, corr, u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
+    correction, extrapolated = _corrections(channel, ref, rows, x)
+    return _at_mean(ref, rows, x, correction, extrapolated)
+
+
+def _corrections(channel: str, ref: Reference, rows: FloatArray, x: FloatArray) -> tuple[FloatArray, bool]:
+    """The correction of each indication (each from its own indication alone) and whether
+    any lies outside the rows; RemotecalError for that unless the certificate extrapolates."""
+    ind, corr = rows[:, 0], rows[:, 1]
     lo, hi = float(ind[0]), float(ind[-1])
     x_min, x_max = (float(x.min()), float(x.max())) if x.size else (lo, hi)
     if math.isnan(x_min) or math.isnan(x_max):
@@ -227,6 +235,14 @@ def apply_certificate(
             if above.any():
                 slope = (corr[-1] - corr[-2]) / (ind[-1] - ind[-2])
                 correction[above] = corr[-1] + slope * (x[above] - ind[-1])
+    return correction, extrapolated
+
+
+def _at_mean(ref: Reference, rows: FloatArray, x: FloatArray, correction: FloatArray,
+             extrapolated: bool) -> CertificateCorrection:
+    """What the certificate states at the mean indication of x: U/k, its dof, the interpolation term."""
+    ind, corr, u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
+    lo, hi = float(ind[0]), float(ind[-1])
     mean_indication = float(x.mean()) if x.size else lo
     # np.interp holds the end values outside the range: the uncertainty is never extrapolated.
     u = float(np.interp(mean_indication, ind, u_rows))
@@ -235,6 +251,42 @@ def apply_certificate(
     dof = min(dof_from_k(float(rows[j, 3])) for j in around)
     interpolation = _interpolation_half_width(ind, corr, mean_indication)
     return CertificateCorrection(correction, u, extrapolated, dof, interpolation)
+
+
+class StretchCorrections:
+    """`apply_certificate` of every span that ends with a stretch of indications (a plateau
+    whose DUTs settle at different samples), the indications corrected once.
+
+    A correction depends on its own indication alone, so the corrections of a span are a
+    slice of the stretch's: the same numbers, and so are the corrected values (indication +
+    correction, elementwise); the mean indication and what the certificate states there
+    are the span's own.  A stretch with an indication outside the certificate's rows is
+    left to `apply_certificate` span by span (its errors and extrapolation flags are the
+    span's)."""
+
+    def __init__(self, channel: str, ref: Reference, indications: FloatArray):
+        self.channel, self.ref, self.x = channel, ref, indications
+        self.rows = np.asarray(ref.rows, dtype=np.float64)
+        self._correction: FloatArray | None = None
+        self._corrected: FloatArray | None = None
+        x = indications
+        lo, hi = float(self.rows[0, 0]), float(self.rows[-1, 0])
+        self.inside = bool(x.size) and bool(x.min() >= lo) and bool(x.max() <= hi)
+        """Every indication lies within the rows (NaN: not inside, left to apply_certificate)."""
+
+    def span(self, offset: int) -> tuple[CertificateCorrection, FloatArray]:
+        """`apply_certificate` of the indications from ``offset`` on, and those indications
+        corrected."""
+        x = self.x[offset:]
+        if not self.inside:
+            cc = apply_certificate(self.channel, self.ref, x)
+            return cc, x + cc.correction
+        if self._correction is None:
+            self._correction, _ = _corrections(self.channel, self.ref, self.rows, self.x)
+            self._corrected = self.x + self._correction
+        assert self._corrected is not None
+        cc = _at_mean(self.ref, self.rows, x, self._correction[offset:], False)
+        return cc, self._corrected[offset:]
 
 
 def interpolate_onto(

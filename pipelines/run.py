@@ -65,6 +65,7 @@ from pipelines.reference import (
     CertificateCorrection,
     Reference,
     ReferenceSeries,
+    StretchCorrections,
     apply_certificate,
     reference_series,
     references_of,
@@ -112,6 +113,7 @@ class _PointCache:
         self._evaluated: dict[tuple[int, int], ReferenceEvaluation] = {}
         self._setpoints: dict[tuple[int, int], float] = {}
         self._stretches: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
+        self._corrections: dict[tuple[int, int], StretchCorrections] = {}
 
     def dut_stretches(self, a: int, b: int, channel: str) -> list[tuple[int, int]]:
         """The stable stretches (`find_plateaus` without a minimum duration) of a DUT's own
@@ -157,15 +159,27 @@ class _PointCache:
             self._strict[key] = bool(np.all(t[1:] > t[:-1]))
         return self._strict[key]
 
-    def evaluate(self, sel: np.ndarray | slice) -> ReferenceEvaluation:
+    def evaluate(self, sel: np.ndarray | slice,
+                 certificate: tuple[CertificateCorrection, np.ndarray] | None = None) -> ReferenceEvaluation:
         t = self.reference.t_s[sel]
         return evaluate_reference(self.comparison, self.references, self.reference, self.unc, sel,
-                                  float(t[0]) if t.size else 0.0)
+                                  float(t[0]) if t.size else 0.0, certificate)
 
-    def evaluated(self, a: int, b: int) -> ReferenceEvaluation:
+    def evaluated(self, a: int, b: int, first: int | None = None) -> ReferenceEvaluation:
+        """The reference evaluated on its samples a..b-1; ``first``: the first sample of the
+        plateau a..b-1 ends (a DUT's settled span), whose corrections a single reference
+        applies once for every DUT's span (`StretchCorrections`: the same numbers)."""
         key = (a, b)
         if key not in self._evaluated:
-            self._evaluated[key] = self.evaluate(slice(a, b))
+            certificate = None
+            if first is not None and self.reference.dew_point is None:
+                stretch = self._corrections.get((first, b))
+                if stretch is None:
+                    stretch = StretchCorrections(self.reference.name, self.references[self.reference.name],
+                                                 self.reference.values[first:b])
+                    self._corrections[first, b] = stretch
+                certificate = stretch.span(a - first)
+            self._evaluated[key] = self.evaluate(slice(a, b), certificate)
         return self._evaluated[key]
 
 
@@ -241,7 +255,7 @@ def _compare(
             t_kept = t_ref[valid]
             ev = shared.evaluate(a + np.flatnonzero(valid))
         else:
-            ev = shared.evaluated(a, b)
+            ev = shared.evaluated(a, b, a_plateau)
         if ev.expired:
             names = ", ".join(f"{i.id} (due {i.due_date.isoformat()})" for i in ev.references) or ref_name
             if not cfg.run.allow_expired_references:

@@ -555,15 +555,27 @@ def autocorrelated_mean(x: npt.ArrayLike, *, max_n: npt.ArrayLike | None = None)
     AutocorrelatedMean
         ``u`` [unit], ``n_eff``, ``lag``; floats for 1-D input, arrays for 2-D.
     """
+    return _autocorrelated_mean(x, max_n)[0]
+
+
+def _autocorrelated_mean(
+    x: npt.ArrayLike, max_n: npt.ArrayLike | None,
+) -> tuple[AutocorrelatedMean, npt.NDArray[np.float64]]:
+    """`autocorrelated_mean`, and the mean of each row (shape (rows, 1)), which it computes
+    anyway (a 1-D series is one row: its mean is ``x.mean()``, the same number)."""
     a = np.asarray(x, dtype=np.float64)
     one = a.ndim == 1
     rows = a[None, :] if one else a
     if rows.ndim != 2 or rows.shape[-1] < 2:
         raise ValueError("the mean of autocorrelated readings needs at least 2 readings per series")
-    if not np.isfinite(rows).all():
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = rows.mean(axis=-1, keepdims=True)
+    # finite means: every reading is finite (a NaN or an infinity would show in its row's
+    # sum); otherwise look at the readings (finite ones may overflow a sum)
+    if not np.isfinite(mean).all() and not np.isfinite(rows).all():
         raise ValueError("readings must be finite")
     n = rows.shape[-1]
-    xc = rows - rows.mean(axis=-1, keepdims=True)
+    xc = rows - mean
     # One series: the lags a short FFT gives (`_autocovariances`), all of them only when the
     # correlation outlasts those; rows: all lags at once.
     lags = _fft_size(n + max(_FIRST_LAGS, n // 4)) - n if one else n - 1
@@ -594,8 +606,8 @@ def autocorrelated_mean(x: npt.ArrayLike, *, max_n: npt.ArrayLike | None = None)
     zero = gamma0 <= 0
     u = np.sqrt(np.where(zero, 0.0, gamma0 / n_eff))
     if one:
-        return AutocorrelatedMean(float(u[0]), float(n_eff[0]), int(last[0]))
-    return AutocorrelatedMean(u, n_eff, last)
+        return AutocorrelatedMean(float(u[0]), float(n_eff[0]), int(last[0])), mean
+    return AutocorrelatedMean(u, n_eff, last), mean
 
 
 def type_a_autocorrelated(
@@ -603,12 +615,20 @@ def type_a_autocorrelated(
 ) -> Component:
     """A Type A evaluation of the mean of autocorrelated readings (`autocorrelated_mean`):
     u of the mean, dof = n_eff - 1, the mean as its estimate."""
+    return _type_a_autocorrelated(name, samples, max_n, sensitivity)[0]
+
+
+def _type_a_autocorrelated(
+    name: str, samples: npt.ArrayLike, max_n: int | None, sensitivity: float = 1.0,
+) -> tuple[Component, float]:
+    """`type_a_autocorrelated` and the readings' mean (its ``value``), as a float."""
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 1 or x.size < 2:
         raise ValueError(f"{name}: a Type A evaluation needs at least 2 readings")
-    m = autocorrelated_mean(x, max_n=max_n)
+    m, means = _autocorrelated_mean(x, max_n)
+    mean = float(means[0, 0])
     return Component(name, "type A", u=float(m.u), sensitivity=sensitivity, dof=float(m.n_eff) - 1.0,
-                     value=float(x.mean()))
+                     value=mean), mean
 
 
 def temporal_instability(t_s: npt.ArrayLike, values: npt.ArrayLike) -> float:
@@ -628,8 +648,19 @@ def temporal_instability(t_s: npt.ArrayLike, values: npt.ArrayLike) -> float:
     v = np.asarray(values, dtype=np.float64)
     if v.size < 2:
         return 0.0
+    return _temporal_instability(t, v, *_centred(t))
+
+
+def _centred(t: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], float]:
+    """t - mean(t) and its sum of squares (S_tt), for the least-squares slopes against t
+    (`temporal_instability`, `drift_half_width`: at one point, computed once for both)."""
     tc = t - t.mean()
-    sxx = _dot(tc, tc)
+    return tc, _dot(tc, tc)
+
+
+def _temporal_instability(t: npt.NDArray[np.float64], v: npt.NDArray[np.float64],
+                          tc: npt.NDArray[np.float64], sxx: float) -> float:
+    """`temporal_instability` with `_centred` (t) given."""
     if sxx <= 0:
         return 0.0
     b = _dot(tc, v - v.mean()) / sxx
@@ -655,14 +686,18 @@ def drift_half_width(t_s: npt.ArrayLike, x: npt.ArrayLike, n_eff: float) -> floa
     """
     t = np.asarray(t_s, dtype=np.float64)
     v = np.asarray(x, dtype=np.float64)
-    n = v.size
-    if n < 3:
+    if v.size < 3:
         return 0.0
-    tc = t - t.mean()
-    sxx = _dot(tc, tc)
+    return _drift_half_width(t, v, n_eff, *_centred(t))
+
+
+def _drift_half_width(t: npt.NDArray[np.float64], v: npt.NDArray[np.float64], n_eff: float,
+                      tc: npt.NDArray[np.float64], sxx: float, mean: float | None = None) -> float:
+    """`drift_half_width` with `_centred` (t) given, and the mean of v when known."""
+    n = v.size
     if sxx <= 0:
         return 0.0
-    vc = v - v.mean()
+    vc = v - (v.mean() if mean is None else mean)
     b = _dot(tc, vc) / sxx
     residual = vc - b * tc
     s2 = _dot(residual, residual) / (n - 2)

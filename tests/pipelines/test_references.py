@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import tomli_w
 from gateway.errors import ConfigError, RemotecalError
 from pipelines.certificate.reported import report_points
 from pipelines.config import load_pipeline_config, parse_pipeline_config
-from pipelines.reference import history_drift
+from pipelines.reference import StretchCorrections, apply_certificate, history_drift, references_of
 from pipelines.results import write_corrections_csv
 from pipelines.run import compute
 from pipelines.source import ChannelData
@@ -213,3 +214,30 @@ def test_example_config_documents_references() -> None:
     doc = tomllib.loads(text)
     parse_pipeline_config(doc)
     assert "[references." in text
+
+
+@pytest.mark.parametrize("extrapolate", [False, True])
+def test_every_span_of_a_stretch_is_corrected_as_apply_certificate_corrects_it(extrapolate: bool) -> None:
+    # DUTs settle at different samples of one plateau: the plateau's corrections are made
+    # once and each DUT's span takes its slice; every number as apply_certificate's own.
+    ref = references_of(parse_pipeline_config(config(extrapolate=extrapolate)))["ref-t"]
+    rng = np.random.default_rng(3)
+    stretches = {"inside": 20.0 + np.cumsum(rng.normal(0, 0.3, 5000)) * 0.01,
+                 "on a row and its ends": np.r_[10.0, rng.uniform(10.0, 40.0, 3000), 20.0, 40.0],
+                 "outside at its start": np.r_[45.0, rng.uniform(12.0, 38.0, 3000)],
+                 "NaN": np.r_[rng.uniform(12.0, 38.0, 1000), np.nan, rng.uniform(12.0, 38.0, 1000)]}
+    for name, x in stretches.items():
+        stretch = StretchCorrections("ref-t", ref, x)
+        for offset in (0, 1, 7, 333, x.size // 2, x.size - 2, x.size - 1):
+            try:
+                expected = apply_certificate("ref-t", ref, x[offset:])
+            except RemotecalError as e:
+                with pytest.raises(RemotecalError, match=re.escape(str(e))):
+                    stretch.span(offset)
+                continue
+            cc, corrected = stretch.span(offset)
+            assert cc.correction.tobytes() == expected.correction.tobytes(), (name, offset)
+            assert corrected.tobytes() == (x[offset:] + expected.correction).tobytes(), (name, offset)
+            assert (cc.extrapolated, cc.dof) == (expected.extrapolated, expected.dof), (name, offset)
+            for got, want in ((cc.u, expected.u), (cc.interpolation, expected.interpolation)):
+                assert got == want or (math.isnan(got) and math.isnan(want)), (name, offset)

@@ -110,3 +110,27 @@ def test_degenerate_series() -> None:
         autocorrelated_mean([1.0])
     with pytest.raises(ValueError, match="finite"):
         autocorrelated_mean([1.0, math.nan, 2.0])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_readings_that_are_not_finite_are_refused_in_any_row(bad: float) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 200))
+    x[1, 57] = bad
+    with pytest.raises(ValueError, match="finite"):
+        autocorrelated_mean(x)
+    with pytest.raises(ValueError, match="finite"):
+        autocorrelated_mean(x[1])
+    x[1, 58] = -bad  # +inf and -inf: a NaN sum, refused all the same
+    with pytest.raises(ValueError, match="finite"):
+        autocorrelated_mean(x)
+
+
+def test_the_type_a_estimate_is_the_mean_of_the_readings_and_its_u_that_of_the_rows() -> None:
+    rng = np.random.default_rng(6)
+    x = ar1(rng, 0.9, 40, 3000) * 0.01 + 20.0
+    m = autocorrelated_mean(x)
+    for i, row in enumerate(x):
+        c = type_a_autocorrelated("A", row)
+        assert c.value == float(row.mean())
+        assert c.u == pytest.approx(float(m.u[i]), rel=1e-12)

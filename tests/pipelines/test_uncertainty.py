@@ -302,3 +302,22 @@ def test_correlations_are_checked() -> None:
         combine([("a", 0.1, 1.0, math.inf), ("b", 0.1, 1.0, math.inf)], correlations={("a", "b"): 1.5})
     # the SPEC's signature is unchanged
     assert combine(rows).u_combined == pytest.approx(math.sqrt(0.02))
+
+
+def test_a_point_budget_holds_the_numbers_of_the_functions_it_names() -> None:
+    # point_budget centres the times once for the instability and the drift, and takes the
+    # difference's mean from its Type A: each row as the documented function gives it, exactly.
+    from pipelines.budget import ReferenceEvaluation, point_budget
+    from pipelines.uncertainty import drift_half_width, temporal_instability, type_a_autocorrelated
+
+    rng = np.random.default_rng(8)
+    for n in (3, 4, 50, 2000, 25_001):
+        t = 1.79e9 + np.arange(n, dtype=np.float64) + rng.uniform(0, 0.2, n)
+        reference = 20.0 + 1e-5 * (t - t[0]) + rng.normal(0, 0.003, n)
+        diff = 0.1 + 2e-6 * (t - t[0]) + np.cumsum(rng.normal(0, 0.002, n)) * 0.1
+        ev = ReferenceEvaluation(reference, 0.0, (), {}, False, float(reference.mean()), False, ())
+        rows = {r.name: r for r in point_budget(t, reference, diff, n, ev, ()).budget.components}
+        a = type_a_autocorrelated("repeatability (Type A)", diff, max_n=n)
+        assert (rows["repeatability (Type A)"].u, rows["repeatability (Type A)"].value) == (a.u, a.value)
+        assert rows["chamber temporal instability"].u == temporal_instability(t, reference) / math.sqrt(3.0)
+        assert rows["DUT short-term stability"].u == drift_half_width(t, diff, a.dof + 1.0) / math.sqrt(3.0)
