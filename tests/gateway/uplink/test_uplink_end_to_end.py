@@ -49,6 +49,12 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, *logs: Callab
     raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(log()[-2500:] for log in logs))
 
 
+def subscribed(log: str) -> bool:
+    """The gateway's MQTT source ('local') has its subscription: what is published now reaches it
+    (its session is persistent).  Not just "connected": its uplink sink may connect first."""
+    return any("mqtt source 'local'" in line and "connected" in line for line in log.splitlines())
+
+
 def count_readings(influx: InfluxD) -> int:
     series = influx.query("SELECT COUNT(value) FROM reading", "calibration")[0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
@@ -80,8 +86,7 @@ def test_three_gateways_two_workers_one_sigkilled_every_reading_once(
         # PUBACK (0x10), and the sink keeps them in the journal until an ingest subscribes.
         for g in gws:
             g.start()
-        wait_until(lambda: all("connected" in g.log() for g in gws), 20, "gateways connected", *all_logs)
-        time.sleep(0.5)
+        wait_until(lambda: all(subscribed(g.log()) for g in gws), 20, "gateways subscribed", *all_logs)
         stream = SteadyStream(mosquitto.port, rate=1500, count=n, make=message)
         stream.start()
         wait_until(lambda: len(stream.sent) > 1000, 30, "the first messages")
@@ -164,7 +169,7 @@ def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
         wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
         gw.start()
         pub = Publisher(mosquitto.port)
-        time.sleep(1.0)
+        wait_until(lambda: subscribed(gw.log()), 20, "gateway subscribed", gw.log)
         pub.publish_all([state_message(a_local, "s0", i) for i in range(n)])
         pub.close()
         wait_until(lambda: count_readings(influxd) >= n, 60, "A's readings", gw.log, worker.log)
@@ -244,8 +249,7 @@ def test_central_broker_outage_and_gateway_sigkill_lose_nothing(tmp_path: Path, 
         worker.start()
         wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", *logs)
         gw.start()
-        wait_until(lambda: "connected" in gw.log(), 20, "gateway connected", *logs)
-        time.sleep(0.5)
+        wait_until(lambda: subscribed(gw.log()), 20, "gateway subscribed", *logs)
         stream = SteadyStream(mosquitto.port, rate=1000, count=n, make=lambda i: state_message(local, "s0", i))
         stream.start()
         wait_until(lambda: count_readings(influxd) > 1000, 30, "the first readings", *logs)
