@@ -22,9 +22,12 @@ swapping both copies.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -32,10 +35,14 @@ from urllib.parse import quote
 from gateway.configfile import dumps
 from gateway.errors import ConfigError
 
-__all__ = ["KEY_BYTES", "UplinkKey", "key_file_name", "keys_fingerprint", "load_key_file", "load_keys",
-           "new_key_file"]
+__all__ = ["KEY_BYTES", "KeyFolder", "UplinkKey", "key_file_name", "keys_fingerprint", "load_key_file",
+           "load_keys", "new_key_file", "read_keys"]
+
+log = logging.getLogger("remotecal.keys")
 
 KEY_BYTES = 32
+LISTING_S = 1.0
+"""`KeyFolder` lists the key files (names, times, sizes) at least this often while in use."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,118 @@ def load_keys(path: str | Path) -> dict[tuple[str, str], UplinkKey]:
             raise ConfigError(f"{f}: a second key for {k.site}/{k.gateway} (the first is {other})")
         keys[(k.site, k.gateway)] = k
     return keys
+
+
+Gateway = tuple[str, str]
+
+
+def read_keys(path: str | Path) -> tuple[dict[Gateway, UplinkKey], list[str]]:
+    """Every usable key of a folder (or one file), by (site, gateway), and the problems, one line
+    each.  Each file stands on its own: a file that is not a key costs that file only, and
+    two keys of one gateway cost that gateway only (neither is used: which one is meant is
+    not ours to guess).  ConfigError if the folder cannot be listed."""
+    p = Path(path)
+    try:
+        files = _key_files(p)
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the keys folder: {exc.strerror or exc}") from None
+    keys: dict[Gateway, UplinkKey] = {}
+    twice: dict[Gateway, list[Path]] = {}
+    problems: list[str] = []
+    for f in files:
+        try:
+            k = load_key_file(f)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        g = (k.site, k.gateway)
+        if g in keys or g in twice:
+            first = keys.pop(g, None)
+            twice.setdefault(g, [first.path] if first is not None and first.path else []).append(f)
+        else:
+            keys[g] = k
+    for (site, gw), paths in twice.items():
+        problems.append(f"{', '.join(map(str, paths))}: {len(paths)} keys for {site}/{gw}; none of them is "
+                        "used until one is left")
+    return keys, problems
+
+
+class KeyFolder:
+    """The keys of a folder (or of one key file) as they are now, read again when it changes.
+
+    `refresh()` is meant for every frame: it costs one `stat` of the folder, whose time changes
+    when a key file is added, removed or renamed in or out, so a revocation (removing the
+    file) takes effect at the next frame.  A key file rewritten in place, or whose mode or
+    owner changed, is found by a listing of every key file's name, times and size, made at
+    most every `LISTING_S` and at each refresh while the folder changed less than a second
+    ago (a change within the file system's clock tick of our last look shows no new time).
+    What it finds is always the folder's content (`read_keys`): a key whose file is gone is
+    gone, whatever else the folder holds - a malformed file costs that file only, an empty
+    folder has no key, a folder that cannot be listed has none either until it can be: a
+    gateway without a key has its frames wait (the ingest keeps them), never verify.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self.keys: dict[Gateway, UplinkKey] = {}
+        self.problems: list[str] = []
+        self._stat: tuple[int, int, int] | None = None
+        self._listing: object = None
+        self._listed_at = -LISTING_S
+        self._logged: set[str] = set()
+
+    def load(self) -> dict[Gateway, UplinkKey]:
+        """The first read: ConfigError if the folder cannot be listed (a wrong path at start);
+        each file that is not a usable key is logged and left out."""
+        self._stat = self._stat_now()
+        self._listing = keys_fingerprint(self.path)
+        self._listed_at = self._clock()
+        self.keys, self.problems = read_keys(self.path)
+        self._log_problems()
+        return self.keys
+
+    def refresh(self, *, list_files: bool = False) -> bool:
+        """Read the keys again if the folder changed since the last look; True if they did.
+        `list_files`: make the listing now (a frame that failed its key's signature: a key
+        rewritten in place a moment ago)."""
+        st = self._stat_now()
+        now = self._clock()
+        recent = st is not None and abs(time.time_ns() - st[0]) < 1_000_000_000
+        if st == self._stat and not recent and not list_files and now - self._listed_at < LISTING_S:
+            return False
+        self._stat = st
+        listing = keys_fingerprint(self.path)
+        self._listed_at = now
+        if listing == self._listing and st is not None:
+            return False
+        self._listing = listing
+        try:
+            keys, problems = read_keys(self.path)
+        except ConfigError as exc:
+            keys, problems = {}, [f"{exc}; no key is used until it can be listed again"]
+        self.problems = problems
+        self._log_problems()
+        if {g: k.secret for g, k in keys.items()} == {g: k.secret for g, k in self.keys.items()}:
+            self.keys = keys
+            return False
+        self.keys = keys
+        return True
+
+    def _stat_now(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def _log_problems(self) -> None:
+        for line in self.problems:
+            if line not in self._logged:
+                log.error("keys: %s", line)
+        if self._logged and not self.problems:
+            log.info("keys: every key file of %s can be read again", self.path)
+        self._logged = set(self.problems)
 
 
 def keys_fingerprint(path: str | Path) -> tuple[tuple[str, int, int, int], ...]:

@@ -49,7 +49,7 @@ from gateway.ingest.config import CentralConfig
 from gateway.ingest.replay import ReplayGuard
 from gateway.ingest.verify import REJECT_KINDS, FrameVerifier, Rejection
 from gateway.journal import Journal, dedupe_key
-from gateway.keys import keys_fingerprint, load_keys
+from gateway.keys import LISTING_S, KeyFolder
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import HealthSample, Reading, Record
 from gateway.sdnotify import notify, watchdog_period
@@ -63,8 +63,6 @@ __all__ = ["SHARED_SUBSCRIPTION_NOTE", "Ingest", "IngestSubscriber"]
 
 log = logging.getLogger("remotecal.ingest")
 
-KEYS_RELOAD_S = 60.0
-"""The keys folder is read again this often (and when a frame asks for it, see verify)."""
 REQUEUE_RETRY_S = 30.0
 """A requeue whose commit failed is tried again after this long."""
 
@@ -139,9 +137,9 @@ class Ingest:
         i, j = cfg.ingest, cfg.journal
         self._requeue_wanted = asyncio.Event()
         self._requeue_wanted.set()  # at start: keys may have come while this worker was down
-        self.verifier = FrameVerifier(i.topic_prefix, load_keys(i.keys), load=lambda: load_keys(i.keys),
-                                      fingerprint=lambda: keys_fingerprint(i.keys),
-                                      on_change=self._requeue_wanted.set)
+        keys = KeyFolder(i.keys)
+        keys.load()
+        self.verifier = FrameVerifier(i.topic_prefix, keys, on_change=self._requeue_wanted.set)
         self.journal = Journal(
             i.data_dir / "journal.db", cfg.sink_names(), fsync=j.fsync, max_size=j.max_size,
             on_full=j.on_full, commit_interval=j.commit_interval, quarantine_max=j.quarantine_max,
@@ -190,7 +188,8 @@ class Ingest:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
                 pump = tg.create_task(self._pump(), name="pump")
                 tg.create_task(self._periodic(self.replay.save, 1.0), name="replay-save")
-                tg.create_task(self._periodic(self._reload_keys, KEYS_RELOAD_S), name="keys")
+                # Each frame looks at the keys folder; this finds keys that came while none did.
+                tg.create_task(self._periodic(self._refresh_keys, LISTING_S), name="keys")
                 tg.create_task(self._requeue_loop(), name="requeue")
                 tg.create_task(self._periodic(self.journal.housekeeping, 600.0), name="housekeeping")
                 tg.create_task(self._periodic(self._health, i.health_interval), name="health")
@@ -297,9 +296,9 @@ class Ingest:
                     asyncio.get_running_loop().call_later(REQUEUE_RETRY_S, self._requeue_wanted.set)
                     return
 
-    async def _reload_keys(self) -> None:
-        # On the loop, like the reload a frame asks for: a folder of small files, one owner.
-        self.verifier.reload()
+    async def _refresh_keys(self) -> None:
+        # On the loop, like the look each frame takes: a folder of small files, one owner.
+        self.verifier.refresh()
 
     async def _periodic(self, fn: Callable[[], Awaitable[None]], every: float) -> None:
         while not self._stop.is_set():

@@ -15,13 +15,11 @@ record alone, with its reason, and journals the others.
 The signature is checked before the body is decoded, so an attacker's bytes are never
 parsed beyond the fixed header.  The replay check (`gateway.ingest.replay`) comes after.
 
-Keys are read again, without a restart, when a frame names a gateway with no key or fails
-its key's signature (a gateway just provisioned, a key just replaced) and the keys folder
-changed since it was read (a listing of names, times and sizes: a flood of forged frames
-costs one listing each, never a re-read), and by `reload()` (the ingest calls it every
-minute, so a removed key stops verifying within one).  A folder that cannot be read again
-(a key file unreadable, two keys of one gateway) is logged once, and the keys already
-loaded stay in force.
+Keys come from a `KeyFolder` (gateway.keys), looked at before each frame (one `stat` of the
+folder; a listing of its key files at most each second): a key added, replaced or removed
+counts from the next frame on - a removed key (revoked) verifies nothing more, whatever the
+other files of the folder hold, and so does the last key removed.  A frame that names a
+gateway without a key, or fails its key's signature, also has the folder listed at once.
 """
 
 from __future__ import annotations
@@ -29,8 +27,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from gateway.errors import ConfigError, PayloadError
-from gateway.keys import UplinkKey
+from gateway.errors import PayloadError
+from gateway.keys import KeyFolder, UplinkKey
 from gateway.sinks.mqtt.frame import Frame, decode_frame, frame_header, split_topic, verify
 
 __all__ = ["REJECT_KINDS", "FrameVerifier", "Rejection"]
@@ -49,53 +47,35 @@ class Rejection(PayloadError):
 
 
 class FrameVerifier:
-    """Checks frames against the keys; `load`, if given, reads the keys again on demand."""
+    """Checks frames against the keys: a fixed set, or those of a `KeyFolder` as they are now."""
 
-    def __init__(self, prefix: str, keys: Mapping[tuple[str, str], UplinkKey], *,
-                 load: Callable[[], Mapping[tuple[str, str], UplinkKey]] | None = None,
-                 fingerprint: Callable[[], object] | None = None,
+    def __init__(self, prefix: str, keys: Mapping[tuple[str, str], UplinkKey] | KeyFolder, *,
                  on_change: Callable[[], None] | None = None) -> None:
         self.prefix = prefix
         self.on_change = on_change
-        self.keys = keys
-        self._load = load
-        self._fingerprint = fingerprint
-        self._seen: object = None  # the first reload reads: `keys` may be older than any listing
-        self._failure: str | None = None
+        self._folder = keys if isinstance(keys, KeyFolder) else None
+        self._keys = {} if isinstance(keys, KeyFolder) else dict(keys)
 
-    def reload(self) -> bool:
-        """Read the keys again if the folder changed since the last read; True if they did."""
-        if self._load is None:
+    @property
+    def keys(self) -> Mapping[tuple[str, str], UplinkKey]:
+        return self._folder.keys if self._folder is not None else self._keys
+
+    def refresh(self, *, list_files: bool = False) -> bool:
+        """Take the keys folder as it is now; True (and `on_change`) if the keys changed."""
+        if self._folder is None:
             return False
-        if self._fingerprint is not None:
-            now = self._fingerprint()
-            if now == self._seen:
-                return False
-            self._seen = now
-        try:
-            keys = self._load()
-            if self.keys and not keys:
-                raise ConfigError("the keys folder holds no key now; taken for a mistake "
-                                  "(restart the ingest to run without keys)")
-        except (ConfigError, OSError) as exc:
-            if str(exc) != self._failure:
-                log.error("ingest: cannot read the keys again (%s); the %d loaded stay in force",
-                          exc, len(self.keys))
-                self._failure = str(exc)
+        old = {g: k.secret for g, k in self._folder.keys.items()}
+        if not self._folder.refresh(list_files=list_files):
             return False
-        if self._failure is not None:
-            log.info("ingest: the keys can be read again")
-            self._failure = None
-        old = {g: k.secret for g, k in self.keys.items()}
-        new = {g: k.secret for g, k in keys.items()}
-        if new == old:
-            return False
+        new = {g: k.secret for g, k in self._folder.keys.items()}
         added = sorted(set(new) - set(old))
         removed = sorted(set(old) - set(new))
         changed = sorted(g for g in set(new) & set(old) if new[g] != old[g])
-        log.info("ingest: keys read again: %d in all; new %s, removed %s, replaced %s", len(keys),
+        log.info("ingest: keys read again: %d in all; new %s, removed %s, replaced %s", len(new),
                  _names(added), _names(removed), _names(changed))
-        self.keys = keys
+        if not new:
+            log.warning("ingest: no gateway key is in %s now: every frame waits for its key",
+                        self._folder.path)
         if self.on_change is not None:
             self.on_change()
         return True
@@ -107,15 +87,16 @@ class FrameVerifier:
             frame_header(payload)
         except PayloadError as exc:
             raise Rejection("malformed", exc.reason) from None
+        self.refresh()
         key = self.keys.get((site, gateway))
-        if key is None and self.reload():
+        if key is None and self.refresh(list_files=True):
             key = self.keys.get((site, gateway))
         if key is None:
             raise Rejection("unknown gateway", f"no key is registered for {site}/{gateway}")
         try:
             body = verify(key.secret, payload)
         except PayloadError as exc:
-            fresh = self.keys.get((site, gateway)) if self.reload() else None
+            fresh = self.keys.get((site, gateway)) if self.refresh(list_files=True) else None
             if fresh is None or fresh.secret == key.secret:
                 raise Rejection("bad signature", f"{exc.reason} under the key of {site}/{gateway}") from None
             try:

@@ -79,7 +79,7 @@ async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_runnin
         assert ingest.rejected["unknown gateway"] == 1
         new_key_file_copy = tmp_path / "keys" / "k.key"
         new_key_file_copy.write_bytes(next((tmp_path / "elsewhere").glob("*.key")).read_bytes())
-        assert ingest.verifier.reload() is True
+        assert ingest.verifier.refresh() is True
         commit = ingest.journal._commit_sync
         failures: list[int] = []
 

@@ -8,10 +8,20 @@ from pathlib import Path
 
 import pytest
 
+import gateway.keys
 from gateway.errors import ConfigError
 from gateway.ingest.replay import ReplayGuard
 from gateway.ingest.verify import FrameVerifier, Rejection
-from gateway.keys import UplinkKey, key_file_name, keys_fingerprint, load_key_file, load_keys, new_key_file
+from gateway.keys import (
+    KeyFolder,
+    UplinkKey,
+    key_file_name,
+    keys_fingerprint,
+    load_key_file,
+    load_keys,
+    new_key_file,
+    read_keys,
+)
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 
@@ -98,64 +108,108 @@ async def test_replay_window_accepts_out_of_order_refuses_duplicates_and_old(tmp
 
 
 def _verifier(folder: Path) -> FrameVerifier:
-    return FrameVerifier(PREFIX, load_keys(folder), load=lambda: load_keys(folder),
-                         fingerprint=lambda: keys_fingerprint(folder))
+    keys = KeyFolder(folder)
+    keys.load()
+    return FrameVerifier(PREFIX, keys)
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    reads = [0]
+    real = gateway.keys.read_keys
+
+    def counting(path: str | Path) -> tuple[dict[tuple[str, str], UplinkKey], list[str]]:
+        reads[0] += 1
+        return real(path)
+
+    monkeypatch.setattr(gateway.keys, "read_keys", counting)
+    return reads
 
 
 def test_keys_are_read_again_for_a_new_gateway_a_replaced_key_and_a_removed_one(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "keys"
     a_file = new_key_file("site A", "gw-a", folder)
     key_a = load_key_file(a_file)
     v = _verifier(folder)
-    assert v.reload() is False  # nothing new
-    # A gateway provisioned after the start: its first frame makes the verifier look again.
+    assert v.refresh(list_files=True) is False  # nothing new
+    # A gateway provisioned after the start: its first frame finds it.
     c_file = new_key_file("site C", "gw-c", folder)
     key_c = load_key_file(c_file)
     with caplog.at_level(logging.INFO, logger="remotecal.ingest"):
         assert v.check(topic("site C", "gw-c"), frame(key_c, "site C", "gw-c")).site == "site C"
     assert any("new site C/gw-c" in r.getMessage() for r in caplog.records)
     # An unknown gateway's frames re-read the folder only when it changed.
-    reads = 0
-
-    def counting() -> dict[tuple[str, str], UplinkKey]:
-        nonlocal reads
-        reads += 1
-        return load_keys(folder)
-
-    v._load = counting
+    reads = _count_reads(monkeypatch)
     for _ in range(50):
         with pytest.raises(Rejection, match="unknown gateway"):
             v.check(topic("site X", "gw-x"), frame(A, "site X", "gw-x"))
-    assert reads == 0
+    assert reads == [0]
     # A replaced key: frames under the new key verify, under the old one no more.
     a_file.unlink()
     new_a = load_key_file(new_key_file("site A", "gw-a", folder))
     assert new_a.secret != key_a.secret
     assert v.check(topic("site A", "gw-a"), frame(new_a, "site A", "gw-a")).site == "site A"
-    assert reads == 1
     with pytest.raises(Rejection, match="bad signature"):
         v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a"))
-    assert reads == 1
-    # A removed key stops verifying at the next periodic read.
+    assert reads[0] >= 1
+    # A removed key stops verifying at the next frame, with nothing else called.
     c_file.unlink()
-    assert v.reload() is True
     with pytest.raises(Rejection, match="unknown gateway"):
         v.check(topic("site C", "gw-c"), frame(key_c, "site C", "gw-c"))
 
 
-def test_an_unreadable_keys_folder_keeps_the_loaded_keys(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_key_rewritten_in_place_is_found_by_the_listing(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    a_file = new_key_file("site A", "gw-a", folder)
+    key_a = load_key_file(a_file)
+    v = _verifier(folder)
+    other = load_key_file(new_key_file("site A", "gw-a", tmp_path / "elsewhere"))
+    a_file.write_bytes((tmp_path / "elsewhere" / a_file.name).read_bytes())  # same name, same folder time
+    assert v.check(topic("site A", "gw-a"), frame(other, "site A", "gw-a")).site == "site A"
+    with pytest.raises(Rejection, match="bad signature"):
+        v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a"))
+
+
+def test_revocation_never_depends_on_the_other_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 11, item 8: a malformed key file kept every loaded key in force (a removed one went
+    # on verifying), and removing the last key was taken for a mistake and ignored.
+    folder = tmp_path / "keys"
+    a_file = new_key_file("site A", "gw-a", folder)
+    b_file = new_key_file("site B", "gw-b", folder)
+    key_a, key_b = load_key_file(a_file), load_key_file(b_file)
+    v = _verifier(folder)
+    with caplog.at_level(logging.ERROR, logger="remotecal.keys"):
+        (folder / "broken.key").write_text("not a key file")
+        a_file.unlink()
+        with pytest.raises(Rejection, match="unknown gateway"):
+            v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a"))
+        assert v.check(topic("site B", "gw-b"), frame(key_b, "site B", "gw-b")).site == "site B"
+        b_file.unlink()  # the last good key
+        with pytest.raises(Rejection, match="unknown gateway"):
+            v.check(topic("site B", "gw-b"), frame(key_b, "site B", "gw-b"))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "broken.key" in errors[0]  # once, not at every frame
+    (folder / "broken.key").unlink()
+    (folder / "none.key").write_text("")
+    assert v.keys == {}
+    assert _verifier(folder).keys == {}  # at start too: the ingest starts, the error logged
+
+
+def test_two_keys_of_one_gateway_cost_that_gateway_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "keys"
     key_a = load_key_file(new_key_file("site A", "gw-a", folder))
+    key_b = load_key_file(new_key_file("site B", "gw-b", folder))
     v = _verifier(folder)
-    (folder / "broken.key").write_text("not a key file")
-    with caplog.at_level(logging.ERROR, logger="remotecal.ingest"):
-        assert v.reload() is False
-        (folder / "other.key").write_text("not one either")
-        assert v.reload() is False
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "broken.key" in errors[0] and "stay in force" in errors[0]
-    assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
+    second = load_key_file(new_key_file("site A", "gw-a", tmp_path / "other"))
+    with caplog.at_level(logging.ERROR, logger="remotecal.keys"):
+        (folder / "copy.key").write_bytes((tmp_path / "other" / key_file_name("site A", "gw-a")).read_bytes())
+        for k in (key_a, second):
+            with pytest.raises(Rejection, match="unknown gateway"):
+                v.check(topic("site A", "gw-a"), frame(k, "site A", "gw-a"))
+    assert v.check(topic("site B", "gw-b"), frame(key_b, "site B", "gw-b")).site == "site B"
+    assert any("2 keys for site A/gw-a" in r.getMessage() for r in caplog.records)
+    keys, problems = read_keys(folder)
+    assert set(keys) == {("site B", "gw-b")} and len(problems) == 1
 
 
 def test_the_folder_listing_changes_with_a_key_s_mode_or_owner(tmp_path: Path) -> None:
@@ -169,7 +223,7 @@ def test_the_folder_listing_changes_with_a_key_s_mode_or_owner(tmp_path: Path) -
     assert keys_fingerprint(path) != () and keys_fingerprint(tmp_path / "none") == ()
 
 
-def test_a_keys_folder_that_cannot_be_listed_or_became_empty_keeps_the_keys(
+def test_a_keys_folder_that_cannot_be_listed_has_no_key_until_it_can(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "keys"
     key_a = load_key_file(new_key_file("site A", "gw-a", folder))
@@ -183,16 +237,12 @@ def test_a_keys_folder_that_cannot_be_listed_or_became_empty_keeps_the_keys(
         m.setattr(os, "scandir", denied)
         with pytest.raises(ConfigError, match="cannot read the keys folder: Permission denied"):
             load_keys(folder)
-        with caplog.at_level(logging.ERROR, logger="remotecal.ingest"):
-            assert v.reload() is False
-            with pytest.raises(Rejection, match="unknown gateway"):  # no exception escapes check()
-                v.check(topic("site X", "gw-x"), frame(A, "site X", "gw-x"))
-    assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
-    assert v.reload() is False  # listed again: the same keys
-    (folder / key_file_name("site A", "gw-a")).unlink()
-    with caplog.at_level(logging.ERROR, logger="remotecal.ingest"):
-        assert v.reload() is False
-    assert any("holds no key now" in r.getMessage() for r in caplog.records)
+        with pytest.raises(ConfigError, match="cannot read the keys folder: Permission denied"):
+            KeyFolder(folder).load()  # at start: a wrong path, one line
+        # fails closed; no exception escapes
+        with caplog.at_level(logging.ERROR, logger="remotecal.keys"), pytest.raises(Rejection, match="unknown"):
+            v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a"))
+        assert any("cannot read the keys folder" in r.getMessage() for r in caplog.records)
     assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
 
 
