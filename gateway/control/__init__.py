@@ -168,10 +168,19 @@ def serve_control(
     controllers, every run command is refused saying so), its operations registered on the
     control socket `local`, its command points written through `journal`; the remote side
     (to run as a task) when `[control]` is configured."""
-    from gateway.procedure import parse_procedure
+    from gateway.procedure import Procedure, parse_procedure, site_problems
     from gateway.reading import Point
 
     g = cfg.gateway
+
+    def parse(text: str, source: str) -> Procedure:
+        """A procedure this site can run: its references read, its setpoints written, within
+        their controllers' ranges (else ConfigError: refused as a bad procedure, before any
+        setpoint is written - not a run whose steps all end not_stable)."""
+        procedure = parse_procedure(text, source)
+        if engine is not None and (problems := site_problems(procedure, cfg)):
+            raise ConfigError(problems)
+        return procedure
 
     async def emit(run: str, time_ns: int, fields: dict[str, Any]) -> None:
         await journal.append([Point("run_event", g.site, g.id, run, time_ns, fields)])
@@ -181,7 +190,7 @@ def serve_control(
         engine=engine if engine is not None else NoEngine(),
         journal=journal,
         emit=emit,
-        parse_procedure=parse_procedure,
+        parse_procedure=parse,
         not_allowed=not_allowed,
     )
     for op, handler in service.local_handlers().items():

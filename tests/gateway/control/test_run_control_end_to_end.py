@@ -183,3 +183,16 @@ def test_a_local_abort_wins_over_a_remote_resume(site: Site, capsys: pytest.Capt
         ("start", True, "remote", "alice@nmc"), ("pause", True, "remote", "alice@nmc"),
         ("abort", True, "local", "site-operator (local)"), ("resume", False, "remote", "alice@nmc")]
     assert load_public_keys(site.data / "control-answer.pub", "gateway")  # made at the first start
+
+
+def test_a_procedure_this_site_cannot_run_is_refused_before_anything_moves(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = site.tmp / "wrong.toml"
+    wrong.write_text(procedure_text().replace('temperature = "ref-t"', 'temperature = "ref-x"')
+                     .replace("[[steps]]", "[[steps]]\nhumidity = 50.0\n"))
+    assert site.cli("start", "--run", "RC-WRONG", "--procedure", str(wrong)) == 1
+    err = capsys.readouterr().err
+    assert "start REFUSED - bad procedure: procedure.references.temperature: no source of the site reads " \
+           "channel 'ref-x'" in err
+    assert "no controller of the site writes the humidity setpoint" in err
+    assert (site.status() or {}).get("state") == "idle"

@@ -45,6 +45,13 @@ class MqttSimConfig(BaseModel):
     def quantities(self) -> frozenset[str]:
         return frozenset(self.writes)
 
+    @property
+    def setpoints(self) -> list[Any]:
+        """What gateway.procedure.site_problems reads of a controller block (no range limits)."""
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(quantity=q, min=None, max=None) for q in self.writes]
+
 
 class MqttSimController:
     def __init__(self, cfg: MqttSimConfig) -> None:
