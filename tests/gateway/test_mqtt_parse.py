@@ -140,7 +140,25 @@ def test_value_payload_not_a_number() -> None:
     p = _parser({"topic": "x", "format": "value", "fields": [
         {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]})
     assert "is not a number" in p.parse("x", b"warm", NOW).errors[0]
-    assert p.parse("x", b"nan", NOW).errors == ["payload is NaN"]
+    assert p.parse("x", b"nan", NOW).errors == ["payload 'nan' is not a number"]
+
+
+@pytest.mark.parametrize("payload", ["1_000", "\uff12\uff11.5", "\u0662\u0661", "infinity", "-inf", "NaN", "0x10",
+                                     "\u200321.5", "1e", ".", "+-1", "21.5 22"])
+def test_value_payload_is_a_json_number_or_a_plain_ascii_decimal_only(payload: str) -> None:
+    """float() accepts 1_000, full-width and Arabic-Indic digits and Unicode spaces (issue 11 item 12)."""
+    p = _parser({"topic": "x", "format": "value", "fields": [
+        {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]})
+    out = p.parse("x", payload.encode(), NOW)
+    assert out.readings == [] and out.errors == [f"payload {payload!r} is not a number"]
+
+
+@pytest.mark.parametrize(("payload", "value"), [("21.5", 21.5), (" -0.25\r\n", -0.25), ("+1.", 1.0), (".5", 0.5),
+                                                ("2.345E+01", 23.45), ("1e-3", 0.001), ("007", 7.0)])
+def test_value_payload_plain_decimals(payload: str, value: float) -> None:
+    p = _parser({"topic": "x", "format": "value", "fields": [
+        {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]})
+    assert [r.value for r in p.parse("x", payload.encode(), NOW).readings] == [value]
 
 
 def test_only_messages_whose_copies_would_differ_are_remembered_for_redelivery() -> None:

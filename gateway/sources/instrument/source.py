@@ -5,10 +5,10 @@ are, the source sends `query` and reads one line; its readings are stamped with 
 of that exchange.  `mode = "stream"`: the source reads the lines the instrument sends and
 stamps each with the moment it arrived.
 
-Each line is searched with every channel's `pattern`; each match's group `value` (times
-`scale` plus `offset`) becomes a reading of that channel.  A line no pattern matches, or a
-value that is not a finite number (SCPI's 9.9E37 overrange and 9.91E37 not-a-number markers
-included), is a `Rejected` item with the line as its payload (topic `instrument:{name}`).
+Each line is searched with every channel's `pattern`; each match's group `value` (a plain
+ASCII decimal, times `scale` plus `offset`) becomes a reading of that channel.  A line no
+pattern matches, or a value that is not a finite number (SCPI's 9.9E37 overrange and 9.91E37
+not-a-number markers included), is a `Rejected` item with the line as its payload (topic `instrument:{name}`).
 
 A link that fails (refused, reset, closed, or no answer within `timeout` to a query) is
 logged once, closed (so that a late answer cannot be taken for the next one) and reopened
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from gateway.backoff import Backoff
 from gateway.errors import ConfigError
+from gateway.numbers import parse_decimal
 from gateway.ratelimit import RateLimitedLog
 from gateway.reading import Reading
 from gateway.sources import QueuedBatches, Rejected, SourceBatch
@@ -70,10 +71,9 @@ def parse_line(channels: list[_Channel], line: str) -> tuple[list[tuple[int, flo
         if m is None or m.group("value") is None:
             continue
         text = m.group("value").strip()
-        try:
-            raw = float(text)
-        except ValueError:
-            problem = f"not a number: {text!r}"
+        raw = parse_decimal(text)
+        if raw is None:  # plain ASCII decimals only: not 1_000, ２１, nan
+            problem = f"not a number: {text[:80]!r}"
             continue
         if not math.isfinite(raw) or abs(raw) >= SCPI_OVERRANGE:
             problem = f"invalid value {text!r} (overrange or not a number)"

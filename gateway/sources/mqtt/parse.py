@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.numbers import parse_decimal
 from gateway.quantities import channel_problem
 from gateway.reading import Reading
 from gateway.sources.mqtt.config import FieldMapping, TopicMapping
@@ -211,9 +212,8 @@ class MessageParser:
         except UnicodeDecodeError:
             return Parsed([], ["payload is not UTF-8"])
         if m.format == "value":
-            try:
-                raw: Any = float(text.strip())
-            except ValueError:
+            raw: Any = parse_decimal(text)
+            if raw is None:  # JSON numbers and plain ASCII decimals only: not 1_000, ２１, nan
                 return Parsed([], [f"payload {text[:40]!r} is not a number"])
             return self._readings(ct, channels, None, raw, now_ns)
         try:

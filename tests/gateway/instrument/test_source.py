@@ -81,6 +81,10 @@ def test_parse_line_scale_offset_and_invalid_values() -> None:
     assert values == [(1, 1.5)] and problem is not None and "overrange" in problem
     chans = [_Channel(0, re.compile(r"T=(?P<value>\S+)"), 1.0, 0.0)]
     assert parse_line(chans, "T=nan")[1] is not None and parse_line(chans, "T=abc")[1] == "not a number: 'abc'"
+    # plain ASCII decimals only (float() takes these; issue 11 item 12)
+    for text in ("1_000", "\uff12\uff11.5", "\u0662\u0661", "infinity", "NaN"):
+        assert parse_line(chans, f"T={text}") == ([], f"not a number: {text!r}")
+    assert parse_line(chans, "T=+2.345E+01") == ([(0, 23.45)], None)
 
 
 async def test_query_mode_reads_the_thermometer_on_the_ticks(running: Callable[..., Collector]) -> None:
