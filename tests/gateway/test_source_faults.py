@@ -93,3 +93,51 @@ def test_an_empty_topic_level_or_an_overlong_one_is_quarantined_never_a_point_wi
         f"channel name is 300 characters long (at most 256) (made from topic {'lab/' + 'y' * 76!r}... "
         "(310 characters) by '{1}')",
         "topic 'lab//state' has an empty level where a channel name is made of it"]
+
+
+def _publish_retained(port: int, messages: list[tuple[str, str]]) -> None:
+    pub = Publisher(port, "retained-publisher")
+    for topic, payload in messages:
+        info = pub.client.publish(topic, payload, qos=1, retain=True)
+        info.wait_for_publish(30)
+        assert info.is_published()
+    pub.close()
+
+
+@pytest.mark.parametrize(("protocol", "retained"), [("5", None), ("3.1.1", None), ("5", "sensor_time"),
+                                                    ("3.1.1", "sensor_time")])
+def test_retained_messages_are_not_stamped_anew_at_each_subscribe(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD, protocol: str, retained: str | None) -> None:
+    """The broker sends a topic's retained message at every (re)subscribe: read with the receive
+    time, an old value became a new point at each restart.  Default: not read at all; with
+    retained = "sensor_time" only those carrying the sensor's time are read (the same point each
+    time).  Live messages published with the retain flag are ordinary readings."""
+    data = tmp_path / "gw" / "data"
+    cfg = site_config(data, mosquitto.port, v1_sink(influxd), protocol=protocol)
+    if retained:
+        cfg = cfg.replace('name = "broker"', f'name = "broker"\nretained = "{retained}"', 1)
+        assert f'retained = "{retained}"' in cfg
+    _publish_retained(mosquitto.port, [("lab/old/raw", "11.5"),
+                                       ("lab/old/state", f'{{"t": 1.5, "rh": 2.5, "ts": {T0_MS - 1000}}}')])
+    gw = GatewayProcess(tmp_path / "gw", cfg)
+    expected = 0
+    for start in range(2):
+        with gw:
+            if start == 0:
+                mosquitto.wait_subscribed("lab/+/state")
+            _publish_retained(mosquitto.port, [state_message(f"live{start}", i, T0_MS + i) for i in range(10)])
+            pub = Publisher(mosquitto.port)
+            pub.publish_all([(f"lab/live{start}/raw", "5.5")])
+            pub.close()
+            expected += 21
+            wait_until(lambda n=expected: count_readings(influxd) >= n + (2 if retained else 0), 60,
+                       "the live readings", gw)
+            assert gw.terminate() == 0
+    rows = influxd.rows("SELECT value, channel FROM reading", "calibration")
+    old = sorted((r["channel"], r["value"], r["time"]) for r in rows if r["channel"].startswith("old"))
+    if retained:
+        assert old == [("old-rh", 2.5, (T0_MS - 1000) * 10**6), ("old-t", 1.5, (T0_MS - 1000) * 10**6)]
+    else:
+        assert old == []
+    assert len(rows) == expected + len(old)
+    assert "ignored a retained message" in gw.log() or (protocol == "5" and not retained)

@@ -89,4 +89,9 @@ class MqttSourceConfig(BrokerConnection):
         "the fast path; 3.1.1 for brokers that know no MQTT 5 (it uses paho-mqtt, ~10x the CPU a message)"
     )
     max_payload: Size = 256 * 1024
+    retained: Literal["ignore", "sensor_time"] = Field(
+        "ignore", description="retained messages the broker sends at each (re)subscribe: 'ignore' them "
+        "(acknowledged, not read), or take those of topics with a time_path ('sensor_time': the same points "
+        "each time); a receive time would stamp an old value anew at every reconnect"
+    )
     topics: list[TopicMapping] = Field(min_length=1)

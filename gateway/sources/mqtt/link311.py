@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.message import Message
+from gateway.sources.mqtt.parse import retained_refusal
 
 __all__ = ["PahoLink"]
 
@@ -40,6 +41,25 @@ class PahoLink:
             f"mqtt source {cfg.name!r}", log, on_connected=self._subscribe,
         )
         self._receiver = Receiver(link, buffer, wake)
+        self.retained_ignored = 0
+        self._to_receiver = self._receiver._on_message
+        link.client.on_message = self._on_message
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        """Retained messages (MQTT 3.1.1 sets the flag only on those sent at a subscribe) are
+        judged here, on paho's thread: one not to be read is acknowledged and dropped."""
+        if msg.retain:
+            try:
+                why = retained_refusal(self.cfg.retained, self.cfg.topics, msg.topic)
+            except UnicodeDecodeError:
+                why = None  # the receiver quarantines a topic that is not UTF-8
+            if why is not None:
+                self.retained_ignored += 1
+                log.info("mqtt source %r: ignored %s on %r", self.cfg.name, why, msg.topic[:200])
+                if msg.qos:
+                    client.ack(msg.mid, msg.qos)
+                return
+        self._to_receiver(client, userdata, msg)
 
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
         client.subscribe([(t.topic, int(self.cfg.qos)) for t in self.cfg.topics])

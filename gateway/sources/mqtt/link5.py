@@ -154,7 +154,7 @@ class _Protocol(asyncio.Protocol):
                 pos += used
                 if type(packet) is publish:
                     inbox.append(Message(packet.topic, packet.payload, packet.packet_id or 0, int(packet.qos),
-                                         packet.duplicate, generation, now))
+                                         packet.duplicate, generation, now, retain=packet.retain))
                     now += 1
                 else:
                     self._control(packet)
@@ -341,8 +341,13 @@ class Mqtt5Link:
         self.connected = True
         backoff.reset()
         self._state.set("connected", "resumed session" if connack.session_present else "new session")
+        # Retain flag set = sent because we subscribed (retain_as_published off: a live message
+        # comes without it); with retained = "ignore" the broker is asked not to send those.
+        retained = (mqtt5.RetainHandling.SEND_NEVER if cfg.retained == "ignore"
+                    else mqtt5.RetainHandling.SEND_ALWAYS)
         proto.transport.write(mqtt5.SubscribePacket(1, [
-            mqtt5.TopicFilter(t.topic, max_qos=mqtt5.QoS(int(cfg.qos))) for t in cfg.topics
+            mqtt5.TopicFilter(t.topic, max_qos=mqtt5.QoS(int(cfg.qos)), retain_as_published=False,
+                              retain_handling=retained) for t in cfg.topics
         ]).write())
         if connack.server_keep_alive is not None:
             keepalive = connack.server_keep_alive

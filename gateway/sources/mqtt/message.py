@@ -19,3 +19,6 @@ class Message:
     received_ns: int
     error: str | None = None
     """Set when the packet itself was malformed: the message is quarantined with this reason."""
+    retain: bool = False
+    """A retained message the broker sent because we subscribed (not a live one): an old copy,
+    sent again at every subscribe."""

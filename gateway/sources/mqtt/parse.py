@@ -21,7 +21,7 @@ from gateway.quantities import channel_problem
 from gateway.reading import Reading
 from gateway.sources.mqtt.config import FieldMapping, TopicMapping
 
-__all__ = ["CompiledTopic", "MessageParser", "Parsed", "match_topic"]
+__all__ = ["CompiledTopic", "MessageParser", "Parsed", "match_topic", "retained_refusal"]
 
 _TIME_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: earlier stamps are a wrong time_unit
@@ -53,6 +53,20 @@ def match_topic(levels: Sequence[str], topic: str) -> list[str] | None:
         elif lv != parts[i]:
             return None
     return out if len(parts) == len(levels) else None
+
+
+def retained_refusal(mode: str, topics: Sequence[TopicMapping], topic: str) -> str | None:
+    """Why a retained message on `topic` (one the broker sent because we subscribed) is not
+    read, or None to read it: `retained = "ignore"` reads none; "sensor_time" reads those whose
+    mapping has a time_path, so the copy sent at each subscribe gives the same points again."""
+    if mode == "ignore":
+        return 'a retained message (retained = "ignore")'
+    for m in topics:
+        if match_topic(m.topic.split("/"), topic) is not None:
+            if m.time_path is None:
+                return "a retained message on a topic without time_path (its time is unknown)"
+            return None
+    return None  # no mapping: the parser says so
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.link5 import Mqtt5Link
 from gateway.sources.mqtt.link311 import PahoLink
 from gateway.sources.mqtt.message import Message
-from gateway.sources.mqtt.parse import MessageParser, Parsed
+from gateway.sources.mqtt.parse import MessageParser, Parsed, retained_refusal
 
 __all__ = ["MqttSource"]
 
@@ -44,6 +44,8 @@ class MqttSource:
                                     max_payload=cfg.max_payload)
         self.client_id = cfg.client_id or f"remotecal-{site}-{gateway}-{cfg.name}"
         self.messages = 0
+        self.retained_ignored = 0
+        self._retained_log = RateLimitedLog(log, 60.0)
         self._rejects_log = RateLimitedLog(log)
         self._wake = asyncio.Event()
         self._closing = False
@@ -76,6 +78,13 @@ class MqttSource:
                 yield self._batch(m)
 
     def _batch(self, m: Message) -> SourceBatch:
+        if m.retain and m.error is None:
+            why = retained_refusal(self.cfg.retained, self.cfg.topics, m.topic)
+            if why is not None:  # acknowledged, not read: an old copy sent at the subscribe
+                self.retained_ignored += 1
+                self._retained_log.warning("retained", "mqtt source %r: ignored %s on %r", self.name, why,
+                                           m.topic[:200])
+                return SourceBatch(on_committed=functools.partial(self._link.ack, m))
         if m.error is not None:
             parsed = Parsed([], [m.error])
         else:
