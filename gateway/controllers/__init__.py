@@ -7,8 +7,9 @@ block, the builder); `gateway.registry.CONTROLLERS` lists them, like the sources
 A controller writes every setpoint it is given and reads each one back: a value read back
 different from the one written (beyond the block's tolerance), a refused write or a lost
 connection is a `ControllerError`, never ignored - the run engine fails the step with its
-reason.  `quantities` says which setpoints a controller writes ("temperature", "humidity");
-`route` splits a step's setpoints between the controllers.
+reason, after the controller's name (so a reason does not repeat the name: "humidity setpoint
+read back 98, written 99.5 (holding 102)").  `quantities` says which setpoints a controller
+writes ("temperature", "humidity"); `route` splits a step's setpoints between the controllers.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ async def test_a_clamped_write_is_a_controller_error(chamber_server: tuple[Chamb
             await ctl.apply({"humidity": 99.5})  # the controller holds at most 98 %rh
     finally:
         await ctl.close()
-    assert exc.value.reason == "controller chamber: humidity setpoint read back 98, written 99.5 (holding 102)"
+    assert exc.value.reason == "humidity setpoint read back 98, written 99.5 (holding 102)"
     assert chamber.control is not None and chamber.control[1] == 98.0
 
 
@@ -141,14 +141,14 @@ async def test_refused_out_of_range_unknown_and_unreachable(
         {"quantity": "temperature", "address": 100, "min": 0.0, "max": 50.0},
         {"quantity": "humidity", "address": 110, "type": "int16"}]))  # no such register
     try:
-        with pytest.raises(ControllerError, match=r"^controller ctl: temperature setpoint 60 is outside its "
+        with pytest.raises(ControllerError, match=r"^temperature setpoint 60 is outside its "
                                                   r"range 0\.\.50$"):
             await ctl.apply({"humidity": 50.0, "temperature": 60.0})
         assert image.writes == 0  # checked before anything was written
         with pytest.raises(ControllerError, match=r"writing the humidity setpoint \(holding 110\): exception 2 "
                                                   r"\(illegal data address\)"):
             await ctl.apply({"humidity": 50.0})
-        with pytest.raises(ControllerError, match="controller ctl writes no pressure setpoint"):
+        with pytest.raises(ControllerError, match="writes no pressure setpoint"):
             await ctl.apply({"pressure": 1.0})
     finally:
         await ctl.close()

@@ -54,7 +54,7 @@ async def test_a_clamped_setpoint_fails_by_read_back_or_by_the_error_queue(scpi:
             await ctl.apply({"humidity": 99.5})  # the chamber holds at most 98 %rh
     finally:
         await ctl.close()
-    assert exc.value.reason == "controller ctl: humidity setpoint read back 98, sent 99.5 ('SOUR:HUM 99.5')"
+    assert exc.value.reason == "humidity setpoint read back 98, sent 99.5 ('SOUR:HUM 99.5')"
     scpi.errors.clear()
     ctl = ScpiController(_cfg(scpi.port, error_query="SYST:ERR?"))
     try:
@@ -62,7 +62,7 @@ async def test_a_clamped_setpoint_fails_by_read_back_or_by_the_error_queue(scpi:
             await ctl.apply({"temperature": 200.0})
     finally:
         await ctl.close()
-    assert exc.value.reason == ("controller ctl: the temperature setpoint: 'SOUR:TEMP 200.00' refused: "
+    assert exc.value.reason == ("the temperature setpoint: 'SOUR:TEMP 200.00' refused: "
                                 '-222,"Data out of range"')
 
 
@@ -72,7 +72,7 @@ async def test_out_of_range_and_unknown_setpoints_send_nothing(scpi: ScpiChamber
     try:
         with pytest.raises(ControllerError, match=r"temperature setpoint 60 is outside its range 0\.\.50"):
             await ctl.apply({"temperature": 60.0})
-        with pytest.raises(ControllerError, match="controller ctl writes no humidity setpoint"):
+        with pytest.raises(ControllerError, match="writes no humidity setpoint"):
             await ctl.apply({"humidity": 50.0})
     finally:
         await ctl.close()
@@ -100,7 +100,7 @@ async def test_nothing_listening_is_a_controller_error() -> None:
     async with ScpiChamber(Chamber([])) as server:
         port = server.port
     ctl = ScpiController(_cfg(port))
-    with pytest.raises(ControllerError, match=f"controller ctl: the temperature setpoint: cannot connect to "
+    with pytest.raises(ControllerError, match=f"the temperature setpoint: cannot connect to "
                                               f"tcp://127.0.0.1:{port}"):
         await ctl.apply({"temperature": 25.0})
     await ctl.close()

@@ -9,9 +9,10 @@ reading: the value read back must be the value the written registers stand for (
 clamps, rounds differently or ignores the write is caught there.  The run flag is a coil
 (function 5, read back with 1) or a holding register.
 
-Every failure is a `ControllerError` whose reason names the controller, the setpoint and its
-register; a link that dropped since the last step (a TCP connection closed by the device
-when idle) is reopened once before a write is given up.
+Every failure is a `ControllerError` whose reason names the setpoint and its register (the
+run engine puts the controller's name before it); a link that dropped since the last step
+(a TCP connection closed by the device when idle) is reopened once before a write is given
+up.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class ModbusController:
         return max(3.5 * 11 / baud, 0.00175)
 
     def _fail(self, what: str, exc: ModbusError) -> ControllerError:
-        return ControllerError(f"controller {self.name}: {what}: {exc.reason}")
+        return ControllerError(f"{what}: {exc.reason}")
 
     async def _write(self, kind: str, address: int, words: list[int], what: str) -> None:
         for attempt in (1, 2):
@@ -105,18 +106,18 @@ class ModbusController:
     async def apply(self, setpoints: dict[str, float]) -> None:
         unknown = sorted(set(setpoints) - self.quantities)
         if unknown:
-            raise ControllerError(f"controller {self.name} writes no {' or '.join(unknown)} setpoint "
-                                  f"(it writes {', '.join(sorted(self.quantities))})")
+            raise ControllerError(f"writes no {' or '.join(unknown)} setpoint "
+                                  f"(only {', '.join(sorted(self.quantities))})")
         encoded: dict[str, list[int]] = {}
         for q, value in setpoints.items():  # every value checked before anything is written
             sp = self._setpoints[q]
             if (sp.min is not None and value < sp.min) or (sp.max is not None and value > sp.max):
-                raise ControllerError(f"controller {self.name}: {q} setpoint {value:g} is outside its "
+                raise ControllerError(f"{q} setpoint {value:g} is outside its "
                                       f"range {_bound(sp.min)}..{_bound(sp.max)}")
             try:
                 encoded[q] = encode_setpoint(sp, value)
             except ValueError as exc:
-                raise ControllerError(f"controller {self.name}: {q} setpoint {exc}") from None
+                raise ControllerError(f"{q} setpoint {exc}") from None
         async with self._lock:
             for q, words in encoded.items():
                 await self._write_setpoint(q, words)
@@ -133,7 +134,7 @@ class ModbusController:
                 break
             await asyncio.sleep(CONFIRM_INTERVAL)
         if not abs(back - written) <= sp.tolerance:
-            raise ControllerError(f"controller {self.name}: {q} setpoint read back {back:g}, "
+            raise ControllerError(f"{q} setpoint read back {back:g}, "
                                   f"written {written:g} (holding {sp.address})")
         log.info("controller %s: %s setpoint %g written and read back", self.name, q, written)
 
@@ -147,7 +148,7 @@ class ModbusController:
             await self._write(run.kind, run.address, [value], what)
             back = (await self._read(run.kind, run.address, 1, what))[0]
         if back != value:
-            raise ControllerError(f"controller {self.name}: run flag read back {back}, written {value} "
+            raise ControllerError(f"run flag read back {back}, written {value} "
                                   f"({run.kind} {run.address})")
 
     async def close(self) -> None:

@@ -6,7 +6,8 @@ clamped, rounded or ignored the command is caught there.  With `error_query`, th
 is asked after every command and an answer numbered other than 0 (`-222,"Data out of range"`)
 fails the step with the instrument's own words.  A link that fails (refused, closed, no answer
 within `timeout`) is closed - so a late answer is never taken for the next one - and opened
-again at the next command; every failure is a `ControllerError` naming the controller.
+again at the next command; every failure is a `ControllerError` (the run engine
+puts the controller's name before its reason).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class ScpiController:
         self._term = cfg.terminator.encode(cfg.encoding)
 
     def _fail(self, what: str, reason: str) -> ControllerError:
-        return ControllerError(f"controller {self.name}: {what}: {reason}")
+        return ControllerError(f"{what}: {reason}")
 
     async def _send(self, line: str, what: str) -> None:
         try:
@@ -84,13 +85,13 @@ class ScpiController:
     async def apply(self, setpoints: dict[str, float]) -> None:
         unknown = sorted(set(setpoints) - self.quantities)
         if unknown:
-            raise ControllerError(f"controller {self.name} writes no {' or '.join(unknown)} setpoint "
-                                  f"(it writes {', '.join(sorted(self.quantities))})")
+            raise ControllerError(f"writes no {' or '.join(unknown)} setpoint "
+                                  f"(only {', '.join(sorted(self.quantities))})")
         lines: dict[str, tuple[str, float]] = {}
         for q, value in setpoints.items():  # every value checked before anything is sent
             sp = self._setpoints[q]
             if (sp.min is not None and value < sp.min) or (sp.max is not None and value > sp.max):
-                raise ControllerError(f"controller {self.name}: {q} setpoint {value:g} is outside its "
+                raise ControllerError(f"{q} setpoint {value:g} is outside its "
                                       f"range {'' if sp.min is None else f'{sp.min:g}'}.."
                                       f"{'' if sp.max is None else f'{sp.max:g}'}")
             lines[q] = render(sp.write, value)
@@ -106,7 +107,7 @@ class ScpiController:
                         break
                     await asyncio.sleep(CONFIRM_INTERVAL)
                 if not abs(back - sent) <= sp.tolerance:
-                    raise ControllerError(f"controller {self.name}: {q} setpoint read back {back:g}, "
+                    raise ControllerError(f"{q} setpoint read back {back:g}, "
                                           f"sent {sent:g} ({line!r})")
                 log.info("controller %s: %s setpoint %g sent and read back", self.name, q, sent)
 
@@ -133,7 +134,7 @@ class ScpiController:
                 return
             answer = await self._ask(run.query, f"reading {what} back")
             if not re.search(run.on_answer if on else run.off_answer, answer, re.I):
-                raise ControllerError(f"controller {self.name}: run state read back {answer!r}, "
+                raise ControllerError(f"run state read back {answer!r}, "
                                       f"expected {'on' if on else 'off'}")
 
     async def close(self) -> None:
