@@ -190,7 +190,7 @@ def open_envelope(payload: bytes) -> Envelope:
         raise Refusal("malformed", f"{len(payload)} bytes, more than {MAX_PAYLOAD}")
     try:
         outer = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Refusal("malformed", "not a JSON envelope") from None
     if not isinstance(outer, dict) or outer.get("v") != 1:
         raise Refusal("malformed", "not a version 1 envelope")
@@ -238,7 +238,7 @@ def parse_command(body: bytes) -> Command:
     """The command of a body; Refusal("malformed") naming the field that is wrong."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Refusal("malformed", "the body is not JSON") from None
     if not isinstance(data, dict):
         raise Refusal("malformed", "the body is not an object")
@@ -292,7 +292,7 @@ def parse_answer(payload: bytes, keys: dict[str, PublicKey]) -> tuple[Answer, Pu
             time_ns=int(d["time_ns"]),
             result=dict(d.get("result") or {}),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise Refusal("malformed", "the answer's body is not an answer") from None
     if k is not None and (k.site, k.gateway) != (answer.site, answer.gateway):
         raise Refusal(

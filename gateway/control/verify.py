@@ -171,14 +171,21 @@ def _partial(env: Envelope) -> Command | None:
     """What a body that is not a good command claims (for the journal; not to be trusted)."""
     try:
         d = json.loads(env.body)
+        seq = d.get("seq")
         return Command(
-            site=str(d.get("site", "")),
-            gateway=str(d.get("gateway", "")),
-            command=str(d.get("command", "")),
-            actor=str(d.get("actor", "")),
-            seq=int(d.get("seq", 0)),
+            site=_clip(d.get("site")),
+            gateway=_clip(d.get("gateway")),
+            command=_clip(d.get("command")),
+            actor=_clip(d.get("actor")),
+            seq=seq if type(seq) is int and 0 <= seq < 2**63 else 0,
             issued_ns=0,
             expires_ns=0,
         )
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return None
+
+
+def _clip(v: object) -> str:
+    """Untrusted text for a log line, a journal row and a field: one line, at most 100 characters."""
+    text = v if isinstance(v, str) else ""
+    return "".join(c if c.isprintable() else "?" for c in text[:100])

@@ -212,3 +212,27 @@ async def test_a_damaged_journal_keeps_its_replay_store_and_command_log(tmp_path
         assert not await j.claim_command("k1", 7, NOW)  # still known: a replay
         assert await j.claim_command("k1", 8, NOW)
     assert [(r.command, r.seq, r.actor) for r in read_command_log(path)] == [("pause", 7, "alice")]
+
+
+async def test_what_a_forged_command_claims_is_kept_short_and_harmless(keys: dict[str, Path]) -> None:
+    body = json.dumps({"site": "lab 1", "gateway": "gw01", "command": "abort", "actor": "x\n" * 100_000,
+                       "seq": 10**30})
+    payload = json.dumps({"v": 1, "key": "nope", "body": body, "sig": base64.b64encode(b"s" * 64).decode()})
+    out = await _verifier(keys).check(payload.encode())
+    assert out.refusal is not None and out.refusal.kind == "bad signature" and out.command is not None
+    assert out.command.actor == "x?" * 50 and out.command.seq == 0
+    nested = json.dumps({"v": 1, "key": "nope", "body": "[" * 100_000 + "]" * 100_000, "sig": ""})
+    out = await _verifier(keys).check(nested.encode())
+    assert out.refusal is not None and out.refusal.kind in ("bad signature", "malformed")
+
+
+async def test_deeply_nested_json_is_malformed_not_a_failure(keys: dict[str, Path],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    out = await _verifier(keys).check(b"[" * 100_000 + b"]" * 100_000)
+    assert out.refusal is not None and out.refusal.kind == "malformed"
+    k = load_private_key(keys["key"])
+    payload = json.loads(command_payload(_cmd(), k))
+    payload["body"] = "[" * 100_000 + "]" * 100_000
+    payload["sig"] = base64.b64encode(k.sign(b"remotecal-command-v1\x00" + payload["body"].encode())).decode()
+    out = await _verifier(keys).check(json.dumps(payload).encode())
+    assert out.refusal is not None and out.refusal.kind == "malformed"
