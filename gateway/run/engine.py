@@ -45,7 +45,7 @@ from gateway.errors import JournalError, JournalFull, RemotecalError
 from gateway.journal import Journal
 from gateway.journal.runs import RunRow, RunTable
 from gateway.reading import FieldValue, Point, Reading, Record
-from gateway.run.plan import StepPlan, plan_from_json, plan_of, plan_to_json
+from gateway.run.plan import QUANTITY_OF_SETPOINT, StepPlan, plan_from_json, plan_of, plan_to_json
 from gateway.stability import Criteria, StabilityTracker
 
 __all__ = ["ACTIVE", "STATES", "TERMINAL", "NotAllowed", "RunEngine"]
@@ -486,6 +486,22 @@ class RunEngine:
             return {}
         return {f"setpoint_{k}": float(v) for k, v in step.setpoints.items()}
 
+    @staticmethod
+    def _criteria_fields(step: StepPlan | None) -> dict[str, FieldValue]:
+        """The step's stability criteria per reading quantity (`max_std_temperature`,
+        `max_slope_per_min_relative_humidity`, ...): what the dashboards draw as the limits."""
+        if step is None:
+            return {}
+        fields: dict[str, FieldValue] = {}
+        for key in step.setpoints:
+            quantity = QUANTITY_OF_SETPOINT.get(key)
+            if quantity is None:
+                continue
+            c = step.criteria_for(key)
+            fields |= {f"window_s_{quantity}": float(c.window_s), f"max_std_{quantity}": float(c.max_std),
+                       f"max_slope_per_min_{quantity}": float(c.max_slope_per_min)}
+        return fields
+
     async def _transition(self, state: str, *, actor: str, reason: str, step: int | None = None,
                           extra: dict[str, FieldValue] | None = None) -> None:
         if step is not None:
@@ -508,6 +524,7 @@ class RunEngine:
         if step is not None:
             fields["step_name"] = step.name
         fields.update(self._setpoint_fields(step))
+        fields.update(self._criteria_fields(step))
         fields.update(extra or {})
         row = RunRow(self.run, self.state, self.step, self._data(), t)
         log_fields = {k: v for k, v in fields.items() if k not in ("state", "step", "actor", "reason")}

@@ -65,6 +65,11 @@ async def test_a_procedure_runs_to_the_end_and_its_windows_match_the_steps(tmp_p
                       ("finished", 2, None)]
     assert events[0].fields["actor"] == "alice@nmc" and events[0].fields["reason"] == "started"
     assert events[0].fields["procedure"] == "ab" * 32 and events[0].fields["setpoint_temperature"] == 20.0
+    # Each point of a step names its criteria per quantity: the dashboards' limits.
+    for e in events:
+        assert (e.fields["window_s_temperature"], e.fields["max_std_temperature"],
+                e.fields["max_slope_per_min_temperature"]) == (60.0, 0.01, 0.01)
+        assert not any(k.endswith("_relative_humidity") for k in e.fields)
     assert [e.time_ns for e in events] == sorted({e.time_ns for e in events})  # strictly increasing
     assert [h.state for h in history][-1] == "finished" and len(history) == len(events)
 
