@@ -49,7 +49,7 @@ def test_example_expands_to_an_up_down_sweep_a_point_and_a_final_return() -> Non
     assert s.stability == Criteria(window_s=300, max_std=0.05, max_slope_per_min=0.02)
     assert s.criteria("humidity") == Criteria(window_s=300, max_std=0.5, max_slope_per_min=0.2)
     assert s.criteria("temperature") == s.stability
-    assert p.references == {"temperature": ["ref-t"], "humidity": ["dut1-rh"]}
+    assert p.references == {"temperature": ["ref-t"], "humidity": ["ref-rh"]}
 
 
 def test_repeats_of_an_entry_and_of_the_whole_list() -> None:
@@ -162,7 +162,7 @@ def test_against_a_site_references_controllers_and_ranges(tmp_path: Path) -> Non
 
     site = load_config(SITE_EXAMPLE)
     assert site_problems(load_procedure(EXAMPLE), site) == []
-    text = EXAMPLE.read_text().replace('humidity = "dut1-rh"', 'humidity = ["dut1-rh", "ref/rh"]')
+    text = EXAMPLE.read_text().replace('humidity = "ref-rh"', 'humidity = ["ref-rh", "ref/rh"]')
     text = text.replace("humidity = [30.0, 50.0, 70.0]", "humidity = [5.0, 50.0, 70.0]")
     assert site_problems(parse_procedure(text), site) == [
         # "lab-1-rh" would be read (the MQTT source's channel {1}-rh); "ref/rh" cannot be
