@@ -34,6 +34,7 @@ def test_disk_full_stalls_nothing_once_space_is_freed(
     cfg = site_config(small_disk.path / "data", mosquitto.port, v1_sink(influxd))
     with GatewayProcess(tmp_path / "gw", cfg) as gw:
         wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
         pub = Publisher(mosquitto.port)
         pub.publish_all(state_message("d", i, T0_MS + i * 100) for i in range(before))
         wait_until(lambda: count_readings(influxd) == 2 * before, 30, "the readings before", gw)
@@ -71,6 +72,7 @@ def test_a_flood_of_garbage_never_blocks_one_good_reading(
     garbage = 2000  # ~2.1 MB of quarantine rows and redelivery keys, 8 times max_size
     with GatewayProcess(tmp_path / "gw", cfg) as gw:
         wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
         pub = Publisher(mosquitto.port)
         pub.publish_all((f"lab/g{i % 50}/state", b"{" + b"x" * 1000 + str(i).encode()) for i in range(garbage))
         pub.publish_all([state_message("good", 0, T0_MS)])
@@ -96,6 +98,7 @@ def test_a_damaged_journal_is_recovered_at_start_not_a_crash_loop(
     gw = GatewayProcess(tmp_path / "gw", cfg)
     with gw:
         wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
         pub = Publisher(mosquitto.port)
         pub.publish_all(state_message("z", i, T0_MS + i * 100) for i in range(n))
         pub.close()
@@ -161,6 +164,7 @@ def test_damage_found_while_running_ends_the_gateway_in_one_line_and_the_restart
     gw = GatewayProcess(tmp_path / "gw", cfg)
     with gw:
         wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
         pub = Publisher(mosquitto.port)
         pub.publish_all(state_message("w", i, T0_MS + i * 100) for i in range(n))
         pub.close()

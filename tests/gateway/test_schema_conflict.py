@@ -42,6 +42,7 @@ def test_a_foreign_integer_point_holds_the_shards_series_and_they_land_once_reso
     cfg = site_config(data, mosquitto.port, v1_sink(influxd), health="500ms")
     with GatewayProcess(tmp_path / "gw", cfg) as gw:
         wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
         pub = Publisher(mosquitto.port)
         pub.publish_all(state_message(s, i, T0_MS + i * 100) for i in range(n) for s in ("a", "b"))
         pub.publish_all(state_message("c", i, OTHER_MS + i * 100) for i in range(n))
