@@ -44,10 +44,10 @@ def test_example_expands_to_an_up_down_sweep_a_point_and_a_final_return() -> Non
     assert [s.final for s in p.steps] == [False] * 6 + [True]
     assert p.final is p.steps[-1] and p.final.record_s == 0 and p.final.settle_min_s == 0
     assert p.steps[5].on_not_stable == "stop" and p.steps[0].on_not_stable == "continue"
-    assert p.steps[5].record_s == 300 and p.steps[0].record_s == 600
+    assert p.steps[5].record_s == 5 and p.steps[0].record_s == 10
     s = p.steps[0]
-    assert s.stability == Criteria(window_s=300, max_std=0.05, max_slope_per_min=0.02)
-    assert s.criteria("humidity") == Criteria(window_s=300, max_std=0.5, max_slope_per_min=0.2)
+    assert s.stability == Criteria(window_s=10, max_std=0.05, max_slope_per_min=1.2)
+    assert s.criteria("humidity") == Criteria(window_s=10, max_std=0.5, max_slope_per_min=12.0)
     assert s.criteria("temperature") == s.stability
     assert p.references == {"temperature": ["ref-t"], "humidity": ["ref-rh"]}
 
