@@ -9,9 +9,8 @@ that knows its controller.
                    retained message on `<topic>/<quantity>`; `read_back` makes a written value
                    read back as another (ControllerError, like a real controller's mismatch)
     python -m tests.gateway.run.sim -c site.toml
-                   `remotecal gateway run` with the kind registered, and two more control
-                   operations for the test: `test.start` (procedure text, run, actor) and
-                   `test.status` (the engine's status)
+                   `remotecal gateway run` with the kind registered (the test starts its run
+                   with `run.start` on the control socket, as `remotecal run start --local`)
 """
 
 from __future__ import annotations
@@ -195,7 +194,6 @@ def procedure_text(max_s: float = 30.0) -> str:
 def main() -> None:
     from gateway import registry
     from gateway.config import load_config
-    from gateway.procedure import parse_procedure
     from gateway.runtime import Gateway
     from remotecal.logs import setup_logging
 
@@ -205,21 +203,7 @@ def main() -> None:
     registry.register(KIND)
     cfg = load_config(args.config)
     setup_logging("info")
-    gateway = Gateway(cfg)
-    engine = gateway.run_engine
-    assert engine is not None
-
-    async def start(req: dict[str, Any]) -> dict[str, Any]:
-        proc = parse_procedure(req["procedure"], "test")
-        return await engine.start(proc, req["run"], req.get("actor", "test"))
-
-    async def status(_req: dict[str, Any]) -> dict[str, Any]:
-        return await engine.status()
-
-    gateway.control.register("test.start", start)
-    gateway.control.register("test.status", status)
-    asyncio.run(gateway.run())
-
+    asyncio.run(Gateway(cfg).run())
 
 if __name__ == "__main__":
     main()

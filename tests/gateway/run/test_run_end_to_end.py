@@ -52,7 +52,7 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, gw: GatewayPr
 
 def status(data: Path) -> dict[str, Any] | None:
     try:
-        return request_sync(data, "test.status", timeout=5)
+        return dict(request_sync(data, "run.status", timeout=5)["result"])
     except GatewayNotRunning:
         return None
 
@@ -78,8 +78,8 @@ def test_a_run_killed_mid_step_resumes_that_step_and_loses_or_doubles_no_reading
     try:
         chamber.start()
         wait_until(lambda: len(chamber.sent) > 20, 30, "readings before the run")
-        reply = request_sync(data, "test.start", procedure=procedure_text(), run="RC-E2E", actor="alice@nmc")
-        assert reply["ok"] and reply["state"] == "settling" and reply["step"] == 0
+        reply = request_sync(data, "run.start", procedure=procedure_text(), run="RC-E2E", actor="alice@nmc")
+        assert reply["ok"] and reply["result"]["state"] == "settling" and reply["result"]["step"] == 0
         wait_until(lambda: (s := status(data)) and s["step"] == 1 and s["state"] == "settling", 60,
                    "step 1", gw)
         time.sleep(0.3)
@@ -118,6 +118,8 @@ def test_a_run_killed_mid_step_resumes_that_step_and_loses_or_doubles_no_reading
     outcomes = [(e["step"], e["outcome"]) for e in ev if e.get("outcome")]
     assert outcomes == [(0, "stable"), (1, "stable"), (2, "stable")]
     assert ev[-1]["state"] == "finished"
+    start = [e for e in ev if e.get("command") == "start"]  # gateway.control's point of the command
+    assert len(start) == 1 and start[0]["accepted"] is True and start[0]["actor"].startswith("alice@nmc")
     # one recorded window per step, each inside its step and at its setpoint
     windows = influxd.rows("SELECT * FROM run_window WHERE run = 'RC-E2E'", "calibration")
     assert [(w["step"], w["channel"]) for w in windows] == [(0, "ref-t"), (1, "ref-t"), (2, "ref-t")]
@@ -158,7 +160,7 @@ def test_a_setpoint_read_back_different_fails_the_step(tmp_path: Path, mosquitto
     gw, data = start_gateway(tmp_path, mosquitto, influxd, read_back={"25.0": 24.5})
     try:
         chamber.start()
-        request_sync(data, "test.start", procedure=procedure_text(), run="RC-BAD", actor="bob")
+        request_sync(data, "run.start", procedure=procedure_text(), run="RC-BAD", actor="bob")
         st = wait_until(lambda: (s := status(data)) and s["state"] == "failed" and s, 60, "the failure", gw)
         assert st["step"] == 1 and "read back 24.5 after writing 25" in st["reason"], st
         wait_until(lambda: any(e["state"] == "failed" for e in events(influxd, "RC-BAD")), 30, "the event", gw)
@@ -176,7 +178,7 @@ def test_a_chamber_that_never_settles_ends_the_step_not_stable_at_its_timeout(
     gw, data = start_gateway(tmp_path, mosquitto, influxd)
     try:
         chamber.start()
-        request_sync(data, "test.start", procedure=procedure_text(max_s=3.0), run="RC-WOBBLE", actor="bob")
+        request_sync(data, "run.start", procedure=procedure_text(max_s=3.0), run="RC-WOBBLE", actor="bob")
         wait_until(lambda: (s := status(data)) and s["state"] == "finished", 60, "the end", gw)
         wait_until(lambda: any(e["state"] == "finished" for e in events(influxd, "RC-WOBBLE")), 30, "events", gw)
     finally:
