@@ -214,8 +214,10 @@ def test_the_example_procedure_becomes_the_engines_steps() -> None:
     plan = plan_of(proc)
     assert len(plan) == len(proc.steps) and plan[-1].final
     first = plan[0]
-    assert first.references == {"ref-t": "temperature", "dut1-rh": "humidity"}
-    assert first.key_of("dut1-rh", "relative_humidity", "dut") == "humidity"
+    named = {ch: q for q, chs in proc.references.items() for ch in chs}
+    assert set(named.values()) == {"temperature", "humidity"} and first.references == named
+    rh = next(ch for ch, q in named.items() if q == "humidity")
+    assert first.key_of(rh, "relative_humidity", "dut") == "humidity"  # a named channel, whatever its role
     assert first.key_of("ref2-t", "temperature", "reference") is None  # named references only
     assert first.criteria_for("humidity").max_std == 0.5 and first.criteria_for("temperature").max_std == 0.05
     assert plan_from_json(plan_to_json(plan)) == plan
