@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 from urllib.parse import quote
 
 from gateway.control.config import ControlBroker
@@ -61,11 +62,19 @@ class RemoteControl:
         )
         self._wake = asyncio.Event()
         self.receiver = Receiver(self.link, 16, self._wake.set)
+        self.link.client.on_subscribe = self._on_subscribed
         self.subscribed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _subscribe(self, client: object, _session_present: bool) -> None:
         self.link.client.subscribe(self.command_topic, qos=1)
+
+    def _on_subscribed(self, _c: object, _u: object, _mid: int, codes: list[Any], _p: object) -> None:
+        """SUBACK: commands reach us from now on (`subscribed`), or the broker refused (its ACL)."""
+        if codes and getattr(codes[0], "is_failure", False):
+            log.error("run control: the broker refused the subscription to %s (%s): does this account's "
+                      "ACL allow reading it?", self.command_topic, codes[0])
+            return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.subscribed.set)
 
