@@ -51,6 +51,7 @@ def _time(time_ns: int, timespec: str = "auto") -> str:
 def gateway_check(args: argparse.Namespace) -> int:
     from gateway import registry
     from gateway.config import load_config
+    from gateway.preflight import preflight
 
     cfg = load_config(args.config)
     control = None
@@ -58,6 +59,7 @@ def gateway_check(args: argparse.Namespace) -> int:
         from gateway.control import check_control
 
         control = check_control(cfg)
+    preflight(cfg)  # what `gateway run` would refuse at its start: data_dir, key and TLS files
     g = cfg.gateway
     counts = [f"{len(cfg.sources.blocks(k.name))} {k.title}" for k in registry.SOURCES.values()]
     controllers = [f"{c.name} ({k.name}: {', '.join(sorted(c.quantities()))})"
@@ -100,12 +102,22 @@ def procedure_check(args: argparse.Namespace) -> int:
 
 
 def gateway_run(args: argparse.Namespace) -> int:
+    import ssl
+
     from gateway.config import load_config
+    from gateway.errors import ConfigError
+    from gateway.preflight import preflight
     from gateway.runtime import Gateway
 
     cfg = load_config(args.config)
     setup_logging(args.log_level or cfg.gateway.log_level)
-    asyncio.run(Gateway(cfg).run())
+    preflight(cfg, build=False)  # data_dir, key and TLS files: exit 2 with the reason, not at the first write
+    try:
+        gateway = Gateway(cfg)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"TLS: {exc.reason or exc}: a ca_file, cert_file or key_file is not what it "
+                          "should be") from None
+    asyncio.run(gateway.run())
     return 0
 
 
