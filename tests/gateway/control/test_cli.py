@@ -173,8 +173,9 @@ def test_control_section_of_the_site_config(tmp_path: Path, capsys: pytest.Captu
     assert "control.broker: required without a [[sinks.mqtt]]" in capsys.readouterr().err
     assert check({"allow_remote": False, "alow_remote": 1}) == 2
     assert "control.alow_remote: unknown key" in capsys.readouterr().err
-    uplink = {"mqtt": [{"url": "mqtts://central:8883", "username": "gw01", "key_file": "k.key",
+    uplink = {"mqtt": [{"url": "mqtts://central:8883", "username": "gw01", "key_file": "lab1+gw01.key",
                         "topic_prefix": "x/v1"}]}
+    assert main(["keys", "new", "--site", "lab1", "--gateway", "gw01", "--out", str(tmp_path)]) == 0  # check reads it
     assert main(["keys", "new", "--institute", "nmc", "--out", str(tmp_path / "keys")]) == 0
     assert check({"keys": "keys/nmc.institute.pub"}, uplink) == 0
     cfg = load_config(site)
