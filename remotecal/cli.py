@@ -307,6 +307,12 @@ def _run(sub: argparse._SubParsersAction) -> None:
                            help="with --watch: seconds between refreshes (default 2)")
             p.add_argument("--json", action="store_true", help="print the gateway's answer as JSON")
         p.set_defaults(func=commands.run_command)
+    log = rs.add_parser("log", help="the commands this gateway took or refused, newest first, from its "
+                                    "journal (read-only; works with the gateway stopped too)")
+    log.add_argument("-c", "--config", required=True, help="the gateway's SITE.toml")
+    log.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    log.add_argument("--json", action="store_true", help="one JSON object per line")
+    log.set_defaults(func=commands.run_log)
 
 
 def _procedure(sub: argparse._SubParsersAction) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "pipeline_run",
     "procedure_check",
     "run_command",
+    "run_log",
     "simulate",
 ]
 
@@ -295,6 +296,30 @@ def keys_new(args: argparse.Namespace) -> int:
     path = new_key_file(args.site, args.gateway, args.out)
     print(f"{path}: new key for {args.site}/{args.gateway} (mode 0600); copy it to the gateway "
           "([[sinks.mqtt]] key_file) and to the ingest's keys folder")
+    return 0
+
+
+def run_log(args: argparse.Namespace) -> int:
+    """`remotecal run log -c SITE.toml`: the journal's command log (gateway.journal.control)."""
+    from gateway.config import load_gateway_section
+    from gateway.journal.control import read_command_log
+
+    g = load_gateway_section(args.config)
+    path = g.data_dir / "journal.db"
+    if not path.exists():
+        raise RemotecalError(f"{path}: no journal there (has this gateway ever run?)")
+    rows = read_command_log(path, args.limit)
+    for r in rows:
+        if args.json:
+            print(json.dumps({"time": _time(r.time_ns), "origin": r.origin, "command": r.command,
+                              "run": r.run, "actor": r.actor, "accepted": r.accepted,
+                              "refusal": r.refusal or None, "reason": r.reason, "seq": r.seq, "key": r.key}))
+            continue
+        verdict = "accepted" if r.accepted else f"REFUSED {r.refusal}"
+        print(f"{_time(r.time_ns, 'milliseconds')}  {r.origin:<6}  {r.command:<7} run {r.run}  by {r.actor}  "
+              f"{verdict}" + (f": {r.reason}" if r.reason else ""))
+    if not args.json:
+        print(f"{len(rows)} command(s), newest first", file=sys.stderr)
     return 0
 
 

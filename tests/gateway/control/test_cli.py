@@ -229,3 +229,26 @@ def test_gateway_check_reads_the_control_keys(tmp_path: Path, capsys: pytest.Cap
     site.write_text(dumps({**base, "control": {"allow_remote": False, "broker": broker}}))
     assert main(["gateway", "check", "-c", str(site)]) == 0
     assert "remote control: OFF" in capsys.readouterr().out
+
+
+async def test_run_log_lists_the_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gateway.journal.control import CommandRow
+
+    site = _site(tmp_path)
+    assert await asyncio.to_thread(main, ["run", "log", "-c", str(site)]) == 1
+    assert "no journal there" in capsys.readouterr().err
+    async with Journal(tmp_path / "data" / "journal.db", ["s"]) as j:
+        await j.log_command(CommandRow(1_800_000_000 * 10**9, "remote", "start", "RC-1", "alice@nmc", True, "", "",
+                                       5, "abcd"))
+        await j.log_command(CommandRow(1_800_000_001 * 10**9, "remote", "abort", "RC-1", "mallory (unverified)",
+                                       False, "bad signature", "signed with key 'x'"))
+    assert await asyncio.to_thread(main, ["run", "log", "-c", str(site)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("remote  abort   run RC-1  by mallory (unverified)  REFUSED bad signature: signed "
+                           "with key 'x'")
+    assert out[1].startswith("2027-01-15T08:00:00.000+00:00  remote  start") and out[1].endswith("accepted")
+    assert await asyncio.to_thread(main, ["run", "log", "-c", str(site), "--json", "--limit", "1"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["command"] == "abort" and row["refusal"] == "bad signature" and row["accepted"] is False
