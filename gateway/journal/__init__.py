@@ -18,6 +18,8 @@ One file, `DATA_DIR/journal.db`; each table belongs to one module of this packag
     redelivery   keys of MQTT messages already committed, to drop broker redeliveries;
                  their own bound (7 days, max_size / 16)
     runs         a remote run's current state and its transitions (gateway.run)
+    control      run commands: the replay store (key, seq of every signed command until an
+                 hour past its expiry) and the log of every command (gateway.control)
     schema       the meta table, the schema version, and how to add a table
     store        `Journal`: the group commit (failed commits retried), transactions, the
                  journal's thread
