@@ -51,13 +51,17 @@ from gateway.configfile import format_validation_error
 from gateway.errors import ConfigError
 from gateway.stability import Criteria
 
-__all__ = ["QUANTITIES", "Procedure", "Step", "load_procedure", "parse_procedure", "site_problems"]
+__all__ = ["MAX_STEPS", "QUANTITIES", "Procedure", "Step", "load_procedure", "parse_procedure",
+           "site_problems"]
 
 QUANTITIES: dict[str, tuple[str, float, float]] = {
     "temperature": ("degC", -273.15, 1000.0),
     "humidity": ("%rh", 0.0, 100.0),
 }
 """Setpoint keys: unit and the range a value must lie in."""
+
+MAX_STEPS = 10_000
+"""Most steps a procedure may expand to (a file from afar cannot make the gateway build millions)."""
 
 _CRITERIA = ("window_s", "max_std", "max_slope_per_min", "min_duration_s")
 _STEP_KEYS = ("settle_min_s", "record_s", "max_s", "on_not_stable")
@@ -386,6 +390,9 @@ def _expand(model: _File, problems: list[str]) -> list[Step]:
         passes = _values(entry, key, problems)
         if passes is None or crit is None or not timing_ok:
             continue
+        if (len(plan) + len(passes) * entry.repeat) * model.procedure.repeat > MAX_STEPS:
+            problems.append(f"{key}: the procedure would expand to more than {MAX_STEPS} steps")
+            return []
         for r in range(entry.repeat):
             for sp in passes:
                 plan.append((e, _name(entry, sp, r), sp, vals, crit, by_q))

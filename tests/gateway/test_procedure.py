@@ -107,6 +107,8 @@ stability = { max_std = 0.1, humidity = { max_std = 1.0 } }
     ("[[steps]]\nhumidity = 30\non_not_stable = 'retry'", "steps[0].on_not_stable:"),
     ("[[steps]]\nhumidity = 30\nstability = { window_s = -1 }", "steps[0].stability.window_s:"),
     ("[[steps]]\nhumidity = 30\n[final]\nmax_s = 10", "final: sets no setpoint"),
+    ("[[steps]]\nhumidity = 30\n[[steps]]\nhumidity = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]\nrepeat = 1000",
+     "steps[1]: the procedure would expand to more than 10000 steps"),
 ])
 def test_each_problem_is_named_by_its_key(body: str, problem: str) -> None:
     problems = _problems(HEAD + body)
