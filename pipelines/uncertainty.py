@@ -576,6 +576,8 @@ def _autocorrelated_mean(
         raise ValueError("readings must be finite")
     n = rows.shape[-1]
     xc = rows - mean
+    if one and (max_n is None or np.ndim(max_n) == 0):
+        return _one_series(xc[0], None if max_n is None else float(np.asarray(max_n, dtype=np.float64))), mean
     # One series: the lags a short FFT gives (`_autocovariances`), all of them only when the
     # correlation outlasts those; rows: all lags at once.
     lags = _fft_size(n + max(_FIRST_LAGS, n // 4)) - n if one else n - 1
@@ -608,6 +610,75 @@ def _autocorrelated_mean(
     if one:
         return AutocorrelatedMean(float(u[0]), float(n_eff[0]), int(last[0])), mean
     return AutocorrelatedMean(u, n_eff, last), mean
+
+
+def _one_series(xc: npt.NDArray[np.float64], max_n: float | None) -> AutocorrelatedMean:
+    """`autocorrelated_mean` of one centred series (``max_n`` a number or None): the rows'
+    computation for a single row, in scalars where that has one value, and the corrected
+    estimates' truncation lag found from the first lags on (each estimate is its own lag's
+    alone): every operation on the same numbers in the same order, the same result (the
+    rows' per-call overhead was a third of a 25 000-sample series' FFTs)."""
+    n = xc.size
+    lags = _fft_size(n + max(_FIRST_LAGS, n // 4)) - n
+    while True:
+        c = _autocovariances(xc, lags)
+        available = c.size - 1
+        last = _first_at_most_zero(c[1:])  # lags 1..last are positive
+        v = _one_mean_variance(c, n, last)
+        last = max(_first_corrected_at_most_zero(c, n, v if math.isfinite(v) else 0.0), last)
+        if available < n - 1 and last >= available:
+            lags = n - 1  # the correlation outlasts the first lags: take them all
+            continue
+        break
+    v = _one_mean_variance(c, n, last)
+    c0 = float(c[0])
+    finite = math.isfinite(v)  # v > 0 always (`_mean_variance`)
+    gamma0 = c0 + (v if finite else 0.0)
+    n_eff = gamma0 / v if finite else 2.0
+    if not c0 > 0:
+        n_eff = float(n)  # readings all alike: nothing correlates
+    n_eff = float(np.clip(n_eff, 2.0, float(n)))
+    if max_n is not None:
+        if max_n < 2:
+            raise ValueError("max_n must be at least 2")
+        n_eff = float(np.minimum(n_eff, max_n))  # NaN as the rows' path takes it
+    u = math.sqrt(0.0 if gamma0 <= 0 else gamma0 / n_eff)
+    return AutocorrelatedMean(u, n_eff, last)
+
+
+def _first_at_most_zero(values: npt.NDArray[np.float64]) -> int:
+    """`_first_not_above` of one series."""
+    below = values <= 0.0
+    i = int(below.argmax()) if below.size else 0
+    return i if below.size and below[i] else values.size
+
+
+def _one_mean_variance(c: npt.NDArray[np.float64], n: int, last: int) -> float:
+    """`_mean_variance` of one series: its lags 1..last summed alone (the same sums)."""
+    s = float(c[1:last + 1].sum())
+    w = float((1.0 - np.arange(1, last + 1) / n).sum())
+    denominator = n - 1.0 - 2.0 * w
+    v = (float(c[0]) + 2.0 * s) / denominator if denominator > 0 else math.inf
+    return v if v > 0 else math.inf
+
+
+_CHUNK = 2048
+"""Lags whose bias-corrected estimates one step of `_first_corrected_at_most_zero` computes."""
+
+
+def _first_corrected_at_most_zero(c: npt.NDArray[np.float64], n: int, v: float) -> int:
+    """The first lag k - 1 (k = 1..) whose corrected estimate c_k / (1 - k/n) + v is not
+    positive, or the number of lags; computed a chunk of lags at a time (the truncation lag
+    comes early: the benchmark's reach 1720 of 7768)."""
+    available = c.size - 1
+    for lo in range(0, available, _CHUNK):
+        hi = min(lo + _CHUNK, available)
+        w = 1.0 - np.arange(lo + 1, hi + 1) / n
+        corrected = c[lo + 1:hi + 1] / w + v
+        i = _first_at_most_zero(corrected)
+        if i < corrected.size:
+            return lo + i
+    return available
 
 
 def type_a_autocorrelated(

@@ -134,3 +134,23 @@ def test_the_type_a_estimate_is_the_mean_of_the_readings_and_its_u_that_of_the_r
         c = type_a_autocorrelated("A", row)
         assert c.value == float(row.mean())
         assert c.u == pytest.approx(float(m.u[i]), rel=1e-12)
+
+
+def test_one_series_is_evaluated_as_the_rows_evaluate_one_row() -> None:
+    # One series (the pipeline's, point by point) takes a scalar path; a cap given as a
+    # sequence takes the rows' path with that series as its only row and the same FFT.
+    # Both must give the same numbers, bit for bit.
+    rng = np.random.default_rng(12)
+    series = [ar1(rng, phi, 1, n)[0] * 0.01 + 20.0 for phi in (0.0, 0.5, 0.9, 0.99, 0.999)
+              for n in (2, 3, 40, 900, 5000, 25_000)]
+    series += [np.full(300, 3.0), np.linspace(0.0, 1.0, 2000), np.r_[np.zeros(500), np.ones(500)],
+               np.sin(np.arange(4000) / 300.0), rng.normal(size=7) * 1e-12]
+    slow_lag = [m.lag for m in (autocorrelated_mean(x) for x in series)]
+    assert max(slow_lag) > 2048  # a truncation lag beyond the first chunk of corrected lags
+    for x in series:
+        for cap in (None, 2, 3.5, 90, x.size):
+            one = autocorrelated_mean(x, max_n=cap)
+            rows = autocorrelated_mean(x, max_n=[x.size if cap is None else cap])
+            assert (one.u, one.n_eff, one.lag) == (rows.u, rows.n_eff, rows.lag), (x.size, cap)
+    with pytest.raises(ValueError, match="max_n"):
+        autocorrelated_mean(series[3], max_n=1)
