@@ -72,6 +72,7 @@ one reading late.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -395,6 +396,17 @@ def _std_ok(nf: FloatArray, s_v: FloatArray, s_vv: FloatArray, max_std: float,
     return ok
 
 
+def _std_within(nf: FloatArray, s_v: FloatArray, s_vv: FloatArray, limit: FloatArray,
+                scratch: FloatArray) -> BoolArray:
+    """`_std_ok` with its right side, max_std^2 (n - 1), given (the times' alone: `run_rows`
+    computes it once); the same operations on the same operands."""
+    np.multiply(s_v, s_v, out=scratch)
+    scratch /= nf
+    s_vv -= scratch
+    ok: BoolArray = s_vv <= limit
+    return ok
+
+
 def _slope_ok(nf: FloatArray, s_t: FloatArray, s_v: FloatArray, s_tt: FloatArray, s_tv: FloatArray,
               max_slope_per_min: float, scratch: FloatArray) -> BoolArray:
     """|b| 60 <= max_slope  <=>  |SP_tv| 60 <= max_slope SS_t, with SP_tv = S_tv - S_t S_v / n
@@ -443,7 +455,8 @@ class _SharedTimes:
         """max_slope SS_t per window (`_slope_limit`)."""
         self.valid: BoolArray | None = None
         """complete and holding at least MIN_SAMPLES samples."""
-        self.tails: tuple[FloatArray, FloatArray] | None = None
+        self.std_limit: FloatArray | None = None
+        """max_std^2 (n - 1) per window, the right side of `_std_ok`."""
         self.times: FloatArray | None = None
         """The times (validated by the tracker that filled this)."""
         self.same: IntArray | None = None
@@ -451,23 +464,29 @@ class _SharedTimes:
 
     def fill(self, starts: _Starts | None, complete: BoolArray, segment_t: float, nf: FloatArray,
              tc: FloatArray, s_t: FloatArray, s_tt_last: float, limit: FloatArray, valid: BoolArray,
-             tails: tuple[FloatArray, FloatArray], times: FloatArray) -> None:
+             times: FloatArray, std_limit: FloatArray) -> None:
         self.starts, self.complete, self.segment_t, self.nf = starts, complete, segment_t, nf
         self.times = times
         self.tc, self.s_t, self.s_tt_last, self.limit, self.valid = tc, s_t, s_tt_last, limit, valid
-        self.tails = tails
+        self.std_limit = std_limit
 
 
-def run_rows(criteria: Criteria, t_s: npt.ArrayLike, rows: npt.ArrayLike) -> list[Update]:
+def run_rows(criteria: Criteria, t_s: npt.ArrayLike,
+             rows: npt.ArrayLike | Sequence[npt.NDArray[np.float64]]) -> list[Update]:
     """``StabilityTracker(criteria).run(t_s, row)`` for each row of ``rows`` (series read at
     the same times ``t_s``, e.g. the channels of one instrument polled together): the same
     decisions and plateaus, bit for bit, for a little over half the work per further row,
-    since the window bounds, completeness and sums of the times are computed once.
-    ValueError as `StabilityTracker.run` (per row)."""
-    values = np.asarray(rows, dtype=np.float64)
+    since the window bounds, completeness, sums of the times and both criteria's limits
+    are computed once.  ``rows``: a 2-D array, or a list or tuple of 1-D arrays (taken
+    as they are, not stacked into a copy).  ValueError as `StabilityTracker.run` (per row)."""
     t = np.asarray(t_s, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"rows must be a 2-D array (one series per row), not {values.shape}")
+    values: Sequence[npt.NDArray[np.float64]] | npt.NDArray[np.float64]
+    if isinstance(rows, list | tuple) and all(isinstance(r, np.ndarray) and r.ndim == 1 for r in rows):
+        values = rows
+    else:
+        values = np.asarray(rows, dtype=np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"rows must be a 2-D array (one series per row), not {values.shape}")
     shared = _SharedTimes()
     return [StabilityTracker(criteria)._advance(t, row, final=True, shared=shared) for row in values]
 
@@ -619,7 +638,8 @@ class StabilityTracker:
             complete = self._completeness(times, m, d, end, keys)
             nf = np.arange(d + 1, end + 1, dtype=np.float64)
             nf -= start
-        tails = np.empty((_SERIES, times.size - keep_from + 1)) if m == 0 else None
+        # a closed tracker keeps nothing (it decides no later window)
+        tails = np.empty((_SERIES, times.size - keep_from + 1)) if m == 0 and not final else None
         c_batch = np.empty(times.size + 1) if m == 0 else None
         size = end - d
 
@@ -632,8 +652,8 @@ class StabilityTracker:
                 c = c_batch
                 c[0] = 0.0
                 np.cumsum(x, out=c[1:])
-                assert tails is not None
-                tails[series] = c[keep_from:]
+                if tails is not None:
+                    tails[series] = c[keep_from:]
             if size == 0:
                 return out[:0]
             if starts is not None:  # d == 0
@@ -652,27 +672,28 @@ class StabilityTracker:
         s_vv = window_sums(4, np.multiply(vc, vc, out=work[:k]), work)
         last = size - 1
         tail = (float(s_v[last]), float(s_vv[last])) if size else (math.nan, math.nan)
-        stable = _std_ok(nf, s_v, s_vv, self.criteria.max_std, scratch[:size])
+        if reuse:
+            assert shared is not None and shared.std_limit is not None
+            stable = _std_within(nf, s_v, s_vv, shared.std_limit, scratch[:size])
+        else:
+            stable = _std_ok(nf, s_v, s_vv, self.criteria.max_std, scratch[:size])
         if reuse:
             # the sums of t, the slope limit and the valid windows are the first tracker's
             assert shared is not None and shared.tc is not None and shared.s_t is not None
-            assert shared.tails is not None and tails is not None
             tc, s_t = shared.tc, shared.s_t
             s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
-            tails[0], tails[2] = shared.tails
             spare = scratch[:size]
         else:
             tc = np.subtract(t, t0)
             s_t = window_sums(0, tc, np.empty(size))
             s_tv = window_sums(3, np.multiply(tc, vc, out=vc), work)
             if shared is not None:  # keep t and the sums of t and t^2 for the next tracker
-                assert tails is not None
                 s_tt = window_sums(2, np.multiply(tc, tc), np.empty(size))
                 s_tt_last = float(s_tt[last]) if size else math.nan
                 limit = _slope_limit(nf, s_t, s_tt, self.criteria.max_slope_per_min, scratch[:size])
                 valid = complete & (nf >= MIN_SAMPLES)
                 shared.fill(starts, complete, self._segment_t, nf, tc, s_t, s_tt_last, limit, valid,
-                            (tails[0].copy(), tails[2].copy()), t)
+                            t, (nf - 1.0) * (self.criteria.max_std * self.criteria.max_std))
                 spare = scratch[:size]
             else:
                 s_tt = window_sums(2, np.multiply(tc, tc, out=tc), scratch)
@@ -713,7 +734,8 @@ class StabilityTracker:
         update = Update(self._base + d, stable, plateaus)
         self._count += t.size
         self._decided = self._base + end
-        self._retain(times, keep_from, tails)
+        if not final:
+            self._retain(times, keep_from, tails)
         return update
 
     def _append_times(self, t: FloatArray) -> FloatArray:

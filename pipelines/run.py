@@ -139,7 +139,7 @@ class _PointCache:
                     groups.append((t, [(name, v)]))
             found: dict[str, list[tuple[int, int]]] = {}
             for times, members in groups:
-                updates = run_rows(criteria, times, np.array([v for _, v in members]))
+                updates = run_rows(criteria, times, [v for _, v in members])
                 for (name, _), update in zip(members, updates, strict=True):
                     found[name] = [(p.start, p.end) for p in update.plateaus]
             self._stretches[key] = found

@@ -141,11 +141,13 @@ def test_rows_on_one_clock_equal_separate_runs() -> None:
         rng = np.random.default_rng(1000 + seed)
         t, v, c = random_series(rng)
         rows = np.array([v, v[::-1].copy(), v + rng.normal(0.0, 0.01, v.size) + 3.0, np.full(v.size, 2.5)])
-        for row, got in zip(rows, run_rows(c, t, rows), strict=True):
+        as_list = [row.copy() for row in rows]  # the rows as separate arrays, not stacked
+        for row, got, got_list in zip(rows, run_rows(c, t, rows), run_rows(c, t, as_list), strict=True):
             alone = StabilityTracker(c).run(t, row)
-            assert got.first == alone.first
-            assert_array_equal(got.stable, alone.stable, err_msg=f"seed {seed}")
-            assert got.plateaus == alone.plateaus, seed
+            for update in (got, got_list):
+                assert update.first == alone.first
+                assert_array_equal(update.stable, alone.stable, err_msg=f"seed {seed}")
+                assert update.plateaus == alone.plateaus, seed
             stable_windows += int(alone.stable.sum())
     t, v = chamber_run(np.random.default_rng(7))
     c = Criteria(600.0, 0.02, 0.005, 900.0)
@@ -158,6 +160,10 @@ def test_rows_on_one_clock_equal_separate_runs() -> None:
     assert run_rows(c, t, np.zeros((0, t.size))) == []
     with pytest.raises(ValueError, match="2-D"):
         run_rows(c, t, v)
+    with pytest.raises(ValueError, match="finite"):
+        run_rows(c, t, [v, np.where(np.arange(v.size) == 5, np.nan, v)])
+    with pytest.raises(ValueError, match="one length"):
+        run_rows(c, t, [v, v[1:]])
 
 
 def test_live_state_during_a_plateau() -> None:
