@@ -141,3 +141,28 @@ def test_retained_messages_are_not_stamped_anew_at_each_subscribe(
         assert old == []
     assert len(rows) == expected + len(old)
     assert "ignored a retained message" in gw.log() or (protocol == "5" and not retained)
+
+
+def test_two_gateways_with_one_client_id_are_named_once_not_logged_as_endless_reconnects(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Each connect of one takes the session from the other (Mosquitto 2.0 just closes the old
+    connection); it was logged as "unreachable - disconnected: connection closed" and "connected"
+    at every round, forever.  Now: a few such lines, then one line naming the client id."""
+    sink = '[[sinks.local]]\nname = "local"\npath = "{}"\n'
+    gws = []
+    for k in range(2):
+        cfg = site_config(tmp_path / f"gw{k}" / "data", mosquitto.port, sink.format(tmp_path / f"gw{k}" / "store.db"))
+        cfg = cfg.replace('name = "broker"', 'name = "broker"\nclient_id = "same-id"', 1)
+        gws.append(GatewayProcess(tmp_path / f"gw{k}", cfg))
+    with gws[0], gws[1]:
+        wait_until(lambda: mosquitto.log_tail(10**7).count("already connected, closing old connection") >= 16, 60,
+                   "16 takeovers at the broker", gws[0])
+        logs = [gw.log() for gw in gws]
+        for gw in gws:
+            assert gw.terminate() == 0
+    for log in logs:
+        assert log.count("another client connected with the same MQTT client id 'same-id'") <= 1
+        churn = [line for line in log.splitlines() if "'broker' (127.0.0.1" in line and ("unreachable" in line
+                                                                                      or "connected -" in line)]
+        assert len(churn) <= 6, churn
+    assert sum(log.count("another client connected with the same MQTT client id 'same-id'") for log in logs) >= 1

@@ -91,3 +91,21 @@ def test_registers_the_decoder_cannot_read_are_rejected_and_the_others_kept() ->
     [rej] = batch.rejected
     assert rej.topic == "modbus:1:holding:1"
     assert rej.reason.startswith("cannot decode float32 from [70000, 0]: error:"), rej.reason
+
+
+def test_a_disconnect_0x8e_is_a_session_takeover_named_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
+    """Brokers that say why (DISCONNECT 0x8E, "session taken over") are believed at once."""
+    import mqtt5
+
+    from gateway.sources.mqtt.link5 import Mqtt5Link
+
+    src = _mqtt()
+    link = Mqtt5Link(src.cfg, "gw-id", buffer=10, wake=lambda: None)
+    with caplog.at_level(logging.INFO, logger="remotecal.source.mqtt"):
+        for _ in range(3):
+            link.server_disconnect(mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert "session taken over (DISCONNECT 0x8E): another client connected with the same MQTT client id 'gw-id'" \
+        in lines[0]
+    assert link.in_takeover_episode

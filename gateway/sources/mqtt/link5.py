@@ -37,6 +37,7 @@ link is the rest of issue 12.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl
@@ -59,7 +60,13 @@ _SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 _CONNECT_TIMEOUT = 10.0
 _PUBLISH = 0x30
 _CONNACK = 0x20
+_CLOSED = "connection closed"
 _NOT_MQTT5 = 'the broker does not speak MQTT 5 (set protocol = "3.1.1" for this source)'
+_TAKEOVER_EPISODE_S = 300.0
+"""A session takeover this long after the last one starts a new episode (logged again)."""
+_TAKEOVER_CLOSES = 3
+_TAKEOVER_CLOSES_WITHIN_S = 60.0
+"""Closes by the broker (no DISCONNECT, reconnects working) that are taken for a takeover."""
 
 
 class _BrokerRefused(Exception):
@@ -200,7 +207,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
-            self.closed.set_result(str(exc) if exc else "connection closed")
+            self.closed.set_result(str(exc) if exc else _CLOSED)
         for fut in (self.connack, self.suback):
             if not fut.done():
                 fut.set_exception(ConnectionError(str(exc) if exc else "connection closed by the broker"))
@@ -230,6 +237,10 @@ class Mqtt5Link:
         self._stopping = False
         self._suback_task: asyncio.Task[None] | None = None
         self._ssl = ssl_context(cfg)
+        self._taken_over = False  # this session ended by a takeover
+        self._takeover_at: float | None = None  # last takeover of the current episode (monotonic)
+        self._takeovers = 0
+        self._broker_closes: collections.deque[float] = collections.deque()
 
     # -- called by the protocol ------------------------------------------------------
 
@@ -244,8 +255,55 @@ class Mqtt5Link:
         log.error("mqtt source %r: %s; reconnecting", self.cfg.name, detail)
 
     def server_disconnect(self, packet: Any) -> None:
+        if int(packet.reason_code) == mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER:
+            self._session_taken_over("session taken over (DISCONNECT 0x8E):")
+            return
         reason = getattr(packet.reason_code, "name", packet.reason_code)
         self._state.set("unreachable", f"the broker disconnected us: {reason}")
+
+    def _session_taken_over(self, how: str) -> None:
+        """Another client connected with our client id and the broker handed it our session.
+        Two gateways (or two copies of one) with one client id take it from each other over
+        and over: logged once per episode, naming the id, not as endless disconnects and
+        reconnects; the backoff is not reset while it lasts, so the tug of war slows down."""
+        now = time.monotonic()
+        self._taken_over = True
+        if self._takeover_at is None or now - self._takeover_at > _TAKEOVER_EPISODE_S:
+            self._takeovers = 0
+            log.error("mqtt source %r (%s:%d): %s another client connected with the same MQTT client id %r "
+                      "(a second gateway, or a copy of this one, with this client_id?). The broker gives the "
+                      "session to the last one to connect, so the two take it from each other and split the "
+                      "messages; give each gateway its own client_id. Reconnecting with backoff; logged once "
+                      "per episode", self.cfg.name, self.cfg.host, self.cfg.port, how, self.client_id)
+        self._takeover_at = now
+        self._takeovers += 1
+
+    def _closed_by_broker(self) -> None:
+        """The broker closed a working connection without a word.  Mosquitto 2.0 closes the
+        old connection of a taken-over session that way (no DISCONNECT 0x8E): when it happens
+        again and again, each time soon after a reconnect that worked at once, that is the
+        likeliest cause (a broker restart makes the reconnects fail instead, which starts the
+        count anew)."""
+        now = time.monotonic()
+        closes = self._broker_closes
+        closes.append(now)
+        while closes and now - closes[0] > _TAKEOVER_CLOSES_WITHIN_S:
+            closes.popleft()
+        if self.in_takeover_episode or len(closes) >= _TAKEOVER_CLOSES:
+            self._session_taken_over(f"session taken over: the broker closed the connection {len(closes)} "
+                                     f"times within {_TAKEOVER_CLOSES_WITHIN_S:.0f} s, each time soon after "
+                                     "we connected - most likely")
+
+    def _takeover_episode_over(self) -> None:
+        """Called while connected: an episode ends once the session stayed ours for a while."""
+        if self._takeover_at is not None and time.monotonic() - self._takeover_at > _TAKEOVER_EPISODE_S:
+            log.info("mqtt source %r: the session stayed ours for %.0f s: %d takeover(s) of client id %r in "
+                     "that episode", self.cfg.name, _TAKEOVER_EPISODE_S, self._takeovers, self.client_id)
+            self._takeover_at = None
+
+    @property
+    def in_takeover_episode(self) -> bool:
+        return self._takeover_at is not None
 
     # -- called by the source --------------------------------------------------------
 
@@ -302,6 +360,8 @@ class Mqtt5Link:
             except _BrokerRefused as exc:
                 self._state.set("refused by the broker", str(exc))
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+                self._broker_closes.clear()  # unreachable: not a takeover
+                self._takeover_at = None
                 self._state.set("unreachable", str(exc) or type(exc).__name__)
             finally:
                 self.connected = False
@@ -339,8 +399,10 @@ class Mqtt5Link:
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
             raise _BrokerRefused(connack.reason_str or connack.reason_code.name)
         self.connected = True
-        backoff.reset()
-        self._state.set("connected", "resumed session" if connack.session_present else "new session")
+        self._taken_over = False
+        if not self.in_takeover_episode:  # the tug of war is neither logged nor hurried
+            backoff.reset()
+            self._state.set("connected", "resumed session" if connack.session_present else "new session")
         # Retain flag set = sent because we subscribed (retain_as_published off: a live message
         # comes without it); with retained = "ignore" the broker is asked not to send those.
         retained = (mqtt5.RetainHandling.SEND_NEVER if cfg.retained == "ignore"
@@ -362,8 +424,11 @@ class Mqtt5Link:
                 proto.transport.close()
                 raise ConnectionError(f"no packet from the broker for {1.5 * keepalive:.0f} s")
             proto.transport.write(ping)
+            self._takeover_episode_over()
         reason = proto.closed.result()
-        if not self._stopping:
+        if not self._stopping and not self._taken_over and reason == _CLOSED:
+            self._closed_by_broker()
+        if not self._stopping and not self._taken_over and not self.in_takeover_episode:
             self._state.set("unreachable", f"disconnected: {reason}")
 
     async def _check_suback(self, proto: _Protocol) -> None:
