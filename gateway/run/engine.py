@@ -130,6 +130,9 @@ class RunEngine:
         self._wakeup = asyncio.Event()
         self._last_ns = 0
         self._restarted_from: str | None = None
+        self._ended: str | None = None
+        """The current step's outcome once its end is written, until the next step begins: a
+        restart in between goes on to what follows the step, never records it again."""
 
     # -- the run tag and the readings ---------------------------------------------------
 
@@ -206,6 +209,8 @@ class RunEngine:
         self.last_command = dict(d.get("last_command", {}))
         self.resumes = int(d.get("resumes", 0))
         self.outcomes = list(d.get("outcomes", []))
+        ended = d.get("ended")
+        self._ended = str(ended) if ended else None
         self._last_ns = row.updated_ns
         try:
             self.plan = plan_from_json(d.get("plan", []))
@@ -254,6 +259,11 @@ class RunEngine:
         if was == "unreadable" or self.step is None or not self.plan:
             why = self.reason or "no step to resume"
             await self._transition("paused", reason=f"gateway restarted; {why}", actor="gateway")
+            return
+        if self._ended is not None and self.step is not None:
+            outcome = self._ended
+            await self._after_end(self.plan[self.step], outcome, actor="gateway",
+                                  reason=f"gateway restarted after step {self.step} ended {outcome}")
             return
         if was == "paused":
             await self._transition("paused", reason=f"gateway restarted while paused ({self.reason})",
@@ -435,20 +445,25 @@ class RunEngine:
         assert self.step is not None
         step = self.plan[self.step]
         self.outcomes.append(outcome)
+        self._ended = outcome
         await self._event(self.state, actor=actor, reason=reason, extra={"outcome": outcome}, points=windows)
         self.record_from = None
+        await self._after_end(step, outcome, actor=actor, reason=f"step {step.index} {outcome}")
+
+    async def _after_end(self, step: StepPlan, outcome: str, *, actor: str, reason: str) -> None:
+        """What follows a step's end: the next step, `finished`, or `failed` (not stable, stop)."""
         if outcome == "not_stable" and step.on_not_stable == "stop":
             await self._transition("failed", actor=actor,
                                    reason=f"step {step.index} not stable and on_not_stable = 'stop'")
-        elif self.step + 1 >= len(self.plan):
+        elif step.index + 1 >= len(self.plan):
             await self._transition("finished", actor=actor, reason="every step done")
         else:
-            await self._enter_step(self.step + 1, actor=actor, reason=f"step {step.index} {outcome}")
+            await self._enter_step(step.index + 1, actor=actor, reason=reason)
 
     async def _enter_step(self, index: int, *, actor: str, reason: str,
                           extra: dict[str, FieldValue] | None = None) -> None:
         """Write step `index`'s setpoints (a controller error fails the run), then `settling`."""
-        self.step, self.record_from = index, None
+        self.step, self.record_from, self._ended = index, None, None
         self._live = {}
         self.step_started_ns = self._now()
         self.state = "settling"
@@ -539,7 +554,8 @@ class RunEngine:
         return {"plan": plan_to_json(self.plan), "procedure": self.procedure_sha,
                 "started_ns": self.started_ns, "step_started_ns": self.step_started_ns,
                 "reason": self.reason, "actor": self.actor,
-                "last_command": self.last_command, "resumes": self.resumes, "outcomes": self.outcomes}
+                "last_command": self.last_command, "resumes": self.resumes, "outcomes": self.outcomes,
+                "ended": self._ended}
 
     async def _append(self, records: list[Record], also: Callable[[Any], None]) -> None:
         """Commit the records with the state; while the journal is full, wait for it."""

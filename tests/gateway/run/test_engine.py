@@ -221,3 +221,44 @@ def test_the_example_procedure_becomes_the_engines_steps() -> None:
     assert first.key_of("ref2-t", "temperature", "reference") is None  # named references only
     assert first.criteria_for("humidity").max_std == 0.5 and first.criteria_for("temperature").max_std == 0.05
     assert plan_from_json(plan_to_json(plan)) == plan
+
+
+async def test_a_restart_between_a_steps_end_and_the_next_goes_on_never_records_it_again(tmp_path: Path) -> None:
+    """Killed after step 0's end (its window committed) while step 1's setpoint is being
+    written: the restart goes on with step 1; step 0 is not recorded twice."""
+    import asyncio
+
+    chamber = Chamber()
+    ctl = FakeController(chamber)
+    hang = asyncio.Event()
+    writing = asyncio.Event()
+
+    async def apply_hanging(setpoints: dict[str, float]) -> None:
+        ctl.applied.append(dict(setpoints))
+        if setpoints["temperature"] == 25.0:
+            writing.set()
+            await hang.wait()  # the process dies here
+        chamber.target = setpoints["temperature"]
+
+    ctl.apply = apply_hanging  # type: ignore[method-assign]
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0), "RC-10", "alice")
+        task = asyncio.create_task(drive(engine, chamber, 20_000))
+        await writing.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    ctl2 = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl2)
+        await engine.open()
+        assert engine.run_tag == "RC-10" and engine.step == 0
+        await engine.evaluate()
+        assert engine.state == "settling" and engine.step == 1 and ctl2.applied == [{"temperature": 25.0}]
+        assert engine.reason == "gateway restarted after step 0 ended stable"
+        await drive(engine, chamber, 20_000)
+        assert engine.state == "finished" and engine.outcomes == ["stable", "stable"]
+        windows = await points(journal, "run_window")
+    assert [w.fields["step"] for w in windows] == [0, 1]
