@@ -4,6 +4,7 @@
     OUT/dashboards/remotecal-fleet.json
     OUT/provisioning/datasources/remotecal.yaml
     OUT/provisioning/dashboards/remotecal.yaml
+    OUT/provisioning/alerting/remotecal.yaml     alert rules (dashboards/alerts.py)
 
 The same bytes for the same code: keys sorted, panel ids numbered in order, nothing taken
 from the clock.  The output is checked in under dashboards/json/ (mounted by
@@ -24,6 +25,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from dashboards import fleet, live_run
+from dashboards.alerts import alerting_yaml
 from dashboards.provisioning import dashboard_provider_yaml, datasource_yaml
 
 __all__ = ["CHECKED_IN", "DASHBOARDS", "build", "dashboard_json", "dashboard_models"]
@@ -56,6 +58,7 @@ def build(out_dir: Path | str) -> list[Path]:
     }
     files[out / "provisioning" / "datasources" / "remotecal.yaml"] = datasource_yaml()
     files[out / "provisioning" / "dashboards" / "remotecal.yaml"] = dashboard_provider_yaml()
+    files[out / "provisioning" / "alerting" / "remotecal.yaml"] = alerting_yaml()
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -37,10 +37,11 @@ class Target(cogvariants.Dataquery):
         self.alias: str | None = None
         self.result_format: ResultFormat = "time_series"
         self.hide: bool | None = None
+        self.datasource = DATASOURCE
 
     def to_json(self) -> dict[str, object]:
         payload: dict[str, object] = {
-            "datasource": DATASOURCE,
+            "datasource": self.datasource,
             "query": self.query,
             "rawQuery": True,
             "refId": self.ref_id,
@@ -70,6 +71,11 @@ class Query(cogbuilder.Builder[Target]):
     def alias(self, alias: str) -> typing.Self:
         """Series name; `$tag_channel` and `$col` are expanded by the datasource."""
         self._internal.alias = alias
+        return self
+
+    def datasource_uid(self, uid: str) -> typing.Self:
+        """A fixed datasource instead of the dashboard's `datasource` variable (alert rules)."""
+        self._internal.datasource = dashboard.DataSourceRef(type_val="influxdb", uid=uid)
         return self
 
     def table(self) -> typing.Self:

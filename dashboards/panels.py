@@ -18,6 +18,7 @@ __all__ = [
     "table_panel",
     "timeseries_panel",
     "transformation",
+    "unit_overrides",
 ]
 
 
@@ -101,3 +102,22 @@ def since(column: str = "Time", title: str = "last seen") -> _Override:
 
 def transformation(transformer: str, options: dict[str, object]) -> dashboard.DataTransformerConfig:
     return dashboard.DataTransformerConfig(id_val=transformer, options=options)
+
+
+# A series' unit from its name: queries grouped by the `unit` tag name their series
+# "... (degC)" or "... (%rh)" (alias `$tag_unit`), and Grafana's unit cannot come from a
+# variable, so each unit the quantities use gets an override by name.
+_UNITS = {"degC": ("celsius", "°C/min"), "K": ("kelvin", "K/min"), "%rh": ("humidity", "%rh/min"),
+          "hPa": ("pressurehpa", "hPa/min"), "Pa": ("pressurepa", "Pa/min")}
+
+
+def unit_overrides(*, per_minute: bool = False) -> list[_Override]:
+    """Overrides giving each series named "... (UNIT)" its Grafana unit (or UNIT/min)."""
+    out = []
+    for unit, (grafana, rate) in _UNITS.items():
+        pattern = r".*\(" + unit.replace("%", "%") + r"\)$"
+        out.append((
+            dashboard.MatcherConfig(id_val="byRegexp", options=pattern),
+            [dashboard.DynamicConfigValue(id_val="unit", value=f"suffix:{rate}" if per_minute else grafana)],
+        ))
+    return out

@@ -9,6 +9,8 @@ Measurements and their tags:
     reading             site gateway run channel quantity unit role   value
     calibration_point   run channel quantity point                    setpoint ... correction U
     gateway_health      site gateway                                  journal_pending ...
+    run_event           site gateway run                              state step ... command actor
+    run_window          site gateway run channel                      step start end n mean std
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ __all__ = [
     "CALIBRATION",
     "HEALTH",
     "READING",
+    "RUN_EVENT",
+    "RUN_WINDOW",
     "TIME_FILTER",
     "match",
     "show_tag_values",
+    "silent_minutes",
     "where",
 ]
 
 READING = '"reading"'
 CALIBRATION = '"calibration_point"'
 HEALTH = '"gateway_health"'
+RUN_EVENT = '"run_event"'
+RUN_WINDOW = '"run_window"'
 TIME_FILTER = "$timeFilter"
 
 
@@ -52,3 +59,22 @@ def show_tag_values(measurement: str, key: str, *conditions: str) -> str:
     """The values a variable offers: `SHOW TAG VALUES FROM m WITH KEY = "k" [WHERE ...]`."""
     query = f'SHOW TAG VALUES FROM {measurement} WITH KEY = "{key}"'
     return f"{query} {where(*conditions)}" if conditions else query
+
+
+def silent_minutes(measurement: str, field: str, conditions: str, tags: Iterable[str]) -> str:
+    """Per series of `tags`: whole minutes since its latest point (0: one in the current minute),
+    for every series with a point in the queried range.
+
+    InfluxQL cannot subtract a time from now(), so this counts trailing empty minutes: points
+    per minute filled with 0 up to the end of the range, their cumulative sum from the newest
+    minute back (0 until the latest point), and `1 - cs / cs` (InfluxQL divides by zero to 0)
+    is 1 for each minute after the latest point; their sum is the age.  A silent series thus
+    gives a number, not no series (an alert on a series that vanished would resolve)."""
+    by = ", ".join(f'"{t}"' for t in tags)
+    return (
+        'SELECT sum("z") AS "silent_min" FROM ('
+        'SELECT 1 - "cs" / "cs" AS "z" FROM ('
+        f'SELECT cumulative_sum(count("{field}")) AS "cs" FROM {measurement} {conditions} '
+        f'GROUP BY time(1m), {by} fill(0) ORDER BY time DESC) ORDER BY time DESC) '
+        f'GROUP BY {by} ORDER BY time DESC'
+    )

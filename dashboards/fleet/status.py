@@ -15,7 +15,7 @@ from dashboards.influxql import DATASOURCE, Query
 from dashboards.panels import limit_of, since, table_panel
 from dashboards.queries import HEALTH, TIME_FILTER, match, where
 
-__all__ = ["LATEST", "ONLINE", "TITLE", "panels"]
+__all__ = ["ALARMS", "COUNTERS", "LATEST", "ONLINE", "TITLE", "panels"]
 
 TITLE = "Status"
 
@@ -29,11 +29,19 @@ ONLINE = (
     'GROUP BY time($offline_after), "site", "gateway" fill(0)'
 )
 
+COUNTERS = ("received", "rejected", "delivered", "sources_connected", "sink_errors", "journal_full",
+            "dropped", "refused")
+"""gateway_health fields beside journal_pending (README "Data in InfluxDB")."""
+
 LATEST = (
-    'SELECT last("journal_pending") AS "journal_pending", "received", "rejected", "delivered" '
+    'SELECT last("journal_pending") AS "journal_pending", ' + ", ".join(f'"{c}"' for c in COUNTERS) + " "
     f'FROM {HEALTH} {where(_GATEWAYS)} GROUP BY "site", "gateway"'
 )
 """One selector (`last`) with plain fields: the other fields come from the same, latest point."""
+
+ALARMS = {"journal_pending": PENDING_ALARM, "journal_full": 1, "dropped": 1, "refused": 1, "sink_errors": 1}
+"""Red from these values on: a backlog, a full journal, readings lost (`dropped`) or not taken
+(`refused`), a sink's failed requests - each since the gateway's start."""
 
 _ONLINE_MAPPINGS: list[dashboard.ValueMapping] = [
     dashboard.ValueMap(options={"0": dashboard.ValueMappingResult(text="offline", color="red", index=0)}),
@@ -58,9 +66,16 @@ def panels() -> list[Builder[dashboard.Panel]]:
         .merge_values(True)
     )
     latest = (
-        table_panel("Gateways", "Latest health point of each gateway; counters count since its start.")
+        table_panel("Gateways", "Latest health point of each gateway; counters count since its start. Red: a "
+                                "backlog, a full journal (journal_full), readings lost (dropped) or not "
+                                "taken (refused), failed sink requests (sink_errors).")
         .with_target(Query(LATEST).table())
         .with_override(*since("Time", "last seen"))
-        .with_override(*limit_of("journal_pending", PENDING_ALARM))
+        .unit("short")
     )
+    for field, alarm in ALARMS.items():
+        latest = latest.with_override(*limit_of(field, alarm))
+    latest = latest.with_override(
+        dashboard.MatcherConfig(id_val="byName", options="sources_connected"),
+        [dashboard.DynamicConfigValue(id_val="displayName", value="sources connected")])
     return [online, latest]

@@ -36,8 +36,8 @@ BACKLOG = f'SELECT max("journal_pending") FROM {HEALTH} {_FILTER} {_BY_GATEWAY}'
 def panels() -> list[Builder[dashboard.Panel]]:
     specs = [
         ("Delivered per second", "Readings the sinks delivered, per second.", "reads/s", DELIVERED_PER_S),
-        ("Rejected per minute", "Input rejected and quarantined, per minute.", "none", REJECTED_PER_MIN),
-        ("Journal backlog", "Readings in the journal not yet delivered to every sink.", "none", BACKLOG),
+        ("Rejected per minute", "Input rejected and quarantined, per minute.", "short", REJECTED_PER_MIN),
+        ("Journal backlog", "Readings in the journal not yet delivered to every sink.", "short", BACKLOG),
     ]
     return [
         timeseries_panel(title, description, unit=unit, width=8)

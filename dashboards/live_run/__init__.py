@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
-from dashboards.live_run import calibration, errors, freshness, stability, traces
+from dashboards.live_run import calibration, errors, freshness, remote, stability, traces
 from dashboards.queries import READING, match
 from dashboards.variables import constant, datasource, site_gateway, tag_values
 
@@ -15,7 +15,7 @@ UID = "remotecal-live-run"
 REFERENCE = "\"role\" = 'reference'"
 DUT = "\"role\" = 'dut'"
 
-ROWS = (traces, errors, stability, calibration, freshness)
+ROWS = (remote, traces, errors, stability, calibration, freshness)
 
 
 def dashboard() -> Dashboard:
@@ -23,7 +23,8 @@ def dashboard() -> Dashboard:
     board = (
         Dashboard("remotecal - live run")
         .uid(UID)
-        .description("One calibration run: readings, DUT errors, stability, results, freshness.")
+        .description("One calibration run: its remote procedure, readings, DUT errors, stability, results, "
+                     "freshness.")
         .tags(["remotecal", "calibration"])
         .refresh("10s")
         .time("now-6h", "now")

@@ -1,8 +1,9 @@
 """Row "Stability": is the reference steady enough for a plateau (the pipeline's test)?
 
-The pipeline (SPEC section 7, `[stability]`) calls a stretch stable when, over every window
-of `window_s`, the reference's standard deviation stays under `max_std` and its slope under
-`max_slope_per_min`.  The dashboard shows the same two figures, live:
+The pipeline (SPEC section 7, `[stability]`) and a remote run's steps (SPEC section 8) call a
+stretch stable when, over every window of `window_s`, the reference's standard deviation
+stays under `max_std` and its slope under `max_slope_per_min`.  The dashboard shows the same
+two figures, live, per reference channel in its own unit:
 
 - rolling standard deviation over the last `$window_min` minutes, every minute.  InfluxQL
   has no moving standard deviation, so it is built from moving averages of one-minute means
@@ -10,8 +11,12 @@ of `window_s`, the reference's standard deviation stays under `max_std` and its 
   standard deviation of the window when the buckets hold equally many readings);
 - slope: DERIVATIVE of consecutive `$window_min`-minute means, per minute, as a magnitude.
 
-The limits are drawn as dashed thresholds; they are this module's constants, the values of
-the example pipeline config, as Grafana thresholds cannot read variables.
+The limits are the run's own criteria for the chosen quantity: the run engine writes them on
+every `run_event` of a step (`max_std_<quantity>`, `max_slope_per_min_<quantity>`), so a
+humidity reference is judged in %rh by its own limits and a step with other criteria shows
+them from its start.  They are drawn as a dashed line beside each figure, and they colour
+the "Stable now?" figures (Grafana's "config from query results").  A run recorded without a
+procedure (the gateway's fixed `[gateway] run`) has no criteria in InfluxDB: no limit shows.
 """
 
 from __future__ import annotations
@@ -20,16 +25,14 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard
 
 from dashboards.influxql import Query
-from dashboards.panels import limit, limit_of, show_limit, stat_panel, timeseries_panel
-from dashboards.queries import READING, SITE_GATEWAY_RUN, TIME_FILTER, match, where
+from dashboards.panels import show_limit, stat_panel, timeseries_panel, transformation, unit_overrides
+from dashboards.queries import READING, RUN_EVENT, SITE_GATEWAY_RUN, TIME_FILTER, match, where
 
-__all__ = ["MAX_SLOPE_PER_MIN", "MAX_STD", "TITLE", "WINDOW_MIN", "panels"]
+__all__ = ["LIMITS_NOW", "LIMIT_SLOPE", "LIMIT_STD", "ROLLING_STD", "SLOPE", "TITLE", "WINDOW_MIN", "panels"]
 
 TITLE = "Stability of the reference"
 
 WINDOW_MIN = 10
-MAX_STD = 0.02
-MAX_SLOPE_PER_MIN = 0.005
 
 _REFERENCE = where(SITE_GATEWAY_RUN, match("channel", "reference"), TIME_FILTER)
 
@@ -38,51 +41,94 @@ ROLLING_STD = (
     'SELECT moving_average(mean("value"), $window_min) AS "m", '
     'moving_average(mean("square"), $window_min) AS "m2" FROM ('
     f'SELECT "value", "value" * "value" AS "square" FROM {READING} {_REFERENCE}) '
-    f'WHERE {TIME_FILTER} GROUP BY time(1m), "channel") '
-    'GROUP BY "channel"'
+    f'WHERE {TIME_FILTER} GROUP BY time(1m), "channel", "unit") '
+    'GROUP BY "channel", "unit"'
 )
 
 SLOPE = (
     'SELECT abs("slope") AS "slope" FROM ('
     f'SELECT derivative(mean("value"), 1m) AS "slope" FROM {READING} {_REFERENCE} '
-    'GROUP BY time(${window_min}m), "channel" fill(none)) '
-    'GROUP BY "channel"'
+    'GROUP BY time(${window_min}m), "channel", "unit" fill(none)) '
+    'GROUP BY "channel", "unit"'
 )
+
+
+def _limit(criterion: str) -> str:
+    """The run's criterion for the chosen quantity over time: the latest event's, each minute."""
+    return (
+        f'SELECT last("{criterion}_$quantity") AS "limit" FROM {RUN_EVENT} '
+        f"{where(SITE_GATEWAY_RUN, TIME_FILTER)} GROUP BY time(1m) fill(previous)"
+    )
+
+
+LIMIT_STD = _limit("max_std")
+LIMIT_SLOPE = _limit("max_slope_per_min")
+LIMITS_NOW = (
+    'SELECT last("max_std_$quantity") AS "max_std", last("max_slope_per_min_$quantity") AS "max_slope" '
+    f"FROM {RUN_EVENT} {where(SITE_GATEWAY_RUN)}"
+)
+"""The criteria of the run's latest step, whatever the time range."""
+
+_LIMIT_LINE = (
+    dashboard.MatcherConfig(id_val="byName", options="limit"),
+    [
+        dashboard.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
+        dashboard.DynamicConfigValue(id_val="custom.lineInterpolation", value="stepAfter"),
+        dashboard.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
+    ],
+)
+
+
+def _threshold_from(field: str, applies_to: str) -> dashboard.DataTransformerConfig:
+    """The config query's `field` becomes the red threshold of the field `applies_to`."""
+    return transformation("configFromData", {
+        "configRefId": "LIMITS",
+        "applyTo": {"id": "byName", "options": applies_to},
+        "mappings": [{"fieldName": field, "handlerKey": "threshold1", "reducerId": "lastNotNull"}],
+    })
 
 
 def panels() -> list[Builder[dashboard.Panel]]:
     std = (
         timeseries_panel(
             "Rolling standard deviation",
-            f"Standard deviation of the reference over the last $window_min min; stable below {MAX_STD}.",
+            "Standard deviation of the reference over the last $window_min min, in its unit; stable "
+            "below the run's max_std for the quantity (dashed).",
             unit="none",
             width=9,
         )
-        .with_target(Query(ROLLING_STD).alias("$tag_channel std"))
-        .thresholds(limit(MAX_STD))
+        .with_target(Query(ROLLING_STD).alias("$tag_channel std ($tag_unit)"))
+        .with_target(Query(LIMIT_STD).ref_id("B").alias("limit"))
+        .with_override(*_LIMIT_LINE)
         .thresholds_style(show_limit())
     )
     slope = (
         timeseries_panel(
             "Slope (magnitude, per minute)",
-            f"Change of the $window_min-min mean per minute; stable below {MAX_SLOPE_PER_MIN}.",
+            "Change of the $window_min-min mean per minute, in its unit per minute; stable below the "
+            "run's max_slope_per_min for the quantity (dashed).",
             unit="none",
             width=9,
         )
-        .with_target(Query(SLOPE).alias("$tag_channel slope"))
-        .thresholds(limit(MAX_SLOPE_PER_MIN))
-        .thresholds_style(show_limit())
+        .with_target(Query(SLOPE).alias("$tag_channel slope ($tag_unit)"))
+        .with_target(Query(LIMIT_SLOPE).ref_id("B").alias("limit"))
+        .with_override(*_LIMIT_LINE)
     )
+    for (matcher, properties) in unit_overrides(per_minute=False):
+        std = std.with_override(matcher, properties)
+    for (matcher, properties) in unit_overrides(per_minute=True):
+        slope = slope.with_override(matcher, properties)
     now = (
         stat_panel(
             "Stable now?",
-            "The latest rolling standard deviation and slope, red where a criterion fails.",
+            "The latest rolling standard deviation and slope, red where they exceed the run's criteria.",
             unit="none",
             width=6,
         )
         .with_target(Query(ROLLING_STD).ref_id("A").alias("std"))
         .with_target(Query(SLOPE).ref_id("B").alias("slope"))
-        .with_override(*limit_of("std", MAX_STD))
-        .with_override(*limit_of("slope", MAX_SLOPE_PER_MIN))
+        .with_target(Query(LIMITS_NOW).ref_id("LIMITS").table())
+        .with_transformation(_threshold_from("max_std", "std"))
+        .with_transformation(_threshold_from("max_slope", "slope"))
     )
     return [std, slope, now]

@@ -6,7 +6,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard
 
 from dashboards.influxql import Query
-from dashboards.panels import timeseries_panel
+from dashboards.panels import timeseries_panel, unit_overrides
 from dashboards.queries import READING, SITE_GATEWAY_RUN, TIME_FILTER, match, where
 
 __all__ = ["TITLE", "panels"]
@@ -22,11 +22,12 @@ TRACES = (
 
 
 def panels() -> list[Builder[dashboard.Panel]]:
-    return [
-        timeseries_panel(
-            "Reference and DUT readings",
-            "Every chosen channel of the chosen quantity, averaged over the panel's interval.",
-            unit="none",
-            width=24,
-        ).with_target(Query(TRACES).alias("$tag_channel ($tag_role, $tag_unit)"))
-    ]
+    panel = timeseries_panel(
+        "Reference and DUT readings",
+        "Every chosen channel of the chosen quantity, averaged over the panel's interval, in its unit.",
+        unit="none",
+        width=24,
+    ).with_target(Query(TRACES).alias("$tag_channel ($tag_role) ($tag_unit)"))
+    for matcher, properties in unit_overrides():
+        panel = panel.with_override(matcher, properties)
+    return [panel]

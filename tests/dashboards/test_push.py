@@ -130,7 +130,7 @@ def test_unreachable_grafana_is_one_line_and_exit_1(
 
 def test_build_command_writes_what_is_checked_in(main: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dashboards", "build", "--out", str(tmp_path)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert len(capsys.readouterr().out.splitlines()) == 5  # 2 dashboards, 3 provisioning files
     for path in CHECKED_IN.rglob("*.*"):
         assert (tmp_path / path.relative_to(CHECKED_IN)).read_bytes() == path.read_bytes()
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from dashboards.build import CHECKED_IN
-from dashboards.live_run import errors, stability
-from tests.dashboards.data import DUT_OFFSETS, RUN, Run, make_run
+from dashboards.fleet import status
+from dashboards.live_run import errors, freshness, remote, stability
+from tests.dashboards.data import CRITERIA, DUT_OFFSETS, RUN, SETPOINTS, STALE_CHANNEL, Run, make_run
 from tests.servers.influx import InfluxD
 
 DB = "calibration"
@@ -122,12 +123,12 @@ def test_variables_narrow_down(influx: InfluxD, run: Run) -> None:
 
     assert values("site") == {"lab1"}  # lab2 has a gateway but no readings
     assert values("run") == {RUN}
-    assert values("channel") == {"ref-t", *DUT_OFFSETS}
+    assert values("channel") == {"ref-t", STALE_CHANNEL, *DUT_OFFSETS}
     assert values("reference") == {"ref-t"}
     assert values("dut") == set(DUT_OFFSETS)
     assert values("dut", channel="(dut2-t|ref-t)") == {"dut2-t"}
     fleet = _series(influx, substitute(QUERIES["remotecal-fleet variable gateway"], run, site="lab2"))
-    assert [row[1] for s in fleet for row in s["values"]] == ["gw02"]
+    assert [row[1] for s in fleet for row in s["values"]] == ["gw02", "gw03"]
 
 
 def _by_time(influx: InfluxD, query: str) -> dict[int, float]:
@@ -156,6 +157,60 @@ def test_stability_figures_separate_plateaus_from_ramps(influx: InfluxD, run: Ru
         ramp = run.start_ns + hour * 60 * minute + 10 * minute
         near_end = [v for t, v in std.items() if abs(t - plateau_end) <= 2 * minute]
         near_ramp = [v for t, v in std.items() if abs(t - ramp) <= 2 * minute]
-        assert near_end and max(near_end) < stability.MAX_STD
-        assert near_ramp and min(near_ramp) > stability.MAX_STD
-    assert min(slope.values()) < stability.MAX_SLOPE_PER_MIN < max(slope.values())
+        assert near_end and max(near_end) < CRITERIA["max_std_temperature"]
+        assert near_ramp and min(near_ramp) > CRITERIA["max_std_temperature"]
+    assert min(slope.values()) < CRITERIA["max_slope_per_min_temperature"] < max(slope.values())
+
+
+def test_stability_limits_are_the_runs_criteria_for_the_quantity(influx: InfluxD, run: Run) -> None:
+    """The limits drawn and the "Stable now?" thresholds are the run engine's criteria for the
+    chosen quantity (run_event), not constants; a quantity the run does not set has none."""
+    limit = _by_time(influx, substitute(stability.LIMIT_STD, run))
+    first_event = run.start_ns // 60_000_000_000 * 60_000_000_000
+    assert limit and min(limit) <= first_event + 60 * 10**9
+    assert set(limit.values()) == {CRITERIA["max_std_temperature"]}
+    assert set(_by_time(influx, substitute(stability.LIMIT_SLOPE, run)).values()) == {
+        CRITERIA["max_slope_per_min_temperature"]}
+    ((_, max_std, max_slope),) = _series(influx, substitute(stability.LIMITS_NOW, run))[0]["values"]
+    assert (max_std, max_slope) == (CRITERIA["max_std_temperature"], CRITERIA["max_slope_per_min_temperature"])
+    assert _series(influx, substitute(stability.LIMITS_NOW, run, quantity="relative_humidity")) == []
+
+
+def _table(influx: InfluxD, query: str) -> list[dict[str, Any]]:
+    """Rows as dicts, with the series' tags."""
+    return [dict(zip(s["columns"], row, strict=True)) | s.get("tags", {})
+            for s in _series(influx, query) for row in s["values"]]
+
+
+def test_run_row_shows_the_steps_the_state_now_the_windows_and_the_latest_command(
+        influx: InfluxD, run: Run) -> None:
+    states = _table(influx, substitute(remote.STATES, run))
+    assert [(r["state"], r["step"]) for r in states][:3] == [("settling", 0), ("recording", 0), ("recording", 0)]
+    assert {r["step"] for r in states} == set(range(len(SETPOINTS)))
+    assert not any(r["state"] is None for r in states)  # the command points are not states
+    (now,) = _table(influx, substitute(remote.NOW, run))
+    last = len(SETPOINTS) - 1
+    assert (now["state"], now["step"], now["setpoint_temperature"]) == ("recording", last, SETPOINTS[last])
+    assert now["time"] < run.end_ns and now["reason"] == "stable on ref-t"
+    windows = _table(influx, substitute(remote.WINDOWS, run))
+    assert [(w["channel"], w["step"], w["unit"]) for w in windows] == [("ref-t", 0, "degC"), ("ref-t", 1, "degC")]
+    (command,) = _table(influx, substitute(remote.COMMAND, run))
+    assert (command["command"], command["accepted"], command["actor"], command["refusal"]) == (
+        "skip", False, "bob@nmc", "not allowed")
+
+
+def test_freshness_is_an_age_in_minutes(influx: InfluxD, run: Run) -> None:
+    """Whole minutes since each channel's latest reading: the silent one shows its 30 minutes."""
+    ages = {r["channel"]: r["silent_min"] for r in _table(influx, substitute(freshness.AGE, run))}
+    assert ages[STALE_CHANNEL] == 30
+    assert ages.keys() == {"ref-t", STALE_CHANNEL, *DUT_OFFSETS}
+    assert all(ages[c] == 0 for c in ("ref-t", *DUT_OFFSETS)), ages
+
+
+def test_fleet_table_shows_the_health_fields_by_their_names(influx: InfluxD, run: Run) -> None:
+    rows = _table(influx, substitute(QUERIES["remotecal-fleet panel 3 'Gateways' A"], run))
+    assert {r["gateway"] for r in rows} == {"gw01", "gw02", "gw03"}
+    for r in rows:
+        for field in ("journal_pending", *status.COUNTERS):
+            assert r[field] is not None, (field, r)
+    assert {r["gateway"]: r["sources_connected"] for r in rows}["gw01"] == 2

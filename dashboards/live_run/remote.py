@@ -1,0 +1,106 @@
+"""Row "Remote run": a procedure executed at the edge (issue 15 section 6), as it goes.
+
+The run engine (gateway.run, README "Data in InfluxDB") writes one `run_event` point per
+transition of the run's state machine and per command, and one `run_window` point per
+reference channel of each step it accepted as stable:
+
+    run_event   site gateway run           state step step_name setpoint_* reason actor outcome
+                                           window_s_<q> max_std_<q> max_slope_per_min_<q>
+                                           command accepted refusal origin seq procedure
+    run_window  site gateway run channel   step start end n mean std quantity unit setpoint_*
+
+Panels: the steps and states as a state timeline, the run's state now (step, setpoints, in it
+since), the windows accepted so far per reference, and the latest command with who sent it.
+The stability of each reference against the step's criteria is the "Stability" row, whose
+limits come from the same `run_event` points (`max_std_<quantity>`).
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import statetimeline
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.models import common, dashboard
+
+from dashboards.influxql import DATASOURCE, Query
+from dashboards.panels import since, table_panel
+from dashboards.queries import RUN_EVENT, RUN_WINDOW, SITE_GATEWAY_RUN, TIME_FILTER, where
+
+__all__ = ["COMMAND", "NOW", "STATES", "TITLE", "WINDOWS", "panels"]
+
+TITLE = "Remote run"
+
+STATES = (
+    f'SELECT "state", "step" FROM {RUN_EVENT} {where(SITE_GATEWAY_RUN, TIME_FILTER)} GROUP BY "gateway"'
+)
+"""Every transition of the run in the time range (command points have neither field)."""
+
+NOW = (
+    'SELECT last("state") AS "state", "step", "step_name", "setpoint_temperature", "setpoint_humidity", '
+    f'"reason", "actor" FROM {RUN_EVENT} {where(SITE_GATEWAY_RUN)} GROUP BY "gateway", "run"'
+)
+"""The run's latest transition, however long ago: its time is how long the run is in it."""
+
+WINDOWS = (
+    'SELECT "step", "n", "mean", "std", "unit", "setpoint_temperature", "setpoint_humidity" '
+    f'FROM {RUN_WINDOW} {where(SITE_GATEWAY_RUN)} GROUP BY "channel"'
+)
+"""The windows the gateway accepted live: the pipeline's calibration points."""
+
+COMMAND = (
+    'SELECT last("command") AS "command", "accepted", "actor", "origin", "refusal", "reason" '
+    f'FROM {RUN_EVENT} {where(SITE_GATEWAY_RUN)} GROUP BY "gateway", "run"'
+)
+"""The latest command (accepted or refused), its sender and the refusal's kind."""
+
+_STATE_COLOURS = {
+    "idle": "text", "settling": "yellow", "recording": "green", "paused": "blue",
+    "finished": "dark-green", "aborted": "orange", "failed": "red",
+}
+
+
+def _state_mappings() -> list[dashboard.ValueMapping]:
+    return [dashboard.ValueMap(options={
+        state: dashboard.ValueMappingResult(text=state, color=colour, index=i)
+        for i, (state, colour) in enumerate(_STATE_COLOURS.items())
+    })]
+
+
+def panels() -> list[Builder[dashboard.Panel]]:
+    timeline = (
+        statetimeline.Panel()
+        .title("Steps and states")
+        .description("The run's state machine: which step (0-based, as `remotecal procedure check` "
+                     "numbers them) and in which state - settling (yellow), recording (green), paused, "
+                     "finished, aborted, failed.")
+        .datasource(DATASOURCE)
+        .height(6)
+        .span(24)
+        .with_target(Query(STATES).alias("$tag_gateway $col"))
+        .mappings(_state_mappings())
+        .merge_values(True)
+        .show_value(common.VisibilityMode.AUTO)
+    )
+    now = (
+        table_panel("Now", "The run's state, step and setpoints now; 'in it since': the time of its last "
+                           "transition.", width=12)
+        .height(5)
+        .with_target(Query(NOW).table())
+        .with_override(*since("Time", "in it since"))
+    )
+    command = (
+        table_panel("Latest command", "The latest command to this run, local or remote, accepted or "
+                                      "refused (with the refusal's kind), and who sent it.", width=12)
+        .height(5)
+        .with_target(Query(COMMAND).table())
+        .with_override(*since("Time", "sent"))
+    )
+    windows = (
+        table_panel("Windows accepted live", "Per reference and step: the stable window the gateway "
+                                             "recorded (n readings, their mean and standard deviation, "
+                                             "in the channel's unit) - the certificate's points.")
+        .height(6)
+        .with_target(Query(WINDOWS).table())
+        .override_by_name("Time", [dashboard.DynamicConfigValue(id_val="displayName", value="window end")])
+        .decimals(4)
+    )
+    return [timeline, now, command, windows]
