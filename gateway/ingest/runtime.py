@@ -276,7 +276,7 @@ class Ingest:
                     self._errors_log.error("requeue", "ingest: checking a quarantined frame again raised %s "
                                            "(a bug); it stays", type(exc).__name__, exc_info=exc)
                     continue
-                fresh = self.replay.check(frame.site, frame.gateway, frame.seq) is None
+                fresh = self.replay.check(frame.site, frame.gateway, frame.seq, frame.epoch) is None
                 fut = await self._journal_frame(frame, row.topic, guarded=fresh, then=self._count_requeued)
                 if fut is None:
                     break  # stopping: the rows stay for the next start
@@ -345,7 +345,7 @@ class Ingest:
             if m.error is not None:
                 raise Rejection("malformed", m.error)
             frame = self.verifier.check(m.topic, m.payload)
-            why = self.replay.check(frame.site, frame.gateway, frame.seq)
+            why = self.replay.check(frame.site, frame.gateway, frame.seq, frame.epoch)
             if why is not None:
                 kind, _, detail = why.partition(": ")
                 raise Rejection(kind, detail)
@@ -391,21 +391,23 @@ class Ingest:
         after (released if the commit fails).  While the journal is full the frame waits (the
         broker keeps it: it is not acknowledged), or, once the ingest stops, is given up: None
         (not journalled, not acknowledged: the broker hands it out again)."""
-        site, gw, seq = frame.site, frame.gateway, frame.seq
-        key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"))
+        site, gw, seq, epoch = frame.site, frame.gateway, frame.seq, frame.epoch
+        # Epoch 0 (frames from before epochs) keeps the key it had.
+        key = dedupe_key(b"uplink", site.encode(), gw.encode(), seq.to_bytes(8, "little"),
+                         *([epoch.to_bytes(8, "little")] if epoch else []))
 
         def committed() -> None:
             if guarded:
-                self.replay.accept(site, gw, seq)
+                self.replay.accept(site, gw, seq, epoch)
             then()
 
         def failed(fut: asyncio.Future[None]) -> None:
             if guarded and not fut.cancelled() and fut.exception() is not None:
-                self.replay.release(site, gw, seq)
+                self.replay.release(site, gw, seq, epoch)
 
         rejected = [self._invalid(frame, topic, r, why) for r, why in frame.invalid]
         if guarded:
-            self.replay.reserve(site, gw, seq)
+            self.replay.reserve(site, gw, seq, epoch)
         while True:
             try:
                 fut = self.journal.submit(frame.records, rejected, dedupe=key, redelivered=True,
@@ -414,7 +416,7 @@ class Ingest:
             except JournalFull:
                 if self._stop.is_set():
                     if guarded:
-                        self.replay.release(site, gw, seq)
+                        self.replay.release(site, gw, seq, epoch)
                     return None
                 await asyncio.sleep(1.0)
         assert fut is not None

@@ -15,7 +15,16 @@
                         i64, f64, the string's index as i64, 0/1 as i64))
 
 A frame with no `Point` (a remote run's run_event / run_window) is version 1, byte for byte
-what it was before points existed; one with points is version 2.  Both decode.
+what it was before points existed; one with points is version 2.  Version 3 (what gateways
+send since) carries the epoch of the gateway's uplink state after the header, and always
+the points section:
+
+    body v3 = "RCU1" | 3 | seq u64 | sent_ns i64 | epoch u64 | strings ... health | points
+
+The epoch is a random number (1 .. 2**63 - 1) drawn when the gateway's sequence file is
+made, that is with a new data_dir: a re-provisioned gateway numbers its frames from 1 again
+in a new epoch, and the ingest keeps a replay window per epoch (gateway.ingest.replay).
+Versions 1 and 2 decode as epoch 0.  All three decode.
 
 All integers little-endian.  The signature covers the whole body, identity and sequence
 number included, so a frame cannot be moved to another gateway's topic or renumbered.
@@ -49,6 +58,7 @@ from gateway.reading import FieldValue, HealthSample, Point, Reading, Record
 from gateway.records import HEALTH, READING, RecordRows
 
 __all__ = [
+    "EPOCH_VERSION",
     "MAGIC",
     "SEQ_MAX",
     "SIGNATURE_BYTES",
@@ -65,6 +75,9 @@ __all__ = [
 MAGIC = b"RCU1"
 VERSION = 1
 POINTS_VERSION = 2
+EPOCH_VERSION = 3
+"""A frame with the epoch of its gateway's uplink state (and a points section, maybe empty)."""
+VERSIONS = (VERSION, POINTS_VERSION, EPOCH_VERSION)
 """A frame that carries `Point`s (section "points")."""
 SIGNATURE_BYTES = 32
 _HEADER = struct.Struct("<4sBQq")
@@ -77,6 +90,7 @@ _HEALTH = struct.Struct("<HHqB")
 _POINT = struct.Struct("<4HqB")
 _FIELD = struct.Struct("<Hc8s")
 _I64 = struct.Struct("<q")
+_U64 = struct.Struct("<Q")
 _F64 = struct.Struct("<d")
 _MAX_TABLE = 0xFFFF
 SEQ_MAX = 2**63 - 1
@@ -91,6 +105,8 @@ class Frame:
     gateway: str
     records: list[Record]
     invalid: list[tuple[Record, str]] = field(default_factory=list)
+    epoch: int = 0
+    """The epoch of the gateway's uplink state (0: a frame of version 1 or 2, from before epochs)."""
     """Records of a well-formed frame that cannot be written, each with why (a value that is
     not finite, a reading without a channel, a line break in a tag): a gateway's bug, not a
     forgery (the frame is signed).  The ingest quarantines them one by one, writes the rest."""
@@ -160,8 +176,8 @@ def frame_header(frame: bytes) -> tuple[int, int]:
     magic, version, seq, sent_ns = _HEADER.unpack_from(frame)
     if magic != MAGIC:
         raise PayloadError("not a frame (bad magic)")
-    if version not in (VERSION, POINTS_VERSION):
-        raise PayloadError(f"frame version {version} is not {VERSION} or {POINTS_VERSION}")
+    if version not in VERSIONS:
+        raise PayloadError(f"frame version {version} is not one of {', '.join(map(str, VERSIONS))}")
     if seq > SEQ_MAX:
         raise PayloadError(f"sequence number {seq} is out of range (at most 2**63 - 1)")
     return seq, sent_ns
@@ -180,8 +196,10 @@ class _Strings:
         return i
 
 
-def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Sequence[Record]) -> bytes:
+def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Sequence[Record],
+                 epoch: int = 0) -> bytes:
     """The unsigned body of a frame (see the module docstring); `sign` it before sending.
+    With an `epoch` (1 .. 2**63 - 1) it is a version 3 frame, without one version 1 or 2.
 
     A journal batch (`RecordRows`) is packed from its rows: its series ids give the frame's
     series table directly, with no `Reading` made.
@@ -191,6 +209,8 @@ def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Seque
     """
     if not 0 <= seq <= SEQ_MAX:
         raise ValueError(f"sequence number {seq} is out of range")
+    if not 0 <= epoch <= SEQ_MAX:
+        raise ValueError(f"epoch {epoch} is out of range")
     strings = _Strings()
     series: dict[object, int] = {}
     series_parts: list[bytes] = []
@@ -245,9 +265,13 @@ def encode_frame(seq: int, sent_ns: int, site: str, gateway: str, records: Seque
     for text in strings.index:
         b = text.encode()
         table_parts += [_U16.pack(len(b)), b]
-    tail = [_U16.pack(len(points)), *points] if points else []
+    tail = [_U16.pack(len(points)), *points] if points or epoch else []
+    if epoch:
+        header = _HEADER.pack(MAGIC, EPOCH_VERSION, seq, sent_ns) + _U64.pack(epoch)
+    else:
+        header = _HEADER.pack(MAGIC, POINTS_VERSION if points else VERSION, seq, sent_ns)
     return b"".join([
-        _HEADER.pack(MAGIC, POINTS_VERSION if points else VERSION, seq, sent_ns), *table_parts, ident,
+        header, *table_parts, ident,
         _U16.pack(len(series_parts)), *series_parts,
         _U32.pack(len(readings)), *readings,
         _U16.pack(len(health)), *health, *tail,
@@ -315,10 +339,13 @@ def decode_frame(body: bytes) -> Frame:
 def _decode(body: bytes) -> Frame:
     rd = _Reader(body, 0)
     magic, version, seq, sent_ns = rd.take(_HEADER)
-    if magic != MAGIC or version not in (VERSION, POINTS_VERSION):
+    if magic != MAGIC or version not in VERSIONS:
         raise ValueError("bad magic or version")
     if seq > SEQ_MAX:
         raise ValueError(f"sequence number {seq} is out of range (at most 2**63 - 1)")
+    epoch = rd.take(_U64)[0] if version == EPOCH_VERSION else 0
+    if epoch > SEQ_MAX:
+        raise ValueError(f"epoch {epoch} is out of range (at most 2**63 - 1)")
     (n,) = rd.take(_U16)
     strings = [rd.bytes(rd.take(_U16)[0]).decode() for _ in range(n)]
     site_i, gw_i = rd.take(_U16) + rd.take(_U16)
@@ -362,7 +389,7 @@ def _decode(body: bytes) -> Frame:
             records.append(h)
         else:
             invalid.append((h, why))
-    if version == POINTS_VERSION:
+    if version != VERSION:
         (n,) = rd.take(_U16)
         for _ in range(n):
             m_i, s_i, g_i, r_i, ts, ntags = rd.take(_POINT)
@@ -393,4 +420,4 @@ def _decode(body: bytes) -> Frame:
                 invalid.append((point, why))
     if rd.pos != len(body):
         raise ValueError(f"{len(body) - rd.pos} stray bytes at the end")
-    return Frame(seq, sent_ns, site, gateway, records, invalid)
+    return Frame(seq, sent_ns, site, gateway, records, invalid, epoch)

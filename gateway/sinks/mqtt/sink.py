@@ -24,6 +24,12 @@ number of a block is used), so a restart skips at most one block and never reuse
 A new state file starts above every `uplink-*.seq` beside it: an unnamed sink's file is
 named after its identity (broker and topic prefix; it was `uplink-mqtt-N.seq` by position
 before), and the ingest would refuse numbers that went back as replays.
+
+The state file also holds the epoch of the numbering ("UPTO EPOCH", the epoch in hex): a
+random number drawn when the file is made (or found without one, as written before epochs).
+Every frame carries it (frame version 3).  A gateway whose data_dir is lost numbers from 1
+again, but in a new epoch, which the ingest keeps a replay window of its own for: its
+frames are not taken for replays.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import secrets
 import struct
 import time
 from collections.abc import Sequence
@@ -43,7 +50,7 @@ from gateway.errors import ConfigError, PermanentError, RetryableError, Throttle
 from gateway.keys import UplinkKey, load_key_file
 from gateway.reading import Record
 from gateway.sinks.mqtt.config import MqttSinkConfig
-from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
+from gateway.sinks.mqtt.frame import SEQ_MAX, encode_frame, readings_topic, sign
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink
 
 __all__ = ["MqttSink", "SequenceCounter"]
@@ -59,9 +66,14 @@ _PERMANENT = {0x95, 0x99}
 def _stored(path: Path) -> int:
     """The number another counter file holds, 0 when it cannot be read."""
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
         return 0
+
+
+def new_epoch() -> int:
+    """A random epoch, 1 .. 2**63 - 1 (0 means none: a frame from before epochs)."""
+    return secrets.randbits(63) or 1
 
 
 class SequenceCounter:
@@ -75,10 +87,14 @@ class SequenceCounter:
             text = str(max((_stored(p) for p in start_above if p != path), default=0))
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the uplink sequence file: {exc.strerror}") from None
+        parts = text.split()
         try:
-            self._reserved = int(text)
+            self._reserved = int(parts[0]) if parts else 0
+            self.epoch = int(parts[1], 16) if len(parts) > 1 else new_epoch()
+            if not (self._reserved >= 0 and 0 < self.epoch <= SEQ_MAX) or len(parts) > 2:
+                raise ValueError
         except ValueError:
-            raise ConfigError(f"{path}: not a sequence number: {text[:40]!r}") from None
+            raise ConfigError(f"{path}: not a sequence number and epoch: {text[:60]!r}") from None
         self._next = self._reserved + 1
 
     def next(self) -> int:
@@ -92,7 +108,7 @@ class SequenceCounter:
         tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w") as f:
-            f.write(f"{upto}\n")
+            f.write(f"{upto} {self.epoch:x}\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -182,7 +198,8 @@ class MqttSink:
             return
         await self._connected(self.config.timeout)
         try:
-            body = encode_frame(self._seq.next(), time.time_ns(), self.site, self.gateway, records)
+            body = encode_frame(self._seq.next(), time.time_ns(), self.site, self.gateway, records,
+                                epoch=self._seq.epoch)
         except (ValueError, TypeError, struct.error) as exc:
             # One record does not fit the format (a string over 64 KiB, over 255 tags): the
             # runner splits the batch down to it and quarantines it.

@@ -71,7 +71,7 @@ records = st.lists(st.one_of(readings, readings, health), max_size=8)
 
 def _valid(frame: Frame) -> None:
     """What the ingest relies on in a frame the decoder returns."""
-    assert 0 <= frame.seq <= SEQ_MAX
+    assert 0 <= frame.seq <= SEQ_MAX and 0 <= frame.epoch <= SEQ_MAX
     for r in frame.records:
         if isinstance(r, Reading):
             assert math.isfinite(r.value)
@@ -86,12 +86,13 @@ def _decode(body: bytes) -> None:
 def mutated(draw: st.DrawFn) -> bytes:
     """A real frame body with a few bytes overwritten, a piece cut out, bytes inserted, or
     another sequence number (any u64) in its header."""
-    body = bytearray(encode_frame(draw(st.integers(0, SEQ_MAX)), draw(int64), SITE, GW, draw(records)))
+    body = bytearray(encode_frame(draw(st.integers(0, SEQ_MAX)), draw(int64), SITE, GW, draw(records),
+                                  epoch=draw(st.integers(0, SEQ_MAX))))
     for _ in range(draw(st.integers(1, 4))):
         how = draw(st.sampled_from(["set", "cut", "insert", "truncate", "seq"]))
         at = draw(st.integers(0, len(body)))
-        if how == "seq" and len(body) >= 13:
-            struct.pack_into("<Q", body, 5, draw(u64))
+        if how == "seq" and len(body) >= 29:
+            struct.pack_into("<Q", body, draw(st.sampled_from([5, 21])), draw(u64))  # seq, or a v3 epoch
         elif how == "set" and at < len(body):
             body[at] = draw(st.integers(0, 255))
         elif how == "cut":
@@ -138,14 +139,14 @@ def test_signed_mutated_frames_on_any_topic_are_a_frame_or_a_rejection(topic: st
 
 
 @fuzz()
-@given(st.integers(0, SEQ_MAX), int64, records)
-def test_whatever_the_encoder_takes_comes_back_equal(seq: int, sent_ns: int, recs: list[Record]) -> None:
+@given(st.integers(0, SEQ_MAX), int64, records, st.one_of(st.just(0), st.integers(1, SEQ_MAX)))
+def test_whatever_the_encoder_takes_comes_back_equal(seq: int, sent_ns: int, recs: list[Record], epoch: int) -> None:
     try:
-        body = encode_frame(seq, sent_ns, SITE, GW, recs)
+        body = encode_frame(seq, sent_ns, SITE, GW, recs, epoch=epoch)
     except (ValueError, struct.error):
         return  # does not fit the format: the uplink sends such a record alone, or drops it
     frame = VERIFIER.check(TOPIC, sign(KEY, body))
-    assert (frame.seq, frame.sent_ns) == (seq, sent_ns)
+    assert (frame.seq, frame.sent_ns, frame.epoch) == (seq, sent_ns, epoch)
     # readings first, then health samples, each in its order (see encode_frame)
     want = [r for r in recs if isinstance(r, Reading)] + [r for r in recs if isinstance(r, HealthSample)]
     # a reading without a channel or with a line break in a tag is set apart, with its reason

@@ -52,7 +52,7 @@ def saved_numbers(data_dir: Path) -> set[int]:
     """The frame numbers the worker's replay state has on disk."""
     with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'replay.db'}?mode=ro", uri=True)) as db:
         try:
-            return {seq for (seq,) in db.execute("SELECT seq FROM accepted")}
+            return {seq for (seq,) in db.execute("SELECT seq FROM frames")}
         except sqlite3.OperationalError:  # not created yet
             return set()
 

@@ -35,9 +35,24 @@ def test_sequence_numbers_are_monotonic_across_restarts(tmp_path: Path) -> None:
     assert first == list(range(1, 3001))
     b = SequenceCounter(path)  # a restart (or a crash: the file is written before use)
     assert b.next() > first[-1]
+    assert b.epoch == a.epoch != 0  # the same numbering
     path.write_text("junk")
     with pytest.raises(ConfigError, match="not a sequence number"):
         SequenceCounter(path)
+
+
+def test_a_new_sequence_file_is_a_new_epoch(tmp_path: Path) -> None:
+    # Issue 11, item 5: a re-provisioned gateway (data_dir lost) numbers from 1 again - in a
+    # new epoch, so that the ingest does not take its frames for replays.
+    path = tmp_path / "seq"
+    a = SequenceCounter(path)
+    a.next()
+    path.unlink()
+    b = SequenceCounter(path)
+    assert b.next() == 1 and b.epoch != a.epoch and 0 < b.epoch < 2**63
+    path.write_text("5000\n")  # written before epochs: the numbering goes on, in an epoch of its own
+    c = SequenceCounter(path)
+    assert c.next() == 5001 and SequenceCounter(path).epoch == c.epoch
 
 
 def _sink(tmp_path: Path, port: int, **extra: object) -> MqttSink:

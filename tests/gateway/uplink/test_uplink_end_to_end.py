@@ -9,6 +9,7 @@ and the central broker (remotecal/v1/...).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -364,3 +365,42 @@ def test_frames_that_came_before_their_gateway_s_key_are_taken_back(
     assert health[0]["last"] == c["requeued"]  # the Fleet dashboard sees it too
     total, quarantined = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")
     assert total == 0, quarantined
+
+
+def test_a_reprovisioned_gateway_loses_no_frame(tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """Issue 11, item 5: a gateway whose data_dir is lost (a new SD card, a re-install) numbers
+    its frames from 1 again; the ingest refused them as replays ("replayed", "too old") and
+    every later reading was lost.  The frames carry the epoch of the gateway's uplink state:
+    a new data_dir is a new epoch with a replay window of its own."""
+    site, gw, local = GATEWAYS[0]
+    keys = tmp_path / "central-keys"
+    key = make_key(keys, site, gw)
+    data = tmp_path / local / "data"
+    worker = IngestProcess(tmp_path / "w1", ingest_config(tmp_path / "w1" / "data", mosquitto.port, keys,
+                                                          influxd, "w1"))
+    gateway = GatewayProcess(tmp_path / local, gateway_config(data, mosquitto.port, site, gw, local, key))
+    logs = (worker.log, gateway.log)
+    pub = Publisher(mosquitto.port)
+    try:
+        worker.start()
+        mosquitto.wait_subscribed(INGEST_FILTER)
+        gateway.start()
+        mosquitto.wait_subscribed(f"{local}/+/state")
+        pub.publish_all([state_message(local, "s0", i) for i in range(300)])
+        wait_until(lambda: count_readings(influxd) >= 300, 30, "the first readings", *logs)
+        assert gateway.terminate() == 0
+        shutil.rmtree(data)  # re-provisioned: the journal, the uplink's sequence file, all gone
+        gateway.start()  # its source's session stays at the broker: what is published now waits for it
+        pub.publish_all([state_message(local, "s0", i) for i in range(300, 600)])
+        wait_until(lambda: count_readings(influxd) >= 600, 30, "the readings after the re-provisioning", *logs)
+        assert gateway.terminate() == 0
+        assert worker.terminate() == 0
+    finally:
+        pub.close()
+        gateway.kill()
+        worker.kill()
+    rows = influxd.rows("SELECT value FROM reading", "calibration")
+    assert sorted((r["time"], r["value"]) for r in rows) == [
+        ((T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"]) for i in range(600)]
+    c = counters(worker.log())
+    assert c["rejected_replayed"] == c["rejected_too_old"] == 0

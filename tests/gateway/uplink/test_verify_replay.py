@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 import gateway.keys
 from gateway.errors import ConfigError
-from gateway.ingest.replay import ReplayGuard
+from gateway.ingest.replay import MAX_EPOCHS, ReplayGuard
 from gateway.ingest.verify import FrameVerifier, Rejection
 from gateway.keys import (
     KeyFolder,
@@ -105,6 +106,45 @@ async def test_replay_window_accepts_out_of_order_refuses_duplicates_and_old(tmp
     assert (again.check("s", "g", 50) or "").startswith("too old")
     assert again.check("s", "g", 201) is None
     await again.close()
+
+
+async def test_each_epoch_has_its_own_window_and_few_epochs_are_kept(tmp_path: Path) -> None:
+    # Issue 11, item 5: a re-provisioned gateway numbers from 1 again, in a new epoch.
+    g = ReplayGuard(tmp_path / "replay.db", window=100)
+    g.open()
+    for seq in range(1, 300):
+        g.accept("s", "g", seq, epoch=7)
+    assert (g.check("s", "g", 1, epoch=7) or "").startswith("too old")
+    assert (g.check("s", "g", 250, epoch=7) or "").startswith("replayed")
+    assert g.check("s", "g", 1, epoch=8) is None  # the new epoch's first frame
+    g.accept("s", "g", 1, epoch=8)
+    assert (g.check("s", "g", 1, epoch=8) or "").startswith("replayed")
+    assert g.check("s", "g", 1) is None  # epoch 0: frames from before epochs, a window of their own
+    await g.close()
+    again = ReplayGuard(tmp_path / "replay.db", window=100)
+    again.open()
+    assert (again.check("s", "g", 250, epoch=7) or "").startswith("replayed")
+    assert (again.check("s", "g", 1, epoch=8) or "").startswith("replayed")
+    for e in range(100, 100 + MAX_EPOCHS):  # as many re-provisionings again: 7 and 8 are forgotten
+        again.accept("s", "g", 1, epoch=e)
+    assert again.check("s", "g", 250, epoch=7) is None and again.check("s", "g", 1, epoch=8) is None
+    assert (again.check("s", "g", 1, epoch=100) or "").startswith("replayed")
+    await again.close()
+    db = sqlite3.connect(tmp_path / "replay.db")
+    assert db.execute("SELECT COUNT(DISTINCT epoch) FROM frames").fetchone()[0] == MAX_EPOCHS
+    db.close()
+
+
+async def test_a_replay_state_from_before_epochs_is_epoch_0(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "replay.db")
+    db.executescript("CREATE TABLE accepted(site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL, "
+                     "PRIMARY KEY(site, gateway, seq)) WITHOUT ROWID; INSERT INTO accepted VALUES('s', 'g', 5);")
+    db.close()
+    g = ReplayGuard(tmp_path / "replay.db", window=100)
+    g.open()
+    assert (g.check("s", "g", 5) or "").startswith("replayed")
+    assert g.check("s", "g", 5, epoch=1) is None
+    await g.close()
 
 
 def _verifier(folder: Path) -> FrameVerifier:
