@@ -16,6 +16,11 @@ wire, register by register:
 
 The same rule extends to float64 (four words) and to 16-bit types, where only the byte
 swap applies (BADC and DCBA read a word as BA).
+
+A float32 is read as the shortest decimal that gives the same float32 back (`29.69`, not the
+double `29.690000534057617` that is its exact value): the number the device meant, and no
+information lost - `struct.unpack(">f", struct.pack(">f", value))` (or `numpy.float32(value)`)
+is the register's value again, bit for bit (before `scale` and `offset`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 __all__ = [
     "BIT_KINDS",
@@ -35,6 +42,7 @@ __all__ = [
     "encode_value",
     "make_field",
     "plan_reads",
+    "shortest_float32",
 ]
 
 MAX_REGISTERS = 125
@@ -59,6 +67,12 @@ def _word_order(byte_order: str) -> tuple[bool, bool]:
     return byte_order in ("CDAB", "DCBA"), byte_order in ("BADC", "DCBA")
 
 
+def shortest_float32(x: float) -> float:
+    """The float with the fewest significant digits whose float32 is `x`'s float32 (numpy's
+    shortest round-trip repr of a float32, ~2 us; x itself for NaN, inf and -0.0)."""
+    return float(str(np.float32(x)))
+
+
 def compile_decoder(type_: str, byte_order: str = "ABCD", scale: float = 1.0,
                     offset: float = 0.0) -> Decoder:
     """A function of the value's registers (16-bit unsigned ints, in address order) -> value.
@@ -77,6 +91,12 @@ def compile_decoder(type_: str, byte_order: str = "ABCD", scale: float = 1.0,
     else:
         def raw(regs: Sequence[int]) -> float:
             return unpack(pack(*regs))[0]
+
+    if type_ == "float32":
+        f32 = raw
+
+        def raw(regs: Sequence[int]) -> float:
+            return shortest_float32(f32(regs))
 
     if scale == 1.0 and offset == 0.0:
         return lambda regs: float(raw(regs))

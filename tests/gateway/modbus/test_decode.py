@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
+import struct
 
 import pytest
 
@@ -96,3 +99,38 @@ def test_split_gives_one_block_per_field() -> None:
 def test_coils_decode_to_zero_or_one() -> None:
     [block] = plan_reads([_f(0, 3, kind="coil"), _f(1, 5, kind="coil")], max_gap=1)
     assert [v for _, v in decode_block(block, [1, 0, 0])] == [1.0, 0.0]
+
+
+def _shortest_by_search(x: float) -> float:
+    """The definition, searched: fewest significant digits whose float32 is x's float32."""
+    bits = struct.pack(">f", x)
+    for digits in range(1, 10):
+        y = float(f"{x:.{digits}g}")
+        with contextlib.suppress(OverflowError):
+            if struct.pack(">f", y) == bits:
+                return y
+    raise AssertionError(f"no decimal of 9 digits or fewer is {x!r}")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_float32_reads_as_the_shortest_decimal_that_round_trips(order: str) -> None:
+    decode = compile_decoder("float32", order)
+    assert decode(to_registers(29.69, "float32", order)) == 29.69  # not 29.690000534057617
+    assert repr(decode(to_registers(0.1, "float32", order))) == "0.1"
+    assert repr(decode(to_registers(-0.0, "float32", order))) == "-0.0"
+    assert compile_decoder("float32", order, scale=10.0)(to_registers(2.5, "float32", order)) == 25.0
+
+
+def test_the_raw_float32_stays_recoverable_bit_for_bit() -> None:
+    """README: struct.pack('>f', value) (numpy.float32(value)) is the register's float32 again."""
+    rng = random.Random(14)
+    decode = compile_decoder("float32")
+    patterns = [rng.getrandbits(32) for _ in range(20_000)] + [0x00000001, 0x7F7FFFFF, 0x80800000, 0x3F800000]
+    for bits in patterns:
+        regs = [bits >> 16, bits & 0xFFFF]
+        raw = struct.unpack(">f", bits.to_bytes(4, "big"))[0]
+        if not math.isfinite(raw):
+            continue
+        value = decode(regs)
+        assert struct.pack(">f", value) == bits.to_bytes(4, "big"), hex(bits)
+        assert value == _shortest_by_search(raw), hex(bits)
