@@ -106,6 +106,7 @@ class _Publisher(threading.Thread):
         self.error: BaseException | None = None
         self._halt = threading.Event()
         self._mids: dict[int, int] = {}
+        self._early: dict[int, float] = {}  # mid -> PUBACK time, acknowledged before it was filed
         self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"soak-{name}", clean_session=False)
         c.max_inflight_messages_set(100)
@@ -119,14 +120,23 @@ class _Publisher(threading.Thread):
     def _on_publish(self, _c: Any, _u: Any, mid: int, *_: Any) -> None:
         with self._lock:
             i = self._mids.pop(mid, None)
-            if i is not None:
+            if i is None:  # acknowledged before publish() filed its mid
+                self._early[mid] = time.monotonic()
+            else:
                 self.acked[i] = time.monotonic()
 
     def publish(self, i: int) -> None:
         topic, payload = self.make(i)
+        # Not under self._lock: paho calls on_publish holding its own message lock, which
+        # publish() needs too - holding ours across it deadlocked the publisher and the chaos
+        # thread (seen after a broker kill in a 30-minute soak: publishing and chaos stopped).
+        info = self.client.publish(topic, payload, qos=1)
         with self._lock:
-            info = self.client.publish(topic, payload, qos=1)
-            self._mids[info.mid] = i
+            acked = self._early.pop(info.mid, None)
+            if acked is None:
+                self._mids[info.mid] = i
+            else:
+                self.acked[i] = acked
 
     def run(self) -> None:
         try:
