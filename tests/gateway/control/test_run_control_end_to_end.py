@@ -54,7 +54,7 @@ class Site:
         self.gw.start()
         wait_until(lambda: self.status(), 30, "the gateway's control socket", self.gw)
         self.broker.wait_subscribed(command_topic("remotecal/v1", "lab1", "gw01"))
-        self.broker.wait_subscribed("sim/+/state")
+        self.broker.wait_subscribed("sim/dut/state")  # its last topic: the site source is in
 
     def status(self) -> dict[str, Any] | None:
         try:
