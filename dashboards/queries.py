@@ -62,8 +62,9 @@ def show_tag_values(measurement: str, key: str, *conditions: str) -> str:
 
 
 def silent_minutes(measurement: str, field: str, conditions: str, tags: Iterable[str]) -> str:
-    """Per series of `tags`: whole minutes since its latest point (0: one in the current minute),
-    for every series with a point in the queried range.
+    """Per series of `tags`: the minutes since its latest point, as the minute boundaries passed
+    since (0: one in the current minute; 1 may be a second ago), for every series with a point
+    in the queried range.
 
     InfluxQL cannot subtract a time from now(), so this counts trailing empty minutes: points
     per minute filled with 0 up to the end of the range, their cumulative sum from the newest
