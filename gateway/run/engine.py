@@ -126,6 +126,8 @@ class RunEngine:
         self.resumes = 0
         self.outcomes: list[str] = []
         self._live: dict[str, _Live] = {}
+        self._ignored: set[str] = set()
+        """Channels no reference of the current step (reset with `_live`)."""
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._last_ns = 0
@@ -156,31 +158,45 @@ class RunEngine:
         if self.state not in STEPPING or self.step is None:
             return
         step = self.plan[self.step]
-        t_min = self.step_started_ns / 1e9
-        fed = False
+        t_min = self.step_started_ns
+        live_of, ignored = self._live, self._ignored
+        groups: dict[str, list[Reading]] = {}
         for r in readings:
-            live = self._live.get(r.channel)
-            if live is None:
-                live = self._new_live(step, r)
-                if live is None:
-                    continue
-            t = r.time_ns / 1e9
-            if t < t_min:
-                continue  # taken before the step's setpoints were written
-            try:
-                update = live.tracker.push(t, r.value)
-            except ValueError:
-                live.dropped += 1
+            ch = r.channel
+            if ch in ignored:
                 continue
-            fed = True
-            live.samples.append((t, r.time_ns, r.value))
-            if self.state == "recording":
-                if not bool(update.stable.all()):
-                    live.broken = True
-            elif len(live.samples) > _KEEP_SETTLING:
-                del live.samples[:_KEEP_SETTLING // 2]
-        if fed:
+            if ch not in live_of and self._new_live(step, r) is None:
+                ignored.add(ch)
+                continue
+            if r.time_ns < t_min:
+                continue  # taken before the step's setpoints were written
+            groups.setdefault(ch, []).append(r)
+        for ch, group in groups.items():
+            self._feed(live_of[ch], group)
+        if groups:
             self._wakeup.set()
+
+    def _feed(self, live: _Live, group: list[Reading]) -> None:
+        """One tracker call for a channel's readings of a batch (one per reading only when the
+        batch holds one the tracker refuses, which is then dropped)."""
+        samples = [(r.time_ns / 1e9, r.time_ns, r.value) for r in group]
+        try:
+            updates = [live.tracker.extend([s[0] for s in samples], [s[2] for s in samples])]
+        except ValueError:
+            updates, kept = [], []
+            for s in samples:
+                try:
+                    updates.append(live.tracker.push(s[0], s[2]))
+                    kept.append(s)
+                except ValueError:
+                    live.dropped += 1
+            samples = kept
+        live.samples += samples
+        if self.state == "recording":
+            if not all(bool(u.stable.all()) for u in updates):
+                live.broken = True
+        elif len(live.samples) > _KEEP_SETTLING:
+            del live.samples[:_KEEP_SETTLING // 2]
 
     def _new_live(self, step: StepPlan, r: Reading) -> _Live | None:
         key = step.key_of(r.channel, r.quantity, r.role)
@@ -464,7 +480,7 @@ class RunEngine:
                           extra: dict[str, FieldValue] | None = None) -> None:
         """Write step `index`'s setpoints (a controller error fails the run), then `settling`."""
         self.step, self.record_from, self._ended = index, None, None
-        self._live = {}
+        self._live, self._ignored = {}, set()
         self.step_started_ns = self._now()
         self.state = "settling"
         step = self.plan[index]
@@ -474,7 +490,7 @@ class RunEngine:
             await self._transition("failed", actor=actor, reason=f"step {index}: {exc}")
             return
         self.step_started_ns = self._now()
-        self._live = {}
+        self._live, self._ignored = {}, set()
         await self._transition("settling", actor=actor, reason=reason, extra=extra)
 
     async def _apply(self, setpoints: dict[str, float]) -> None:
@@ -524,7 +540,7 @@ class RunEngine:
         self.state, self.reason, self.actor = state, reason, actor
         self.state_since_ns = self._now()
         if state not in STEPPING:
-            self._live, self.record_from = {}, None
+            self._live, self._ignored, self.record_from = {}, set(), None
         log.info("run %s: %s%s (%s, by %s)", self.run, state,
                  f" step {self.step}" if self.step is not None else "", reason, actor)
         await self._event(state, actor=actor, reason=reason, extra=extra, time_ns=self.state_since_ns)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.journal import Journal
-from gateway.reading import Point
+from gateway.reading import Point, Reading
 from gateway.run import TERMINAL, NotAllowed, RunEngine
 from tests.gateway.run.fakes import Chamber, FakeController, procedure
 
@@ -262,3 +262,23 @@ async def test_a_restart_between_a_steps_end_and_the_next_goes_on_never_records_
         assert engine.state == "finished" and engine.outcomes == ["stable", "stable"]
         windows = await points(journal, "run_window")
     assert [w.fields["step"] for w in windows] == [0, 1]
+
+
+async def test_a_reading_the_tracker_refuses_is_dropped_alone(tmp_path: Path) -> None:
+    """A batch with a reading older than the channel's last (or not finite): that one is dropped
+    and counted, the others of the batch are evaluated; readings of other channels and roles,
+    and readings taken before the step began, are not evaluated."""
+    chamber = Chamber()
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, FakeController(chamber))
+        await engine.open()
+        early = chamber.tick()
+        await engine.start(procedure(20.0), "RC-11", "alice")
+        a, b, c = chamber.tick(), chamber.tick(), chamber.tick()
+        dut = Reading(a.site, a.gateway, a.run, "dut-t", "temperature", "degC", "dut", 20.1, a.time_ns)
+        nan = Reading(a.site, a.gateway, a.run, a.channel, a.quantity, a.unit, a.role, float("nan"), c.time_ns + 1)
+        engine.observe([early, a, dut, c, b, nan])
+        st = await engine.status()
+        (ref,) = st["references"]
+        assert ref["channel"] == "ref-t" and ref["dropped"] == 2  # b came after c; the NaN
+        assert engine._live["ref-t"].tracker.count == 2  # a and c: not `early`, not the DUT
