@@ -32,7 +32,7 @@ from typing import Any
 
 from gateway import registry
 from gateway.config import GatewayConfig
-from gateway.control import serve_control
+from gateway.control import control_status, serve_control
 from gateway.controllers import build_controllers
 from gateway.delivery import DeliveryRunner
 from gateway.errors import JournalError, JournalFull
@@ -171,6 +171,7 @@ class Gateway:
             "journal": {"pending": st.pending, "bytes": st.size_bytes, "full": st.full, "failing": st.failing,
                         "quarantined": st.quarantined},
             "health": self.health_fields(),
+            "control": control_status(self.cfg, self.run_control, self.remote_control),
         }
 
     def _track(self) -> None:

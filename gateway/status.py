@@ -9,7 +9,10 @@ socket's `status` op with `Gateway.status()`, a JSON-able dict:
                   "clock_offset_s"}],
      "sinks":   [{"name", "pending", "delivered", "last_delivery", "state", "detail"}],
      "journal": {"pending", "bytes", "full", "failing", "quarantined"},
-     "health":  the `gateway_health` point's fields}
+     "health":  the `gateway_health` point's fields,
+     "control": {"remote", "allow_remote", "accepted", "refused", "broker"?, "connected"?}}
+                (run control, gateway.control.control_status: broker and connected only with
+                [control])
 
 Times are ISO 8601 UTC strings (None: not yet).  `format_status` renders it for a person.
 """
@@ -116,6 +119,15 @@ def format_status(st: dict[str, Any]) -> str:
     lines.append(f"journal: {j['pending']} pending, {j['bytes'] / 1e6:.1f} MB"
                  + (f" - {', '.join(flags)}" if flags else "")
                  + f"; quarantine: {j['quarantined']} input(s)")
+    if (c := st.get("control")) is not None:
+        counts = f"{c['accepted']} command(s) taken, {c['refused']} refused since start"
+        if not c["remote"]:
+            lines.append(f"run control: local only (no [control]); {counts}")
+        else:
+            link = ("" if "broker" not in c else
+                    f" via {c['broker']} - {'connected' if c['connected'] else 'DISCONNECTED'}")
+            lines.append(f"run control: remote {'on' if c['allow_remote'] else 'OFF (allow_remote = false)'}"
+                         f"{link}; {counts}")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from gateway.control.remote import RemoteControl
     from gateway.journal import Journal
 
-__all__ = ["answer_key", "broker_of", "build_control", "check_control", "serve_control"]
+__all__ = ["answer_key", "broker_of", "build_control", "check_control", "control_status", "serve_control"]
 
 log = logging.getLogger("remotecal.control")
 
@@ -225,3 +225,18 @@ def check_control(cfg: GatewayConfig) -> str:
     owners = ", ".join(sorted(f"{k.owner} ({kid})" for kid, k in keys.items()))
     return (f"remote control: on, commands signed by {owners} via {where}; answer key {answer}"
             + ("" if answer.exists() else " (made at first start)"))
+
+
+def control_status(
+    cfg: GatewayConfig, service: ControlService, remote: RemoteControl | None
+) -> dict[str, Any]:
+    """Run control in `gateway status`: remote or local only, allowed, the broker and whether
+    commands can reach the gateway now, commands taken and refused since start."""
+    c = cfg.control
+    out: dict[str, Any] = {"remote": c is not None, "allow_remote": bool(c is not None and c.allow_remote),
+                           "accepted": service.counts["accepted"], "refused": service.counts["refused"]}
+    if remote is not None:
+        s = remote.link.settings
+        out["broker"] = f"{s.host}:{s.port}"
+        out["connected"] = bool(remote.link.connected and remote.subscribed.is_set())
+    return out

@@ -412,6 +412,8 @@ class ControlService:
     ) -> None:
         """The journal's row and the run_event point of a command (an accepted status: neither)."""
         accepted = refusal is None
+        if accepted and command == "status":
+            return  # a --watch asks every few seconds: no log line, count, row or point
         self.counts["accepted" if accepted else "refused"] += 1
         if accepted:
             log.info("control: %s %s by %s accepted", origin, command, actor)

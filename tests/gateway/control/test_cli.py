@@ -252,3 +252,21 @@ async def test_run_log_lists_the_commands(tmp_path: Path, capsys: pytest.Capture
     assert await asyncio.to_thread(main, ["run", "log", "-c", str(site), "--json", "--limit", "1"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["command"] == "abort" and row["refusal"] == "bad signature" and row["accepted"] is False
+
+
+def test_gateway_status_shows_run_control() -> None:
+    from gateway.status import format_status
+
+    base = {"site": "lab1", "gateway": "gw01", "run": "idle", "pid": 1, "uptime_s": 5, "now": "2027-01-15T08:00:00Z",
+            "sources": [], "sinks": [], "journal": {"pending": 0, "bytes": 0, "full": False, "failing": False,
+                                                     "quarantined": 0}}
+    local = {"remote": False, "allow_remote": False, "accepted": 2, "refused": 0}
+    assert format_status({**base, "control": local}).splitlines()[-1] == \
+        "run control: local only (no [control]); 2 command(s) taken, 0 refused since start"
+    down = {"remote": True, "allow_remote": True, "accepted": 0, "refused": 1, "broker": "central:8883",
+            "connected": False}
+    assert format_status({**base, "control": down}).splitlines()[-1] == \
+        "run control: remote on via central:8883 - DISCONNECTED; 0 command(s) taken, 1 refused since start"
+    off = {**down, "allow_remote": False, "connected": True}
+    assert "run control: remote OFF (allow_remote = false) via central:8883 - connected" in format_status(
+        {**base, "control": off})

@@ -183,6 +183,11 @@ def test_a_local_abort_wins_over_a_remote_resume(site: Site, capsys: pytest.Capt
         ("start", True, "remote", "alice@nmc"), ("pause", True, "remote", "alice@nmc"),
         ("abort", True, "local", "site-operator (local)"), ("resume", False, "remote", "alice@nmc")]
     assert load_public_keys(site.data / "control-answer.pub", "gateway")  # made at the first start
+    control = request_sync(site.data, "status")["control"]
+    assert control["remote"] and control["allow_remote"] and control["connected"]
+    assert (control["accepted"], control["refused"]) == (3, 1)
+    assert main(["gateway", "status", "-c", str(site.gw.config_path)]) == 0
+    assert "run control: remote on via 127.0.0.1:" in capsys.readouterr().out
 
 
 def test_a_procedure_this_site_cannot_run_is_refused_before_anything_moves(

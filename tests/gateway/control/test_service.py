@@ -246,3 +246,14 @@ async def test_a_gateway_without_controllers_says_why(rig: Any) -> None:
     assert a.refusal == "not allowed" and "no [[controllers.*]]" in a.reason
     a = await rig.send(rig.cmd("status"))
     assert a.accepted and "no [[controllers.*]]" in a.result["reason"]
+
+
+async def test_status_polls_leave_no_trace(rig: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, "remotecal.control")
+    for _ in range(3):
+        await rig.send(rig.cmd("status"))
+        await rig.service.local("status", {})
+    assert rig.service.counts == {"accepted": 0, "refused": 0}
+    assert not [r for r in caplog.records if "status" in r.getMessage()]
