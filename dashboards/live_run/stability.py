@@ -79,10 +79,12 @@ _LIMIT_LINE = (
 )
 
 
-def _threshold_from(field: str, applies_to: str) -> dashboard.DataTransformerConfig:
-    """The config query's `field` becomes the red threshold of the field `applies_to`."""
+def _threshold_from(config: str, field: str, applies_to: str) -> dashboard.DataTransformerConfig:
+    """The query `config`'s `field` becomes the red threshold of the field `applies_to`.  Each
+    transformation takes its own copy of LIMITS_NOW: Grafana drops the config query's frame
+    from what the next transformation sees."""
     return transformation("configFromData", {
-        "configRefId": "LIMITS",
+        "configRefId": config,
         "applyTo": {"id": "byName", "options": applies_to},
         "mappings": [{"fieldName": field, "handlerKey": "threshold1", "reducerId": "lastNotNull"}],
     })
@@ -127,8 +129,9 @@ def panels() -> list[Builder[dashboard.Panel]]:
         )
         .with_target(Query(ROLLING_STD).ref_id("A").alias("std"))
         .with_target(Query(SLOPE).ref_id("B").alias("slope"))
-        .with_target(Query(LIMITS_NOW).ref_id("LIMITS").table())
-        .with_transformation(_threshold_from("max_std", "std"))
-        .with_transformation(_threshold_from("max_slope", "slope"))
+        .with_target(Query(LIMITS_NOW).ref_id("LIMITS_STD").table())
+        .with_target(Query(LIMITS_NOW).ref_id("LIMITS_SLOPE").table())
+        .with_transformation(_threshold_from("LIMITS_STD", "max_std", "std"))
+        .with_transformation(_threshold_from("LIMITS_SLOPE", "max_slope", "slope"))
     )
     return [std, slope, now]

@@ -73,3 +73,14 @@ def test_provisioning_files() -> None:
     assert provider["providers"][0]["type"] == "file"
     for path in (CHECKED_IN / "dashboards").glob("*.json"):
         assert json.loads(path.read_text())["uid"] == path.stem
+
+
+def test_each_config_from_query_has_its_own_query() -> None:
+    """Grafana drops a config query's frame once a "config from query results" used it: two
+    transformations reading one query would leave the second without its limits."""
+    for model in dashboard_models():
+        for panel in model["panels"]:
+            configs = [t["options"]["configRefId"] for t in panel.get("transformations", [])
+                       if t["id"] == "configFromData"]
+            assert len(configs) == len(set(configs)), panel["title"]
+            assert set(configs) <= {t["refId"] for t in panel.get("targets", [])}, panel["title"]
