@@ -53,6 +53,7 @@ class DeliveryRunner:
         self.sink = sink
         self.errors = 0
         self.rejected_points = 0
+        """Records the sink's server refused, each quarantined: not counted as delivered."""
         self._backoff = Backoff(min(0.5, max_retry_interval), max_retry_interval)
         self._hold_retry_s = max_retry_interval
         self._next_hold_retry = time.monotonic() + max_retry_interval
@@ -117,6 +118,7 @@ class DeliveryRunner:
                     continue
             self._hold_rows, self._hold_new = [], {}
             started = time.monotonic()
+            rejected_before = self.rejected_points
             try:
                 records = self._divert_held(batch.records)
                 if records:
@@ -130,7 +132,8 @@ class DeliveryRunner:
             self._backoff.reset()
             self._set_state("ok", f"{self.journal.pending_for(name)} record(s) pending")
             try:
-                await self.journal.commit_delivery(name, batch.last_seq, len(batch) - len(self._hold_rows),
+                taken = len(batch) - len(self._hold_rows) - (self.rejected_points - rejected_before)
+                await self.journal.commit_delivery(name, batch.last_seq, taken,
                                                    hold=self._hold_rows, hold_new=self._hold_new)
             except JournalError as exc:  # delivered, cursor not moved: the batch goes again
                 await self._journal_trouble(exc)
@@ -138,7 +141,7 @@ class DeliveryRunner:
             self.last_delivery_ns = time.time_ns()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("sink %r: delivered %d record(s) up to #%d in %.0f ms; %d pending", name,
-                          len(batch) - len(self._hold_rows), batch.last_seq,
+                          taken, batch.last_seq,
                           (time.monotonic() - started) * 1e3, self.journal.pending_for(name))
             if self._hold_new:
                 self._say_held(batch.records)
@@ -223,10 +226,12 @@ class DeliveryRunner:
         for sid in list(self.journal.held_series(name)):
             while (rows := await self.journal.held_batch(name, sid, self.sink.batch_size)) is not None:
                 self._hold_rows, self._hold_new = [], {}
+                rejected_before = self.rejected_points
                 await self._write(rows)
                 if self._hold_rows:
                     break  # still refused: held on
-                if await self.journal.release_held(name, sid, rows.rows[-1][0], len(rows)):
+                taken = len(rows) - (self.rejected_points - rejected_before)
+                if await self.journal.release_held(name, sid, rows.rows[-1][0], taken):
                     log.info("sink %r: the server takes series %s again: its held readings are "
                              "delivered and it is released", name, _series_name(rows, sid))
                     break

@@ -133,6 +133,8 @@ class Gateway:
             "journal_lost": st.lost,
             "journal_damaged": st.damaged,
             "received": st.received,
+            "records": st.records,
+            "journal_pending_start": st.pending_at_start,
             "rejected": st.rejected,
             "duplicates": st.duplicates,
             "refused": st.refused,

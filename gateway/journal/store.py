@@ -79,6 +79,11 @@ class JournalStats:
     """Counters since start; `pending` and `size_bytes` are refreshed at each commit."""
 
     received: int = 0
+    """Readings committed since start."""
+    records: int = 0
+    """Records committed since start: the readings, and the health and run points."""
+    pending_at_start: int = 0
+    """`pending` when the journal was opened: records a previous run left for the sinks."""
     rejected: int = 0
     duplicates: int = 0
     refused: int = 0
@@ -171,6 +176,7 @@ class Journal:
 
     async def open(self) -> Journal:
         await self._run(self._open_sync)
+        self.stats.pending_at_start = self.stats.pending
         self._committer = asyncio.create_task(self._commit_loop(), name="journal-committer")
         return self
 
@@ -435,6 +441,7 @@ class Journal:
                 for i, s in enumerate(subs):
                     if i not in skipped:
                         self.stats.received += sum(1 for r in s.records if isinstance(r, Reading))
+                        self.stats.records += len(s.records)
                     self.stats.rejected += len(s.rejected)
                     if s.on_committed is not None:
                         s.on_committed()

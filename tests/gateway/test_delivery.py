@@ -74,6 +74,7 @@ async def test_bad_points_are_isolated_quarantined_and_the_rest_delivered(tmp_pa
     j = await _deliver(tmp_path, sink, 64)
     assert sink.written == [float(i) for i in range(64) if i not in (13, 40)]
     assert j.stats.pending == 0
+    assert j.stats.delivered["fake"] == 62, "the 2 refused points are quarantined, not delivered"
     await j.close()
     total, rows = Journal.read_quarantine(tmp_path / "j.db")
     assert total == 2
