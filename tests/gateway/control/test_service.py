@@ -257,3 +257,13 @@ async def test_status_polls_leave_no_trace(rig: Any, caplog: pytest.LogCaptureFi
         await rig.service.local("status", {})
     assert rig.service.counts == {"accepted": 0, "refused": 0}
     assert not [r for r in caplog.records if "status" in r.getMessage()]
+
+
+async def test_with_remote_control_off_the_site_still_commands(rig: Any) -> None:
+    """[control] allow_remote = false: every remote command is refused, a local abort works."""
+    await rig.send(rig.cmd("start", run="RC-1", procedure=PROCEDURE))
+    rig.service.verifier.allow_remote = False
+    a = await rig.send(rig.cmd("pause", reason="from afar"))
+    assert a.refusal == "remote control disabled" and rig.engine.state == "settling"
+    out = await rig.service.local("abort", {"actor": "operator", "reason": "our chamber"})
+    assert out["accepted"] and rig.engine.state == "aborted"
