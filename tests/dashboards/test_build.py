@@ -55,7 +55,9 @@ def test_live_run_offers_site_gateway_run_channel() -> None:
     assert names[:4] == ["datasource", "site", "gateway", "run"]
     assert "channel" in names
     error = next(p for p in live["panels"] if p.get("repeat") == "dut")
-    assert [t["id"] for t in error["transformations"]] == ["joinByField", "calculateField"]
+    (target,) = error["targets"]
+    assert target["alias"] == "error ($tag_unit)" and not error.get("transformations")
+    assert {o["matcher"]["options"] for o in error["fieldConfig"]["overrides"]} >= {r".*\(degC\)$", r".*\(%rh\)$"}
     (annotation,) = live["annotations"]["list"]
     # Grafana's InfluxDB prepareAnnotation keeps a target that has a query; it runs it as
     # an annotation query only with fromAnnotations.
