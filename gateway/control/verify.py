@@ -16,6 +16,10 @@ number are stored (`ReplayStore.claim`, the journal's `control_seen` table) befo
 done, and kept until its expiry has passed (then it is refused as expired anyway), so neither
 a restart nor a refusal for another reason reopens it.  A gateway with remote control disabled
 still checks what it can, so a forged command is reported as forged.
+
+The keys folder is looked at (names, times, sizes) before each command and read again when it
+changed: a key installed is taken, a key removed no longer verifies, without a restart.  A
+folder that cannot be read keeps the keys in force (logged); an empty one refuses everything.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ class CommandVerifier:
                 len(self.keys),
             )
             return False
+        if self.keys and not keys:
+            log.error("control: the institute keys folder holds no key now; every remote command is refused "
+                      "until one is installed")
         changed = keys != self.keys
         if changed:
             log.info(
@@ -130,12 +137,10 @@ class CommandVerifier:
                     "remote control disabled",
                     "[control] allow_remote = false on this gateway: only local commands are taken",
                 )
-            try:
-                key = verify_command(env, self.keys)
-            except Refusal:
-                if not self._keys_again():
-                    raise
-                key = verify_command(env, self.keys)
+            # The keys as they are now (a folder listing per command): a key just installed is
+            # taken, and a key removed (revoked) no longer verifies - without a restart.
+            self._keys_again()
+            key = verify_command(env, self.keys)
             cmd = parse_command(env.body)
             if (cmd.site, cmd.gateway) != (self.site, self.gateway):
                 raise Refusal(

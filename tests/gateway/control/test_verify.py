@@ -147,7 +147,7 @@ async def test_remote_control_disabled(keys: dict[str, Path]) -> None:
     assert (await v.check(command_payload(_cmd(), k))).refusal.kind == "remote control disabled"  # type: ignore[union-attr]
 
 
-async def test_a_key_installed_while_running_is_read(keys: dict[str, Path], tmp_path: Path) -> None:
+async def test_a_key_installed_or_removed_while_running_counts_at_once(keys: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "installed"
     folder.mkdir()
     v = CommandVerifier("lab 1", "gw01", {}, MemoryReplayStore(), clock=lambda: NOW,
@@ -157,6 +157,10 @@ async def test_a_key_installed_while_running_is_read(keys: dict[str, Path], tmp_
     assert (await v.check(payload)).refusal.kind == "bad signature"  # type: ignore[union-attr]
     (folder / "nmc.institute.pub").write_bytes(keys["pub"].read_bytes())
     assert (await v.check(payload)).refusal is None
+    # revoked: removed from the folder, the next command signed with it is refused
+    (folder / "nmc.institute.pub").unlink()
+    again = await v.check(command_payload(_cmd(seq=2), load_private_key(keys["key"])))
+    assert again.refusal is not None and again.refusal.kind == "bad signature"
 
 
 async def test_the_replay_store_survives_a_restart(keys: dict[str, Path], tmp_path: Path) -> None:
