@@ -113,6 +113,7 @@ class _PointCache:
         self._evaluated: dict[tuple[int, int], ReferenceEvaluation] = {}
         self._setpoints: dict[tuple[int, int], float] = {}
         self._stretches: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
+        self._at_reference_times: dict[tuple[int, int], set[str]] = {}
         self._corrections: dict[tuple[int, int], StretchCorrections] = {}
 
     def dut_stretches(self, a: int, b: int, channel: str) -> list[tuple[int, int]]:
@@ -138,12 +139,21 @@ class _PointCache:
                 else:
                     groups.append((t, [(name, v)]))
             found: dict[str, list[tuple[int, int]]] = {}
+            t_ref = self.reference.t_s[a:b]
+            self._at_reference_times[key] = {
+                name for times, members in groups if times.size == t_ref.size and np.array_equal(times, t_ref)
+                for name, _ in members}
             for times, members in groups:
                 updates = run_rows(criteria, times, [v for _, v in members])
                 for (name, _), update in zip(members, updates, strict=True):
                     found[name] = [(p.start, p.end) for p in update.plateaus]
             self._stretches[key] = found
         return self._stretches[key][channel]
+
+    def at_reference_times(self, a: int, b: int, channel: str) -> bool:
+        """Whether the DUT's readings in the plateau a..b-1 are at the reference's times
+        there, one for one (known once `dut_stretches` grouped the DUTs by their times)."""
+        return channel in self._at_reference_times.get((a, b), ())
 
     def plateau_setpoint(self, a: int, b: int) -> float:
         """The setpoint of the reference's raw readings a..b-1 (for the directions)."""
@@ -240,8 +250,16 @@ def _compare(
                 lo = int(np.searchsorted(dut.t_s, reference.t_s[a], side="left"))
         t_ref = reference.t_s[a:b]
         # within a span of strictly increasing times, every later start is too
-        strict = shared.strictly_increasing(a_plateau, b) or shared.strictly_increasing(a, b)
-        v_dut, valid = onto_plateau(t_ref, dut.t_s, dut.values, window_s, lo, hi, strict)
+        strict_plateau = shared.strictly_increasing(a_plateau, b)
+        v_dut: np.ndarray
+        valid: np.ndarray | None
+        if strict_plateau and shared.at_reference_times(a_plateau, b, channel):
+            # read at the reference's strictly increasing times over the plateau: so over any
+            # later start (lo moved as far as a), and onto_plateau takes the readings as they are
+            v_dut, valid = dut.values[lo:hi], None
+        else:
+            strict = strict_plateau or shared.strictly_increasing(a, b)
+            v_dut, valid = onto_plateau(t_ref, dut.t_s, dut.values, window_s, lo, hi, strict)
         n = b - a if valid is None else int(valid.sum())
         if n < MIN_SAMPLES:
             log.warning("%s: no DUT readings in plateau %d of %s (%s to %s); no point",

@@ -250,3 +250,39 @@ def test_new_comparison_keys_are_checked_with_their_key_path(where: str, change:
             doc["uncertainty"].update(change)
     with pytest.raises(ConfigError, match=message):
         parse_pipeline_config(doc)
+
+
+def test_duts_read_at_the_reference_times_are_taken_as_read_as_interpolation_would(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DUTs polled with the reference (the same time stamps) and settled inside the plateau
+    are taken as read, without interpolation: every point exactly as interpolating each DUT
+    onto the reference's times gives it (a DUT on its own clock takes that path anyway)."""
+    from pipelines import run
+
+    setpoints = [30.0, 50.0, 70.0, 50.0]
+    t, rh = chamber(setpoints, 3600.0, 120.0)
+    rng = np.random.default_rng(5)
+    data = {"ref-rh": ChannelData(t, rh + rng.normal(0, 0.01, t.size), "relative_humidity", "%rh", "reference")}
+    for i, tau_s in enumerate((60.0, 200.0, 400.0), start=1):
+        dut = lag(t, rh, tau_s) + 0.5 * i + rng.normal(0, 0.02, t.size)
+        data[f"dut{i}-rh"] = ChannelData(t.copy(), dut, "relative_humidity", "%rh", "dut")
+    data["dut4-rh"] = ChannelData(t + 0.5, lag(t, rh, 90.0) - 0.3, "relative_humidity", "%rh", "dut")
+    doc = copy.deepcopy(HYGRO)
+    doc["comparisons"][0]["dut"] = "dut*"
+    cfg = parse_pipeline_config(doc)
+    interpolated: list[Any] = []
+    original = run.onto_plateau
+
+    def counting(*args: Any) -> Any:
+        interpolated.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(run, "onto_plateau", counting)
+    taken = compute(cfg, data)
+    assert len(taken) == 4 * len(setpoints)
+    assert sum(r.t_start_s > r.plateau_start_s for r in taken) >= 8  # settled later than the plateau
+    assert len(interpolated) == len(setpoints)  # dut4's points only
+    interpolated.clear()
+    monkeypatch.setattr(run._PointCache, "at_reference_times", lambda *_: False)
+    assert compute(cfg, data) == taken
+    assert len(interpolated) == len(taken)
