@@ -27,6 +27,9 @@ __all__ = ["RemoteControl", "answer_topic", "command_topic"]
 
 log = logging.getLogger("remotecal.control")
 
+_FLUSH_S = 60.0
+"""How often the count of unsigned refusals not recorded one by one is recorded (if any)."""
+
 
 def command_topic(prefix: str, site: str, gateway: str) -> str:
     return f"{prefix}/{quote(site, safe='')}/{quote(gateway, safe='')}/control/command"
@@ -99,11 +102,14 @@ class RemoteControl:
                 if self.receiver.waiting:
                     continue
                 waking = asyncio.create_task(self._wake.wait())
-                await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({waking, stopping}, timeout=_FLUSH_S, return_when=asyncio.FIRST_COMPLETED)
+                if not waking.done() and not stopping.done():
+                    await self.service.flush_unsigned()
                 waking.cancel()
         finally:
             stopping.cancel()
             await self.receiver.stop()
+            await self.service.flush_unsigned()
 
     async def _handle(self, topic: str, payload: bytes) -> None:
         if topic != self.command_topic:

@@ -46,6 +46,13 @@ log = logging.getLogger("remotecal.control")
 
 LOCAL_OPS = tuple(f"run.{c}" for c in COMMANDS)
 _FLOODABLE = frozenset({"malformed", "bad signature", "replayed", "wrong gateway", "expired"})
+_UNSIGNED = frozenset({"malformed", "bad signature"})
+UNSIGNED_BURST = 100
+"""Refusals of unsigned input (malformed, bad signature) recorded one by one in a burst; then
+`UNSIGNED_PER_S` a second, the rest counted and recorded as one summary (`flush_unsigned`) - a
+flood from whoever can publish on the command topic must not fill the journal that holds the
+readings."""
+UNSIGNED_PER_S = 1.0
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -193,6 +200,10 @@ class ControlService:
         self.clock = clock
         self._one_at_a_time = asyncio.Lock()
         self._flood_log = RateLimitedLog(log)
+        self._tokens = float(UNSIGNED_BURST)
+        self._refilled = time.monotonic()
+        self.unrecorded: dict[str, int] = {}
+        """Unsigned refusals counted but not recorded one by one, by kind, since the last summary."""
         self.counts: dict[str, int] = {"accepted": 0, "refused": 0}
 
     # -- remote ----------------------------------------------------------------------------
@@ -426,8 +437,9 @@ class ControlService:
                 log.warning("control: %s %s by %s refused: %s", origin, command, actor or "?", refusal)
             if command == "status" and origin == "local":
                 return
-        if accepted and command == "status":
-            return
+            if refusal.kind in _UNSIGNED and not self._take_token():
+                self.unrecorded[refusal.kind] = self.unrecorded.get(refusal.kind, 0) + 1
+                return
         run_tag = run or await self._current_run()
         words = refusal.reason if refusal is not None else (reason or "")
         row = CommandRow(
@@ -465,6 +477,32 @@ class ControlService:
             await self.emit(run_tag, time_ns, fields)
         except Exception as exc:
             log.error("control: cannot write the command's run_event point: %s", exc)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(float(UNSIGNED_BURST), self._tokens + (now - self._refilled) * UNSIGNED_PER_S)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    async def flush_unsigned(self) -> None:
+        """One row and one point per kind for the unsigned refusals not recorded one by one
+        (the remote side calls it every minute)."""
+        pending, self.unrecorded = self.unrecorded, {}
+        for kind, n in sorted(pending.items()):
+            log.warning("control: %d more remote message(s) refused as %s, not recorded one by one", n, kind)
+            run = await self._current_run()
+            t = self.clock()
+            words = f"{n} more refused as {kind} (a flood: not recorded one by one)"
+            try:
+                await self.journal.log_command(
+                    CommandRow(t, "remote", "unknown", run, "", False, kind, words))
+                await self.emit(run, t, {"command": "unknown", "accepted": False, "reason": words,
+                                         "actor": "", "origin": "remote", "refusal": kind, "count": n})
+            except Exception as exc:
+                log.error("control: cannot record the summary of refused messages: %s", exc)
 
     async def _current_run(self) -> str:
         try:

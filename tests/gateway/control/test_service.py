@@ -267,3 +267,26 @@ async def test_with_remote_control_off_the_site_still_commands(rig: Any) -> None
     assert a.refusal == "remote control disabled" and rig.engine.state == "settling"
     out = await rig.service.local("abort", {"actor": "operator", "reason": "our chamber"})
     assert out["accepted"] and rig.engine.state == "aborted"
+
+
+async def test_a_flood_of_unsigned_input_cannot_fill_the_journal(rig: Any) -> None:
+    """Beyond a burst of UNSIGNED_BURST, refusals of unsigned input are counted and recorded as one
+    summary; signed commands are recorded one by one whatever happens."""
+    from gateway.control import service as svc
+
+    for i in range(svc.UNSIGNED_BURST + 50):
+        a = await rig.send(b"junk %d" % i)
+        assert a.refusal == "malformed"  # every one is still answered
+    assert len(rig.points) <= svc.UNSIGNED_BURST + 1  # + what the refill allowed meanwhile
+    assert sum(rig.service.unrecorded.values()) >= 49
+    a = await rig.send(rig.cmd("pause", reason="signed"))  # not allowed (idle), and recorded
+    assert a.refusal == "not allowed" and rig.points[-1][2]["refusal"] == "not allowed"
+    before = len(rig.points)
+    n = rig.service.unrecorded["malformed"]
+    await rig.service.flush_unsigned()
+    assert len(rig.points) == before + 1 and rig.service.unrecorded == {}
+    summary = rig.points[-1][2]
+    assert summary["count"] == n and summary["refusal"] == "malformed" and "not recorded one by one" in \
+        summary["reason"]
+    rows = read_command_log(rig.journal.path, 1000)
+    assert rows[0].reason == summary["reason"] and len(rows) == len(rig.points)
