@@ -12,6 +12,7 @@ States (README, "Remote runs"):
     aborted     by a command (local or remote)
     failed      a controller error (a setpoint read back different, an I/O failure), or a step
                 not stable within its `max_s` whose procedure says `on_not_stable = "stop"`
+    (aborted and failed write the procedure's final, safe setpoints first, when it has them)
 
 A step ends `stable` (its window recorded: one `run_window` point per reference channel),
 `not_stable` (`max_s` passed first; the run goes on or fails as the step says) or `skipped`.
@@ -350,20 +351,25 @@ class RunEngine:
         when it has a final step (a failure there is logged and in the event's reason)."""
         async with self._lock:
             await self._allow("abort", actor, ACTIVE)
-            why = reason or "aborted"
-            safe = next((s for s in reversed(self.plan) if s.final), None)
-            if safe is not None:
-                try:
-                    await self._apply(safe.setpoints)
-                    why += f"; safe setpoints of step {safe.index} written"
-                except Exception as exc:
-                    why += f"; the safe setpoints could not be written: {exc}"
-                    log.error("run %s: abort: %s", self.run, exc)
+            why = (reason or "aborted") + await self._safe_setpoints()
             await self._transition("aborted", actor=actor, reason=why, extra={"local": local})
             return self._status()
 
     async def status(self) -> dict[str, Any]:
         return self._status()
+
+    async def _safe_setpoints(self) -> str:
+        """Write the procedure's final (safe) setpoints, when it has a final step and the run is
+        not in it; what happened, for the reason ("" when nothing was to be done)."""
+        safe = next((s for s in reversed(self.plan) if s.final), None)
+        if safe is None or safe.index == self.step:
+            return ""
+        try:
+            await self._apply(safe.setpoints)
+        except Exception as exc:
+            log.error("run %s: the safe setpoints of step %d: %s", self.run, safe.index, exc)
+            return f"; the safe setpoints could not be written: {exc}"
+        return f"; safe setpoints of step {safe.index} written"
 
     async def _allow(self, command: str, actor: str, states: Any) -> None:
         why = None
@@ -469,8 +475,8 @@ class RunEngine:
     async def _after_end(self, step: StepPlan, outcome: str, *, actor: str, reason: str) -> None:
         """What follows a step's end: the next step, `finished`, or `failed` (not stable, stop)."""
         if outcome == "not_stable" and step.on_not_stable == "stop":
-            await self._transition("failed", actor=actor,
-                                   reason=f"step {step.index} not stable and on_not_stable = 'stop'")
+            why = f"step {step.index} not stable and on_not_stable = 'stop'" + await self._safe_setpoints()
+            await self._transition("failed", actor=actor, reason=why)
         elif step.index + 1 >= len(self.plan):
             await self._transition("finished", actor=actor, reason="every step done")
         else:
@@ -487,7 +493,8 @@ class RunEngine:
         try:
             await self._apply(step.setpoints)
         except Exception as exc:
-            await self._transition("failed", actor=actor, reason=f"step {index}: {exc}")
+            why = f"step {index}: {exc}" + await self._safe_setpoints()
+            await self._transition("failed", actor=actor, reason=why)
             return
         self.step_started_ns = self._now()
         self._live, self._ignored = {}, set()

@@ -282,3 +282,20 @@ async def test_a_reading_the_tracker_refuses_is_dropped_alone(tmp_path: Path) ->
         (ref,) = st["references"]
         assert ref["channel"] == "ref-t" and ref["dropped"] == 2  # b came after c; the NaN
         assert engine._live["ref-t"].tracker.count == 2  # a and c: not `early`, not the DUT
+
+
+@pytest.mark.parametrize("cause", ["not_stable", "read_back"])
+async def test_a_failed_run_returns_the_chamber_to_the_final_safe_setpoint(tmp_path: Path, cause: str) -> None:
+    """on_not_stable = "stop" ends the procedure there, then [final] (README "Procedures"); a
+    controller error too: the safe setpoints are written before `failed`."""
+    chamber = Chamber(wobble=0.5 if cause == "not_stable" else 0.0)
+    ctl = FakeController(chamber, mismatch={25.0: 24.0} if cause == "read_back" else {})
+    proc = procedure(20.0, 25.0, max_s=300.0, on_not_stable="stop")
+    proc.steps.append(type(proc.steps[0])(2, "safe", {"temperature": 21.0}, final=True))
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        await engine.start(proc, "RC-12", "alice")
+        await drive(engine, chamber, 5000)
+        assert engine.state == "failed" and "safe setpoints of step 2 written" in engine.reason
+        assert ctl.applied[-1] == {"temperature": 21.0}
