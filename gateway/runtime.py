@@ -99,7 +99,7 @@ class Gateway:
         """The run engine, when the site has controllers (gateway.control drives it)."""
         if self.controllers:
             self.run_engine = RunEngine(self.journal, self.controllers, site=g.site, gateway=g.id,
-                                        idle_run=g.run)
+                                        idle_run=g.run, on_restart=cfg.run.on_restart)
         self.started = time.monotonic()
         self.started_ns = time.time_ns()
         self.trackers = {s.name: SourceTracker(s.name, self.started_ns) for s in self.sources}
