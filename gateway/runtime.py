@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import signal
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -148,7 +149,14 @@ class Gateway:
             "sink_rejected": sum(r.rejected_points for r in self.runners),
             "sources_connected": sum(1 for s in self.sources if getattr(s, "connected", True)),
             "uptime_s": round(time.monotonic() - self.started, 3),
+            **self._health_clock_offset(),
         }
+
+    def _health_clock_offset(self) -> dict[str, float]:
+        """`clock_offset_s`: the sensors' clocks minus the gateway's, as the sources with
+        sensor-stamped input see it (their median); absent without such input."""
+        offsets = [o for s in self.sources if (o := _clock_offset(s)) is not None]
+        return {"clock_offset_s": round(statistics.median(offsets), 3)} if offsets else {}
 
     async def _status_op(self, _request: dict[str, Any]) -> dict[str, Any]:
         return self.status()
