@@ -36,7 +36,7 @@ from gateway.config import GatewayConfig
 from gateway.control import control_status, serve_control
 from gateway.controllers import build_controllers
 from gateway.delivery import DeliveryRunner
-from gateway.errors import JournalError, JournalFull
+from gateway.errors import JournalError, JournalFull, os_error_text
 from gateway.journal import Journal, dedupe_key
 from gateway.localcontrol import LocalControl
 from gateway.plugin import SinkContext, Tags
@@ -216,7 +216,7 @@ class Gateway:
             try:
                 await self.control.start()
             except OSError as exc:  # the data is worth more than the status: run without it
-                log.error("no control socket (gateway status will not answer): %s", exc)
+                log.error("no control socket (gateway status will not answer): %s", os_error_text(exc))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_journal(), name="journal-watch")
                 for r in self.runners:
