@@ -52,6 +52,9 @@ __all__ = ["Gateway", "build_sinks", "build_sources"]
 
 log = logging.getLogger("remotecal.gateway")
 
+_CLOCK_FAR_S = 3600.0
+"""Sensors' clocks further than this from the gateway's (median) are logged once."""
+
 
 def _clock_offset(source: Source) -> float | None:
     """The source's estimate of its devices' clock minus ours [s], where it has one."""
@@ -106,6 +109,7 @@ class Gateway:
         self.trackers = {s.name: SourceTracker(s.name, self.started_ns) for s in self.sources}
         self._delivered_at_summary: dict[str, int] = {}
         self._refused_log = RateLimitedLog(log)
+        self._clock_far = False
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
         self.control = LocalControl(g.data_dir)
@@ -287,9 +291,30 @@ class Gateway:
 
     async def _health(self) -> None:
         g = self.cfg.gateway
-        sample = HealthSample(g.site, g.id, time.time_ns(), self.health_fields())
+        fields = self.health_fields()
+        self._watch_clock(fields.get("clock_offset_s"))
+        sample = HealthSample(g.site, g.id, time.time_ns(), fields)
         with contextlib.suppress(JournalFull):
             self.journal.submit([sample])
+
+    def _watch_clock(self, offset_s: float | None) -> None:
+        """Say once (per episode) when the sensors' clocks are far from the gateway's: the
+        readings the gateway stamps itself (Modbus, instruments, MQTT without time_path) carry
+        its clock, and sensor times too far ahead of it are refused."""
+        far = offset_s is not None and abs(offset_s) > _CLOCK_FAR_S
+        if far and not self._clock_far:
+            assert offset_s is not None
+            ahead = "behind" if offset_s > 0 else "ahead of"
+            log.warning("the gateway clock is %.0f s (%.1f days) %s the sensors' clocks (median of the "
+                        "recent sensor-stamped MQTT messages; gateway_health clock_offset_s): readings "
+                        "stamped by the gateway carry its time - check its time synchronisation (NTP)%s",
+                        abs(offset_s), abs(offset_s) / 86_400, ahead,
+                        "" if offset_s > 0 else ", unless a backlog of old messages is being drained")
+        elif not far and self._clock_far and offset_s is not None:
+            log.info("the gateway clock is within %.0f s of the sensors' clocks again (%+.3f s)",
+                     _CLOCK_FAR_S, offset_s)
+        if offset_s is not None:
+            self._clock_far = far
 
     async def _sources(self) -> None:
         try:

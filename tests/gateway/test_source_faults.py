@@ -197,3 +197,4 @@ def test_a_gateway_clock_far_off_is_named_and_its_offset_is_in_the_health_point(
     offsets = _health_offsets(influxd)
     assert all(abs(o - 400 * 86_400) < 60 for o in offsets), offsets
     assert "the gateway clock is likely wrong" in gw.log()
+    assert gw.log().count("(400.0 days) behind the sensors' clocks") == 1  # said once, not at each health point
