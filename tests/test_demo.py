@@ -36,7 +36,8 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert f"corrections.csv  {out / 'corrections.csv'}" in proc.stdout
     _corrections_match_the_truth(out)
-    print(f"\ndemo: {elapsed:.1f} s wall for a 3 h chamber program at x720")
+    _the_run_went_through_its_states(out)
+    print(f"\ndemo: {elapsed:.1f} s wall for the remote run at x720")
     xml = (out / "certificate.xml").read_bytes()
     from pipelines.dcc import certificate_identifier, read_corrections, validate_dcc
 
@@ -66,18 +67,64 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
 
 
 def _corrections_match_the_truth(out: Path) -> None:
+    """The certificate's points are the procedure's recorded steps: per DUT channel one point
+    per step, in the procedure's order, at its setpoints (the humidity up and back down), the
+    hysteresis evaluated where a setpoint was met going up and going down."""
+    from remotecal.demo.plan import DEMO_HUMIDITY, DEMO_TEMPERATURE
+
     rows = list(csv.DictReader((out / "corrections.csv").open()))
     assert sorted({r["channel"] for r in rows}) == sorted(TRUTH)
-    assert {r["setpoint"] for r in rows if r["quantity"] == "temperature"} == {"15", "25", "35"}
-    assert {r["setpoint"] for r in rows if r["quantity"] == "relative_humidity"} == {"30", "50", "70"}
-    assert len(rows) == 3 * len(TRUTH)
+    sweep = [*DEMO_HUMIDITY, *DEMO_HUMIDITY[-2::-1]]  # 30, 50, 70, 50, 30
+    assert len(rows) == len(sweep) * len(TRUTH)
+    for channel in TRUTH:
+        points = sorted((r for r in rows if r["channel"] == channel), key=lambda r: int(r["point"]))
+        assert [int(r["point"]) for r in points] == list(range(1, len(sweep) + 1))
+        if channel.endswith("-rh"):
+            assert [float(r["setpoint"]) for r in points] == sweep, channel
+            assert [r["direction"] for r in points] == ["up", "up", "up", "down", "down"], channel
+            # up and down met at 30 and 50 %rh: the hysteresis is a number there, not at 70
+            assert [r["hysteresis"] != "" for r in points] == [True, True, False, True, True], channel
+            assert points[0]["hysteresis"] == points[-1]["hysteresis"]
+        else:
+            assert {float(r["setpoint"]) for r in points} == {DEMO_TEMPERATURE}, channel
     for r in rows:
         expected = -TRUTH[r["channel"]](float(r["setpoint"]))
         assert abs(float(r["correction"]) - expected) <= float(r["U"]), r
 
 
+def _run_events(out: Path) -> list[dict[str, object]]:
+    """The run's run_event points, as the demo's store holds them, in time order."""
+    import json
+    import sqlite3
+
+    from remotecal.demo import RUN_ID
+
+    with contextlib.closing(sqlite3.connect(out / "work" / "store.db")) as db:
+        rows = db.execute("SELECT fields FROM point WHERE measurement = 'run_event' AND run = ? "
+                          "ORDER BY time_ns", (RUN_ID,)).fetchall()
+    return [json.loads(f) for (f,) in rows]
+
+
+def _the_run_went_through_its_states(out: Path) -> None:
+    """The institute's signed start (remote, accepted, by the demo's engineer), then each step
+    settling and recording, the final safe setpoint, finished: every transition in the store."""
+    from remotecal.demo.plan import ACTOR
+
+    events = _run_events(out)
+    start = events[0]
+    assert start["command"] == "start" and start["accepted"] is True, start
+    assert start["origin"] == "remote" and start["actor"] == ACTOR and start.get("seq"), start
+    states = [(e["state"], e.get("step")) for e in events if "state" in e]
+    assert states[0] == ("settling", 0) and states[-1] == ("finished", 5), states
+    for step in range(6):
+        assert ("settling", step) in states and ("recording", step) in states, (step, states)
+    outcomes = [e.get("outcome") for e in events if "outcome" in e]
+    assert outcomes == ["stable"] * 6, outcomes
+    assert [e["setpoint_humidity"] for e in events if e.get("state") == "settling"] == [30, 50, 70, 50, 30, 50]
+
+
 def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # `make demo` on a machine without Mosquitto: the embedded amqtt broker, MQTT 3.1.1.
     import asyncio
     import shutil
@@ -104,6 +151,8 @@ def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(
     assert used == ["3.1.1"]
     assert outputs["certificate.xml"] == out / "certificate.xml"
     _corrections_match_the_truth(out)
+    _the_run_went_through_its_states(out)  # the signed start, handed over in-process
+    assert "run control (MQTT 5)" in caplog.text  # said, not hidden
 
 
 def test_ctrl_c_on_the_demo_says_interrupted_and_exits_130(tmp_path: Path) -> None:

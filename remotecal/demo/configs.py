@@ -1,29 +1,54 @@
-"""The demo's two config files, written into DIR as a user would write them: the gateway's
-site.toml (its Modbus and MQTT sources, the local store and, with --influx, InfluxDB) and
-the pipeline.toml with the demo's stability criteria scaled to its compressed time."""
+"""The demo's config files, written into DIR as a user would write them: the gateway's
+site.toml (its Modbus and MQTT sources, the chamber's controller, remote run control with the
+institute's public key, the local store and, with --influx, InfluxDB), the procedure.toml
+the institute sends, and the pipeline.toml with the demo's stability criteria - both scaled
+to its compressed time."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.profile import gateway_registers, load_profile
+from firmware_bridge.profile import Profile, gateway_registers, load_profile
 from gateway.configfile import dumps
-from remotecal.demo.devices import DEVICE_IDENTITIES
+from remotecal.demo.devices import CHAMBER_UNIT, DEVICE_IDENTITIES
 from remotecal.demo.plan import (
+    DEMO_FINAL,
+    DEMO_HUMIDITY,
+    DEMO_TEMPERATURE,
+    FINAL_MAX_S,
+    GATEWAY,
+    IDLE_RUN,
+    MAX_S,
     MAX_SLOPE_RH,
     MAX_SLOPE_T,
     MAX_STD_RH,
     MAX_STD_T,
     MIN_DURATION_S,
+    RECORD_S,
     RUN_ID,
+    SETTLE_MIN_S,
+    SITE,
     WINDOW_S,
     DemoPlan,
 )
 
-__all__ = ["gateway_config", "gateway_config_text", "pipeline_config", "pipeline_config_text"]
+__all__ = ["Control", "gateway_config", "gateway_config_text", "pipeline_config",
+           "pipeline_config_text", "procedure_text"]
+
+
+@dataclass(frozen=True)
+class Control:
+    """Remote run control of the demo gateway: the institute's public key it trusts, its own
+    answer key, and the broker the commands come through (the demo's, standing in for the
+    central one)."""
+
+    keys: Path
+    answer_key: Path
+    broker_port: int
 
 
 def _g(x: float) -> float:
@@ -31,9 +56,24 @@ def _g(x: float) -> float:
     return float(f"{x:.6g}")
 
 
+def _controller(profile: Profile, port: int) -> dict[str, Any]:
+    """[[controllers.modbus]] for the chamber's controller, from its profile's registers."""
+    setpoints = [{"quantity": s.quantity, "address": s.address, "type": s.type, "byte_order": s.byte_order,
+                  "scale": s.scale, "offset": s.offset,
+                  **({"min": s.min} if s.min is not None else {}),
+                  **({"max": s.max} if s.max is not None else {})}
+                 for s in profile.setpoints]
+    block: dict[str, Any] = {"name": "chamber", "url": f"tcp://127.0.0.1:{port}", "unit_id": CHAMBER_UNIT,
+                             "timeout": "1s", "setpoints": setpoints}
+    if profile.run is not None:
+        block["run"] = {"kind": profile.run.kind, "address": profile.run.address}
+    return block
+
+
 def gateway_config(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path,
-                   mqtt_protocol: str = "5") -> dict[str, Any]:
-    """The demo gateway's site config: every source and sink as a user would write them."""
+                   mqtt_protocol: str = "5", control: Control | None = None) -> dict[str, Any]:
+    """The demo gateway's site config: every source and sink as a user would write them; with
+    `control`, the chamber's controller and remote run control."""
     modbus = [("ref", 1, "generic-pt100", "reference", ["t"]),
               ("refh", 2, "generic-thr", "reference", ["rh"]),
               ("dut1", 3, "generic-thr", "dut", ["t", "rh"]),
@@ -44,8 +84,8 @@ def gateway_config(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path
     if plan.influx_url:
         sinks["influxdb"] = [{"name": "influx", "url": plan.influx_url, "database": "calibration",
                               "flush_interval": "250ms"}]
-    return {
-        "gateway": {"site": "demo-lab", "id": "gw-demo", "run": RUN_ID,
+    cfg: dict[str, Any] = {
+        "gateway": {"site": SITE, "id": GATEWAY, "run": IDLE_RUN,
                     "data_dir": plan.out / "work" / "journal",
                     "health_interval": "1s", "shutdown_grace": "10s"},
         "sources": {
@@ -59,12 +99,52 @@ def gateway_config(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path
         },
         "sinks": sinks,
     }
+    if control is not None:
+        cfg["controllers"] = {"modbus": [_controller(load_profile("generic-chamber"), modbus_port)]}
+        cfg["control"] = {"allow_remote": True, "keys": control.keys, "answer_key": control.answer_key,
+                          "max_ttl": "10m"}  # the demo's broker stands in for the central one
+        cfg["control"]["broker"] = {"url": f"mqtt://127.0.0.1:{control.broker_port}"}
+    return cfg
 
 
 def gateway_config_text(plan: DemoPlan, modbus_port: int, mqtt_port: int, store: Path,
-                        mqtt_protocol: str = "5") -> str:
-    return dumps(gateway_config(plan, modbus_port, mqtt_port, store, mqtt_protocol),
+                        mqtt_protocol: str = "5", control: Control | None = None) -> str:
+    return dumps(gateway_config(plan, modbus_port, mqtt_port, store, mqtt_protocol, control),
                  comment="The demo gateway's site config (remotecal demo wrote it).")
+
+
+def procedure_text(plan: DemoPlan) -> str:
+    """The procedure the institute sends: DEMO_HUMIDITY up and down at DEMO_TEMPERATURE, then
+    DEMO_FINAL; its times and slopes scaled to the demo's speed (chamber time in comments)."""
+    k = plan.speed
+
+    def stability(max_std: float, max_slope: float) -> dict[str, float]:
+        # the engine's stable window starts the recording; a point's minimum length is RECORD_S
+        return {"window_s": _g(WINDOW_S / k), "max_std": max_std, "max_slope_per_min": _g(max_slope * k),
+                "min_duration_s": 0.0}
+
+    data: dict[str, Any] = {
+        "procedure": {"name": f"remotecal demo: {DEMO_TEMPERATURE:g} degC, "
+                              f"{'-'.join(f'{h:g}' for h in DEMO_HUMIDITY)} %rh up and down",
+                      "description": f"the demo's virtual chamber, time compressed x{k:g}",
+                      "references": {"temperature": "ref-t", "humidity": "refh-rh"}},
+        "defaults": {"settle_min_s": _g(SETTLE_MIN_S / k), "record_s": _g(RECORD_S / k),
+                     "max_s": _g(MAX_S / k), "on_not_stable": "continue",
+                     "stability": {**stability(MAX_STD_T, MAX_SLOPE_T),
+                                   "humidity": stability(MAX_STD_RH, MAX_SLOPE_RH)}},
+        "steps": [{"name": "RH sweep", "temperature": DEMO_TEMPERATURE, "humidity": list(DEMO_HUMIDITY),
+                   "sequence": "up_down"}],
+        "final": {"temperature": DEMO_FINAL[0], "humidity": DEMO_FINAL[1], "max_s": _g(FINAL_MAX_S / k)},
+    }
+    comment = "\n".join([
+        "The remote run's procedure (remotecal demo wrote it; the institute sends it signed).",
+        f"Times in seconds of wall clock: the demo compresses time {k:g}x.  In chamber time: settle at",
+        f"least {SETTLE_MIN_S:g} s, record {RECORD_S:g} s once stable, at most {MAX_S:g} s a step; a "
+        f"{WINDOW_S:g} s window, slopes of at most",
+        f"{MAX_SLOPE_T:g} K/min ({MAX_SLOPE_RH:g} %rh/min) and standard deviations of at most "
+        f"{MAX_STD_T:g} K ({MAX_STD_RH:g} %rh).",
+    ])
+    return dumps(data, comment=comment)
 
 
 def _criteria_comment(k: float) -> str:

@@ -1,6 +1,8 @@
 """The demo's virtual devices in one chamber (firmware_bridge): a reference thermometer, a
-reference hygrometer and DUT1 on one Modbus TCP server; DUT2 and DUT3 as MQTT sensor nodes.
-Each DUT's error is known, so the demo's corrections can be checked against the truth."""
+reference hygrometer, DUT1, the room's thermo-hygrometer and the chamber's own controller
+(profile generic-chamber: the gateway writes its setpoints) on one Modbus TCP server; DUT2 and
+DUT3 as MQTT sensor nodes.  Each DUT's error is known, so the demo's corrections can be checked
+against the truth."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ from firmware_bridge.instrument import VirtualInstrument
 from firmware_bridge.mqtt_node import MqttSensorNode
 from firmware_bridge.profile import load_profile
 
-__all__ = ["AMBIENT", "DEVICE_IDENTITIES", "instruments", "nodes"]
+__all__ = ["AMBIENT", "CHAMBER_UNIT", "DEVICE_IDENTITIES", "instruments", "nodes"]
+
+CHAMBER_UNIT = 5
+"""The chamber's own controller (profile generic-chamber) on the demo's Modbus server."""
 
 DEVICE_IDENTITIES = {
     "dut1": ("virtual thermo-hygrometer (profile generic-thr) on Modbus TCP", "DEMO-THR-0001"),
@@ -24,8 +29,10 @@ AMBIENT = (22.5, 41.0)
 
 def instruments(chamber: Chamber) -> list[VirtualInstrument]:
     """Reference thermometer (reads 0.05 K low, as its certificate says), reference hygrometer
-    (reads 0.5 %rh high), DUT1 (+0.3 K + 0.4 % of reading, -1.5 %rh) and the room's
-    thermo-hygrometer (the ambient conditions) on one Modbus server."""
+    (reads 0.5 %rh high), DUT1 (+0.3 K + 0.4 % of reading, -1.5 %rh), the room's
+    thermo-hygrometer (the ambient conditions) and the chamber's controller (unit 5: setpoint
+    holding registers and a run coil; a write starts the chamber's approach) on one Modbus
+    server."""
     return [
         VirtualInstrument(chamber, load_profile("generic-pt100"), unit_id=1,
                           sensors={"temperature": Sensor("ref-t", error=[-0.05], noise=0.003, seed=1)}),
@@ -41,6 +48,7 @@ def instruments(chamber: Chamber) -> list[VirtualInstrument]:
                           load_profile("generic-thr"), unit_id=4,
                           sensors={"temperature": Sensor("amb-t", noise=0.01, resolution=0.01, seed=5),
                                    "relative_humidity": Sensor("amb-rh", noise=0.1, resolution=0.1, seed=6)}),
+        VirtualInstrument(chamber, load_profile("generic-chamber"), unit_id=CHAMBER_UNIT, sensors={}),
     ]
 
 

@@ -1,5 +1,5 @@
-"""`remotecal demo` in a terminal: a live display (rich) of the chamber, every channel's
-latest reading and the plateaus found so far, then the paths of the results on stdout."""
+"""`remotecal demo` in a terminal: a live display (rich) of the remote run's state machine,
+the chamber and every channel's latest reading, then the paths of the results on stdout."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ from typing import Any
 from firmware_bridge.chamber import Chamber
 from remotecal.demo import chain
 from remotecal.demo.plan import (
-    DEMO_PROGRAM,
-    MAX_SLOPE_T,
-    MAX_STD_T,
-    MIN_DURATION_S,
+    DEMO_HUMIDITY,
+    DEMO_TEMPERATURE,
     RUN_ID,
-    WINDOW_S,
     DemoPlan,
     check_influx,
     prepare_out,
@@ -29,45 +26,63 @@ __all__ = ["run_with_display"]
 
 
 class _LiveView:
-    """A rich live display: the chamber, every channel's latest reading, the plateaus so far."""
+    """A rich live display: the run's state machine (state, step, setpoints, time in step, each
+    reference's stability), the chamber, every channel's latest reading beside it."""
 
     def __init__(self, plan: DemoPlan, live: Any):
         self.plan = plan
         self.live = live
 
-    async def __call__(self, chamber: Chamber, store: Path) -> None:
+    async def __call__(self, chamber: Chamber, store: Path, status: dict[str, Any]) -> None:
+        from rich.console import Group
         from rich.table import Table
 
         from gateway.sinks.local.store import read_run
-        from pipelines.plateaus import find_plateaus
 
-        sim_t = chamber.sim_time()
+        k = self.plan.speed
         t, rh = chamber.state()
-        sp_t, sp_rh = chamber.setpoint(sim_t)
+        run = Table.grid(padding=(0, 2))
+        run.add_row(*_run_lines(status, k))
         head = Table.grid(padding=(0, 2))
-        head.add_row("[b]chamber[/b]", f"setpoint {sp_t:.1f} degC / {sp_rh:.0f} %rh",
-                     f"now {t:.2f} degC / {rh:.1f} %rh",
-                     f"time {sim_t / 60:5.1f} of {chamber.duration_s / 60:.0f} min (x{self.plan.speed:g})")
+        head.add_row("[b]chamber[/b]", f"now {t:.2f} degC / {rh:.1f} %rh",
+                     f"time {chamber.sim_time() / 60:5.1f} min (x{k:g})")
         table = Table(title=None, expand=False)
         for col in ("channel", "role", "latest", "readings"):
             table.add_column(col)
-        plateaus = "-"
         with contextlib.suppress(Exception):
             data = await asyncio.to_thread(read_run, store, RUN_ID)
             for name in sorted(data):
                 d = data[name]
                 table.add_row(name, d.role, f"{d.values[-1]:.3f} {d.unit}", str(len(d.values)))
-            if "ref-t" in data:
-                ref = data["ref-t"]
-                k = self.plan.speed
-                found = find_plateaus(ref.t_s, ref.values, window_s=WINDOW_S / k, max_std=MAX_STD_T,
-                                      max_slope_per_min=MAX_SLOPE_T * k, min_duration_s=MIN_DURATION_S / k)
-                plateaus = ", ".join(f"{ref.values[a:b].mean():.2f} degC" for a, b in found) or "none yet"
-        foot = Table.grid()
-        foot.add_row(f"[b]plateaus on ref-t[/b]: {plateaus}")
-        from rich.console import Group
+        self.live.update(Group(run, head, table))
 
-        self.live.update(Group(head, table, foot))
+
+def _run_lines(s: dict[str, Any], k: float) -> tuple[str, str]:
+    """The run engine's status as two columns: the state machine, each reference's stability."""
+    state = str(s.get("state", "?"))
+    step, steps = s.get("step"), s.get("steps")
+    lines = [f"[b]run {s.get('run') or '-'}[/b]  [b]{state.upper()}[/b]"
+             + (f"  step {step + 1} of {steps}" if isinstance(step, int) else "")
+             + (f" ({s['step_name']})" if s.get("step_name") else "")]
+    sp = s.get("setpoints") or {}
+    if sp:
+        lines.append("setpoints " + ", ".join(f"{v:g} {_UNITS.get(q, '')}".rstrip()
+                                              for q, v in sorted(sp.items())))
+    elapsed = s.get("step_elapsed_s")
+    if isinstance(elapsed, int | float):
+        lines.append(f"in step {elapsed:.1f} s ({elapsed * k / 60:.0f} min chamber time)")
+    done = s.get("outcomes") or []
+    lines.append(f"steps done {len(done)}" + (": " + ", ".join(map(str, done)) if done else ""))
+    refs = []
+    for r in s.get("references") or []:
+        verdict = "[green]stable[/green]" if r.get("stable") else "settling"
+        std = r.get("std")
+        refs.append(f"{r.get('channel')}: {verdict}" + (f", std {std:.3g} (max {r.get('max_std'):g})"
+                                                           if isinstance(std, int | float) else ""))
+    return "\n".join(lines), "\n".join(refs)
+
+
+_UNITS = {"temperature": "degC", "humidity": "%rh"}
 
 
 class _ConsoleHandler(logging.Handler):
@@ -100,8 +115,9 @@ def run_with_display(out: str | Path, speed: float, influx_url: str | None, cons
     root = logging.getLogger()
     root.handlers[:] = [_ConsoleHandler(console, root.handlers[0].formatter if root.handlers else None)]
     t0 = time.monotonic()
-    console.print(f"remotecal demo: a {sum(s.duration_s for s in DEMO_PROGRAM) / 3600:.0f} h chamber program "
-                  f"at x{plan.speed:g} ({plan.wall_duration_s:.0f} s), results in {plan.out}")
+    sweep = "-".join(f"{h:g}" for h in (*DEMO_HUMIDITY, *DEMO_HUMIDITY[-2::-1]))
+    console.print(f"remotecal demo: a remote run, {sweep} %rh at {DEMO_TEMPERATURE:g} degC, "
+                  f"chamber time x{plan.speed:g}, results in {plan.out}")
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             outputs = asyncio.run(chain.run_demo(plan, _LiveView(plan, live)))

@@ -1,9 +1,16 @@
-"""What the demo runs: its chamber program, timing, stability criteria and output folder.
+"""What the demo runs: its remote run's procedure, timing, stability criteria and output folder.
+
+The demo is a remote run: the institute sends a signed start carrying the procedure
+(`DEMO_STEPS`: a relative-humidity sweep up and back down at 25 degC, DKD-R 5-8's sequence so
+the hysteresis shows, then back to a safe setpoint), the gateway steps the controllable
+virtual chamber through it and records each step's window once stable, and the pipeline's
+calibration points are those windows.
 
 The chamber runs `speed` times faster than real time; readings are stamped by the wall clock,
-so the demo's stability criteria, set in chamber time (a 600 s window, a 900 s minimum
-plateau, a slope of at most 0.01 K/min or 0.05 %rh/min, a standard deviation of at most
-0.03 K or 0.3 %rh), are scaled by the same factor (remotecal.demo.configs).
+so the demo's stability criteria and the procedure's times, set in chamber time (a 600 s
+window, a 900 s minimum plateau, a slope of at most 0.01 K/min or 0.05 %rh/min, a standard
+deviation of at most 0.03 K or 0.3 %rh), are scaled by the same factor
+(remotecal.demo.configs, as deploy/examples/procedure.toml is for sim.toml's x60).
 
 `--speed` is at most MAX_SPEED (2000): the gateway reads every device each 0.1 s of wall
 clock, and at x2000 the 600 s window lasts 0.3 s and holds the 3 readings a window needs
@@ -21,18 +28,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from firmware_bridge.chamber import Step
 from gateway.errors import RemotecalError, os_error_text
 from pipelines.plateaus import MIN_SAMPLES
 
 __all__ = [
-    "DEFAULT_SPEED", "DEMO_PROGRAM", "MAX_SPEED", "POLL_S", "RUN_ID", "DemoPlan", "check_influx",
+    "ACTOR", "CHAMBER_TAU_S", "DEFAULT_SPEED", "DEMO_FINAL", "DEMO_HUMIDITY", "DEMO_TEMPERATURE", "GATEWAY",
+    "IDLE_RUN", "INSTITUTE", "MAX_SPEED", "POLL_S", "RUN_ID", "SITE", "DemoPlan", "check_influx",
     "influx_url_arg", "prepare_out", "speed_arg",
 ]
 
-# One hour of chamber time per setpoint: temperature and humidity step together.
-DEMO_PROGRAM = [Step(15.0, 30.0, 3600.0), Step(25.0, 50.0, 3600.0), Step(35.0, 70.0, 3600.0)]
+# The procedure (remotecal.demo.configs.procedure_text): a humidity sweep up and down at one
+# temperature, then the safe setpoint.  The chamber starts at the first step's setpoints.
+DEMO_TEMPERATURE = 25.0                      # degC, every step
+DEMO_HUMIDITY = (30.0, 50.0, 70.0)           # %rh, swept up_down: 30, 50, 70, 50, 30
+DEMO_FINAL = (25.0, 50.0)                    # the safe setpoint at the end (nothing recorded)
+SETTLE_MIN_S = 600.0                         # chamber time: not stable before this after a write
+RECORD_S = 2400.0                            # a step's window: a DUT's first window, MIN_DURATION_S, margin
+MAX_S = 7200.0                               # a step not stable by then ends not_stable
+FINAL_MAX_S = 3600.0
+CHAMBER_TAU_S = 180.0
+"""The chamber's time constant [s]: a small benchtop chamber, stable about 20 min after a 20 %rh step."""
+
+SITE, GATEWAY = "demo-lab", "gw-demo"
+INSTITUTE = "remotecal demo institute"
+ACTOR = "Demo Engineer (remotecal demo institute)"
+"""Who sends the start (the command's actor)."""
 RUN_ID = "DEMO-0001"
+"""The remote run's id, given by the institute's start."""
+IDLE_RUN = "demo-idle"
+"""The gateway's run tag outside a run ([gateway] run)."""
 
 # The demo's stability criteria in chamber time; pipeline.toml gets them scaled by the speed.
 WINDOW_S = 600.0
@@ -47,7 +71,7 @@ POLL_S = 0.1
 MAX_SPEED = float(round(WINDOW_S / (MIN_SAMPLES * POLL_S)))
 """Above this the stability window, WINDOW_S / speed of wall clock, holds fewer readings than
 a window needs (MIN_SAMPLES, one per POLL_S): no plateau could be found."""
-DEFAULT_SPEED = 360.0
+DEFAULT_SPEED = 720.0
 
 
 @dataclass
@@ -64,8 +88,10 @@ class DemoPlan:
             raise ValueError(f"speed must be a finite number > 0, not {self.speed!r}")
 
     @property
-    def wall_duration_s(self) -> float:
-        return sum(s.duration_s for s in DEMO_PROGRAM) / self.speed
+    def max_wall_s(self) -> float:
+        """The longest the run may take (every step to its max_s), wall clock."""
+        steps = 2 * len(DEMO_HUMIDITY) - 1
+        return (steps * MAX_S + FINAL_MAX_S) / self.speed
 
 
 def prepare_out(out: Path) -> Path:
