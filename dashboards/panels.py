@@ -16,6 +16,7 @@ __all__ = [
     "since",
     "stat_panel",
     "table_panel",
+    "threshold_from",
     "timeseries_panel",
     "transformation",
     "unit_overrides",
@@ -121,3 +122,14 @@ def unit_overrides(*, per_minute: bool = False) -> list[_Override]:
             [dashboard.DynamicConfigValue(id_val="unit", value=f"suffix:{rate}" if per_minute else grafana)],
         ))
     return out
+
+
+def threshold_from(config: str, field: str, applies_to: str) -> dashboard.DataTransformerConfig:
+    """Grafana's "config from query results": the query `config`'s `field` (its last value)
+    becomes the red threshold of the field `applies_to`.  One config query per use: Grafana
+    drops the config query's frame from what the next transformation sees."""
+    return transformation("configFromData", {
+        "configRefId": config,
+        "applyTo": {"id": "byName", "options": applies_to},
+        "mappings": [{"fieldName": field, "handlerKey": "threshold1", "reducerId": "lastNotNull"}],
+    })

@@ -70,6 +70,15 @@ class JournalConfig(_Strict):
     quarantine_max: int = Field(default=100_000, ge=0, description="quarantine rows kept (oldest go first)")
 
 
+class RunSection(_Strict):
+    """`[run]`: how the run engine (gateway.run) behaves; only with [[controllers.*]]."""
+
+    on_restart: Literal["resume", "pause"] = Field(
+        default="resume", description="a gateway restarted while a run was settling or recording: "
+        "resume that step (its setpoints written again), or hold the run paused until a resume command"
+    )
+
+
 class _Blocks(_Strict):
     """`[sources]`, `[sinks]` or `[controllers]`: one list of blocks per registered kind (gateway.registry).
     The fields are made from the registry when a config is validated (`config_model`)."""
@@ -93,6 +102,7 @@ class GatewayConfig(_Strict):
     controllers: _Blocks = _Blocks()
     """Chamber controllers a remote run writes its setpoints to (gateway.controllers)."""
     control: ControlConfig | None = None
+    run: RunSection = RunSection()
 
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:

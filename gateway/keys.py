@@ -43,6 +43,9 @@ log = logging.getLogger("remotecal.keys")
 KEY_BYTES = 32
 LISTING_S = 1.0
 """`KeyFolder` lists the key files (names, times, sizes) at least this often while in use."""
+LISTING_MIN_S = 0.05
+"""... and at most this often when nothing but a frame's failed signature or a folder time of
+the last second asks for it (a listing of 100 key files costs about 3 ms here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +168,9 @@ class KeyFolder:
     when a key file is added, removed or renamed in or out, so a revocation (removing the
     file) takes effect at the next frame.  A key file rewritten in place, or whose mode or
     owner changed, is found by a listing of every key file's name, times and size, made at
-    most every `LISTING_S` and at each refresh while the folder changed less than a second
-    ago (a change within the file system's clock tick of our last look shows no new time).
+    least every `LISTING_S`, and every `LISTING_MIN_S` while the folder changed less than a
+    second ago (a change within the file system's clock tick of our last look shows no new
+    time) or a frame fails its key's signature (a key rewritten in place a moment ago).
     What it finds is always the folder's content (`read_keys`): a key whose file is gone is
     gone, whatever else the folder holds - a malformed file costs that file only, an empty
     folder has no key, a folder that cannot be listed has none either until it can be: a
@@ -199,8 +203,10 @@ class KeyFolder:
         rewritten in place a moment ago)."""
         st = self._stat_now()
         now = self._clock()
+        since = now - self._listed_at
         recent = st is not None and abs(time.time_ns() - st[0]) < 1_000_000_000
-        if st == self._stat and not recent and not list_files and now - self._listed_at < LISTING_S:
+        due = st != self._stat or since >= LISTING_S or ((recent or list_files) and since >= LISTING_MIN_S)
+        if not due:
             return False
         self._stat = st
         listing = keys_fingerprint(self.path)

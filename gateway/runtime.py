@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import signal
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from gateway.config import GatewayConfig
 from gateway.control import control_status, serve_control
 from gateway.controllers import build_controllers
 from gateway.delivery import DeliveryRunner
-from gateway.errors import JournalError, JournalFull
+from gateway.errors import JournalError, JournalFull, os_error_text
 from gateway.journal import Journal, dedupe_key
 from gateway.localcontrol import LocalControl
 from gateway.plugin import SinkContext, Tags
@@ -50,6 +51,9 @@ from gateway.status import SourceTracker, iso, summary_line
 __all__ = ["Gateway", "build_sinks", "build_sources"]
 
 log = logging.getLogger("remotecal.gateway")
+
+_CLOCK_FAR_S = 3600.0
+"""Sensors' clocks further than this from the gateway's (median) are logged once."""
 
 
 def _clock_offset(source: Source) -> float | None:
@@ -99,12 +103,13 @@ class Gateway:
         """The run engine, when the site has controllers (gateway.control drives it)."""
         if self.controllers:
             self.run_engine = RunEngine(self.journal, self.controllers, site=g.site, gateway=g.id,
-                                        idle_run=g.run)
+                                        idle_run=g.run, on_restart=cfg.run.on_restart)
         self.started = time.monotonic()
         self.started_ns = time.time_ns()
         self.trackers = {s.name: SourceTracker(s.name, self.started_ns) for s in self.sources}
         self._delivered_at_summary: dict[str, int] = {}
         self._refused_log = RateLimitedLog(log)
+        self._clock_far = False
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
         self.control = LocalControl(g.data_dir)
@@ -148,7 +153,14 @@ class Gateway:
             "sink_rejected": sum(r.rejected_points for r in self.runners),
             "sources_connected": sum(1 for s in self.sources if getattr(s, "connected", True)),
             "uptime_s": round(time.monotonic() - self.started, 3),
+            **self._health_clock_offset(),
         }
+
+    def _health_clock_offset(self) -> dict[str, float]:
+        """`clock_offset_s`: the sensors' clocks minus the gateway's, as the sources with
+        sensor-stamped input see it (their median); absent without such input."""
+        offsets = [o for s in self.sources if (o := _clock_offset(s)) is not None]
+        return {"clock_offset_s": round(statistics.median(offsets), 3)} if offsets else {}
 
     async def _status_op(self, _request: dict[str, Any]) -> dict[str, Any]:
         return self.status()
@@ -208,7 +220,7 @@ class Gateway:
             try:
                 await self.control.start()
             except OSError as exc:  # the data is worth more than the status: run without it
-                log.error("no control socket (gateway status will not answer): %s", exc)
+                log.error("no control socket (gateway status will not answer): %s", os_error_text(exc))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_journal(), name="journal-watch")
                 for r in self.runners:
@@ -279,9 +291,30 @@ class Gateway:
 
     async def _health(self) -> None:
         g = self.cfg.gateway
-        sample = HealthSample(g.site, g.id, time.time_ns(), self.health_fields())
+        fields = self.health_fields()
+        self._watch_clock(fields.get("clock_offset_s"))
+        sample = HealthSample(g.site, g.id, time.time_ns(), fields)
         with contextlib.suppress(JournalFull):
             self.journal.submit([sample])
+
+    def _watch_clock(self, offset_s: float | None) -> None:
+        """Say once (per episode) when the sensors' clocks are far from the gateway's: the
+        readings the gateway stamps itself (Modbus, instruments, MQTT without time_path) carry
+        its clock, and sensor times too far ahead of it are refused."""
+        far = offset_s is not None and abs(offset_s) > _CLOCK_FAR_S
+        if far and not self._clock_far:
+            assert offset_s is not None
+            ahead = "behind" if offset_s > 0 else "ahead of"
+            log.warning("the gateway clock is %.0f s (%.1f days) %s the sensors' clocks (median of the "
+                        "recent sensor-stamped MQTT messages; gateway_health clock_offset_s): readings "
+                        "stamped by the gateway carry its time - check its time synchronisation (NTP)%s",
+                        abs(offset_s), abs(offset_s) / 86_400, ahead,
+                        "" if offset_s > 0 else ", unless a backlog of old messages is being drained")
+        elif not far and self._clock_far and offset_s is not None:
+            log.info("the gateway clock is within %.0f s of the sensors' clocks again (%+.3f s)",
+                     _CLOCK_FAR_S, offset_s)
+        if offset_s is not None:
+            self._clock_far = far
 
     async def _sources(self) -> None:
         try:

@@ -78,6 +78,7 @@ from pipelines.uncertainty import (
     contribution_of,
     rectangular,
     resolution,
+    sample_mean,
 )
 
 __all__ = ["POINT_SPECIFIC", "ReferenceEvaluation", "evaluate_reference", "fixed_rows", "is_common",
@@ -154,7 +155,7 @@ def evaluate_reference(
             corrected = v + cc.correction
         else:
             cc, corrected = certificate
-        mean_corr = float(cc.correction.mean())
+        mean_corr = sample_mean(cc.correction)
         optional = [
             Component("reference calibration", "normal", u=cc.u, value=mean_corr, dof=cc.dof),
             rectangular("reference interpolation", cc.interpolation) if cc.interpolation > 0 else None,
@@ -162,7 +163,7 @@ def evaluate_reference(
         ]
         return ReferenceEvaluation(
             corrected, mean_corr, tuple(c for c in optional if c is not None), {}, cc.extrapolated,
-            float(corrected.mean()), expired_at(ref, t_point_s), tuple(r for r in (ref.info,) if r))
+            sample_mean(corrected), expired_at(ref, t_point_s), tuple(r for r in (ref.info,) if r))
     mirror, thermometer = references[series.name], references[series.temperature_name]
     td, ta = series.dew_point[sel], series.air_temperature[sel]
     cd = apply_certificate(series.name, mirror, td)

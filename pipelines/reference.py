@@ -39,7 +39,7 @@ from gateway.errors import RemotecalError
 from pipelines.config import CertificateConfig, ComparisonConfig, PipelineConfig, ReferenceConfig
 from pipelines.humidity import dew_point_to_rh
 from pipelines.source import ChannelData
-from pipelines.uncertainty import dof_from_k
+from pipelines.uncertainty import dof_from_k, sample_mean
 
 __all__ = [
     "CertificateCorrection",
@@ -243,7 +243,7 @@ def _at_mean(ref: Reference, rows: FloatArray, x: FloatArray, correction: FloatA
     """What the certificate states at the mean indication of x: U/k, its dof, the interpolation term."""
     ind, corr, u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
     lo, hi = float(ind[0]), float(ind[-1])
-    mean_indication = float(x.mean()) if x.size else lo
+    mean_indication = sample_mean(x) if x.size else lo
     # np.interp holds the end values outside the range: the uncertainty is never extrapolated.
     u = float(np.interp(mean_indication, ind, u_rows))
     i = int(np.clip(np.searchsorted(ind, mean_indication), 0, ind.size - 1))

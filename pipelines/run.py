@@ -71,7 +71,7 @@ from pipelines.reference import (
     references_of,
 )
 from pipelines.source import ChannelData
-from pipelines.uncertainty import rectangular
+from pipelines.uncertainty import rectangular, sample_mean
 
 __all__ = [
     "MIN_SAMPLES",
@@ -289,7 +289,7 @@ def _compare(
         if ev.extrapolated:
             log.warning("%s, point %d: certificate of %s extrapolated", channel, number,
                         " or ".join(name for name, _ in equipment) or ref_name)
-        dut_mean = float(v_dut.mean())
+        dut_mean = sample_mean(v_dut)
         result = PointResult(
             run=cfg.run.id,
             channel=channel,

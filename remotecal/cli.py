@@ -6,7 +6,7 @@
     remotecal certificate sign|verify CERTIFICATE.xml ...    pipelines.certificate.cli
     remotecal demo [--out DIR] [--speed X] [--influx URL]   remotecal.demo
     remotecal dashboards build|push                         dashboards.build / dashboards.push
-    remotecal ingest -c CENTRAL.toml [--quarantine]         gateway.ingest
+    remotecal ingest -c CENTRAL.toml [--quarantine|--requeue] gateway.ingest
     remotecal keys new --site S --gateway G --out DIR       gateway.keys
     remotecal keys new --institute NAME --out DIR           gateway.control.keys (command key pair)
     remotecal run start|pause|resume|skip|abort|status ...  gateway.control (signed remote commands,
@@ -235,8 +235,16 @@ def _ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--config", required=True, help="CENTRAL.toml")
     p.add_argument("--log-level", choices=_LOG_LEVELS,
                    help="debug, info, warning or error (default: the config's log_level, itself info)")
-    p.add_argument("--quarantine", action="store_true", help="list refused frames and exit")
-    p.add_argument("--limit", type=int, default=50, help="with --quarantine: how many")
+    p.add_argument("--quarantine", action="store_true",
+                   help="list the refused frames (kept whole) and the quarantined records, and exit")
+    p.add_argument("--limit", type=int, default=50, help="with --quarantine: how many of each")
+    p.add_argument("--requeue", action="store_true",
+                   help="have the ingest check the refused frames again (those that verify now are "
+                        "journalled; running or at its next start), and exit")
+    p.add_argument("--kind", action="append", default=[], metavar="KIND",
+                   choices=["malformed", "unknown gateway", "bad signature", "foreign", "replayed",
+                            "too old"],
+                   help="with --requeue: only the frames refused as KIND (repeatable; default: all)")
     p.set_defaults(func=commands.ingest)
 
 

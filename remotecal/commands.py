@@ -251,16 +251,35 @@ def dashboards_push(args: argparse.Namespace) -> int:
 
 
 def ingest(args: argparse.Namespace) -> int:
+    from gateway.errors import ConfigError
     from gateway.ingest.config import load_central_config
+    from gateway.ingest.refused import RefusedFrames
     from gateway.ingest.runtime import Ingest
     from gateway.journal import Journal
 
     cfg = load_central_config(args.config)
+    refused_db = cfg.ingest.data_dir / "refused.db"
+    if args.requeue:
+        n = RefusedFrames.request_requeue(refused_db, args.kind)
+        print(f"{n} refused frame(s) to be checked again by the ingest of {cfg.ingest.data_dir} (within a "
+              "second while it runs, else at its start); `--quarantine` shows those still refused")
+        return 0
+    if args.kind:
+        raise ConfigError("--kind: only with --requeue")
     if args.quarantine:
+        counts, frames = RefusedFrames.read(refused_db, args.limit)
+        print(f"{sum(counts.values())} refused frame(s) kept whole"
+              + (f" ({', '.join(f'{k}: {n}' for k, n in counts.items())})" if counts else "")
+              + f"; the latest {len(frames)}:")
+        for f in frames:
+            print(f"{_time(f.time_ns, 'milliseconds')}  {f.topic}  {f.reason}  ({len(f.payload)} bytes)"
+                  + ("  [requeue asked]" if f.requeue else ""))
         total, rows = Journal.read_quarantine(cfg.ingest.data_dir / "journal.db", args.limit)
-        print(f"{total} refused frame(s); the latest {len(rows)}:")
+        print(f"{total} quarantined record(s) (of accepted frames, e.g. a value that is not finite); "
+              f"the latest {len(rows)}:")
         for r in rows:
-            print(f"{_time(r.time_ns, 'milliseconds')}  {r.topic}  {r.reason}  ({len(r.payload)} bytes kept)")
+            payload = r.payload[:80].decode(errors="replace")
+            print(f"{_time(r.time_ns, 'milliseconds')}  {r.topic}  {r.reason}  | {payload}")
         return 0
     setup_logging(args.log_level or cfg.ingest.log_level)
     asyncio.run(Ingest(cfg).run())

@@ -10,9 +10,10 @@ reference channel of each step it accepted as stable:
     run_window  site gateway run channel   step start end n mean std quantity unit setpoint_*
 
 Panels: the steps and states as a state timeline, the run's state now (step, setpoints, in it
-since), the windows accepted so far per reference, and the latest command with who sent it.
-The stability of each reference against the step's criteria is the "Stability" row, whose
-limits come from the same `run_event` points (`max_std_<quantity>`).
+since), the latest command with who sent it, each reference's standard deviation and change
+per minute over the last window against the step's criteria (`max_std_<quantity>`,
+`max_slope_per_min_<quantity>` of the same `run_event` points), and the windows accepted so
+far per reference.  The "Stability" row draws the same figures over time.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common, dashboard
 
 from dashboards.influxql import DATASOURCE, Query
-from dashboards.panels import since, table_panel
-from dashboards.queries import RUN_EVENT, RUN_WINDOW, SITE_GATEWAY_RUN, TIME_FILTER, where
+from dashboards.live_run.stability import LIMITS_NOW
+from dashboards.panels import since, table_panel, threshold_from
+from dashboards.queries import READING, RUN_EVENT, RUN_WINDOW, SITE_GATEWAY_RUN, TIME_FILTER, match, where
 
-__all__ = ["COMMAND", "NOW", "STATES", "TITLE", "WINDOWS", "panels"]
+__all__ = ["COMMAND", "NOW", "REFERENCES", "STATES", "TITLE", "WINDOWS", "panels"]
+
+REFERENCE = "\"role\" = 'reference'"
 
 TITLE = "Remote run"
 
@@ -45,6 +49,16 @@ WINDOWS = (
     f'FROM {RUN_WINDOW} {where(SITE_GATEWAY_RUN)} GROUP BY "channel"'
 )
 """The windows the gateway accepted live: the pipeline's calibration points."""
+
+_LAST_WINDOW = "time > now() - ${window_min}m"
+
+REFERENCES = (
+    'SELECT stddev("value") AS "std", (last("value") - first("value")) / $window_min AS "change_per_min" '
+    f"FROM {READING} {where(SITE_GATEWAY_RUN, match('quantity'), REFERENCE, _LAST_WINDOW)} "
+    'GROUP BY "channel", "unit"'
+)
+"""Each reference of the chosen quantity over the last stability window: its standard deviation
+and its change per minute, beside the run's criteria for that quantity (red above them)."""
 
 COMMAND = (
     'SELECT last("command") AS "command", "accepted", "actor", "origin", "refusal", "reason" '
@@ -103,4 +117,21 @@ def panels() -> list[Builder[dashboard.Panel]]:
         .override_by_name("Time", [dashboard.DynamicConfigValue(id_val="displayName", value="window end")])
         .decimals(4)
     )
-    return [timeline, now, command, windows]
+    references = (
+        table_panel("References against the criteria",
+                    "Each $quantity reference over the last $window_min min: its standard deviation "
+                    "and change per minute (in its unit), red above the step's max_std / "
+                    "max_slope_per_min for the quantity.")
+        .height(6)
+        .with_target(Query(REFERENCES).table())
+        .with_target(Query(LIMITS_NOW).ref_id("LIMITS_STD").table())
+        .with_target(Query(LIMITS_NOW).ref_id("LIMITS_SLOPE").table())
+        .with_transformation(threshold_from("LIMITS_STD", "max_std", "std"))
+        .with_transformation(threshold_from("LIMITS_SLOPE", "max_slope", "change_per_min"))
+        .decimals(4)
+    )
+    for name in ("std", "change_per_min"):
+        references = references.override_by_name(name, [dashboard.DynamicConfigValue(
+            id_val="custom.cellOptions", value={"type": "color-background"})])
+    return [timeline, now, command, references, windows]
+

@@ -25,7 +25,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard
 
 from dashboards.influxql import Query
-from dashboards.panels import show_limit, stat_panel, timeseries_panel, transformation, unit_overrides
+from dashboards.panels import show_limit, stat_panel, threshold_from, timeseries_panel, unit_overrides
 from dashboards.queries import READING, RUN_EVENT, SITE_GATEWAY_RUN, TIME_FILTER, match, where
 
 __all__ = ["LIMITS_NOW", "LIMIT_SLOPE", "LIMIT_STD", "ROLLING_STD", "SLOPE", "TITLE", "WINDOW_MIN", "panels"]
@@ -79,16 +79,6 @@ _LIMIT_LINE = (
 )
 
 
-def _threshold_from(config: str, field: str, applies_to: str) -> dashboard.DataTransformerConfig:
-    """The query `config`'s `field` becomes the red threshold of the field `applies_to`.  Each
-    transformation takes its own copy of LIMITS_NOW: Grafana drops the config query's frame
-    from what the next transformation sees."""
-    return transformation("configFromData", {
-        "configRefId": config,
-        "applyTo": {"id": "byName", "options": applies_to},
-        "mappings": [{"fieldName": field, "handlerKey": "threshold1", "reducerId": "lastNotNull"}],
-    })
-
 
 def panels() -> list[Builder[dashboard.Panel]]:
     std = (
@@ -131,7 +121,7 @@ def panels() -> list[Builder[dashboard.Panel]]:
         .with_target(Query(SLOPE).ref_id("B").alias("slope"))
         .with_target(Query(LIMITS_NOW).ref_id("LIMITS_STD").table())
         .with_target(Query(LIMITS_NOW).ref_id("LIMITS_SLOPE").table())
-        .with_transformation(_threshold_from("LIMITS_STD", "max_std", "std"))
-        .with_transformation(_threshold_from("LIMITS_SLOPE", "max_slope", "slope"))
+        .with_transformation(threshold_from("LIMITS_STD", "max_std", "std"))
+        .with_transformation(threshold_from("LIMITS_SLOPE", "max_slope", "slope"))
     )
     return [std, slope, now]

@@ -102,7 +102,11 @@ def load_institute_config(path: str | Path) -> InstituteConfig:
     base = p.parent
 
     def anchored(x: Path | None) -> Path | None:
-        return None if x is None else x if x.is_absolute() else (base / x).resolve()
+        """~ is the user's home (CONTROL.toml is a person's file); relative is to the file."""
+        if x is None:
+            return None
+        x = x.expanduser()
+        return x if x.is_absolute() else (base / x).resolve()
 
     i = cfg.institute
     section = i.model_copy(

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.config import JournalConfig, format_validation_error, read_toml
-from gateway.config_types import Duration
+from gateway.config_types import Duration, Size
 from gateway.errors import ConfigError
 from gateway.mqtt_broker import BrokerConnection
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
@@ -42,6 +42,8 @@ class IngestSection(_Strict):
     group: str = "remotecal-ingest"
     topic_prefix: str = "remotecal/v1"
     replay_window: int = Field(default=10_000, ge=1, le=10_000_000)
+    refused_max_size: Size = Field(default=1024**3, ge=1024**2,
+                                   description="refused frames kept whole (DATA_DIR/refused.db) up to this")
     shutdown_grace: Duration = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

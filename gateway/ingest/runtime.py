@@ -9,12 +9,13 @@
     delivery tasks             journal -> InfluxDB: the gateway's own sinks and runner
     housekeeping               replay state saved each second, journal trimmed
 
-A refused frame is counted by kind, logged (rate-limited), kept whole in the journal's
-quarantine with its reason (`remotecal ingest -c ... --quarantine`), and acknowledged: the
-broker must not hand it to us again.  Nothing of it is journalled, so nothing of it reaches
-InfluxDB - but a frame refused for want of its gateway's key is taken back (verified,
-journalled, unquarantined) once the keys change (`_requeue`): a key installed late loses no
-reading.  Whatever else checking a message raises (a bug) refuses that message as
+A refused frame is counted by kind, logged (rate-limited), kept whole in the refused frames
+(`gateway.ingest.refused`, `remotecal ingest -c ... --quarantine`), and acknowledged once
+kept: the broker must not hand it to us again.  Nothing of it is journalled, so nothing of
+it reaches InfluxDB - but a frame refused for want of its gateway's key is taken back
+(verified, journalled, removed there) once the keys change (`_requeue`): a key installed
+late loses no reading; and so is any refused frame an operator asks for (`--requeue`).
+Whatever else checking a message raises (a bug) refuses that message as
 "malformed", is counted (`input_errors`) and logged with its traceback: no message ends a
 worker.
 A frame we already hold that comes back with DUP set is the broker's own redelivery (after
@@ -38,7 +39,8 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -46,6 +48,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from gateway.delivery import DeliveryRunner
 from gateway.errors import JournalFull
 from gateway.ingest.config import CentralConfig
+from gateway.ingest.refused import RefusedFrames
 from gateway.ingest.replay import ReplayGuard
 from gateway.ingest.verify import REJECT_KINDS, FrameVerifier, Rejection
 from gateway.journal import Journal, dedupe_key
@@ -65,6 +68,19 @@ log = logging.getLogger("remotecal.ingest")
 
 REQUEUE_RETRY_S = 30.0
 """A requeue whose commit failed is tried again after this long."""
+REQUESTS_S = 1.0
+"""Frames an operator asked to requeue are looked for this often."""
+
+
+class _Kept(Protocol):
+    """A kept frame: a row of the refused frames, or of the journal's quarantine."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
 
 SHARED_SUBSCRIPTION_NOTE = """\
 Measured with Mosquitto 2.0.11 (two MQTT 5 members with persistent sessions, one SIGKILLed
@@ -145,6 +161,7 @@ class Ingest:
             on_full=j.on_full, commit_interval=j.commit_interval, quarantine_max=j.quarantine_max,
         )
         self.replay = ReplayGuard(i.data_dir / "replay.db", i.replay_window)
+        self.refused = RefusedFrames(i.data_dir / "refused.db", i.refused_max_size)
         names = cfg.sink_names()
         self.sinks = [InfluxDBSink(s, name=n) for s, n in zip(cfg.sinks.influxdb, names, strict=True)]
         self.runners = [DeliveryRunner(self.journal, s, max_retry_interval=c.max_retry_interval)
@@ -162,6 +179,8 @@ class Ingest:
         self._rejects_log = RateLimitedLog(log)
         self._errors_log = RateLimitedLog(log, 60.0)
         self._stop = asyncio.Event()
+        self._pumped = asyncio.Event()
+        """Set once the pump ended: the refused frames' writer drains, then ends."""
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -182,11 +201,13 @@ class Ingest:
                  self.subscriber.topic_filter, self.journal.path)
         await self.journal.open()
         self.replay.open()
+        self.refused.open()
         try:
             async with asyncio.TaskGroup() as tg:
                 for r in self.runners:
                     tg.create_task(r.run(), name=f"deliver-{r.sink.name}")
                 pump = tg.create_task(self._pump(), name="pump")
+                tg.create_task(self.refused.run(self._pumped), name="refused")
                 tg.create_task(self._periodic(self.replay.save, 1.0), name="replay-save")
                 # Each frame looks at the keys folder; this finds keys that came while none did.
                 tg.create_task(self._periodic(self._refresh_keys, LISTING_S), name="keys")
@@ -198,6 +219,7 @@ class Ingest:
                 notify("READY=1", f"STATUS=running: {len(self.verifier.keys)} gateway key(s)")
                 await self._stop.wait()
                 await pump
+                self._pumped.set()
                 await self._health()
                 for r in self.runners:
                     r.stop(i.shutdown_grace)
@@ -206,6 +228,7 @@ class Ingest:
                 await s.aclose()
             await self.journal.close()
             await self.replay.close()
+            self.refused.close()
             log.info("ingest stopped: %s", self.counters())
 
     def counters(self) -> str:
@@ -230,6 +253,7 @@ class Ingest:
             "accepted_frames": self.accepted_frames, "redelivered": self.redelivered,
             "requeued_frames": self.requeued, "sink_errors": sum(r.errors for r in self.runners),
             "input_errors": self.input_errors, "invalid_records": self.invalid_records,
+            "refused_deleted": self.refused.deleted,
         }
         fields |= {f"rejected_{_field(k)}": n for k, n in self.rejected.items()}
         return fields
@@ -241,60 +265,91 @@ class Ingest:
             self.journal.submit([sample])
 
     async def _requeue_loop(self) -> None:
+        """Frames waiting for a key: at start and whenever the keys change.  Frames an operator
+        asked to requeue (`remotecal ingest --requeue`): looked for each second."""
         while True:
-            await self._requeue_wanted.wait()  # request_stop sets it too
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._requeue_wanted.wait(), REQUESTS_S)  # request_stop sets it too
             if self._stop.is_set():
                 return
+            keys_changed = self._requeue_wanted.is_set()
             self._requeue_wanted.clear()
-            await self._requeue()
+            await self._requeue(waiting=keys_changed)
 
-    async def _requeue(self) -> None:
-        """Take back the frames refused for want of a key (kept whole) that verify now.
+    async def _requeue(self, *, waiting: bool = True) -> None:
+        """Take back the refused frames (kept whole) that verify now: those that waited for
+        their gateway's key (`waiting`), and those an operator asked for.
 
         They were received, not replayed: the replay window does not apply to them (a frame
         "too old" for it is still taken), only the journal's redelivery keys, which drop a
-        frame already journalled.  Each is removed from the quarantine once committed (a
-        crash before that journals it again at the next pass, and the keys drop it)."""
+        frame already journalled.  Each leaves the refused frames once committed (a crash
+        before that journals it again at the next pass, and the keys drop it).  One still
+        refused stays, with its reason now."""
+        prefix = self.cfg.ingest.topic_prefix
+        # Only the rows of gateways that have a key now: the others would be refused again.
+        topics = [readings_topic(prefix, site, gw) for site, gw in self.verifier.keys]
+        passes: list[tuple[str, Callable[[int], Awaitable[Sequence[_Kept]]],
+                           Callable[[Sequence[int]], Awaitable[None]], bool]] = [
+            ("an operator asked to requeue", lambda after: self.refused.requested(after=after),
+             self.refused.remove, True)]
+        if waiting:
+            passes += [
+                ("refused earlier for want of a key", lambda after: self.refused.waiting(topics, after=after),
+                 self.refused.remove, True),
+                # Kept in the journal's quarantine by an ingest from before refused.db.
+                ("quarantined earlier for want of a key",
+                 lambda after: self.journal.quarantined("ingest", "unknown gateway:", topics, after=after),
+                 self.journal.release_quarantined, False)]
+        for what, fetch, release, update in passes:
+            if not await self._take_back(what, fetch, release, update):
+                return
+
+    async def _take_back(self, what: str, fetch: Callable[[int], Awaitable[Sequence[_Kept]]],
+                         release: Callable[[Sequence[int]], Awaitable[None]], update: bool) -> bool:
+        """One pass of `_requeue`; False if it has to stop (stopping, or a commit failed)."""
         after = 0
         while not self._stop.is_set():
-            # Only the rows of gateways that have a key now: the others would be refused again.
-            prefix = self.cfg.ingest.topic_prefix
-            topics = [readings_topic(prefix, site, gw) for site, gw in self.verifier.keys]
-            rows = await self.journal.quarantined("ingest", "unknown gateway:", topics, after=after)
+            rows = await fetch(after)
             if not rows:
-                return
+                return True
             after = rows[-1].id
             taken: list[int] = []
+            still: list[tuple[int, str, str]] = []
             waits: list[asyncio.Future[None]] = []
             for row in rows:
                 try:
                     frame = self.verifier.check(row.topic, row.payload)
-                except Rejection:
-                    continue  # still no key (or never a good frame): it stays
+                except Rejection as exc:
+                    still.append((row.id, exc.kind, exc.reason))
+                    continue
                 except Exception as exc:
                     self.input_errors += 1
-                    self._errors_log.error("requeue", "ingest: checking a quarantined frame again raised %s "
+                    self._errors_log.error("requeue", "ingest: checking a refused frame again raised %s "
                                            "(a bug); it stays", type(exc).__name__, exc_info=exc)
+                    still.append((row.id, "malformed", f"internal error: {type(exc).__name__}: {exc}"[:500]))
                     continue
                 fresh = self.replay.check(frame.site, frame.gateway, frame.seq, frame.epoch) is None
                 fut = await self._journal_frame(frame, row.topic, guarded=fresh, then=self._count_requeued)
                 if fut is None:
-                    break  # stopping: the rows stay for the next start
+                    return False  # stopping: the rows stay for the next start
                 waits.append(fut)
                 taken.append(row.id)
+            if update:
+                await self.refused.refused_again(still)
+            if still:
+                log.info("ingest: %d frame(s) %s are still refused: %s", len(still), what, still[0][2])
             if waits:
                 outcomes = await asyncio.gather(*waits, return_exceptions=True)
                 done = [i for i, o in zip(taken, outcomes, strict=True) if not isinstance(o, BaseException)]
-                await self.journal.release_quarantined(done)
-                log.info("ingest: %d frame(s) refused earlier for want of a key verify now: journalled",
-                         len(done))
+                await release(done)
+                log.info("ingest: %d frame(s) %s verify now: journalled", len(done), what)
                 if len(done) < len(taken):
                     # A commit failed (the journal logged why): those rows stay; try again later.
-                    log.warning("ingest: %d requeued frame(s) could not be journalled; they stay in the "
-                                "quarantine and are tried again in %.0f s", len(taken) - len(done),
-                                REQUEUE_RETRY_S)
+                    log.warning("ingest: %d requeued frame(s) could not be journalled; they stay and are "
+                                "tried again in %.0f s", len(taken) - len(done), REQUEUE_RETRY_S)
                     asyncio.get_running_loop().call_later(REQUEUE_RETRY_S, self._requeue_wanted.set)
-                    return
+                    return False
+        return False
 
     async def _refresh_keys(self) -> None:
         # On the loop, like the look each frame takes: a folder of small files, one owner.
@@ -359,13 +414,12 @@ class Ingest:
             raise Rejection("malformed", f"internal error: {type(exc).__name__}: {exc}"[:500]) from None
 
     def _refuse(self, m: Message, exc: Rejection) -> None:
-        """Count, log (rate-limited) and quarantine a refused frame, acknowledged once that is
-        committed; kept whole: a frame refused for want of a key is taken back by `_requeue`
-        once the key is there, and any other can still be read back from the quarantine."""
+        """Count, log (rate-limited) and keep a refused frame whole (`gateway.ingest.refused`),
+        acknowledged once that is committed: a frame refused for want of a key is taken back
+        by `_requeue` once the key is there, any other when an operator requeues it."""
         self.rejected[exc.kind] += 1
         self._rejects_log.warning(exc.kind, "ingest: refused a frame on %r: %s", m.topic, exc.reason)
-        self.journal.submit([], [Rejected("ingest", exc.reason, m.topic, m.payload, m.received_ns,
-                                          keep_whole=True)],
+        self.refused.submit(exc.kind, m.topic, exc.reason, m.payload, m.received_ns,
                             on_committed=lambda: self.subscriber.ack(m))
 
     def _invalid(self, frame: Frame, topic: str, record: Record, why: str) -> Rejected:

@@ -21,8 +21,9 @@ Every transition is a `run_event` point and a `run_log` row, written with the ru
 one journal transaction (gateway.journal.runs): a gateway killed at any instant comes back
 in the state of its last transition.  A run that was settling or recording resumes that step
 - the setpoints written again, its stability evaluated afresh from new readings, its
-settling minimum and `max_s` counted from the resumption - and says so in a `run_event`; a
-paused run stays paused, with its reason.  Nothing restarts or skips a step silently.
+settling minimum and `max_s` counted from the resumption - and says so in a `run_event`
+(or, with `[run] on_restart = "pause"`, holds paused until resumed); a paused run stays
+paused, with its reason.  Nothing restarts or skips a step silently.
 
 Clocks: `settle_min_s` and `max_s` on the gateway's clock (`clock`), the stability and the
 recorded window on the readings' own times.
@@ -106,12 +107,15 @@ class RunEngine:
     step loop (`serve`), the readings it evaluates (`observe`) and the run tag (`run_tag`)."""
 
     def __init__(self, journal: Journal, controllers: Mapping[str, Controller], *, site: str, gateway: str,
-                 idle_run: str, clock: Callable[[], int] = time.time_ns, tick_s: float = 1.0):
+                 idle_run: str, clock: Callable[[], int] = time.time_ns, tick_s: float = 1.0,
+                 on_restart: str = "resume"):
         self.journal = journal
         self.controllers = dict(controllers)
         self.site, self.gateway, self.idle_run = site, gateway, idle_run
         self.clock = clock
         self.tick_s = tick_s
+        self.on_restart = on_restart
+        """A run found settling or recording at `open`: "resume" its step, or hold it "pause"d."""
         self.state = "idle"
         self.run = ""
         self.step: int | None = None
@@ -278,9 +282,21 @@ class RunEngine:
             await self._transition("paused", reason=f"gateway restarted; {why}", actor="gateway")
             return
         if self._ended is not None and self.step is not None:
-            outcome = self._ended
-            await self._after_end(self.plan[self.step], outcome, actor="gateway",
-                                  reason=f"gateway restarted after step {self.step} ended {outcome}")
+            outcome, step = self._ended, self.plan[self.step]
+            why = f"gateway restarted after step {step.index} ended {outcome}"
+            goes_on = not (outcome == "not_stable" and step.on_not_stable == "stop")
+            if self.on_restart == "pause" and goes_on and step.index + 1 < len(self.plan):
+                self.step, self._ended = step.index + 1, None  # resume enters it
+                await self._transition("paused", actor="gateway",
+                                       reason=f"{why}; held paused before step {self.step} "
+                                              "([run] on_restart = 'pause')")
+                return
+            await self._after_end(step, outcome, actor="gateway", reason=why)
+            return
+        if was in STEPPING and self.on_restart == "pause":
+            await self._transition("paused", actor="gateway",
+                                   reason=f"gateway restarted while {was} in step {self.step}; held paused "
+                                          "([run] on_restart = 'pause'): resume to go on with the step")
             return
         if was == "paused":
             await self._transition("paused", reason=f"gateway restarted while paused ({self.reason})",

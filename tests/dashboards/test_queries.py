@@ -193,6 +193,10 @@ def test_run_row_shows_the_steps_the_state_now_the_windows_and_the_latest_comman
     assert now["time"] < run.end_ns and now["reason"] == "stable on ref-t"
     windows = _table(influx, substitute(remote.WINDOWS, run))
     assert [(w["channel"], w["step"], w["unit"]) for w in windows] == [("ref-t", 0, "degC"), ("ref-t", 1, "degC")]
+    (reference,) = _table(influx, substitute(remote.REFERENCES, run))  # the plateau's last minutes
+    assert (reference["channel"], reference["unit"]) == ("ref-t", "degC")
+    assert 0 < reference["std"] < CRITERIA["max_std_temperature"]
+    assert abs(reference["change_per_min"]) < CRITERIA["max_slope_per_min_temperature"]
     (command,) = _table(influx, substitute(remote.COMMAND, run))
     assert (command["command"], command["accepted"], command["actor"], command["refusal"]) == (
         "skip", False, "bob@nmc", "not allowed")

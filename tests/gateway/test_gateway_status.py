@@ -154,3 +154,37 @@ def test_status_after_a_killed_gateway_says_it_stopped(tmp_path: Path, mosquitto
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [f"remotecal: no gateway is running on {tmp_path / 'data'} "
                                         "(its control socket is left from a gateway that has stopped)"]
+
+
+def test_watch_keeps_watching_through_a_restart_and_ends_at_ctrl_c(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import gateway.localcontrol as localcontrol
+    from gateway.localcontrol import GatewayNotRunning
+
+    site = tmp_path / "site.toml"
+    site.write_text(config_text({"gateway": {"site": "s", "id": "g", "run": "R", "data_dir": "data"}}))
+    status = {"site": "s", "gateway": "g", "run": "R", "pid": 7, "uptime_s": 5.0, "now": "2026-12-07T00:00:00Z",
+              "sources": [], "sinks": [], "journal": {"pending": 0, "bytes": 0, "full": False, "failing": False,
+                                                      "quarantined": 0}}
+    answers: list[dict[str, Any] | Exception] = [status, GatewayNotRunning("no gateway is running on X"), status]
+    sleeps: list[float] = []
+
+    def request_sync(data_dir: Path, op: str, **_: Any) -> dict[str, Any]:
+        assert (data_dir, op) == (tmp_path / "data", "status")
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if not answers:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(localcontrol, "request_sync", request_sync)
+    monkeypatch.setattr(time, "sleep", sleep)
+    assert main(["gateway", "status", "-c", str(site), "--watch", "0.5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sleeps == [0.5, 0.5, 0.5]
+    assert sum(line.startswith("gateway s/g, run R: running for 5 s (pid 7)") for line in out) == 2
+    assert next(line for line in out if "no gateway" in line).endswith(": no gateway is running on X")

@@ -166,3 +166,35 @@ def test_two_gateways_with_one_client_id_are_named_once_not_logged_as_endless_re
                                                                                       or "connected -" in line)]
         assert len(churn) <= 6, churn
     assert sum(log.count("another client connected with the same MQTT client id 'same-id'") for log in logs) >= 1
+
+
+def _health_offsets(influx: InfluxD) -> list[float]:
+    rows = influx.rows("SELECT clock_offset_s FROM gateway_health", "calibration")
+    return [r["clock_offset_s"] for r in rows if r["clock_offset_s"] is not None]
+
+
+def test_a_gateway_clock_far_off_is_named_and_its_offset_is_in_the_health_point(
+        tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """The machine clock cannot be set back in a test; as the gateway sees it, its clock 400
+    days behind is every sensor 400 days ahead.  Those readings are refused as too new: the
+    reason names the gateway clock, and gateway_health has clock_offset_s (+400 days: the
+    sensors' clocks minus the gateway's)."""
+    import time
+    data = tmp_path / "gw" / "data"
+    ahead_ms = int(time.time() * 1000) + 400 * 86_400_000
+    with GatewayProcess(tmp_path / "gw", site_config(data, mosquitto.port, v1_sink(influxd))) as gw:
+        pub = Publisher(mosquitto.port)
+        mosquitto.wait_subscribed("lab/+/state")
+        pub.publish_all(state_message(f"s{k}", i, ahead_ms + i) for i in range(5) for k in range(3))
+        pub.close()
+        wait_until(lambda: Journal.read_quarantine(data / "journal.db", 1)[0] >= 15, 30, "the quarantine", gw)
+        wait_until(lambda: _health_offsets(influxd), 30, "a health point with clock_offset_s", gw)
+        assert gw.terminate() == 0
+    assert count_readings(influxd) == 0
+    _, rows = Journal.read_quarantine(data / "journal.db", 1)
+    assert "ahead of the gateway clock" in rows[0].reason
+    assert "the gateway clock is likely wrong" in rows[0].reason, rows[0].reason
+    offsets = _health_offsets(influxd)
+    assert all(abs(o - 400 * 86_400) < 60 for o in offsets), offsets
+    assert "the gateway clock is likely wrong" in gw.log()
+    assert gw.log().count("(400.0 days) behind the sensors' clocks") == 1  # said once, not at each health point

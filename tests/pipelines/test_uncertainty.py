@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -321,3 +322,20 @@ def test_a_point_budget_holds_the_numbers_of_the_functions_it_names() -> None:
         assert (rows["repeatability (Type A)"].u, rows["repeatability (Type A)"].value) == (a.u, a.value)
         assert rows["chamber temporal instability"].u == temporal_instability(t, reference) / math.sqrt(3.0)
         assert rows["DUT short-term stability"].u == drift_half_width(t, diff, a.dof + 1.0) / math.sqrt(3.0)
+
+
+def test_sample_mean_is_numpy_mean_bit_for_bit() -> None:
+    # The pipeline's means skip ndarray.mean's Python bookkeeping; the numbers must not move.
+    from pipelines.uncertainty import sample_mean
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(20.0, 3.0, 70_000)
+    arrays = [base[o:o + n] for o in (0, 1, 3, 7) for n in (1, 2, 7, 8, 9, 127, 128, 129, 8191, 8193, 25_000, 69_000)]
+    arrays += [base[::3], base[5:20_000:2], np.array([-0.0]), np.array([1e308, 1e308]), np.array([1.0, math.nan]),
+               np.array([math.inf, 1.0]), np.array([math.inf, -math.inf]), np.zeros(0), np.arange(5),
+               rng.normal(size=(30, 40)), np.float32(rng.normal(size=100))]
+    for x in arrays:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want, got = float(x.mean()), sample_mean(x)
+        assert np.float64(got).tobytes() == np.float64(want).tobytes(), (x.shape, x.dtype)

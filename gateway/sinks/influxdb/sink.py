@@ -166,9 +166,15 @@ class InfluxDBSink:
                 f"{self.name}: {self.config.url} timed out after {self.config.timeout:g} s "
                 f"({type(exc).__name__})"
             ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:  # often: another protocol's port
+            raise RetryableError(
+                f"{self.name}: {self.config.url} ended the connection without an HTTP answer "
+                f"({str(exc) or type(exc).__name__}): is the port right? InfluxDB listens on 8086; an MQTT "
+                "broker (1883) does this"
+            ) from exc
         except httpx.HTTPError as exc:
             raise RetryableError(
-                f"{self.name}: cannot reach {self.config.url}: {exc or type(exc).__name__}"
+                f"{self.name}: cannot reach {self.config.url}: {str(exc) or type(exc).__name__}"
             ) from exc
 
     def _raise_for_outcome(self, response: httpx.Response, n: int) -> None:

@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
 from gateway.config_types import Secret
+from gateway.netprobe import http_server_sync, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import TlsConfig
 from gateway.sources.mqtt.message import Message
@@ -111,9 +112,16 @@ class MqttLink:
 
     def _handle_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
                            _p: object) -> None:
-        self.connected = False
+        had_connack, self.connected = self.connected, False
         if not self._stop.is_set() and self._state.state != "refused by the broker":
-            self._state.set("unreachable", f"disconnected: {reason}")
+            # No CONNACK before the end: is it a broker at all? (an HTTP server on a wrong port)
+            s = self.settings
+            tls = _probe_tls() if s.use_tls else None
+            status = None if had_connack else http_server_sync(s.host, s.port, tls)
+            if status is not None:
+                self._state.set("not an MQTT broker", not_mqtt(status))
+            else:
+                self._state.set("unreachable", f"disconnected: {reason}")
         if self._on_disconnected is not None:
             self._on_disconnected()
 
@@ -176,6 +184,14 @@ class MqttLink:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+
+def _probe_tls() -> ssl.SSLContext:
+    """TLS for asking what answers (nothing secret is sent): no certificate check."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class Receiver:

@@ -48,6 +48,7 @@ from typing import Any
 import mqtt5
 
 from gateway.backoff import Backoff
+from gateway.netprobe import MQTT_PORTS, http_server, looks_like_http, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.message import Message
@@ -71,6 +72,10 @@ _TAKEOVER_CLOSES_WITHIN_S = 60.0
 
 class _BrokerRefused(Exception):
     """CONNACK with a failure reason: credentials, authorisation, protocol."""
+
+
+class _NotMqtt(Exception):
+    """Another protocol's server answers there (HTTP): the URL's port is wrong."""
 
 
 def ssl_context(cfg: MqttSourceConfig) -> ssl.SSLContext | None:
@@ -132,6 +137,13 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self.connack.done() and not self._rest and looks_like_http(data):
+            # an HTTP server answers our CONNECT with its error page
+            status = data.split(b"\r\n", 1)[0].decode("latin-1", "replace")[:80]
+            self.connack.set_exception(_NotMqtt(not_mqtt(status)))
+            if self.transport is not None:
+                self.transport.close()
+            return
         buf = self._rest + data if self._rest else data
         view = memoryview(buf)
         pos, end = 0, len(buf)
@@ -359,6 +371,8 @@ class Mqtt5Link:
                 await self._session(backoff)
             except _BrokerRefused as exc:
                 self._state.set("refused by the broker", str(exc))
+            except _NotMqtt as exc:
+                self._state.set("not an MQTT broker", str(exc))
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
                 self._broker_closes.clear()  # unreachable: not a takeover
                 self._takeover_at = None
@@ -394,8 +408,13 @@ class Mqtt5Link:
         try:
             connack = await asyncio.wait_for(proto.connack, _CONNECT_TIMEOUT)
         except TimeoutError:
-            raise ConnectionError(f"no CONNACK within {_CONNECT_TIMEOUT:.0f} s (a broker that does not "
-                                  'speak MQTT 5 may not answer at all: protocol = "3.1.1" for it)') from None
+            proto.transport.close()
+            status = await http_server(cfg.host, cfg.port, self._ssl)  # a server that waits for a line
+            if status is not None:
+                raise _NotMqtt(not_mqtt(status)) from None
+            raise ConnectionError(f"no CONNACK within {_CONNECT_TIMEOUT:.0f} s: not an MQTT broker (is the "
+                                  f"port right? {MQTT_PORTS}), or one that does not speak MQTT 5 and does "
+                                  'not say so (protocol = "3.1.1" for it)') from None
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
             raise _BrokerRefused(connack.reason_str or connack.reason_code.name)
         self.connected = True

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,11 +23,12 @@ from gateway.quantities import channel_problem
 from gateway.reading import Reading
 from gateway.sources.mqtt.config import FieldMapping, TopicMapping
 
-__all__ = ["CompiledTopic", "MessageParser", "Parsed", "match_topic", "retained_refusal"]
+__all__ = ["ClockWatch", "CompiledTopic", "MessageParser", "Parsed", "match_topic", "retained_refusal"]
 
 _TIME_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01: earlier stamps are a wrong time_unit
 _FUTURE_SLACK_NS = 86_400 * 10**9
+_CLOCK_PLAUSIBLE_NS = 20 * 365 * 86_400 * 10**9  # further off is a wrong time_unit, not a clock
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 _INT_MAX = 2**1023  # larger ints overflow a float
 _ROUTES_BYTES = 4 * 1024 * 1024
@@ -156,7 +159,40 @@ def _number(raw: Any, what: str) -> float:
     raise ValueError(f"{what} is infinite")
 
 
-def _timestamp(raw: Any, unit: str, now_ns: int) -> int:
+class ClockWatch:
+    """How far the sensors' clocks are from the gateway's, from sensor-stamped messages: the
+    median of (sensor time - receive time) over the last `keep` messages of the last
+    `max_age_s` seconds - positive: the sensors are ahead, i.e. the gateway clock is behind;
+    a few ms negative is the transport (a backlog drained after an outage reads more negative
+    for a while).  Messages refused for their time count too: when the gateway clock is far
+    off, those are all there is."""
+
+    def __init__(self, keep: int = 256, max_age_s: float = 600.0):
+        self._samples: deque[tuple[int, int]] = deque(maxlen=keep)
+        self._max_age_ns = int(max_age_s * 1e9)
+
+    def observe(self, received_ns: int, sensor_ns: int) -> None:
+        self._samples.append((received_ns, sensor_ns - received_ns))
+
+    def offset_ns(self, now_ns: int | None = None) -> int | None:
+        """The median offset (ns) of the recent samples, or None without any."""
+        now = time.time_ns() if now_ns is None else now_ns
+        recent = [d for t, d in self._samples if now - t <= self._max_age_ns]
+        return int(statistics.median_low(recent)) if recent else None
+
+
+def _span(ns: int) -> str:
+    if abs(ns) > _CLOCK_PLAUSIBLE_NS:
+        return "more than 20 years"
+    s = abs(ns) / 1e9
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 2 * 86_400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86_400:.1f} days"
+
+
+def _timestamp(raw: Any, unit: str) -> int:
     if isinstance(raw, str):
         try:
             dt = datetime.fromisoformat(raw)
@@ -170,8 +206,6 @@ def _timestamp(raw: Any, unit: str, now_ns: int) -> int:
     else:
         value = _number(raw, "timestamp")
         ts = int(value) * _TIME_UNIT_NS[unit] + round((value % 1) * _TIME_UNIT_NS[unit])
-    if ts < _EARLIEST_NS or ts > now_ns + _FUTURE_SLACK_NS:
-        raise ValueError(f"timestamp {raw!r} is out of range (is time_unit = {unit!r} right?)")
     return ts
 
 
@@ -184,6 +218,7 @@ class MessageParser:
         self._site, self._gateway, self._run = site, gateway, run
         self.max_payload = max_payload
         self._routes: dict[str, Route] = {}
+        self.clock = ClockWatch()
         self._routes_bytes = 0
 
     def parse(self, topic: str, payload: bytes, received_ns: int | None = None) -> Parsed:
@@ -243,14 +278,34 @@ class MessageParser:
         ts = now_ns
         if ct.time_path is not None:
             try:
-                ts = _timestamp(_walk(doc, ct.time_path), m.time_unit, now_ns)
+                raw = _walk(doc, ct.time_path)
+                ts = _timestamp(raw, m.time_unit)
             except (KeyError, IndexError):
                 return Parsed([], [f"time_path {m.time_path!r} is missing"])
             except ValueError as exc:
                 return Parsed([], [f"time_path {m.time_path!r}: {exc}"])
+            if ts < _EARLIEST_NS:
+                return Parsed([], [f"time_path {m.time_path!r}: timestamp {_short(str(raw), 40)} is before "
+                                   f"2000 (is time_unit = {m.time_unit!r} right?)"])
+            if abs(ts - now_ns) < _CLOCK_PLAUSIBLE_NS:  # further off is a wrong time_unit, not a clock
+                self.clock.observe(now_ns, ts)
+            if ts > now_ns + _FUTURE_SLACK_NS:
+                why = self._too_new(raw, ts, now_ns, m.time_unit)
+                return Parsed([], [f"time_path {m.time_path!r}: {why}"])
         out = self._readings(ct, channels, doc, None, ts)
         out.sensor_time = ct.time_path is not None
         return out
+
+    def _too_new(self, raw: Any, ts: int, now_ns: int, unit: str) -> str:
+        """Why a sensor time more than a day ahead of the gateway clock is refused - naming the
+        gateway clock when most sensor-stamped messages say the same."""
+        what = f"timestamp {_short(str(raw), 40)} is {_span(ts - now_ns)} ahead of the gateway clock"
+        offset = self.clock.offset_ns(now_ns)
+        if offset is not None and offset > _FUTURE_SLACK_NS:
+            return (f"{what}; the sensor-stamped messages of the last minutes are a median "
+                    f"{_span(offset)} ahead too: the gateway clock is likely wrong (check its time "
+                    "synchronisation, NTP) - gateway_health clock_offset_s says by how much")
+        return f"{what} (is the sensor's clock right, and time_unit = {unit!r}?)"
 
     def _readings(self, ct: CompiledTopic, channels: tuple[str, ...], doc: dict[str, Any] | None, raw: Any,
                   ts: int) -> Parsed:

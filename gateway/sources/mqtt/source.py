@@ -56,6 +56,12 @@ class MqttSource:
     def connected(self) -> bool:
         return self._link.connected
 
+    @property
+    def clock_offset_s(self) -> float | None:
+        """The sensors' clocks minus the gateway's (median of recent sensor-stamped messages)."""
+        offset = self.parser.clock.offset_ns()
+        return None if offset is None else offset / 1e9
+
     async def __aenter__(self) -> MqttSource:
         await self._link.start()
         return self

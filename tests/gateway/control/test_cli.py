@@ -270,3 +270,16 @@ def test_gateway_status_shows_run_control() -> None:
     off = {**down, "allow_remote": False, "connected": True}
     assert "run control: remote OFF (allow_remote = false) via central:8883 - connected" in format_status(
         {**base, "control": off})
+
+
+def test_control_toml_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.control.config import load_institute_config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    p = tmp_path / "cfg" / "control.toml"
+    p.parent.mkdir()
+    p.write_text(dumps({"institute": {"key_file": "keys/nmc.institute.key", "state_dir": "~/.local/state/rc"},
+                        "broker": {"url": "mqtt://h"}}))
+    i = load_institute_config(p).institute
+    assert i.key_file == tmp_path / "cfg" / "keys" / "nmc.institute.key"
+    assert i.state_dir == tmp_path / "home" / ".local" / "state" / "rc"

@@ -299,3 +299,45 @@ async def test_a_failed_run_returns_the_chamber_to_the_final_safe_setpoint(tmp_p
         await drive(engine, chamber, 5000)
         assert engine.state == "failed" and "safe setpoints of step 2 written" in engine.reason
         assert ctl.applied[-1] == {"temperature": 21.0}
+
+
+@pytest.mark.parametrize("where", ["recording", "between"])
+async def test_on_restart_pause_holds_the_run_paused(tmp_path: Path, where: str) -> None:
+    """[run] on_restart = "pause": a restarted gateway writes no setpoint until a resume, which
+    goes on with the step it was in (or the next one, when the step had ended)."""
+    import asyncio
+
+    chamber = Chamber()
+    ctl = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = engine_for(journal, chamber, ctl)
+        await engine.open()
+        await engine.start(procedure(20.0, 25.0), "RC-13", "alice")
+        if where == "recording":
+            await drive(engine, chamber, 20_000, until=lambda e: e.state == "recording")
+        else:
+            hang = asyncio.Event()
+
+            async def apply_hanging(setpoints: dict[str, float]) -> None:
+                await hang.wait()
+
+            ctl.apply = apply_hanging  # type: ignore[method-assign]
+            task = asyncio.create_task(drive(engine, chamber, 20_000))
+            while engine.step != 1:
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    ctl2 = FakeController(chamber)
+    async with Journal(tmp_path / "journal.db", ["s"]) as journal:
+        engine = RunEngine(journal, {"chamber": ctl2}, site="lab1", gateway="gw01", idle_run="between-runs",
+                           clock=lambda: chamber.t_ns, on_restart="pause")
+        await engine.open()
+        await engine.evaluate()
+        assert engine.state == "paused" and "on_restart = 'pause'" in engine.reason and ctl2.applied == []
+        assert engine.step == (0 if where == "recording" else 1) and engine.run_tag == "RC-13"
+        await engine.resume("alice")
+        await drive(engine, chamber, 20_000)
+        assert engine.state == "finished"
+        windows = await points(journal, "run_window")
+    assert [w.fields["step"] for w in windows] == [0, 1]

@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gateway.ingest.config import load_central_config
+from gateway.ingest.refused import RefusedFrame, RefusedFrames
 from gateway.ingest.runtime import Ingest
-from gateway.journal import Journal
 from gateway.keys import load_key_file, new_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from gateway.sources.mqtt.message import Message
 
 SITE, GW = "lab 1", "gw,01"
+
+
+@contextlib.asynccontextmanager
+async def opened(ingest: Ingest) -> AsyncIterator[None]:
+    """The ingest's stores open and the refused frames' writer running, as `Ingest.run` has them."""
+    ingest.cfg.ingest.data_dir.mkdir(exist_ok=True)
+    await ingest.journal.open()
+    ingest.replay.open()
+    ingest.refused.open()
+    done = asyncio.Event()
+    writer = asyncio.create_task(ingest.refused.run(done))
+    try:
+        yield
+    finally:
+        done.set()
+        await writer
+        await ingest.journal.close()
+        await ingest.replay.close()
+        ingest.refused.close()
+
+
+def refused(tmp_path: Path) -> list[RefusedFrame]:
+    return RefusedFrames.read(tmp_path / "data" / "refused.db")[1][::-1]
 
 
 def _message(payload: bytes, mid: int, *, dup: bool = False) -> Message:
@@ -31,10 +56,7 @@ async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
     ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
     readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5 + i, 10**18 + i) for i in range(3)]
     frame = sign(secret, encode_frame(7, 0, SITE, GW, readings))
-    (tmp_path / "data").mkdir()
-    await ingest.journal.open()
-    ingest.replay.open()
-    try:
+    async with opened(ingest):
         await ingest._handle(_message(frame, 1))
         await ingest._handle(_message(frame, 2, dup=True))  # while the first is being committed
         await ingest._handle(_message(frame[:-1] + b"\0", 3))
@@ -44,10 +66,11 @@ async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         await ingest._handle(_message(frame, 4))  # a replay, long after
         await ingest._handle(_message(frame, 5, dup=True))  # the broker's redelivery
+        for _ in range(100):
+            if len(acked) == 5:
+                break
+            await asyncio.sleep(0.01)
         batch = await ingest.journal.next_batch("influx", 100)
-    finally:
-        await ingest.journal.close()
-        await ingest.replay.close()
     assert sorted(acked) == [1, 2, 3, 4, 5]
     assert batch is not None and batch.records == readings
     assert (ingest.accepted_frames, ingest.redelivered) == (1, 2)
@@ -55,8 +78,8 @@ async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
     fields = ingest.health_fields()
     assert (fields["rejected_bad_signature"], fields["rejected_replayed"]) == (1, 1)
     assert [k for k in fields if not re.fullmatch(r"[a-z0-9_]+", k)] == [], "field names a query can use as they are"
-    _, rows = Journal.read_quarantine(tmp_path / "data" / "journal.db")
-    assert [r.reason.split(":")[0] for r in rows] == ["bad signature", "replayed"]
+    assert [(r.kind, r.reason.split(":")[0]) for r in refused(tmp_path)] == [
+        ("bad signature", "bad signature"), ("replayed", "replayed")]
 
 
 async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_running(tmp_path: Path) -> None:
@@ -70,10 +93,7 @@ async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_runnin
     ingest.subscriber.ack = lambda m: None  # type: ignore[method-assign]
     secret = load_key_file(new_key_file(SITE, GW, tmp_path / "elsewhere")).secret
     readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5 + i, 10**18 + i) for i in range(3)]
-    (tmp_path / "data").mkdir()
-    await ingest.journal.open()
-    ingest.replay.open()
-    try:
+    async with opened(ingest):
         await ingest._handle(_message(sign(secret, encode_frame(7, 0, SITE, GW, readings)), 1))
         await asyncio.sleep(0.05)
         assert ingest.rejected["unknown gateway"] == 1
@@ -93,12 +113,9 @@ async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_runnin
         assert failures == [1]
         await ingest._requeue()
         batch = await ingest.journal.next_batch("influx", 100)
-    finally:
-        await ingest.journal.close()
-        await ingest.replay.close()
     assert batch is not None and batch.records == readings
     assert ingest.requeued == 1
-    assert Journal.read_quarantine(tmp_path / "data" / "journal.db")[0] == 0
+    assert refused(tmp_path) == []
 
 
 async def test_whatever_checking_a_frame_raises_quarantines_it_and_the_ingest_goes_on(tmp_path: Path) -> None:
@@ -113,15 +130,12 @@ async def test_whatever_checking_a_frame_raises_quarantines_it_and_the_ingest_go
     ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
     readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5, 10**18)]
     frame = sign(secret, encode_frame(7, 0, SITE, GW, readings))
-    (tmp_path / "data").mkdir()
-    await ingest.journal.open()
-    ingest.replay.open()
     real_check = ingest.verifier.check
 
     def buggy(topic: str, payload: bytes) -> object:
         raise ZeroDivisionError("a bug")
 
-    try:
+    async with opened(ingest):
         ingest.verifier.check = buggy  # type: ignore[method-assign,assignment]
         await ingest._handle(_message(frame, 1))
         ingest.verifier.check = real_check  # type: ignore[method-assign]
@@ -133,13 +147,10 @@ async def test_whatever_checking_a_frame_raises_quarantines_it_and_the_ingest_go
                 break
             await asyncio.sleep(0.01)
         batch = await ingest.journal.next_batch("influx", 100)
-    finally:
-        await ingest.journal.close()
-        await ingest.replay.close()
     assert sorted(acked) == [1, 2, 3]
     assert ingest.input_errors == 1 and ingest.rejected["malformed"] == 2 and ingest.accepted_frames == 1
     assert batch is not None and batch.records == readings
-    _, rows = Journal.read_quarantine(tmp_path / "data" / "journal.db")
+    rows = refused(tmp_path)
     assert sorted(r.reason for r in rows) == ["malformed: internal error: ZeroDivisionError: a bug",
                                               "malformed: topic is not UTF-8"]
     assert {r.payload for r in rows} == {frame, b"x"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.ingest.refused import RefusedFrames
 from gateway.journal import Journal
 from gateway.keys import load_key_file
 from gateway.reading import HealthSample, Reading, Record
@@ -104,8 +105,8 @@ def test_poison_frames_are_quarantined_and_the_ingest_keeps_running(
         worker.kill()
     assert count_readings(influxd) == 600
     assert influxd.rows("SELECT value FROM reading WHERE channel = 'big'", "calibration") == []
-    total, rows = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")
-    assert total == 3, rows
+    counts, rows = RefusedFrames.read(tmp_path / "w1" / "data" / "refused.db")
+    assert counts == {"malformed": 3}, rows
     by_topic = sorted((r.topic, r.reason) for r in rows)
     assert "not UTF-8" in by_topic[0][1] or "not UTF-8" in by_topic[-1][1], by_topic
     assert sum("sequence number" in reason for _, reason in by_topic) == 2, by_topic

@@ -4,15 +4,18 @@ Removing a key file from the ingest's keys folder is the revocation (deploy/READ
 the next frame on, that gateway's frames are refused and wait ("unknown gateway", kept
 whole), whatever else the folder holds - a malformed key file beside it, or no other key at
 all.  Putting the key back takes the waiting frames back: nothing is lost either way.
+The waiting frames are kept whole in their own table (gateway.ingest.refused).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from gateway.journal import Journal
+from gateway.ingest.refused import RefusedFrames
 from gateway.keys import load_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
@@ -42,8 +45,8 @@ def landed(influx: InfluxD, gw: tuple[str, str]) -> set[str]:
 
 def waiting(data_dir: Path) -> list[str]:
     """The topics of the frames refused for want of a key."""
-    _, rows = Journal.read_quarantine(data_dir / "journal.db")
-    return [r.topic for r in rows if r.reason.startswith("unknown gateway")]
+    _, rows = RefusedFrames.read(data_dir / "refused.db")
+    return [r.topic for r in rows if r.kind == "unknown gateway"]
 
 
 def test_a_removed_key_stops_verifying_at_the_next_frame_whatever_else_the_folder_holds(
@@ -87,3 +90,35 @@ def test_a_removed_key_stops_verifying_at_the_next_frame_whatever_else_the_folde
         worker.kill()
     log = worker.log()
     assert "broken.key" in log and "Traceback" not in log
+
+
+def test_refused_frames_are_requeued_on_request(tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
+    """A key replaced at the institute before the gateway has the new one: its frames fail the
+    new key's signature and are kept whole; put right, `remotecal ingest --requeue` takes them
+    back (issue 11, item 5: a refused frame is always kept whole, and can be requeued)."""
+    keys = tmp_path / "keys"
+    a_file = make_key(keys, *A)
+    old = load_key_file(a_file).secret
+    data = tmp_path / "w1" / "data"
+    worker = IngestProcess(tmp_path / "w1", ingest_config(data, mosquitto.port, keys, influxd, "w1"))
+    pub = Publisher(mosquitto.port, "gateways")
+    try:
+        worker.start()
+        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        text = a_file.read_bytes()
+        a_file.unlink()
+        make_key(keys, *A)  # the new key, which the gateway does not have yet
+        pub.publish_all([frame(old, A, 1), frame(old, A, 2)])
+        wait_until(lambda: RefusedFrames.read(data / "refused.db")[0].get("bad signature") == 2, 30,
+                   "two frames refused", worker.log)
+        assert count_readings(influxd) == 0
+        a_file.write_bytes(text)  # back to the old key, until the gateway has the new one
+        proc = subprocess.run([sys.executable, "-m", "remotecal", "ingest", "-c", str(worker.config_path),
+                               "--requeue", "--kind", "bad signature"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "2 refused frame(s)" in proc.stdout, proc.stdout + proc.stderr
+        wait_until(lambda: landed(influxd, A) == {"f1", "f2"}, 30, "the requeued frames", worker.log)
+        assert RefusedFrames.read(data / "refused.db")[0] == {}
+        assert worker.terminate() == 0, worker.log()[-3000:]
+    finally:
+        pub.close()
+        worker.kill()

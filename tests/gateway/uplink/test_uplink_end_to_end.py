@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from gateway.ingest.refused import RefusedFrame, RefusedFrames
 from gateway.journal import Journal
 from gateway.keys import load_key_file
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
@@ -55,6 +56,11 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, *logs: Callab
 # session's messages published before its SUBSCRIBE is processed are dropped by the broker (a
 # full-suite run under load lost A's 600 readings that way).
 INGEST_FILTER = "$share/central/remotecal/v1/+/+/readings"
+
+
+def refused(tmp_path: Path, worker: str = "w1") -> list[RefusedFrame]:
+    """The frames the worker refused and keeps whole, the latest first."""
+    return RefusedFrames.read(tmp_path / worker / "data" / "refused.db", 100)[1]
 
 
 def count_readings(influx: InfluxD) -> int:
@@ -199,16 +205,14 @@ def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
             (a_topic, b'{"t": 666.0}'),                                   # not a frame at all
         ]
         _publish(mosquitto.port, attacks)
-        wait_until(lambda: "refused a frame" in worker.log() and len(
-            Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db", 100)[1]) >= len(attacks),
-            30, "the quarantine", worker.log)
+        wait_until(lambda: "refused a frame" in worker.log() and len(refused(tmp_path)) >= len(attacks),
+                   30, "the refused frames", worker.log)
         assert worker.terminate() == 0
         # A replay after a restart of the worker is still a replay: the window is on disk.
         worker.start()
         wait_until(lambda: worker.log().count("connected") >= 2, 20, "ingest reconnected", worker.log)
         _publish(mosquitto.port, [(a_topic, genuine)])
-        wait_until(lambda: len(Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db", 100)[1])
-                   > len(attacks), 30, "the second replay", worker.log)
+        wait_until(lambda: len(refused(tmp_path)) > len(attacks), 30, "the second replay", worker.log)
         time.sleep(1.0)
         assert worker.terminate() == 0
     finally:
@@ -219,11 +223,12 @@ def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
     assert count_readings(influxd) == n
     assert influxd.rows("SELECT value FROM reading WHERE value = 666.0 OR channel = 'evil'", "calibration") == []
     assert {r["site"] for r in influxd.rows("SELECT value FROM reading GROUP BY site", "calibration")} == {a_site}
-    total, rows = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db", 100)
+    rows = refused(tmp_path)
     kinds = [r.reason.split(":")[0] for r in rows]
-    assert kinds == ["replayed", "bad signature", "bad signature", "bad signature", "bad signature",
-                     "bad signature", "foreign", "unknown gateway", "malformed", "replayed"], kinds
-    assert total == len(attacks) + 1
+    assert kinds == [r.kind for r in rows] == [  # the latest first
+        "replayed", "malformed", "unknown gateway", "foreign", "bad signature", "bad signature",
+        "bad signature", "bad signature", "bad signature", "replayed"], kinds
+    assert Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")[0] == 0
     assert rows[0].payload == genuine  # a refused frame is kept whole
     c = counters(worker.log())
     assert c["rejected_replayed"] == 1 and c["rejected_bad_signature"] == 0  # the second run only

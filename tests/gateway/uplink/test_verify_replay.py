@@ -14,6 +14,8 @@ from gateway.errors import ConfigError
 from gateway.ingest.replay import MAX_EPOCHS, ReplayGuard
 from gateway.ingest.verify import FrameVerifier, Rejection
 from gateway.keys import (
+    LISTING_MIN_S,
+    LISTING_S,
     KeyFolder,
     UplinkKey,
     key_file_name,
@@ -202,7 +204,11 @@ def test_a_key_rewritten_in_place_is_found_by_the_listing(tmp_path: Path) -> Non
     folder = tmp_path / "keys"
     a_file = new_key_file("site A", "gw-a", folder)
     key_a = load_key_file(a_file)
-    v = _verifier(folder)
+    clock = [0.0]
+    keys = KeyFolder(folder, clock=lambda: clock[0])
+    keys.load()
+    v = FrameVerifier(PREFIX, keys)
+    clock[0] += LISTING_MIN_S  # listings are at most this often: a flood of forged frames is cheap
     other = load_key_file(new_key_file("site A", "gw-a", tmp_path / "elsewhere"))
     a_file.write_bytes((tmp_path / "elsewhere" / a_file.name).read_bytes())  # same name, same folder time
     assert v.check(topic("site A", "gw-a"), frame(other, "site A", "gw-a")).site == "site A"
@@ -267,7 +273,10 @@ def test_a_keys_folder_that_cannot_be_listed_has_no_key_until_it_can(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "keys"
     key_a = load_key_file(new_key_file("site A", "gw-a", folder))
-    v = _verifier(folder)
+    clock = [0.0]
+    keys = KeyFolder(folder, clock=lambda: clock[0])
+    keys.load()
+    v = FrameVerifier(PREFIX, keys)
     import os
 
     def denied(path: object) -> object:
@@ -279,10 +288,12 @@ def test_a_keys_folder_that_cannot_be_listed_has_no_key_until_it_can(
             load_keys(folder)
         with pytest.raises(ConfigError, match="cannot read the keys folder: Permission denied"):
             KeyFolder(folder).load()  # at start: a wrong path, one line
+        clock[0] += LISTING_S  # the next listing (the folder's time did not change)
         # fails closed; no exception escapes
         with caplog.at_level(logging.ERROR, logger="remotecal.keys"), pytest.raises(Rejection, match="unknown"):
             v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a"))
         assert any("cannot read the keys folder" in r.getMessage() for r in caplog.records)
+    clock[0] += LISTING_S
     assert v.check(topic("site A", "gw-a"), frame(key_a, "site A", "gw-a")).site == "site A"
 
 
