@@ -91,6 +91,8 @@ class _Live:
     samples: list[tuple[float, int, float]] = field(default_factory=list)
     """(t [s], time_ns, value): the latest while settling, all since recording began."""
     dropped: int = 0
+    pending: list[Reading] = field(default_factory=list)
+    """Readings `observe` queued, fed to the tracker at the next evaluation."""
 
     def settled(self) -> bool:
         cur = self.tracker.current
@@ -108,12 +110,14 @@ class RunEngine:
 
     def __init__(self, journal: Journal, controllers: Mapping[str, Controller], *, site: str, gateway: str,
                  idle_run: str, clock: Callable[[], int] = time.time_ns, tick_s: float = 1.0,
-                 on_restart: str = "resume"):
+                 on_restart: str = "resume", gather_s: float = 0.05):
         self.journal = journal
         self.controllers = dict(controllers)
         self.site, self.gateway, self.idle_run = site, gateway, idle_run
         self.clock = clock
         self.tick_s = tick_s
+        self.gather_s = gather_s
+        """After a reading wakes the loop, it waits this long for more before evaluating."""
         self.on_restart = on_restart
         """A run found settling or recording at `open`: "resume" its step, or hold it "pause"d."""
         self.state = "idle"
@@ -157,9 +161,9 @@ class RunEngine:
                                               r.value, r.time_ns, r.tags) for r in readings]
 
     def observe(self, readings: Sequence[Reading]) -> None:
-        """Feed the current step's reference readings to its stability trackers (cheap while
-        no step runs).  A reading the tracker cannot take (older than the channel's last one,
-        not finite) is dropped and counted."""
+        """Queue the current step's reference readings for its stability trackers, fed at the
+        next evaluation (cheap, and nothing while no step runs).  A reading a tracker cannot
+        take (older than the channel's last one, not finite) is dropped and counted."""
         if self.state not in STEPPING or self.step is None:
             return
         step = self.plan[self.step]
@@ -177,13 +181,20 @@ class RunEngine:
                 continue  # taken before the step's setpoints were written
             groups.setdefault(ch, []).append(r)
         for ch, group in groups.items():
-            self._feed(live_of[ch], group)
+            live_of[ch].pending += group
         if groups:
             self._wakeup.set()
 
+    def _drain(self) -> None:
+        """Feed the readings `observe` queued to their trackers: one call per channel."""
+        for live in self._live.values():
+            if live.pending:
+                group, live.pending = live.pending, []
+                self._feed(live, group)
+
     def _feed(self, live: _Live, group: list[Reading]) -> None:
-        """One tracker call for a channel's readings of a batch (one per reading only when the
-        batch holds one the tracker refuses, which is then dropped)."""
+        """One tracker call for a channel's readings (one per reading only when they hold one
+        the tracker refuses, which is then dropped)."""
         samples = [(r.time_ns / 1e9, r.time_ns, r.value) for r in group]
         try:
             updates = [live.tracker.extend([s[0] for s in samples], [s[2] for s in samples])]
@@ -247,7 +258,7 @@ class RunEngine:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """The step loop, until `stop` is set: resumes a run found at `open`, then evaluates
-        the step at every reading (and every `tick_s`)."""
+        the step when readings came (gathering them for `gather_s`) and every `tick_s`."""
         if self._restarted_from is not None:
             async with self._lock:
                 await self._after_restart()
@@ -260,8 +271,11 @@ class RunEngine:
             stopper.cancel()
             if stop.is_set():
                 return
+            if self._wakeup.is_set() and self.gather_s:
+                await asyncio.sleep(self.gather_s)  # readings of the next few messages, in one go
             async with self._lock:
                 try:
+                    self._drain()
                     await self._tick()
                 except JournalError:
                     raise  # damaged or closing: the gateway's supervisor decides
@@ -273,6 +287,7 @@ class RunEngine:
         async with self._lock:
             if self._restarted_from is not None:
                 await self._after_restart()
+            self._drain()
             await self._tick()
 
     async def _after_restart(self) -> None:

@@ -278,6 +278,7 @@ async def test_a_reading_the_tracker_refuses_is_dropped_alone(tmp_path: Path) ->
         dut = Reading(a.site, a.gateway, a.run, "dut-t", "temperature", "degC", "dut", 20.1, a.time_ns)
         nan = Reading(a.site, a.gateway, a.run, a.channel, a.quantity, a.unit, a.role, float("nan"), c.time_ns + 1)
         engine.observe([early, a, dut, c, b, nan])
+        await engine.evaluate()
         st = await engine.status()
         (ref,) = st["references"]
         assert ref["channel"] == "ref-t" and ref["dropped"] == 2  # b came after c; the NaN
