@@ -316,7 +316,9 @@ def test_sigterm_while_influxdb_is_down_exits_0_and_keeps_the_backlog(
         i + 0.75 for i in range(250)]
 
 
-def test_journal_that_cannot_be_opened_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_a_data_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # A user's error found before start (issue 14): exit 2, which the systemd unit does not
+    # restart, with the key and the reason in one line.
     import subprocess
     import sys
     blocker = tmp_path / "not-a-dir"
@@ -325,7 +327,7 @@ def test_journal_that_cannot_be_opened_is_one_line_and_exit_1(tmp_path: Path) ->
     cfg.write_text(site_config(blocker / "data", 1, '[[sinks.influxdb]]\nurl = "http://127.0.0.1:9"\ndatabase = "x"'))
     proc = subprocess.run([sys.executable, "-m", "remotecal", "gateway", "run", "-c", str(cfg)],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "remotecal:" in line]
-    assert len(errors) == 1 and "cannot open the journal" in errors[0], proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "gateway.data_dir" in errors[0] and "is a file" in errors[0], proc.stderr
