@@ -35,6 +35,7 @@ def test_demo_runs_to_the_end_and_finds_the_truth(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert f"corrections.csv  {out / 'corrections.csv'}" in proc.stdout
+    assert f"run events       {out / 'run_events.csv'}" in proc.stdout
     _corrections_match_the_truth(out)
     _the_run_went_through_its_states(out)
     print(f"\ndemo: {elapsed:.1f} s wall for the remote run at x720")
@@ -121,6 +122,12 @@ def _the_run_went_through_its_states(out: Path) -> None:
     outcomes = [e.get("outcome") for e in events if "outcome" in e]
     assert outcomes == ["stable"] * 6, outcomes
     assert [e["setpoint_humidity"] for e in events if e.get("state") == "settling"] == [30, 50, 70, 50, 30, 50]
+    # ... and the same transitions in the demo's output, out/run_events.csv
+    rows = list(csv.DictReader((out / "run_events.csv").open()))
+    assert [(r["state"], r["step"], r["outcome"], r["command"]) for r in rows] == [
+        (str(e.get("state", "")), str(e.get("step", "")), str(e.get("outcome", "")), str(e.get("command", "")))
+        for e in events]
+    assert rows[-1]["state"] == "finished" and rows[0]["command"] == "start" and rows[0]["actor"] == ACTOR
 
 
 def test_demo_on_its_embedded_broker_when_mosquitto_is_not_installed(

@@ -127,7 +127,35 @@ async def run_demo(plan: DemoPlan, progress: Any = None) -> dict[str, Path]:
     pipeline_text = pipeline_config_text(plan, store)
     (plan.out / "pipeline.toml").write_text(pipeline_text)
     paths = await asyncio.to_thread(_run_pipeline, plan.out / "pipeline.toml", plan.out)
-    return paths | {"procedure": plan.out / "procedure.toml"}
+    events = await asyncio.to_thread(write_run_events, store, plan.out / "run_events.csv")
+    return paths | {"procedure": plan.out / "procedure.toml", "run events": events}
+
+
+RUN_EVENT_COLUMNS = ("time", "state", "step", "step_name", "setpoint_temperature", "setpoint_humidity",
+                     "outcome", "command", "accepted", "origin", "actor", "reason")
+
+
+def write_run_events(store: Path, path: Path) -> Path:
+    """The run's `run_event` points from the demo's store (every transition and command, in
+    time order) as a CSV file: the run's state machine as it went."""
+    import csv
+    import json
+    import sqlite3
+    from datetime import UTC, datetime
+
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        rows = db.execute("SELECT time_ns, fields FROM point WHERE measurement = 'run_event' AND run = ? "
+                          "ORDER BY time_ns", (RUN_ID,)).fetchall()
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(RUN_EVENT_COLUMNS)
+        for time_ns, text in rows:
+            fields = json.loads(text)
+            when = datetime.fromtimestamp(time_ns / 1e9, UTC).isoformat(timespec="milliseconds")
+            values = (fields.get(c, "") for c in RUN_EVENT_COLUMNS[1:])
+            out.writerow([when.replace("+00:00", "Z"),
+                          *(str(v).lower() if isinstance(v, bool) else v for v in values)])
+    return path
 
 
 async def _until(ready: Callable[[], bool], check: Callable[[], None], timeout: float, why: str) -> None:

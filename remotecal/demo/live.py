@@ -67,7 +67,7 @@ def _run_lines(s: dict[str, Any], k: float) -> tuple[str, str]:
     sp = s.get("setpoints") or {}
     if sp:
         lines.append("setpoints " + ", ".join(f"{v:g} {_UNITS.get(q, '')}".rstrip()
-                                              for q, v in sorted(sp.items())))
+                                              for q, v in sorted(sp.items(), reverse=True)))
     elapsed = s.get("step_elapsed_s")
     if isinstance(elapsed, int | float):
         lines.append(f"in step {elapsed:.1f} s ({elapsed * k / 60:.0f} min chamber time)")
