@@ -26,6 +26,7 @@ from gateway.config_types import Duration, Size
 from gateway.configfile import format_validation_error, read_toml
 from gateway.control.config import ControlConfig
 from gateway.errors import ConfigError
+from gateway.mqtt_broker import TlsConfig
 from gateway.plugin import ControllerKind, SinkConfig, SinkKind, SourceKind
 
 __all__ = ["GatewayConfig", "JournalConfig", "config_model", "format_validation_error", "load_config",
@@ -273,13 +274,22 @@ def load_config(path: str | Path) -> GatewayConfig:
     def anchored(x: Path) -> Path:
         return x if x.is_absolute() else (base / x).resolve()
 
+    def tls(b: Any) -> Any:
+        """A block's `tls` files (ca_file, cert_file, key_file) anchored too."""
+        t = getattr(b, "tls", None)
+        if not isinstance(t, TlsConfig):
+            return b
+        files = {f: str(anchored(Path(v))) for f in ("ca_file", "cert_file", "key_file")
+                 if (v := getattr(t, f))}
+        return b.model_copy(update={"tls": t.model_copy(update=files)})
+
     def blocks(table: _Blocks, kinds: dict[str, SourceKind] | dict[str, SinkKind] | dict[str, ControllerKind]
                ) -> _Blocks:
         return table.model_copy(update={
-            kind.name: [b.model_copy(update={f: anchored(getattr(b, f)) for f in kind.paths
-                                             if getattr(b, f) is not None})
+            kind.name: [tls(b.model_copy(update={f: anchored(getattr(b, f)) for f in kind.paths
+                                                 if getattr(b, f) is not None}))
                         for b in table.blocks(kind.name)]
-            for kind in kinds.values() if kind.paths})
+            for kind in kinds.values()})
 
     section = cfg.gateway.model_copy(update={"data_dir": anchored(cfg.gateway.data_dir)})
     control = cfg.control
@@ -287,6 +297,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         control = control.model_copy(update={f: anchored(getattr(control, f))
                                              for f in ("keys", "answer_key", "procedures")
                                              if getattr(control, f) is not None})
+        if control.broker is not None:
+            control = control.model_copy(update={"broker": tls(control.broker)})
     return cfg.model_copy(update={"gateway": section, "sources": blocks(cfg.sources, registry.SOURCES),
                                   "sinks": blocks(cfg.sinks, registry.SINKS),
                                   "controllers": blocks(cfg.controllers, registry.CONTROLLERS),

@@ -133,3 +133,18 @@ def test_a_data_dir_of_another_user_is_named_with_the_fix(shared_tmp: Path) -> N
     run = _run(site, *nobody)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert [line for line in run.stderr.splitlines() if " INFO " not in line] == check.stderr.splitlines()
+
+
+def test_tls_files_are_relative_to_the_config_file_like_every_other_path(
+        keys: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Under systemd the working directory is /var/lib/remotecal: `ca_file = "ca.pem"` beside the
+    config was looked for there (and `gateway check` from the config's folder said ok)."""
+    from gateway.config import load_config
+
+    site = _site(keys, keys / "data", tls={"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "/abs/c.key"})
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    tls = load_config(site).sinks.blocks("mqtt")[0].tls
+    assert (tls.ca_file, tls.cert_file, tls.key_file) == (str(keys / "ca.pem"), str(keys / "client.pem"), "/abs/c.key")
+    assert _check(site, capsys)[1][0] == (
+        f"{site}: sinks.mqtt[0].tls.ca_file: cannot read {keys / 'ca.pem'}: no such file or directory")
