@@ -25,6 +25,7 @@ alone).  For every point the pipeline then takes from it:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -238,19 +239,57 @@ def _corrections(channel: str, ref: Reference, rows: FloatArray, x: FloatArray) 
     return correction, extrapolated
 
 
-def _at_mean(ref: Reference, rows: FloatArray, x: FloatArray, correction: FloatArray,
+class _Table:
+    """A certificate's rows as the point-by-point evaluation reads them, made once per
+    stretch: the columns, U/k, the rows as Python floats, each row's dof when first asked."""
+
+    def __init__(self, rows: FloatArray):
+        self.rows = rows
+        self.ind, self.corr, self.u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
+        self.lo, self.hi = float(self.ind[0]), float(self.ind[-1])
+        self.ind_list: list[float] = self.ind.tolist()
+        self.corr_list: list[float] = self.corr.tolist()
+        self._dof: dict[int, float] = {}
+
+    def dof(self, j: int) -> float:
+        if j not in self._dof:
+            self._dof[j] = dof_from_k(float(self.rows[j, 3]))
+        return self._dof[j]
+
+
+def _at_mean(ref: Reference, rows: FloatArray | _Table, x: FloatArray, correction: FloatArray,
              extrapolated: bool) -> CertificateCorrection:
     """What the certificate states at the mean indication of x: U/k, its dof, the interpolation term."""
-    ind, corr, u_rows = rows[:, 0], rows[:, 1], rows[:, 2] / rows[:, 3]
-    lo, hi = float(ind[0]), float(ind[-1])
+    table = rows if isinstance(rows, _Table) else _Table(rows)
+    ind, lo, hi = table.ind, table.lo, table.hi
     mean_indication = sample_mean(x) if x.size else lo
     # np.interp holds the end values outside the range: the uncertainty is never extrapolated.
-    u = float(np.interp(mean_indication, ind, u_rows))
-    i = int(np.clip(np.searchsorted(ind, mean_indication), 0, ind.size - 1))
+    u = float(np.interp(mean_indication, ind, table.u_rows))
+    i = min(max(int(ind.searchsorted(mean_indication)), 0), ind.size - 1)
     around = {i, max(i - 1, 0)} if lo < mean_indication < hi else {i}
-    dof = min(dof_from_k(float(rows[j, 3])) for j in around)
-    interpolation = _interpolation_half_width(ind, corr, mean_indication)
+    dof = min(table.dof(j) for j in around)
+    if math.isnan(mean_indication):
+        interpolation = _interpolation_half_width(ind, table.corr, mean_indication)
+    else:
+        interpolation = _interpolation_at(table, mean_indication)
     return CertificateCorrection(correction, u, extrapolated, dof, interpolation)
+
+
+def _interpolation_at(table: _Table, x: float) -> float:
+    """`_interpolation_half_width` at a number x (not NaN) on the rows as Python floats (the
+    rows strictly increase: the config checks it): the same operations, the same result."""
+    ind, corr = table.ind_list, table.corr_list
+    n = len(ind)
+    if n < 3 or x <= ind[0] or x >= ind[-1] or x in ind:
+        return 0.0
+    i = bisect.bisect_left(ind, x)  # ind[i - 1] < x < ind[i]
+    lo = i - 2 if i >= 2 and (i >= n - 1 or x - ind[i - 2] < ind[i + 1] - x) else i - 1
+    lo = min(max(lo, 0), n - 3)
+    xs, ys = ind[lo:lo + 3], corr[lo:lo + 3]
+    quadratic = sum(ys[a] * math.prod((x - xs[b]) / (xs[a] - xs[b]) for b in range(3) if b != a)
+                    for a in range(3))
+    # a numpy float, as the numpy rows made it there (the same number, and the same type)
+    return np.float64(abs(float(np.interp(x, table.ind, table.corr)) - quadratic))
 
 
 class StretchCorrections:
@@ -267,6 +306,7 @@ class StretchCorrections:
     def __init__(self, channel: str, ref: Reference, indications: FloatArray):
         self.channel, self.ref, self.x = channel, ref, indications
         self.rows = np.asarray(ref.rows, dtype=np.float64)
+        self.table = _Table(self.rows)
         self._correction: FloatArray | None = None
         self._corrected: FloatArray | None = None
         x = indications
@@ -285,7 +325,7 @@ class StretchCorrections:
             self._correction, _ = _corrections(self.channel, self.ref, self.rows, self.x)
             self._corrected = self.x + self._correction
         assert self._corrected is not None
-        cc = _at_mean(self.ref, self.rows, x, self._correction[offset:], False)
+        cc = _at_mean(self.ref, self.table, x, self._correction[offset:], False)
         return cc, self._corrected[offset:]
 
 

@@ -241,3 +241,25 @@ def test_every_span_of_a_stretch_is_corrected_as_apply_certificate_corrects_it(e
             assert (cc.extrapolated, cc.dof) == (expected.extrapolated, expected.dof), (name, offset)
             for got, want in ((cc.u, expected.u), (cc.interpolation, expected.interpolation)):
                 assert got == want or (math.isnan(got) and math.isnan(want)), (name, offset)
+
+
+def test_the_interpolation_term_on_python_floats_is_the_numpy_rows_term() -> None:
+    # Point by point the certificate's interpolation term is computed on the rows as Python
+    # floats; it must be the number (and the numpy type) the numpy rows give.
+    from pipelines.reference import _interpolation_at, _interpolation_half_width, _Table
+
+    rng = np.random.default_rng(4)
+    tables = [np.asarray(CERT, dtype=np.float64), np.array([[0.0, 0.1, 0.2, 2.0], [10.0, 0.3, 0.2, 2.0]]),
+              np.array([[-30.0, 0.021, 0.03, 2.0], [0.0, 0.012, 0.02, 2.0], [30.0, -0.008, 0.02, 2.0],
+                        [70.0, -0.031, 0.03, 2.0]])]
+    ind = np.sort(rng.uniform(-80.0, 150.0, 9))
+    tables.append(np.column_stack([ind, rng.normal(0, 0.05, 9), np.full(9, 0.02), np.full(9, 2.0)]))
+    for rows in tables:
+        table = _Table(rows)
+        ind, corr = rows[:, 0], rows[:, 1]
+        xs = [*ind, *(ind[:-1] + np.diff(ind) / 2), *rng.uniform(ind[0] - 5, ind[-1] + 5, 400),
+              float(np.nextafter(ind[0], np.inf)), float(np.nextafter(ind[-1], -np.inf))]
+        for x in map(float, xs):
+            want, got = _interpolation_half_width(ind, corr, x), _interpolation_at(table, x)
+            assert type(got) is type(want) and got == want, (rows.shape, x)
+        assert any(_interpolation_at(table, float(x)) > 0 for x in xs) == (len(ind) >= 3)
