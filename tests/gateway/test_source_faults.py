@@ -143,15 +143,17 @@ def test_retained_messages_are_not_stamped_anew_at_each_subscribe(
     assert "ignored a retained message" in gw.log() or (protocol == "5" and not retained)
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_two_gateways_with_one_client_id_are_named_once_not_logged_as_endless_reconnects(
-        tmp_path: Path, mosquitto: Mosquitto) -> None:
+        tmp_path: Path, mosquitto: Mosquitto, protocol: str) -> None:
     """Each connect of one takes the session from the other (Mosquitto 2.0 just closes the old
     connection); it was logged as "unreachable - disconnected: connection closed" and "connected"
     at every round, forever.  Now: a few such lines, then one line naming the client id."""
     sink = '[[sinks.local]]\nname = "local"\npath = "{}"\n'
     gws = []
     for k in range(2):
-        cfg = site_config(tmp_path / f"gw{k}" / "data", mosquitto.port, sink.format(tmp_path / f"gw{k}" / "store.db"))
+        cfg = site_config(tmp_path / f"gw{k}" / "data", mosquitto.port, sink.format(tmp_path / f"gw{k}" / "store.db"),
+                          protocol=protocol)
         cfg = cfg.replace('name = "broker"', 'name = "broker"\nclient_id = "same-id"', 1)
         gws.append(GatewayProcess(tmp_path / f"gw{k}", cfg))
     with gws[0], gws[1]:

@@ -33,6 +33,9 @@ from gateway.netprobe import http_server_sync, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import TlsConfig
 from gateway.sources.mqtt.message import Message
+from gateway.takeover import TakeoverWatch
+
+_SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason code: another client took our session
 
 __all__ = ["LinkSettings", "MqttLink", "Receiver"]
 
@@ -70,6 +73,7 @@ class MqttLink:
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._state = ConnectionStateLog(log, name, settings.host, settings.port)
+        self._takeover = TakeoverWatch(log, name, settings.host, settings.port, settings.client_id)
         self._log = log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,13 +110,24 @@ class MqttLink:
             return
         self.generation += 1
         self.connected = True
-        self._state.set("connected", "resumed session" if flags.session_present else "new session")
+        self._takeover.connected()
+        if not self._takeover.in_episode:  # the tug of war of a session takeover is not logged
+            self._state.set("connected", "resumed session" if flags.session_present else "new session")
         if self._on_connected is not None:
             self._on_connected(client, bool(flags.session_present))
 
     def _handle_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode,
                            _p: object) -> None:
         had_connack, self.connected = self.connected, False
+        if had_connack and not self._stop.is_set():
+            if reason.value == _SESSION_TAKEN_OVER:
+                self._takeover.session_taken_over("session taken over (DISCONNECT 0x8E):")
+            elif reason.is_failure:  # the broker closed a working connection without a word
+                self._takeover.closed_by_broker()
+            if self._takeover.taken_over or self._takeover.in_episode:
+                if self._on_disconnected is not None:
+                    self._on_disconnected()
+                return
         if not self._stop.is_set() and self._state.state != "refused by the broker":
             # No CONNACK before the end: is it a broker at all? (an HTTP server on a wrong port)
             s = self.settings
@@ -146,6 +161,7 @@ class MqttLink:
                 else:
                     self.client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as exc:
+                self._takeover.unreachable()
                 self._state.set("unreachable", str(exc) or type(exc).__name__)
                 self._stop.wait(backoff.next())
                 continue
@@ -160,7 +176,9 @@ class MqttLink:
                         self.client.disconnect()
                     break
                 if self.connected:
-                    backoff = Backoff(s.reconnect_min, s.reconnect_max)
+                    self._takeover.still_ours()
+                    if not self._takeover.in_episode:  # a takeover's tug of war slows down
+                        backoff = Backoff(s.reconnect_min, s.reconnect_max)
             if self.connected:  # the loop broke without paho calling on_disconnect
                 lost = mqtt.ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
                 self._handle_disconnect(self.client, None, None, lost, None)

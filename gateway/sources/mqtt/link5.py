@@ -37,7 +37,6 @@ link is the rest of issue 12.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import ssl
@@ -52,6 +51,7 @@ from gateway.netprobe import MQTT_PORTS, http_server, looks_like_http, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.message import Message
+from gateway.takeover import TakeoverWatch
 
 __all__ = ["Mqtt5Link"]
 
@@ -63,11 +63,6 @@ _PUBLISH = 0x30
 _CONNACK = 0x20
 _CLOSED = "connection closed"
 _NOT_MQTT5 = 'the broker does not speak MQTT 5 (set protocol = "3.1.1" for this source)'
-_TAKEOVER_EPISODE_S = 300.0
-"""A session takeover this long after the last one starts a new episode (logged again)."""
-_TAKEOVER_CLOSES = 3
-_TAKEOVER_CLOSES_WITHIN_S = 60.0
-"""Closes by the broker (no DISCONNECT, reconnects working) that are taken for a takeover."""
 
 
 class _BrokerRefused(Exception):
@@ -249,10 +244,7 @@ class Mqtt5Link:
         self._stopping = False
         self._suback_task: asyncio.Task[None] | None = None
         self._ssl = ssl_context(cfg)
-        self._taken_over = False  # this session ended by a takeover
-        self._takeover_at: float | None = None  # last takeover of the current episode (monotonic)
-        self._takeovers = 0
-        self._broker_closes: collections.deque[float] = collections.deque()
+        self._takeover = TakeoverWatch(log, f"mqtt source {cfg.name!r}", cfg.host, cfg.port, client_id)
 
     # -- called by the protocol ------------------------------------------------------
 
@@ -274,48 +266,11 @@ class Mqtt5Link:
         self._state.set("unreachable", f"the broker disconnected us: {reason}")
 
     def _session_taken_over(self, how: str) -> None:
-        """Another client connected with our client id and the broker handed it our session.
-        Two gateways (or two copies of one) with one client id take it from each other over
-        and over: logged once per episode, naming the id, not as endless disconnects and
-        reconnects; the backoff is not reset while it lasts, so the tug of war slows down."""
-        now = time.monotonic()
-        self._taken_over = True
-        if self._takeover_at is None or now - self._takeover_at > _TAKEOVER_EPISODE_S:
-            self._takeovers = 0
-            log.error("mqtt source %r (%s:%d): %s another client connected with the same MQTT client id %r "
-                      "(a second gateway, or a copy of this one, with this client_id?). The broker gives the "
-                      "session to the last one to connect, so the two take it from each other and split the "
-                      "messages; give each gateway its own client_id. Reconnecting with backoff; logged once "
-                      "per episode", self.cfg.name, self.cfg.host, self.cfg.port, how, self.client_id)
-        self._takeover_at = now
-        self._takeovers += 1
-
-    def _closed_by_broker(self) -> None:
-        """The broker closed a working connection without a word.  Mosquitto 2.0 closes the
-        old connection of a taken-over session that way (no DISCONNECT 0x8E): when it happens
-        again and again, each time soon after a reconnect that worked at once, that is the
-        likeliest cause (a broker restart makes the reconnects fail instead, which starts the
-        count anew)."""
-        now = time.monotonic()
-        closes = self._broker_closes
-        closes.append(now)
-        while closes and now - closes[0] > _TAKEOVER_CLOSES_WITHIN_S:
-            closes.popleft()
-        if self.in_takeover_episode or len(closes) >= _TAKEOVER_CLOSES:
-            self._session_taken_over(f"session taken over: the broker closed the connection {len(closes)} "
-                                     f"times within {_TAKEOVER_CLOSES_WITHIN_S:.0f} s, each time soon after "
-                                     "we connected - most likely")
-
-    def _takeover_episode_over(self) -> None:
-        """Called while connected: an episode ends once the session stayed ours for a while."""
-        if self._takeover_at is not None and time.monotonic() - self._takeover_at > _TAKEOVER_EPISODE_S:
-            log.info("mqtt source %r: the session stayed ours for %.0f s: %d takeover(s) of client id %r in "
-                     "that episode", self.cfg.name, _TAKEOVER_EPISODE_S, self._takeovers, self.client_id)
-            self._takeover_at = None
+        self._takeover.session_taken_over(how)
 
     @property
     def in_takeover_episode(self) -> bool:
-        return self._takeover_at is not None
+        return self._takeover.in_episode
 
     # -- called by the source --------------------------------------------------------
 
@@ -374,8 +329,7 @@ class Mqtt5Link:
             except _NotMqtt as exc:
                 self._state.set("not an MQTT broker", str(exc))
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-                self._broker_closes.clear()  # unreachable: not a takeover
-                self._takeover_at = None
+                self._takeover.unreachable()
                 self._state.set("unreachable", str(exc) or type(exc).__name__)
             finally:
                 self.connected = False
@@ -418,7 +372,7 @@ class Mqtt5Link:
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
             raise _BrokerRefused(connack.reason_str or connack.reason_code.name)
         self.connected = True
-        self._taken_over = False
+        self._takeover.connected()
         if not self.in_takeover_episode:  # the tug of war is neither logged nor hurried
             backoff.reset()
             self._state.set("connected", "resumed session" if connack.session_present else "new session")
@@ -443,11 +397,11 @@ class Mqtt5Link:
                 proto.transport.close()
                 raise ConnectionError(f"no packet from the broker for {1.5 * keepalive:.0f} s")
             proto.transport.write(ping)
-            self._takeover_episode_over()
+            self._takeover.still_ours()
         reason = proto.closed.result()
-        if not self._stopping and not self._taken_over and reason == _CLOSED:
-            self._closed_by_broker()
-        if not self._stopping and not self._taken_over and not self.in_takeover_episode:
+        if not self._stopping and not self._takeover.taken_over and reason == _CLOSED:
+            self._takeover.closed_by_broker()
+        if not self._stopping and not self._takeover.taken_over and not self.in_takeover_episode:
             self._state.set("unreachable", f"disconnected: {reason}")
 
     async def _check_suback(self, proto: _Protocol) -> None:
