@@ -5,8 +5,8 @@ Grafana's variables filled in for the demo's run, against what the demo's gatewa
 pipeline wrote.  The demo compresses 3 h of chamber time into under a minute of wall clock,
 so `$__interval` is 1 s; the stability panels work on 1-minute means over a window of
 minutes, which the demo's short span cannot fill: they must run without error here, and
-test_queries.py shows them finding data in a three-hour run.  The demo runs no procedure, so
-the queries of a remote run's points are exempt too (test_queries.py holds such a run).
+test_queries.py shows them finding data in a three-hour run.  The demo is a remote run, so
+the run row's queries (run_event, run_window and the run's stability limits) find its points.
 """
 
 from __future__ import annotations
@@ -45,18 +45,12 @@ def test_every_dashboard_query_finds_the_demos_data(tmp_path: Path, influxd: Inf
     for where, query in sorted(QUERIES.items()):
         q = substitute(query, span, **values)  # type: ignore[arg-type]
         series = _series(influxd, q)  # runs without error, or raises
-        if _needs_minutes(query) or _remote_run(query):
+        if _needs_minutes(query):
             continue
         if not series or not any(v is not None for s in series for row in s.get("values", []) for v in row[1:]):
             empty.append(f"{where}: {q}")
     assert not empty, "queries without data after the demo:\n" + "\n".join(empty)
     assert sum(_needs_minutes(q) for q in QUERIES.values()) == 4, "only the stability panels may be exempt"
-
-
-def _remote_run(query: str) -> bool:
-    """The run row and the run's stability limits: the demo records a run without a procedure
-    (no run_event, run_window); test_queries.py shows them finding a remote run's points."""
-    return '"run_event"' in query or '"run_window"' in query
 
 
 def _needs_minutes(query: str) -> bool:
