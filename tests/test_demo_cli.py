@@ -164,3 +164,24 @@ def test_the_live_display_keeps_log_lines_and_ends_with_a_newline(
     assert "WARNING gateway.sources.modbus: dut1: no answer from 127.0.0.1:5020\n" in text
     assert text.endswith("25.001 degC\n"), repr(text[-200:])  # stdout's "demo done" starts a line
     assert capsys.readouterr().out.startswith("demo done in ")
+
+
+def test_the_live_display_shows_the_runs_state_machine() -> None:
+    """The run engine's status as the demo shows it: state, step i of n and its name, the
+    setpoints, the time in the step (wall and chamber time), the outcomes so far and each
+    reference's stability."""
+    from remotecal.demo.live import _run_lines
+
+    status = {"state": "recording", "run": "DEMO-0001", "step": 2, "steps": 6, "step_name": "RH sweep 70 %rh",
+              "setpoints": {"temperature": 25.0, "humidity": 70.0}, "step_elapsed_s": 2.5,
+              "outcomes": ["stable", "stable"],
+              "references": [{"channel": "refh-rh", "stable": True, "std": 0.12, "max_std": 0.3},
+                             {"channel": "ref-t", "stable": False, "std": None, "max_std": 0.03}]}
+    run, refs = _run_lines(status, 720.0)
+    assert run.splitlines() == ["[b]run DEMO-0001[/b]  [b]RECORDING[/b]  step 3 of 6 (RH sweep 70 %rh)",
+                                "setpoints 25 degC, 70 %rh",
+                                "in step 2.5 s (30 min chamber time)",
+                                "steps done 2: stable, stable"]
+    assert refs.splitlines() == ["refh-rh: [green]stable[/green], std 0.12 (max 0.3)", "ref-t: settling"]
+    run, refs = _run_lines({"state": "idle", "run": None, "step": None}, 720.0)
+    assert run.splitlines() == ["[b]run -[/b]  [b]IDLE[/b]", "steps done 0"] and refs == ""
