@@ -185,3 +185,25 @@ def test_the_live_display_shows_the_runs_state_machine() -> None:
     assert refs.splitlines() == ["refh-rh: [green]stable[/green], std 0.12 (max 0.3)", "ref-t: settling"]
     run, refs = _run_lines({"state": "idle", "run": None, "step": None}, 720.0)
     assert run.splitlines() == ["[b]run -[/b]  [b]IDLE[/b]", "steps done 0"] and refs == ""
+
+
+@pytest.mark.parametrize("speed", [0.5, 720.0, MAX_SPEED])
+def test_the_demo_procedure_is_one_the_demo_site_runs(tmp_path: Path, speed: float) -> None:
+    """At any allowed speed the procedure the institute sends is valid and the demo gateway can
+    run it (references read there, every setpoint written by its controller, within range):
+    the gateway would refuse it as a bad procedure otherwise.  Its steps: the humidity up and
+    down at one temperature, then the safe setpoint."""
+    from gateway.config import parse_config
+    from gateway.procedure import parse_procedure, site_problems
+    from remotecal.demo.configs import Control, gateway_config_text, procedure_text
+    from remotecal.demo.plan import DEMO_FINAL, DEMO_TEMPERATURE
+
+    plan = DemoPlan(out=tmp_path, speed=speed)
+    procedure = parse_procedure(procedure_text(plan), "procedure.toml")
+    control = Control(tmp_path / "institute.pub", tmp_path / "answer.key", 1883)
+    site = parse_config(tomllib.loads(gateway_config_text(plan, 5020, 1883, tmp_path / "store.db", "5", control)))
+    assert site_problems(procedure, site) == []
+    steps = [(s.setpoints["temperature"], s.setpoints["humidity"], s.direction, s.final) for s in procedure.steps]
+    assert steps == [(DEMO_TEMPERATURE, 30.0, "up", False), (DEMO_TEMPERATURE, 50.0, "up", False),
+                     (DEMO_TEMPERATURE, 70.0, "up", False), (DEMO_TEMPERATURE, 50.0, "down", False),
+                     (DEMO_TEMPERATURE, 30.0, "down", False), (*DEMO_FINAL, None, True)]
