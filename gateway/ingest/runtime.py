@@ -236,7 +236,7 @@ class Ingest:
         st = self.journal.stats
         parts = [f"accepted_frames={self.accepted_frames}", f"redelivered={self.redelivered}",
                  f"requeued={self.requeued}", f"input_errors={self.input_errors}",
-                 f"invalid_records={self.invalid_records}",
+                 f"invalid_records={self.invalid_records}", f"refused_deleted={self.refused.deleted}",
                  f"readings={st.received}",
                  f"duplicates={st.duplicates}", f"delivered={sum(st.delivered.values())}"]
         parts += [f"rejected_{_field(k)}={n}" for k, n in self.rejected.items()]
