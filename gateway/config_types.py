@@ -21,7 +21,7 @@ from pydantic_core import core_schema
 __all__ = [
     "SERIAL_OPTIONS", "Duration", "PositiveDuration", "Secret", "Size", "check_encoding", "check_host_port",
     "check_influx_url", "check_line_url", "check_modbus_url", "check_password", "check_serial_url",
-    "check_token", "parse_duration", "parse_size", "serial_settings",
+    "check_token", "check_value_pattern", "parse_duration", "parse_size", "serial_settings",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -129,6 +129,18 @@ def check_encoding(v: str) -> str:
         "".encode(v)
     except LookupError:
         raise ValueError(f"unknown encoding {v!r}") from None
+    return v
+
+
+def check_value_pattern(v: str) -> str:
+    """A regular expression with a named group (?P<value>...) for the number a line carries:
+    an instrument source's channel pattern, a SCPI controller's read-back pattern."""
+    try:
+        rx = re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    if "value" not in rx.groupindex:
+        raise ValueError("the pattern needs a named group (?P<value>...) for the number")
     return v
 
 

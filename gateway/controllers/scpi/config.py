@@ -9,7 +9,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_encoding, check_line_url
+from gateway.config_types import (
+    Duration,
+    PositiveDuration,
+    check_encoding,
+    check_line_url,
+    check_value_pattern,
+)
 
 __all__ = ["NUMBER", "RunCommands", "ScpiControllerConfig", "ScpiSetpoint", "render"]
 
@@ -54,16 +60,6 @@ def _check_template(v: str) -> str:
     return v
 
 
-def _check_pattern(v: str) -> str:
-    try:
-        rx = re.compile(v)
-    except re.error as exc:
-        raise ValueError(f"not a regular expression: {exc}") from None
-    if "value" not in rx.groupindex:
-        raise ValueError("the pattern needs a named group (?P<value>...) for the number")
-    return v
-
-
 def _check_line(v: str) -> str:
     if not v.strip() or "\n" in v or "\r" in v:
         raise ValueError("one non-empty line, without its terminator (that is `terminator`)")
@@ -86,7 +82,7 @@ class ScpiSetpoint(_Strict):
 
     _w = field_validator("write")(_check_template)
     _q = field_validator("query")(_check_line)
-    _p = field_validator("pattern")(_check_pattern)
+    _p = field_validator("pattern")(check_value_pattern)
 
     @model_validator(mode="after")
     def _range(self) -> ScpiSetpoint:

@@ -17,12 +17,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config_types import Duration, PositiveDuration, check_encoding, check_line_url
+from gateway.config_types import (
+    Duration,
+    PositiveDuration,
+    check_encoding,
+    check_line_url,
+    check_value_pattern,
+)
 from gateway.config_types import serial_settings as _serial_settings
 from gateway.quantities import ChannelSchema
 
@@ -35,16 +40,7 @@ class _Strict(BaseModel):
 class InstrumentChannelConfig(ChannelSchema):
     pattern: str = Field(description="regular expression searched in each line, with a group (?P<value>...)")
 
-    @field_validator("pattern")
-    @classmethod
-    def _pattern(cls, v: str) -> str:
-        try:
-            rx = re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        if "value" not in rx.groupindex:
-            raise ValueError("the pattern needs a named group (?P<value>...) for the number")
-        return v
+    _pattern = field_validator("pattern")(check_value_pattern)
 
 
 def serial_settings(url: str) -> tuple[str, dict[str, int | str]]:
