@@ -22,6 +22,7 @@ as `failed` with the error, and logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -330,66 +331,55 @@ class ControlService:
         procedure_sha256: str | None,
         local: bool,
     ) -> dict[str, Any]:
-        if command == "abort" and local:  # the site's abort queues behind no remote command
-            return await self._engine(command, actor, run, reason, procedure, procedure_sha256, local)
-        async with self._one_at_a_time:
-            return await self._engine(command, actor, run, reason, procedure, procedure_sha256, local)
-
-    async def _engine(
-        self,
-        command: str,
-        actor: str,
-        run: str | None,
-        reason: str | None,
-        procedure: str | None,
-        procedure_sha256: str | None,
-        local: bool,
-    ) -> dict[str, Any]:
-        e = self.engine
-        try:
-            if command == "status":
-                return dict(await e.status())
-            if command == "start":
-                assert run is not None
-                parsed, text = self._procedure(procedure, procedure_sha256)
-                out = await e.start(parsed, run, actor)
-                if procedure is not None:
-                    self.procedures.save(text)
-                return dict(out or {})
-            if run is not None:
-                current = (await e.status()).get("run")
-                if current != run:
-                    raise Refusal(
-                        "not allowed", f"run {run!r} is not this gateway's current run ({current!r})"
-                    )
-            why = reason or ""
-            if command == "pause":
-                out = await e.pause(actor, why)
-            elif command == "resume":
-                out = await e.resume(actor)
-            elif command == "skip":
-                out = await e.skip(actor, why)
-            elif command == "abort":
-                out = await e.abort(actor, why, local)
-            else:
-                raise Refusal("malformed", f"unknown command {command!r}")
-            return dict(out) if isinstance(out, Mapping) else {}
-        except Refusal:
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if self.not_allowed and isinstance(exc, self.not_allowed):
-                refused = Refusal("not allowed", str(exc) or type(exc).__name__)
-                refused.by_engine = True
-                raise refused from None
-            if isinstance(exc, RemotecalError):
-                log.error("control: %s by %s failed: %s", command, actor, exc)
-            else:
-                log.exception("control: %s by %s failed (a bug)", command, actor)
-            raise Refusal(
-                "failed", f"{type(exc).__name__}: {exc}" if not isinstance(exc, RemotecalError) else str(exc)
-            ) from None
+        # one command at a time - but the site's abort queues behind no remote command
+        queue: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext() if command == "abort" and local else self._one_at_a_time
+        )
+        async with queue:
+            e = self.engine
+            try:
+                if command == "status":
+                    return dict(await e.status())
+                if command == "start":
+                    assert run is not None
+                    parsed, text = self._procedure(procedure, procedure_sha256)
+                    out = await e.start(parsed, run, actor)
+                    if procedure is not None:
+                        self.procedures.save(text)
+                    return dict(out or {})
+                if run is not None:
+                    current = (await e.status()).get("run")
+                    if current != run:
+                        raise Refusal(
+                            "not allowed", f"run {run!r} is not this gateway's current run ({current!r})"
+                        )
+                why = reason or ""
+                if command == "pause":
+                    out = await e.pause(actor, why)
+                elif command == "resume":
+                    out = await e.resume(actor)
+                elif command == "skip":
+                    out = await e.skip(actor, why)
+                elif command == "abort":
+                    out = await e.abort(actor, why, local)
+                else:
+                    raise Refusal("malformed", f"unknown command {command!r}")
+                return dict(out) if isinstance(out, Mapping) else {}
+            except Refusal:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.not_allowed and isinstance(exc, self.not_allowed):
+                    refused = Refusal("not allowed", str(exc) or type(exc).__name__)
+                    refused.by_engine = True
+                    raise refused from None
+                if isinstance(exc, RemotecalError):
+                    log.error("control: %s by %s failed: %s", command, actor, exc)
+                else:
+                    log.exception("control: %s by %s failed (a bug)", command, actor)
+                failure = str(exc) if isinstance(exc, RemotecalError) else f"{type(exc).__name__}: {exc}"
+                raise Refusal("failed", failure) from None
 
     def _procedure(self, text: str | None, sha: str | None) -> tuple[Any, str]:
         source = "procedure"
