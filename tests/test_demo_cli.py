@@ -175,13 +175,15 @@ def test_the_live_display_shows_the_runs_state_machine() -> None:
     status = {"state": "recording", "run": "DEMO-0001", "step": 2, "steps": 6, "step_name": "RH sweep 70 %rh",
               "setpoints": {"temperature": 25.0, "humidity": 70.0}, "step_elapsed_s": 2.5,
               "outcomes": ["stable", "stable"],
+              "last_command": {"command": "start", "actor": "Demo Engineer", "accepted": True},
               "references": [{"channel": "refh-rh", "stable": True, "std": 0.12, "max_std": 0.3},
                              {"channel": "ref-t", "stable": False, "std": None, "max_std": 0.03}]}
     run, refs = _run_lines(status, 720.0)
     assert run.splitlines() == ["[b]run DEMO-0001[/b]  [b]RECORDING[/b]  step 3 of 6 (RH sweep 70 %rh)",
                                 "setpoints 25 degC, 70 %rh",
                                 "in step 2.5 s (30 min chamber time)",
-                                "steps done 2: stable, stable"]
+                                "steps done 2: stable, stable",
+                                "last command start by Demo Engineer, accepted"]
     assert refs.splitlines() == ["refh-rh: [green]stable[/green], std 0.12 (max 0.3)", "ref-t: settling"]
     run, refs = _run_lines({"state": "idle", "run": None, "step": None}, 720.0)
     assert run.splitlines() == ["[b]run -[/b]  [b]IDLE[/b]", "steps done 0"] and refs == ""

@@ -73,6 +73,10 @@ def _run_lines(s: dict[str, Any], k: float) -> tuple[str, str]:
         lines.append(f"in step {elapsed:.1f} s ({elapsed * k / 60:.0f} min chamber time)")
     done = s.get("outcomes") or []
     lines.append(f"steps done {len(done)}" + (": " + ", ".join(map(str, done)) if done else ""))
+    last = s.get("last_command") or {}
+    if last.get("command"):
+        verdict = "accepted" if last.get("accepted", True) else f"refused: {last.get('reason', '')}"
+        lines.append(f"last command {last['command']} by {last.get('actor', '?')}, {verdict}")
     refs = []
     for r in s.get("references") or []:
         verdict = "[green]stable[/green]" if r.get("stable") else "settling"
