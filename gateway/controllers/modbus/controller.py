@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from urllib.parse import urlsplit
 
 from gateway.config_types import serial_settings
 from gateway.controllers.modbus.config import ModbusControllerConfig, SetpointConfig
+from gateway.controllers.setpoints import check_setpoints, confirm
 from gateway.errors import ControllerError
 from gateway.sources.modbus.decode import Decoder, compile_decoder, encode_value
 from gateway.sources.modbus.source import LinkDown, ModbusError, ModbusLink
@@ -33,8 +33,6 @@ __all__ = ["ModbusController", "encode_setpoint"]
 
 log = logging.getLogger("remotecal.controller.modbus")
 
-CONFIRM_INTERVAL = 0.1
-"""Seconds between read-backs while `confirm_timeout` lasts."""
 
 
 def encode_setpoint(sp: SetpointConfig, value: float) -> list[int]:
@@ -104,18 +102,11 @@ class ModbusController:
         return words
 
     async def apply(self, setpoints: dict[str, float]) -> None:
-        unknown = sorted(set(setpoints) - self.quantities)
-        if unknown:
-            raise ControllerError(f"writes no {' or '.join(unknown)} setpoint "
-                                  f"(only {', '.join(sorted(self.quantities))})")
+        check_setpoints(setpoints, self._setpoints)
         encoded: dict[str, list[int]] = {}
         for q, value in setpoints.items():  # every value checked before anything is written
-            sp = self._setpoints[q]
-            if (sp.min is not None and value < sp.min) or (sp.max is not None and value > sp.max):
-                raise ControllerError(f"{q} setpoint {value:g} is outside its "
-                                      f"range {_bound(sp.min)}..{_bound(sp.max)}")
             try:
-                encoded[q] = encode_setpoint(sp, value)
+                encoded[q] = encode_setpoint(self._setpoints[q], value)
             except ValueError as exc:
                 raise ControllerError(f"{q} setpoint {exc}") from None
         async with self._lock:
@@ -127,12 +118,11 @@ class ModbusController:
         what = f"the {q} setpoint (holding {sp.address})"
         await self._write("holding", sp.address, words, what)
         written = self._decode[q](words)
-        deadline = time.monotonic() + self.cfg.confirm_timeout
-        while True:
-            back = self._decode[q](await self._read("holding", sp.address, sp.width, what))
-            if abs(back - written) <= sp.tolerance or time.monotonic() >= deadline:  # NaN never matches
-                break
-            await asyncio.sleep(CONFIRM_INTERVAL)
+
+        async def read_back() -> float:
+            return self._decode[q](await self._read("holding", sp.address, sp.width, what))
+
+        back = await confirm(read_back, written, sp.tolerance, self.cfg.confirm_timeout)
         if not abs(back - written) <= sp.tolerance:
             raise ControllerError(f"{q} setpoint read back {back:g}, "
                                   f"written {written:g} (holding {sp.address})")
@@ -153,7 +143,3 @@ class ModbusController:
 
     async def close(self) -> None:
         self.link.close()
-
-
-def _bound(x: float | None) -> str:
-    return "" if x is None else f"{x:g}"

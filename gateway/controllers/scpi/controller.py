@@ -13,11 +13,12 @@ puts the controller's name before its reason).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-import time
 
 from gateway.controllers.scpi.config import ScpiControllerConfig, ScpiSetpoint, render
+from gateway.controllers.setpoints import check_setpoints, confirm
 from gateway.errors import ControllerError
 from gateway.sources.instrument.source import LineLink, LinkDown
 
@@ -26,8 +27,6 @@ __all__ = ["ScpiController"]
 log = logging.getLogger("remotecal.controller.scpi")
 
 _ERROR_NUMBER = re.compile(r"^\s*([-+]?\d+)")
-CONFIRM_INTERVAL = 0.1
-"""Seconds between read-backs while `confirm_timeout` lasts."""
 
 
 class ScpiController:
@@ -83,29 +82,15 @@ class ScpiController:
             raise self._fail(what, f"{line!r} refused: {answer}")
 
     async def apply(self, setpoints: dict[str, float]) -> None:
-        unknown = sorted(set(setpoints) - self.quantities)
-        if unknown:
-            raise ControllerError(f"writes no {' or '.join(unknown)} setpoint "
-                                  f"(only {', '.join(sorted(self.quantities))})")
-        lines: dict[str, tuple[str, float]] = {}
-        for q, value in setpoints.items():  # every value checked before anything is sent
-            sp = self._setpoints[q]
-            if (sp.min is not None and value < sp.min) or (sp.max is not None and value > sp.max):
-                raise ControllerError(f"{q} setpoint {value:g} is outside its "
-                                      f"range {'' if sp.min is None else f'{sp.min:g}'}.."
-                                      f"{'' if sp.max is None else f'{sp.max:g}'}")
-            lines[q] = render(sp.write, value)
+        check_setpoints(setpoints, self._setpoints)
+        lines = {q: render(self._setpoints[q].write, value) for q, value in setpoints.items()}
         async with self._lock:
             for q, (line, sent) in lines.items():
                 sp = self._setpoints[q]
                 what = f"the {q} setpoint"
                 await self._command(line, what)
-                deadline = time.monotonic() + self.cfg.confirm_timeout
-                while True:
-                    back = await self._read_back(q, what)
-                    if abs(back - sent) <= sp.tolerance or time.monotonic() >= deadline:
-                        break
-                    await asyncio.sleep(CONFIRM_INTERVAL)
+                back = await confirm(functools.partial(self._read_back, q, what), sent, sp.tolerance,
+                                     self.cfg.confirm_timeout)
                 if not abs(back - sent) <= sp.tolerance:
                     raise ControllerError(f"{q} setpoint read back {back:g}, "
                                           f"sent {sent:g} ({line!r})")
