@@ -5,6 +5,7 @@
       queries.py       shared InfluxQL: tag filters, SHOW TAG VALUES, the selects panels reuse
       variables.py     template variables (datasource uid, site, gateway, run, channel, ...)
       panels.py        shared panel shapes (time series, thresholds, "time since" columns)
+      board.py         a dashboard's header (UTC, the datasource variable) and its rows
       live_run/        the "Live run" dashboard, one module per row
       fleet/           the "Fleet" dashboard, one module per row
       provisioning.py  Grafana datasource and dashboard-provider YAML

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 
+from dashboards import board as shared
 from dashboards.fleet import status, throughput
 from dashboards.queries import HEALTH
-from dashboards.variables import constant, datasource, site_gateway
+from dashboards.variables import constant, site_gateway
 
 __all__ = ["UID", "dashboard"]
 
@@ -16,23 +17,12 @@ ROWS = (status, throughput)
 
 
 def dashboard() -> Dashboard:
-    board = (
-        Dashboard("remotecal - fleet")
-        .uid(UID)
-        .description("Health of every remotecal gateway: online, backlog, rejects, delivery rate.")
-        .tags(["remotecal", "gateway"])
-        .refresh("30s")
-        .time("now-24h", "now")
-        .timezone("utc")
-        .with_variable(datasource())
-    )
+    board = shared.board("remotecal - fleet", UID,
+                         "Health of every remotecal gateway: online, backlog, rejects, delivery rate.",
+                         ["remotecal", "gateway"], refresh="30s", since="24h")
     for variable in site_gateway(HEALTH):
         board = board.with_variable(variable)
     board = board.with_variable(
         constant("offline_after", "1m", "a gateway without a health point for this long is offline")
     )
-    for row in ROWS:
-        board = board.with_row(Row(row.TITLE))
-        for panel in row.panels():
-            board = board.with_panel(panel)
-    return board
+    return shared.with_rows(board, ROWS)

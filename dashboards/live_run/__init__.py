@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 
+from dashboards import board as shared
 from dashboards.live_run import calibration, errors, freshness, remote, stability, traces
 from dashboards.queries import READING, match
-from dashboards.variables import constant, datasource, site_gateway, tag_values
+from dashboards.variables import constant, site_gateway, tag_values
 
 __all__ = ["UID", "dashboard"]
 
@@ -20,17 +21,10 @@ ROWS = (remote, traces, errors, stability, calibration, freshness)
 
 def dashboard() -> Dashboard:
     run = (match("site"), match("gateway"), match("run"))
-    board = (
-        Dashboard("remotecal - live run")
-        .uid(UID)
-        .description("One calibration run: its remote procedure, readings, DUT errors, stability, results, "
-                     "freshness.")
-        .tags(["remotecal", "calibration"])
-        .refresh("10s")
-        .time("now-6h", "now")
-        .timezone("utc")
-        .with_variable(datasource())
-    )
+    board = shared.board("remotecal - live run", UID,
+                         "One calibration run: its remote procedure, readings, DUT errors, stability, "
+                         "results, freshness.",
+                         ["remotecal", "calibration"], refresh="10s", since="6h")
     for variable in site_gateway(READING):
         board = board.with_variable(variable)
     board = (
@@ -49,8 +43,4 @@ def dashboard() -> Dashboard:
     )
     for annotation in calibration.plateau_annotations():
         board = board.annotation(annotation)
-    for row in ROWS:
-        board = board.with_row(Row(row.TITLE))
-        for panel in row.panels():
-            board = board.with_panel(panel)
-    return board
+    return shared.with_rows(board, ROWS)
