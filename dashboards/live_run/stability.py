@@ -21,6 +21,7 @@ procedure (the gateway's fixed `[gateway] run`) has no criteria in InfluxDB: no 
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard
 
@@ -79,32 +80,31 @@ _LIMIT_LINE = (
 )
 
 
+def _against_limit(title: str, description: str, statistic: Query, limit: str) -> timeseries.Panel:
+    """A stability statistic of the reference over time, with the run's criterion for it (the
+    query `limit`) drawn as a dashed red step line named "limit"."""
+    return (
+        timeseries_panel(title, description, unit="none", width=9)
+        .with_target(statistic)
+        .with_target(Query(limit).ref_id("B").alias("limit"))
+        .with_override(*_LIMIT_LINE)
+    )
+
 
 def panels() -> list[Builder[dashboard.Panel]]:
-    std = (
-        timeseries_panel(
-            "Rolling standard deviation",
-            "Standard deviation of the reference over the last $window_min min, in its unit; stable "
-            "below the run's max_std for the quantity (dashed).",
-            unit="none",
-            width=9,
-        )
-        .with_target(Query(ROLLING_STD).alias("$tag_channel std ($tag_unit)"))
-        .with_target(Query(LIMIT_STD).ref_id("B").alias("limit"))
-        .with_override(*_LIMIT_LINE)
-        .thresholds_style(show_limit())
-    )
-    slope = (
-        timeseries_panel(
-            "Slope (magnitude, per minute)",
-            "Change of the $window_min-min mean per minute, in its unit per minute; stable below the "
-            "run's max_slope_per_min for the quantity (dashed).",
-            unit="none",
-            width=9,
-        )
-        .with_target(Query(SLOPE).alias("$tag_channel slope ($tag_unit)"))
-        .with_target(Query(LIMIT_SLOPE).ref_id("B").alias("limit"))
-        .with_override(*_LIMIT_LINE)
+    std = _against_limit(
+        "Rolling standard deviation",
+        "Standard deviation of the reference over the last $window_min min, in its unit; stable "
+        "below the run's max_std for the quantity (dashed).",
+        Query(ROLLING_STD).alias("$tag_channel std ($tag_unit)"),
+        LIMIT_STD,
+    ).thresholds_style(show_limit())
+    slope = _against_limit(
+        "Slope (magnitude, per minute)",
+        "Change of the $window_min-min mean per minute, in its unit per minute; stable below the "
+        "run's max_slope_per_min for the quantity (dashed).",
+        Query(SLOPE).alias("$tag_channel slope ($tag_unit)"),
+        LIMIT_SLOPE,
     )
     for (matcher, properties) in unit_overrides(per_minute=False):
         std = std.with_override(matcher, properties)
