@@ -18,7 +18,7 @@ far per reference.  The "Stability" row draws the same figures over time.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import statetimeline
+from grafana_foundation_sdk.builders import statetimeline, table
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common, dashboard
 
@@ -78,6 +78,16 @@ def _state_mappings() -> list[dashboard.ValueMapping]:
         for i, (state, colour) in enumerate(_STATE_COLOURS.items())
     })]
 
+def _latest(title: str, description: str, query: str, time_column: str) -> table.Panel:
+    """A half-width table of the run's latest row of `query`, its time shown as the time since
+    it (the column named `time_column`)."""
+    return (
+        table_panel(title, description, width=12)
+        .height(5)
+        .with_target(Query(query).table())
+        .with_override(*since("Time", time_column))
+    )
+
 
 def panels() -> list[Builder[dashboard.Panel]]:
     timeline = (
@@ -94,20 +104,11 @@ def panels() -> list[Builder[dashboard.Panel]]:
         .merge_values(True)
         .show_value(common.VisibilityMode.AUTO)
     )
-    now = (
-        table_panel("Now", "The run's state, step and setpoints now; 'in it since': the time of its last "
-                           "transition.", width=12)
-        .height(5)
-        .with_target(Query(NOW).table())
-        .with_override(*since("Time", "in it since"))
-    )
-    command = (
-        table_panel("Latest command", "The latest command to this run, local or remote, accepted or "
-                                      "refused (with the refusal's kind), and who sent it.", width=12)
-        .height(5)
-        .with_target(Query(COMMAND).table())
-        .with_override(*since("Time", "sent"))
-    )
+    now = _latest("Now", "The run's state, step and setpoints now; 'in it since': the time of its last "
+                         "transition.", NOW, "in it since")
+    command = _latest("Latest command", "The latest command to this run, local or remote, accepted or "
+                                        "refused (with the refusal's kind), and who sent it.",
+                      COMMAND, "sent")
     windows = (
         table_panel("Windows accepted live", "Per reference and step: the stable window the gateway "
                                              "recorded (n readings, their mean and standard deviation, "
