@@ -200,8 +200,12 @@ def pandas_plateaus(t_s: FloatArray, values: FloatArray) -> list[tuple[int, int]
     runs = ends.groupby(run[stable]).agg(["first", "last"])
     starts = runs["first"] - n.to_numpy()[runs["first"].to_numpy()].astype(np.int64) + 1
     t = tc.to_numpy()
-    return [(int(a), int(b) + 1) for a, b in zip(starts, runs["last"], strict=True)
-            if t[b] - t[a] >= STABILITY.min_duration_s]
+    out: list[tuple[int, int]] = []
+    for a, b in zip(starts, runs["last"], strict=True):
+        a = max(int(a), out[-1][1]) if out else int(a)  # two plateaus never share a sample
+        if t[b] - t[a] >= STABILITY.min_duration_s:
+            out.append((a, int(b) + 1))
+    return out
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,13 @@ shorter piece of a stable window.)  Consequences:
 - A sample that makes every window holding it unstable (a spike, a step) ends one plateau
   before it and begins the next after it; a gap splits a plateau too, since the windows
   after it are incomplete until ``window_s`` of data follow.
-- Plateaus can overlap: two stretches separated by less than ``window_s`` seconds of
-  unstable windows share samples.  Each is a longest stretch; their union is none, since it
-  holds the unstable windows between them.  (Stable windows merely sharing a sample do not
-  make one stretch: that would let an unstable window lie inside a plateau.)
+- Two stretches separated by less than ``window_s`` seconds of unstable windows would
+  share samples.  Each is a longest stretch; their union is none, since it holds the
+  unstable windows between them.  (Stable windows merely sharing a sample do not make one
+  stretch: that would let an unstable window lie inside a plateau.)  Two plateaus never
+  share a sample (issue 14: two calibration points from the same readings are not two
+  points): the samples the earlier one holds are its own, and the later plateau starts
+  after its last sample - then it must still last ``min_duration_s``.
 
 Arithmetic, identical in batch and streaming (so that the two decide every window alike,
 bit for bit; `tests/gateway/test_stability.py` checks it sample for sample):
@@ -529,6 +532,9 @@ class StabilityTracker:
         """Time of the first sample of the latest sample's gap-free segment."""
         self._open: tuple[int, float] | None = None
         """(first sample, its time) of the stretch in progress."""
+        self._claimed = 0
+        """Index after the last plateau's last sample: a later plateau starts there at the
+        earliest, so two plateaus never share a sample."""
         self._last_stable = False
         self._last_window: WindowStats | None = None
         self._closed = False
@@ -794,7 +800,7 @@ class StabilityTracker:
         that end here (and last min_duration_s) as plateaus."""
         base = self._base
         previous_t = self._last_window.t_s if self._last_window is not None else math.nan
-        out = []
+        out: list[Plateau] = []
         if stable.size:
             prev = np.empty(stable.size, dtype=np.bool_)
             prev[0] = self._last_stable
@@ -804,19 +810,26 @@ class StabilityTracker:
             del prev
             for p in np.sort(np.concatenate((rises, falls))).tolist():
                 if stable[p]:
-                    a = int(start[p])
+                    # the samples the last plateau holds are its own (they are retained: they
+                    # come after this window's start)
+                    a = max(int(start[p]), self._claimed - base)
                     self._open = (base + a, float(times[a]))
                 else:
                     # its last stable window ends at d + p - 1, decided here or (p = 0) before,
                     # when that sample may be forgotten already
                     assert self._open is not None
                     t_end = float(times[d + p - 1]) if p > 0 else previous_t
-                    out.append(Plateau(self._open[0], base + d + p, self._open[1], t_end))
-                    self._open = None
+                    self._end_stretch(out, Plateau(self._open[0], base + d + p, self._open[1], t_end))
         if final and self._open is not None:
-            out.append(Plateau(self._open[0], base + times.size, self._open[1], float(times[-1])))
-            self._open = None
-        return tuple(p for p in out if p.duration_s >= self.criteria.min_duration_s)
+            self._end_stretch(out, Plateau(self._open[0], base + times.size, self._open[1], float(times[-1])))
+        return tuple(out)
+
+    def _end_stretch(self, out: list[Plateau], stretch: Plateau) -> None:
+        """The stretch in progress ended: a plateau when it lasts min_duration_s."""
+        self._open = None
+        if stretch.duration_s >= self.criteria.min_duration_s:
+            out.append(stretch)
+            self._claimed = stretch.end
 
     def _retain(self, times: FloatArray, keep_from: int, tails: FloatArray | None) -> None:
         """Keep the samples a later window can hold (t >= t_last - window_s) and the

@@ -36,7 +36,8 @@ def find_plateaus(
     as long as it goes, and its plateau the samples those windows hold, ``(start[j0], j1 +
     1)``: every window lying in it is stable, and it cannot grow without taking in an
     unstable one.  Windows, completeness, gaps and stretches as defined in
-    `gateway.stability`; plateaus separated by less than a window may overlap.
+    `gateway.stability`; two plateaus never share a sample (a later one starts after the
+    earlier one's last sample).
 
     Parameters
     ----------

@@ -174,10 +174,11 @@ def spec_brute_force(t: np.ndarray, v: np.ndarray, c: Criteria, min_duration_s: 
             valid.add((int(inside[0]), int(inside[-1])))
     longest = [(lo, hi) for lo, hi in valid
                if not any(lo2 <= lo and hi <= hi2 and (lo2, hi2) != (lo, hi) for lo2, hi2 in valid)]
-    out = []
+    out: list[tuple[int, int]] = []
     for lo, hi in sorted(longest):
         samples = np.flatnonzero((t >= t[lo] - c.window_s) & (t <= t[hi]))
         a, b = int(samples[0]), int(samples[-1]) + 1
+        a = max(a, out[-1][1]) if out else a  # two plateaus never share a sample (issue 14)
         if t[b - 1] - t[a] >= min_duration_s:
             out.append((a, b))
     return out
@@ -224,17 +225,24 @@ def random_run(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Criter
 
 
 def test_no_unstable_window_in_a_plateau_and_none_can_grow() -> None:
-    """Property, over many short random series: (a) every window in a plateau is stable,
-    (b) adding the sample before or after makes it fail, and the plateaus are the brute
-    force's."""
+    """Property, over many short random series: (a) every window in a plateau's stretch is
+    stable, (b) adding the sample before or after makes the stretch fail, (c) no sample is in
+    two plateaus (a later stretch's samples the one before holds are that one's), and the
+    plateaus are the brute force's."""
     found = 0
     for seed in range(400):
         t, v, c = random_run(np.random.default_rng(seed))
         plateaus = find_plateaus(t, v, **c._asdict())
+        taken = 0
         for a, b in plateaus:
-            assert is_valid_stretch(t, v, a, b, c), (seed, (a, b))  # (a)
-            assert not is_valid_stretch(t, v, a - 1, b, c), (seed, (a, b))  # (b)
-            assert not is_valid_stretch(t, v, a, b + 1, c), (seed, (a, b))
+            assert a >= taken, (seed, (a, b))  # (c) no sample in two plateaus
+            a0 = a  # a plateau that starts where the one before ended is the rest of a stretch
+            if a == taken and a > 0:  # its stretch: the earliest start of a valid one ending at b
+                a0 = next(x for x in range(a + 1) if is_valid_stretch(t, v, x, b, c))
+            assert is_valid_stretch(t, v, a0, b, c), (seed, (a, b))  # (a)
+            assert not is_valid_stretch(t, v, a0 - 1, b, c), (seed, (a, b))  # (b)
+            assert not is_valid_stretch(t, v, a0, b + 1, c), (seed, (a, b))
+            taken = b
         assert plateaus == spec_brute_force(t, v, c), seed
         found += len(plateaus)
     assert found > 400  # not vacuous
@@ -252,8 +260,9 @@ def test_the_audit_example() -> None:
     plateaus = find_plateaus(t, v, **c._asdict())
     assert (12, 39) not in plateaus
     assert not [(a, b) for a, b in plateaus if a <= 14 and b >= 25]
-    # Stable windows end at 22-23, 29 and 37-38: three stretches, overlapping ones too.
-    assert plateaus[1:4] == [(12, 24), (19, 30), (27, 39)]
+    # Stable windows end at 22-23, 29 and 37-38: three stretches, overlapping ones too; the
+    # samples of each belong to the earlier plateau (they used to be (12, 24), (19, 30), (27, 39)).
+    assert plateaus[1:4] == [(12, 24), (24, 30), (30, 39)]
     assert plateaus == spec_brute_force(t, v, c)
 
 
