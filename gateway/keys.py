@@ -36,7 +36,7 @@ from gateway.configfile import dumps
 from gateway.errors import ConfigError
 
 __all__ = ["KEY_BYTES", "KeyFolder", "UplinkKey", "key_file_name", "keys_fingerprint", "load_key_file",
-           "load_keys", "new_key_file", "read_keys"]
+           "load_keys", "new_key_file", "read_keys", "write_new_key_file"]
 
 log = logging.getLogger("remotecal.keys")
 
@@ -76,8 +76,15 @@ def new_key_file(site: str, gateway: str, out_dir: str | Path) -> Path:
     path = out / key_file_name(site, gateway)
     text = dumps({"site": site, "gateway": gateway, "key": secrets.token_hex(KEY_BYTES)},
                  comment="remotecal uplink key: secret; readable only by the service that uses it")
+    write_new_key_file(path, text, 0o600)
+    return path
+
+
+def write_new_key_file(path: Path, text: str, mode: int) -> None:
+    """Write a key file that must not exist yet (never overwrite a key), with `mode` from the
+    start, synced to disk; a file already there or an unwritable one is a ConfigError."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         raise ConfigError(f"{path}: a key file is already there; remove it first to replace it") from None
     except OSError as exc:
@@ -86,7 +93,6 @@ def new_key_file(site: str, gateway: str, out_dir: str | Path) -> Path:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    return path
 
 
 def load_key_file(path: str | Path) -> UplinkKey:

@@ -26,7 +26,6 @@ could forge one, and the institute must be able to check an answer with nothing 
 from __future__ import annotations
 
 import hashlib
-import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.configfile import dumps
 from gateway.errors import ConfigError
+from gateway.keys import write_new_key_file
 
 __all__ = [
     "KINDS",
@@ -162,22 +162,9 @@ def new_key_pair(
     for p in (key_path, pub_path):
         if p.exists():
             raise ConfigError(f"{p}: a key file is already there; remove it first to replace it")
-    _write_new(key_path, dumps({**public, "private_key": seed.hex()}, comment=comments[0]), 0o600)
-    _write_new(pub_path, dumps(public, comment=comments[1]), 0o644)
+    write_new_key_file(key_path, dumps({**public, "private_key": seed.hex()}, comment=comments[0]), 0o600)
+    write_new_key_file(pub_path, dumps(public, comment=comments[1]), 0o644)
     return key_path, pub_path
-
-
-def _write_new(path: Path, text: str, mode: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise ConfigError(f"{path}: a key file is already there; remove it first to replace it") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write the key file: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _read(p: Path) -> dict[str, object]:
