@@ -394,6 +394,13 @@ class Journal:
         assert fut is not None
         await fut
 
+    async def flush(self) -> None:
+        """Return once everything submitted before this call is committed (or has failed for
+        good): an empty submission at the end of the queue, and commits keep their order."""
+        fut = self.submit((), wait=True)
+        assert fut is not None
+        await fut
+
     @property
     def writable(self) -> bool:
         """Would `submit` take records now?  Not while full (policy `refuse`) or failing."""
