@@ -18,6 +18,7 @@ from gateway.config_types import PositiveDuration
 from gateway.plugin import SourceKind, Tags
 from gateway.reading import Reading
 from gateway.sources import Source, SourceBatch
+from tests.gateway.harness import config_text
 
 
 class CounterConfig(BaseModel):
@@ -54,3 +55,18 @@ def _build(configs: Sequence[CounterConfig], tags: Tags) -> list[Source]:
 
 KIND = SourceKind(name="counter", title="counter", config=CounterConfig, build=_build,
                   sample=Path(__file__), channels=lambda c: [(c.channel, "")])
+
+
+def counter_site(tmp_path: Path, *, interval: str | None = None, **gateway: str) -> Path:
+    """`tmp_path/site.toml`: gateway s/g, run R, data_dir `tmp_path/data`, health hourly; one
+    counter source `tick` on channel `ticks`; one local store `store` at `tmp_path/store.db`.
+    `gateway` keys override or add to `[gateway]`."""
+    source: dict[str, str] = {"name": "tick", "channel": "ticks"} | ({"interval": interval} if interval else {})
+    path = tmp_path / "site.toml"
+    path.write_text(config_text({
+        "gateway": {"site": "s", "id": "g", "run": "R", "data_dir": str(tmp_path / "data"),
+                    "health_interval": "1h"} | gateway,
+        "sources": {"counter": [source]},
+        "sinks": {"local": [{"name": "store", "path": str(tmp_path / "store.db"), "flush_interval": "50ms"}]},
+    }))
+    return path

@@ -8,17 +8,15 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway import registry
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from remotecal.cli import main
-from tests.gateway import counter_source
+from tests.gateway.counter_source import counter_site
 from tests.gateway.harness import GatewayProcess, SteadyStream, config_text, site_config, state_message
 from tests.gateway.test_end_to_end import wait_until
 from tests.servers.mosquitto import Mosquitto
@@ -27,15 +25,6 @@ from tests.servers.mosquitto import Mosquitto
 def _status(config: Path, *more: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "remotecal", "gateway", "status", "-c", str(config), *more],
                           capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-def counter() -> Iterator[None]:
-    registry.register(counter_source.KIND)
-    try:
-        yield
-    finally:
-        registry.unregister(counter_source.KIND)
 
 
 def test_status_without_a_gateway_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,12 +49,7 @@ def test_status_without_a_gateway_is_one_line_and_exit_1(tmp_path: Path, capsys:
 
 def test_status_of_a_running_gateway_by_the_cli(counter: None, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    site = tmp_path / "site.toml"
-    site.write_text(config_text({
-        "gateway": {"site": "s", "id": "g", "run": "R", "data_dir": "data", "health_interval": "1h"},
-        "sources": {"counter": [{"name": "tick", "channel": "ticks", "interval": "20ms"}]},
-        "sinks": {"local": [{"name": "store", "path": str(tmp_path / "store.db"), "flush_interval": "50ms"}]},
-    }))
+    site = counter_site(tmp_path, interval="20ms")
 
     async def run() -> tuple[int, dict[str, Any], int, str]:
         gateway = Gateway(load_config(site))

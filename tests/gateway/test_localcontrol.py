@@ -8,13 +8,11 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway import registry
 from gateway.config import load_config
 from gateway.errors import RemotecalError
 from gateway.localcontrol import (
@@ -26,7 +24,7 @@ from gateway.localcontrol import (
     socket_path,
 )
 from gateway.runtime import Gateway
-from tests.gateway import counter_source
+from tests.gateway.counter_source import counter_site
 
 
 async def _echo(req: dict[str, Any]) -> dict[str, Any]:
@@ -120,33 +118,8 @@ async def test_a_data_dir_deeper_than_a_socket_address_holds(tmp_path: Path) -> 
         request_sync(deep, "echo")
 
 
-@pytest.fixture
-def counter() -> Iterator[None]:
-    registry.register(counter_source.KIND)
-    try:
-        yield
-    finally:
-        registry.unregister(counter_source.KIND)
-
-
 def test_the_running_gateway_serves_status_on_its_data_dir(counter: None, tmp_path: Path) -> None:
-    site = tmp_path / "site.toml"
-    site.write_text(f"""
-[gateway]
-site = "s"
-id = "g"
-run = "R"
-data_dir = "{tmp_path / 'data'}"
-health_interval = "1h"
-
-[[sources.counter]]
-name = "tick"
-channel = "ticks"
-
-[[sinks.local]]
-path = "{tmp_path / 'store.db'}"
-flush_interval = "50ms"
-""")
+    site = counter_site(tmp_path)
 
     async def run() -> dict[str, Any]:
         gateway = Gateway(load_config(site))

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,50 +20,21 @@ from gateway.runtime import Gateway
 from gateway.sinks.local.store import read_run
 from remotecal.cli import main
 from tests.gateway import counter_source
+from tests.gateway.counter_source import counter_site
 from tests.gateway.test_config import _example_keys, _model_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def counter() -> Iterator[None]:
-    registry.register(counter_source.KIND)
-    try:
-        yield
-    finally:
-        registry.unregister(counter_source.KIND)
-
-
-def _site(tmp_path: Path) -> Path:
-    path = tmp_path / "site.toml"
-    path.write_text(f"""
-[gateway]
-site = "s"
-id = "g"
-run = "R"
-data_dir = "{tmp_path / 'journal'}"
-health_interval = "1h"
-
-[[sources.counter]]
-name = "tick"
-channel = "ticks"
-
-[[sinks.local]]
-path = "{tmp_path / 'store.db'}"
-flush_interval = "50ms"
-""")
-    return path
-
-
 def test_a_new_source_kind_goes_through_check_and_the_runtime(
         counter: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    site = _site(tmp_path)
+    site = counter_site(tmp_path)
     assert main(["gateway", "check", "-c", str(site)]) == 0
     assert "0 MQTT, 0 Modbus, 0 instrument and 1 counter source(s)" in capsys.readouterr().out
 
-    bad = site.read_text().replace('channel = "ticks"', 'channel = "ticks"\ninterval = "soon"')
-    (tmp_path / "bad.toml").write_text(bad)
-    assert main(["gateway", "check", "-c", str(tmp_path / "bad.toml")]) == 2
+    (tmp_path / "bad").mkdir()
+    bad = counter_site(tmp_path / "bad", interval="soon")
+    assert main(["gateway", "check", "-c", str(bad)]) == 2
     assert "sources.counter[0].interval: " in capsys.readouterr().err
 
     async def run() -> int:
@@ -91,7 +61,7 @@ def _ticks(store: Path) -> list[float]:
 
 
 def test_an_unregistered_kind_is_an_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["gateway", "check", "-c", str(_site(tmp_path))]) == 2
+    assert main(["gateway", "check", "-c", str(counter_site(tmp_path))]) == 2
     assert capsys.readouterr().err.splitlines() == [f"{tmp_path / 'site.toml'}: sources.counter: unknown key (a typo?)"]
 
 

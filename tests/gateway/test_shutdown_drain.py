@@ -9,53 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway import registry
 from gateway.config import load_config
 from gateway.runtime import Gateway
-from tests.gateway import counter_source
-
-
-@pytest.fixture
-def counter() -> Iterator[None]:
-    registry.register(counter_source.KIND)
-    try:
-        yield
-    finally:
-        registry.unregister(counter_source.KIND)
-
-
-def _site(tmp_path: Path) -> Path:
-    path = tmp_path / "site.toml"
-    path.write_text(f"""
-[gateway]
-site = "s"
-id = "g"
-run = "R"
-data_dir = "{tmp_path / 'journal'}"
-health_interval = "1h"
-shutdown_grace = "10s"
-
-[[sources.counter]]
-name = "tick"
-channel = "ticks"
-interval = "1ms"
-
-[[sinks.local]]
-name = "store"
-path = "{tmp_path / 'store.db'}"
-flush_interval = "10ms"
-""")
-    return path
+from tests.gateway.counter_source import counter_site
 
 
 @pytest.mark.parametrize("attempt", range(5))
 def test_the_sinks_drain_what_was_submitted_before_the_stop(counter: None, tmp_path: Path, attempt: int) -> None:
-    gateway = Gateway(load_config(_site(tmp_path)))
+    gateway = Gateway(load_config(counter_site(tmp_path, interval="1ms", shutdown_grace="10s")))
 
     async def run() -> None:
         task = asyncio.create_task(gateway.run())
