@@ -17,7 +17,7 @@ only ~6-7k messages/s, less than the gateway and the bare subscriber take):
 
     ceiling   a bare paho subscriber (its own process, QoS 1) that only counts messages:
               the Nth message counted
-    link      the bare subscriber on the gateway's own MQTT 5 link (`Mqtt5Link`), counting and
+    link      the bare subscriber on the gateway's own MQTT 5 link (`MqttLink`), counting and
               acking at once: what the broker gives a consumer that reads like the gateway
               (reported beside the rest, no target)
     gateway   `remotecal gateway run` (a child process; one MQTT source, QoS 1; journal
@@ -192,7 +192,7 @@ def _subscriber(port: int, prefix: str, n: int, naive_db_url: str | None, keepal
 
 def _bare_mqtt5(port: int, prefix: str, n: int, subscribe_only: bool, q: Queue[Any]) -> None:
     """Child process: the bare subscriber on the gateway's own MQTT 5 link
-    (`gateway.sources.mqtt.link5.Mqtt5Link`: the same session, parsing and batched PUBACKs),
+    (`gateway.mqtt.MqttLink` as the MQTT source makes it: the same session, parsing and batched PUBACKs),
     counting messages and acknowledging each at once instead of after a journal commit.
     With `subscribe_only` it makes its persistent session and leaves.  Reports like
     `_subscriber`: (count, CONNACK time, first message, last message); the CONNACK time is
@@ -200,7 +200,7 @@ def _bare_mqtt5(port: int, prefix: str, n: int, subscribe_only: bool, q: Queue[A
     import asyncio
 
     from gateway.sources.mqtt.config import MqttSourceConfig
-    from gateway.sources.mqtt.link5 import Mqtt5Link
+    from gateway.sources.mqtt.source import mqtt5_link
 
     async def run() -> tuple[Any, ...]:
         cfg = MqttSourceConfig.model_validate({
@@ -208,7 +208,7 @@ def _bare_mqtt5(port: int, prefix: str, n: int, subscribe_only: bool, q: Queue[A
             "topics": [{"topic": f"{prefix}/+/state", "format": "value", "fields": [
                 {"channel": "c", "quantity": "temperature", "unit": "degC", "role": "dut"}]}]})
         wake = asyncio.Event()
-        link = Mqtt5Link(cfg, cfg.client_id or "", buffer=10_000, wake=wake.set)
+        link = mqtt5_link(cfg, cfg.client_id or "", buffer=10_000, wake=wake.set)
         await link.start()
         try:
             deadline = time.monotonic() + 20
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| ceiling: bare paho subscriber, counts only | {n:,} | {2 * n:,} | {ceiling_fill:.2f} | "
           f"{ceiling_s:.2f} | {ceiling:,.0f} | - |")
-    print(f"| bare subscriber on the gateway's own MQTT 5 link (`Mqtt5Link`), counts and acks only "
+    print(f"| bare subscriber on the gateway's own MQTT 5 link (`MqttLink`), counts and acks only "
           f"| {n:,} | {2 * n:,} | {link_fill:.2f} | {link_s:.2f} | {link_ceiling:,.0f} | - |")
     print(f"| **gateway**: MQTT source -> journal (fsync = full) -> InfluxDB v1 sink | {n:,} | {2 * n:,} | "
           f"{gw['fill']:.2f} | {gw_s:.2f} | **{gateway:,.0f}** | {landed:,} |")

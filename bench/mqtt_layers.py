@@ -6,7 +6,7 @@ Both take a backlog of QoS 1 messages that Mosquitto queued for their persistent
 session, hand each to the event loop and acknowledge it there (manual ack), as the MQTT
 source and the ingest do after their journal commit:
 
-    mqtt5 link   gateway.sources.mqtt.link5.Mqtt5Link: asyncio protocol, packets parsed by
+    mqtt5 link   gateway.mqtt.MqttLink: asyncio protocol, packets parsed by
                  the `mqtt5` codec, PUBACKs of one batch in one write
     paho         gateway.sinks.mqtt.link.MqttLink + Receiver: paho-mqtt 2.x on its own thread,
                  manual_ack=True, messages handed over through a bounded inbox
@@ -47,9 +47,9 @@ def _consumer(layer: str, port: int, prefix: str, n: int, subscribe_only: bool, 
     async def run() -> tuple[Any, ...]:
         wake = asyncio.Event()
         if layer == "mqtt5 link":
-            from gateway.sources.mqtt.link5 import Mqtt5Link
+            from gateway.sources.mqtt.source import mqtt5_link
 
-            link5 = Mqtt5Link(cfg, cfg.client_id or "", buffer=10_000, wake=wake.set)
+            link5 = mqtt5_link(cfg, cfg.client_id or "", buffer=10_000, wake=wake.set)
             await link5.start()
             take, ack, stop = link5.take, link5.ack, link5.stop
             connected = lambda: link5.connected  # noqa: E731

@@ -97,10 +97,10 @@ def test_a_disconnect_0x8e_is_a_session_takeover_named_once_per_episode(caplog: 
     """Brokers that say why (DISCONNECT 0x8E, "session taken over") are believed at once."""
     import mqtt5
 
-    from gateway.sources.mqtt.link5 import Mqtt5Link
+    from gateway.sources.mqtt.source import mqtt5_link
 
     src = _mqtt()
-    link = Mqtt5Link(src.cfg, "gw-id", buffer=10, wake=lambda: None)
+    link = mqtt5_link(src.cfg, "gw-id", buffer=10, wake=lambda: None)
     with caplog.at_level(logging.INFO, logger="remotecal.source.mqtt"):
         for _ in range(3):
             link.server_disconnect(mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER))

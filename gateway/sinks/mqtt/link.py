@@ -29,10 +29,10 @@ from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
 from gateway.config_types import Secret
+from gateway.mqtt.message import Message
 from gateway.netprobe import http_server_sync, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.sources.mqtt.config import TlsConfig
-from gateway.sources.mqtt.message import Message
 from gateway.takeover import TakeoverWatch
 
 _SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason code: another client took our session

@@ -5,7 +5,7 @@ capped, jittered reconnect loop, state changes logged once) with MQTT 3.1.1, a p
 session (`clean_session=False`, a stable client id) and `manual_ack`: the broker keeps
 unacknowledged QoS 1 messages and redelivers them after a crash or a reconnect.  Messages
 reach the event loop through its bounded `Receiver`, as in the central ingest.  MQTT 5
-brokers are reached by the faster `gateway.sources.mqtt.link5` (the default).
+brokers are reached by the faster `gateway.mqtt.MqttLink` (the default).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from gateway.mqtt.message import Message
 from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
 from gateway.sources.mqtt.config import MqttSourceConfig
-from gateway.sources.mqtt.message import Message
 from gateway.sources.mqtt.parse import retained_refusal
 
 __all__ = ["PahoLink"]
@@ -26,7 +26,8 @@ log = logging.getLogger("remotecal.source.mqtt")
 
 
 class PahoLink:
-    """Same face as `Mqtt5Link`: `waiting`, `take()`, `ack(m)`, `start()`, `stop()`, `connected`."""
+    """Same face as `gateway.mqtt.MqttLink`: `waiting`, `take()`, `ack(m)`, `start()`, `stop()`,
+    `connected`."""
 
     def __init__(self, cfg: MqttSourceConfig, client_id: str, *, buffer: int,
                  wake: Callable[[], None]) -> None:

@@ -1,24 +1,6 @@
-"""One MQTT message as the source's links hand it over."""
+"""`Message` lives in `gateway.mqtt.message` (the one MQTT layer); re-exported here for the
+modules that still import it from the MQTT source."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+from gateway.mqtt.message import Message
 
 __all__ = ["Message"]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    dup: bool
-    generation: int
-    """Which connection brought it: a PUBACK goes only to that one."""
-    received_ns: int
-    error: str | None = None
-    """Set when the packet itself was malformed: the message is quarantined with this reason."""
-    retain: bool = False
-    """A retained message the broker sent because we subscribed (not a live one): an old copy,
-    sent again at every subscribe."""

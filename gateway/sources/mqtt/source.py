@@ -1,7 +1,8 @@
 """MQTT source: broker -> readings, each message acknowledged only once it is in the journal.
 
-The connection is a link: `link5.Mqtt5Link` (MQTT 5, on the event loop, the default) or
-`link311.PahoLink` (paho, for brokers that speak only 3.1.1; `protocol = "3.1.1"`).  Both
+The connection is a link: `gateway.mqtt.MqttLink` (MQTT 5, on the event loop, the default:
+remotecal's one MQTT layer) or `link311.PahoLink` (paho, for brokers that speak only 3.1.1;
+`protocol = "3.1.1"`).  Both
 keep a persistent session, so the broker keeps unacknowledged QoS 1 messages and redelivers
 them after a crash or a reconnect, and both log a change of state ("connected",
 "unreachable", "refused by the broker") once.  This module turns their messages into
@@ -18,19 +19,31 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Literal
 
+from gateway.mqtt import SESSION_NEVER_EXPIRES, Message, MqttLink, Subscription, link_settings
 from gateway.ratelimit import RateLimitedLog
 from gateway.sources import Rejected, SourceBatch
 from gateway.sources.mqtt.config import MqttSourceConfig
-from gateway.sources.mqtt.link5 import Mqtt5Link
 from gateway.sources.mqtt.link311 import PahoLink
-from gateway.sources.mqtt.message import Message
 from gateway.sources.mqtt.parse import MessageParser, Parsed, retained_refusal
 
-__all__ = ["MqttSource"]
+__all__ = ["MqttSource", "mqtt5_link"]
 
 log = logging.getLogger("remotecal.source.mqtt")
+
+
+def mqtt5_link(cfg: MqttSourceConfig, client_id: str, *, buffer: int, wake: Callable[[], None]) -> MqttLink:
+    """The source's MQTT 5 link: a persistent session that never expires, at most `buffer`
+    QoS 1 messages in flight to us, retained messages asked for only when they are read."""
+    # Retain flag set = sent because we subscribed (retain_as_published off: a live message
+    # comes without it); with retained = "ignore" the broker is asked not to send those.
+    retained: Literal["send", "never"] = "never" if cfg.retained == "ignore" else "send"
+    settings = link_settings(cfg, client_id=client_id, persistent=True,
+                             session_expiry_s=SESSION_NEVER_EXPIRES, receive_maximum=buffer,
+                             subscriptions=[Subscription(t.topic, cfg.qos, retained) for t in cfg.topics])
+    return MqttLink(settings, name=f"mqtt source {cfg.name!r}", log=log, wake=wake)
 
 
 class MqttSource:
@@ -49,8 +62,9 @@ class MqttSource:
         self._rejects_log = RateLimitedLog(log)
         self._wake = asyncio.Event()
         self._closing = False
-        link = PahoLink if cfg.protocol == "3.1.1" else Mqtt5Link
-        self._link: Mqtt5Link | PahoLink = link(cfg, self.client_id, buffer=buffer, wake=self._wake.set)
+        self._link: MqttLink | PahoLink = (
+            PahoLink(cfg, self.client_id, buffer=buffer, wake=self._wake.set) if cfg.protocol == "3.1.1"
+            else mqtt5_link(cfg, self.client_id, buffer=buffer, wake=self._wake.set))
 
     @property
     def connected(self) -> bool:

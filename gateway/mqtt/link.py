@@ -1,4 +1,8 @@
-"""The MQTT source's connection to its broker: MQTT 5 on the event loop, packets by `mqtt5`.
+"""One MQTT 5 connection on the event loop, packets by `mqtt5`: remotecal's MQTT layer.
+
+Built from one `LinkSettings` (gateway.mqtt.settings.link_settings, from any broker config
+block): host, credentials, TLS, keepalive, reconnect bounds, session (clean start, expiry),
+Receive Maximum and the subscriptions (shared ones too).  The MQTT source uses it today.
 
 Why not paho here, as in the uplink and the ingest?  A sensor message is small and comes
 alone, so the per-message cost of the client is the source's cost.  paho reads each packet
@@ -9,13 +13,13 @@ aiomqtt maintainers) in a tight loop, all PUBACKs of a journal commit in one `se
 it at ~280k messages/s on the same machine.
 
 Delivery guarantee: each QoS 1 message is acknowledged (PUBACK) only after the journal
-committed it, and only on the connection it came on (`generation`); the session is
-persistent (clean start off, session expiry "never"), so the broker keeps and resends what
-was not acknowledged.  Flow control is the broker's: MQTT 5's Receive Maximum caps the
-QoS 1 messages in flight to us at `buffer`; QoS 0 input beyond `buffer` pauses reading the
-socket.  A packet the codec cannot parse is not allowed to stop the stream: a PUBLISH is
-handed on as malformed (quarantined with its reason, then acknowledged); anything else
-ends the connection, which is then made anew.
+committed it, and only on the connection it came on (`generation`); the MQTT source's
+session is persistent (clean start off, session expiry "never"), so the broker keeps and
+resends what was not acknowledged.  Flow control is the broker's: MQTT 5's Receive Maximum
+caps the QoS 1 messages in flight to us at `receive_maximum` (`buffer`); QoS 0 input beyond
+`buffer` pauses reading the socket.  A packet the codec cannot parse is not allowed to stop
+the stream: a PUBLISH is handed on as malformed (quarantined with its reason, then
+acknowledged); anything else ends the connection, which is then made anew.
 
 Brokers that speak only MQTT 3.1.1 are reached with `protocol = "3.1.1"` (the paho link).
 
@@ -47,22 +51,20 @@ from typing import Any
 import mqtt5
 
 from gateway.backoff import Backoff
+from gateway.mqtt.message import Message
+from gateway.mqtt.settings import LinkSettings, ssl_context
 from gateway.netprobe import MQTT_PORTS, http_server, looks_like_http, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
-from gateway.sources.mqtt.config import MqttSourceConfig
-from gateway.sources.mqtt.message import Message
 from gateway.takeover import TakeoverWatch
 
-__all__ = ["Mqtt5Link"]
+__all__ = ["MqttLink"]
 
-log = logging.getLogger("remotecal.source.mqtt")
-
-_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 _CONNECT_TIMEOUT = 10.0
 _PUBLISH = 0x30
 _CONNACK = 0x20
 _CLOSED = "connection closed"
 _NOT_MQTT5 = 'the broker does not speak MQTT 5 (set protocol = "3.1.1" for this source)'
+_RETAIN_HANDLING = {"send": mqtt5.RetainHandling.SEND_ALWAYS, "never": mqtt5.RetainHandling.SEND_NEVER}
 
 
 class _BrokerRefused(Exception):
@@ -71,20 +73,6 @@ class _BrokerRefused(Exception):
 
 class _NotMqtt(Exception):
     """Another protocol's server answers there (HTTP): the URL's port is wrong."""
-
-
-def ssl_context(cfg: MqttSourceConfig) -> ssl.SSLContext | None:
-    """The TLS context of `cfg` (None without TLS): server certificate checked against
-    `tls.ca_file` (or the system's CAs), client certificate when given."""
-    if not cfg.uses_tls:
-        return None
-    tls = cfg.tls
-    ctx = ssl.create_default_context(cafile=tls.ca_file if tls else None)
-    if tls and tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls and tls.insecure:
-        ctx.check_hostname = False
-    return ctx
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int] | None:
@@ -117,7 +105,7 @@ def _salvage_publish(packet: memoryview, body: int, error: str, generation: int,
 class _Protocol(asyncio.Protocol):
     """Bytes in -> packets; PUBLISH -> the link's inbox, the rest -> the waiting session."""
 
-    def __init__(self, link: Mqtt5Link) -> None:
+    def __init__(self, link: MqttLink) -> None:
         loop = asyncio.get_running_loop()
         self.link = link
         self.transport: asyncio.Transport | None = None
@@ -221,20 +209,23 @@ class _Protocol(asyncio.Protocol):
                 fut.exception()  # retrieved: nobody may be waiting any more
 
 
-class Mqtt5Link:
+class MqttLink:
     """Keeps one connection up (capped, jittered backoff); `inbox` collects messages,
-    `ack(m)` queues a PUBACK, written with the others of the same event-loop turn."""
+    `ack(m)` queues a PUBACK, written with the others of the same event-loop turn.
+    `name` starts its log lines ("mqtt source 'plant'"); `wake` runs when messages came."""
 
-    def __init__(self, cfg: MqttSourceConfig, client_id: str, *, buffer: int,
-                 wake: Callable[[], None]) -> None:
-        self.cfg = cfg
-        self.client_id = client_id
-        self.buffer = max(1, buffer)
+    def __init__(self, settings: LinkSettings, *, name: str, log: logging.Logger,
+                 wake: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.name = name
+        self.client_id = settings.client_id
+        self.buffer = settings.receive_maximum
         self.connected = False
         self.generation = 0
         self.last_stamp = 0
         self.inbox: list[Message] = []
-        self._state = ConnectionStateLog(log, f"mqtt source {cfg.name!r}", cfg.host, cfg.port)
+        self._log = log
+        self._state = ConnectionStateLog(log, name, settings.host, settings.port)
         self._wake = wake
         self._proto: _Protocol | None = None
         self._task: asyncio.Task[None] | None = None
@@ -243,8 +234,8 @@ class Mqtt5Link:
         self._paused = False
         self._stopping = False
         self._suback_task: asyncio.Task[None] | None = None
-        self._ssl = ssl_context(cfg)
-        self._takeover = TakeoverWatch(log, f"mqtt source {cfg.name!r}", cfg.host, cfg.port, client_id)
+        self._ssl = ssl_context(settings)
+        self._takeover = TakeoverWatch(log, name, settings.host, settings.port, settings.client_id)
 
     # -- called by the protocol ------------------------------------------------------
 
@@ -256,7 +247,7 @@ class Mqtt5Link:
                 self._proto.transport.pause_reading()
 
     def protocol_error(self, detail: str) -> None:
-        log.error("mqtt source %r: %s; reconnecting", self.cfg.name, detail)
+        self._log.error("%s: %s; reconnecting", self.name, detail)
 
     def server_disconnect(self, packet: Any) -> None:
         if int(packet.reason_code) == mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER:
@@ -303,7 +294,7 @@ class Mqtt5Link:
             proto.transport.write(b"".join(acks))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.cfg.name}")
+        self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.name}")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -320,7 +311,7 @@ class Mqtt5Link:
     # -- the connection --------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = Backoff(self.cfg.reconnect_min, self.cfg.reconnect_max)
+        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
         while not self._stopping:
             try:
                 await self._session(backoff)
@@ -341,7 +332,7 @@ class Mqtt5Link:
                 await asyncio.sleep(backoff.next())
 
     async def _session(self, backoff: Backoff) -> None:
-        cfg = self.cfg
+        cfg = self.settings
         loop = asyncio.get_running_loop()
         self.generation += 1  # before any byte arrives: the CONNACK's chunk may carry messages
         _, proto = await asyncio.wait_for(
@@ -354,10 +345,10 @@ class Mqtt5Link:
             self.client_id,
             username=cfg.username,
             password=cfg.password.get().encode() if cfg.password else None,
-            clean_start=False,
+            clean_start=not cfg.persistent,
             keep_alive=keepalive,
-            session_expiry_interval=_SESSION_NEVER_EXPIRES,
-            receive_max=min(self.buffer, 65535),
+            session_expiry_interval=cfg.session_expiry_s,
+            receive_max=self.buffer,
         ).write())
         try:
             connack = await asyncio.wait_for(proto.connack, _CONNECT_TIMEOUT)
@@ -377,16 +368,15 @@ class Mqtt5Link:
             backoff.reset()
             self._state.set("connected", "resumed session" if connack.session_present else "new session")
         # Retain flag set = sent because we subscribed (retain_as_published off: a live message
-        # comes without it); with retained = "ignore" the broker is asked not to send those.
-        retained = (mqtt5.RetainHandling.SEND_NEVER if cfg.retained == "ignore"
-                    else mqtt5.RetainHandling.SEND_ALWAYS)
-        proto.transport.write(mqtt5.SubscribePacket(1, [
-            mqtt5.TopicFilter(t.topic, max_qos=mqtt5.QoS(int(cfg.qos)), retain_as_published=False,
-                              retain_handling=retained) for t in cfg.topics
-        ]).write())
+        # comes without it); retained = "never" asks the broker not to send those.
+        if cfg.subscriptions:
+            proto.transport.write(mqtt5.SubscribePacket(1, [
+                mqtt5.TopicFilter(t.topic_filter, max_qos=mqtt5.QoS(t.qos), retain_as_published=False,
+                                  retain_handling=_RETAIN_HANDLING[t.retained]) for t in cfg.subscriptions
+            ]).write())
+            self._suback_task = asyncio.create_task(self._check_suback(proto))
         if connack.server_keep_alive is not None:
             keepalive = connack.server_keep_alive
-        self._suback_task = asyncio.create_task(self._check_suback(proto))
         ping = mqtt5.PingReqPacket().write()
         while not proto.closed.done():
             done, _ = await asyncio.wait([proto.closed], timeout=keepalive / 2 if keepalive > 0 else None)
@@ -407,7 +397,7 @@ class Mqtt5Link:
     async def _check_suback(self, proto: _Protocol) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):
             suback = await asyncio.wait_for(proto.suback, _CONNECT_TIMEOUT)
-            for t, code in zip(self.cfg.topics, suback.reason_codes, strict=False):
+            for t, code in zip(self.settings.subscriptions, suback.reason_codes, strict=False):
                 if int(code) >= 0x80:
-                    log.error("mqtt source %r: the broker refused the subscription to %r: %s",
-                              self.cfg.name, t.topic, getattr(code, "name", code))
+                    self._log.error("%s: the broker refused the subscription to %r: %s",
+                                    self.name, t.topic_filter, getattr(code, "name", code))

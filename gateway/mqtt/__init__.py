@@ -1,0 +1,22 @@
+"""remotecal's MQTT layer: one MQTT 5 client on the event loop (`MqttLink`), packets by `mqtt5`.
+
+    settings.py   `LinkSettings`, made by `link_settings` from any broker config block
+    link.py       `MqttLink`: connection, subscriptions, inbox and batched PUBACKs
+    message.py    one received message
+
+Ground floor of the gateway's MQTT users (the MQTT source, the uplink sink, run control, the
+ingest): it imports nothing of theirs.  Why this client and not paho: see link.py.
+"""
+
+from gateway.mqtt.link import MqttLink
+from gateway.mqtt.message import Message
+from gateway.mqtt.settings import (
+    SESSION_NEVER_EXPIRES,
+    LinkSettings,
+    Subscription,
+    link_settings,
+    ssl_context,
+)
+
+__all__ = ["SESSION_NEVER_EXPIRES", "LinkSettings", "Message", "MqttLink", "Subscription", "link_settings",
+           "ssl_context"]
