@@ -57,6 +57,9 @@ class PipelineOutput:
     curve_path: Path | None = None
     pdf_path: Path | None = None
     """The printable certificate, certificate.pdf (None without Chromium)."""
+    findings: list[str] = field(default_factory=list)
+    """What the evaluation found that cost a point or contradicts the run as recorded
+    (`pipelines.run.compute`), one sentence each: report.html lists them."""
 
 
 RESULT_FILES = ("corrections.csv", "curve.csv", "certificate.xml", "certificate.html", "certificate.pdf")
@@ -95,7 +98,8 @@ def run_pipeline(
     origins = _origins(cfg)
     provisional = _still_recording(cfg, origins, provisional)
     # a remote run's windows recorded live are its calibration points (SPEC section 8)
-    results = compute(cfg, data, live_windows=live_windows(cfg) or None)
+    findings: list[str] = []
+    results = compute(cfg, data, live_windows=live_windows(cfg) or None, findings=findings)
     out = Path(out_dir)
     if not results:
         raise _no_calibration_point(cfg, data, Path(config), out)
@@ -114,7 +118,8 @@ def run_pipeline(
         issued = _issue(cfg, results, data, curves, Path(config), provisional, origins)
         write_corrections_csv(issued.content.points, stage / "corrections.csv", curves=curves)
         output = PipelineOutput(results, out / "corrections.csv", 0, cfg, data, curves=curves,
-                                curve_path=out / "curve.csv" if cfg.curve is not None else None)
+                                curve_path=out / "curve.csv" if cfg.curve is not None else None,
+                                findings=findings)
         _certificate_and_report(output, issued, Path(config), stage)
         if wanted and cfg.source.kind == "influxdb" and not provisional:
             # last: the points go out only once every file is written
@@ -247,7 +252,8 @@ def _certificate_and_report(output: PipelineOutput, issued: Issued, config: Path
     from pipelines.certificate.printable import PrintError, print_pdf, render_certificate
     from pipelines.report import build_report
 
-    html = build_report(issued, output.data, output.config, config_text=config.read_text())
+    html = build_report(issued, output.data, output.config, config_text=config.read_text(),
+                        findings=output.findings)
     try:
         (out / "certificate.xml").write_bytes(issued.xml)
         (out / "report.html").write_text(html, encoding="utf-8")

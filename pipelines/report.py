@@ -298,8 +298,11 @@ def build_report(
     cfg: PipelineConfig,
     *,
     config_text: str,
+    findings: Sequence[str] = (),
 ) -> str:
-    """report.html of an issued certificate (module docstring): one self-contained HTML page."""
+    """report.html of an issued certificate (module docstring): one self-contained HTML page.
+    ``findings``: what the evaluation found that cost a point or contradicts the run as
+    recorded (`pipelines.run.compute`), listed under "Findings of the evaluation"."""
     from pipelines.dcc.write import STATEMENT_17025, STATEMENT_UNCERTAINTY, cmc_text, traceability_text
 
     c = issued.content
@@ -320,7 +323,7 @@ def build_report(
         curves=[_curve_view(curve) for curve in c.curves.values()],
         cmc_of=lambda p: text(round_uncertainty(p.cmc)) if p.cmc is not None else "",
         ref_correction=lambda p: text(round_to(p.result.reference_correction, p.U_dec)),
-        budget_table_id=budget_table_id, config_text=config_text,
+        budget_table_id=budget_table_id, config_text=config_text, findings=findings,
         statement_17025=STATEMENT_17025, statement_uncertainty=STATEMENT_UNCERTAINTY,
         statement_cmc=cmc_text(c), statement_traceability=traceability_text(c),
         css=Markup(templates().get_template("report.css").render()),

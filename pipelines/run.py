@@ -212,6 +212,12 @@ def _settled_start(
     return start
 
 
+def _find(findings: list[str], text: str) -> None:
+    """One finding of the evaluation: logged, and kept for report.html."""
+    log.warning("%s", text)
+    findings.append(text)
+
+
 def _compare(
     cfg: PipelineConfig,
     comparison: ComparisonConfig,
@@ -220,6 +226,7 @@ def _compare(
     channel: str,
     dut: ChannelData,
     shared: _PointCache,
+    findings: list[str],
 ) -> list[PointResult]:
     window_s = (comparison.stability or cfg.stability).window_s
     fixed = fixed_rows(shared.unc)
@@ -242,8 +249,8 @@ def _compare(
             settled = _settled_start(comparison, cfg, reference.t_s[a:b], dut, lo, hi,
                                      shared.dut_stretches(a, b, channel))
             if settled is None:
-                log.warning("%s: not stable by the criteria in plateau %d of %s (%s to %s); no point",
-                            channel, number, ref_name, _iso(reference.t_s[a]), _iso(reference.t_s[b - 1]))
+                _find(findings, f"{channel}: not stable by the criteria in plateau {number} of {ref_name} "
+                      f"({_iso(reference.t_s[a])} to {_iso(reference.t_s[b - 1])}); no point")
                 continue
             if settled > plateau_start:
                 a = int(np.searchsorted(reference.t_s, settled, side="left"))
@@ -262,8 +269,8 @@ def _compare(
             v_dut, valid = onto_plateau(t_ref, dut.t_s, dut.values, window_s, lo, hi, strict)
         n = b - a if valid is None else int(valid.sum())
         if n < MIN_SAMPLES:
-            log.warning("%s: no DUT readings in plateau %d of %s (%s to %s); no point",
-                        channel, number, ref_name, _iso(t_ref[0]), _iso(t_ref[-1]))
+            _find(findings, f"{channel}: no DUT readings in plateau {number} of {ref_name} "
+                  f"({_iso(t_ref[0])} to {_iso(t_ref[-1])}); no point")
             continue
         t_kept = t_ref
         if valid is not None and n < valid.size:
@@ -416,8 +423,14 @@ def window_disagreements(t_s: np.ndarray, own: list[tuple[int, int]], live: list
 def compute(
     cfg: PipelineConfig, data: dict[str, ChannelData], *,
     live_windows: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    findings: list[str] | None = None,
 ) -> list[PointResult]:
     """Every calibration point of the run: per comparison, per DUT channel, per plateau.
+
+    ``findings``: each thing the evaluation found that costs a point or contradicts the run
+    as recorded (a plateau with no DUT readings or an unstable DUT in it, a reference with no
+    plateau, a disagreement with the windows recorded live) is appended, one sentence each,
+    and logged as a warning: report.html lists them, so none is only in a log.
 
     ``live_windows``: by reference channel (the dew-point channel for a dew-point
     comparison), the stable windows a remote run recorded live at the edge, as (t_start_s,
@@ -429,6 +442,8 @@ def compute(
     no channel, a channel has the wrong unit, a reference leaves its certificate or is past
     its due date (unless allowed).
     """
+    if findings is None:
+        findings = []
     results: list[PointResult] = []
     plateaus_of: dict[tuple[object, ...], list[tuple[int, int]]] = {}
     compared_in: dict[str, int] = {}
@@ -450,14 +465,14 @@ def compute(
             if live_windows is not None and ref_name in live_windows:
                 live = windows_to_plateaus(reference.t_s, live_windows[ref_name])
                 for text in window_disagreements(reference.t_s, plateaus_of[key], live, st.window_s):
-                    log.warning("%s: %s", ref_name, text)
+                    _find(findings, f"{ref_name}: {text}")
                 log.info("%s: %d window(s) recorded live are the calibration points", ref_name, len(live))
                 plateaus_of[key] = live
             elif plateaus_of[key]:
                 log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[key]))
             else:
-                log.warning("%s: no plateau meets [stability] in run %s; no calibration point",
-                            ref_name, cfg.run.id)
+                _find(findings, f"{ref_name}: no plateau meets the stability criteria in run {cfg.run.id}; "
+                      "no calibration point")
         plateaus = plateaus_of[key]
         channels = dut_channels(comparison, data, i)
         shared = _PointCache(cfg, comparison, reference, references, {c: data[c] for c in channels})
@@ -475,7 +490,7 @@ def compute(
                     f"comparisons[{i}]: {channel!r} is in {dut.unit} but {ref_name!r} in "
                     f"{reference.unit}; compare channels of one unit"
                 )
-            results.extend(_with_decision(cfg, r)
-                           for r in _compare(cfg, comparison, reference, plateaus, channel, dut, shared))
+            points = _compare(cfg, comparison, reference, plateaus, channel, dut, shared, findings)
+            results.extend(_with_decision(cfg, r) for r in points)
     results.sort(key=lambda r: (r.channel, r.reference, r.point))
     return results

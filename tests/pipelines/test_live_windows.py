@@ -44,11 +44,16 @@ def test_disagreements_are_named(caplog: pytest.LogCaptureFixture) -> None:
     # nobody else saw
     shifted = (first.t_start_s + 1200.0, own[1].t_start_s + 600.0)
     stray = (first.t_end_s + 100.0, first.t_end_s + 400.0)
+    findings: list[str] = []
     with caplog.at_level(logging.WARNING, logger="pipelines.run"):
-        compute(cfg, data, live_windows={"ref-t": [shifted, stray]})
+        compute(cfg, data, live_windows={"ref-t": [shifted, stray]}, findings=findings)
     text = caplog.text
     assert "differs from the pipeline's plateau" in text
     assert "meets the criteria nowhere" in text
+    # and they are findings, which report.html lists (not only in the log)
+    assert any("differs from the pipeline's plateau" in f for f in findings)
+    assert any("meets the criteria nowhere" in f for f in findings)
+    assert all(f in text for f in findings), "each finding is logged too"
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pipelines.run"):
         compute(cfg, data, live_windows={"ref-t": [(first.t_start_s + 1200.0, first.t_end_s)]})

@@ -241,3 +241,9 @@ def test_a_dut_without_points_is_named_in_the_summary(tmp_path: Path, capsys: py
     lines = stdout.splitlines()
     assert lines[0].startswith("3 calibration point(s) for 1 DUT channel(s)")
     assert "no calibration point for 1 DUT channel(s): dut2-t (not on the certificate; see the warnings)" in lines
+    # and the report says why, point by point: not only the log
+    page = (tmp_path / "out" / "report.html").read_text()
+    findings = re.search(r'<ul id="findings">(.*?)</ul>', page, re.S)
+    assert findings is not None
+    items = re.findall(r"<li>(.*?)</li>", findings.group(1))
+    assert len(items) == 3 and all(i.startswith("dut2-t: no DUT readings in plateau ") for i in items), items
