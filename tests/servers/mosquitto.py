@@ -91,6 +91,12 @@ class Mosquitto:
             self._proc.wait()
         self._proc = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker keeps its connections but answers nothing (a PUBACK that never
+        comes); `kill()` ends it from there."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGSTOP)
+
     def wait_subscribed(self, topic_filter: str, timeout: float = 30.0) -> None:
         """Return once a client has subscribed to `topic_filter` (the broker's log says so):
         what a test publishes from then on reaches it.  A client that resumes a session it

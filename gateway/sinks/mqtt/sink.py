@@ -44,14 +44,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
+import mqtt5
 
 from gateway.errors import ConfigError, PermanentError, RetryableError, ThrottledError
 from gateway.keys import UplinkKey, load_key_file
+from gateway.mqtt import MqttLink, link_settings
 from gateway.reading import Record
 from gateway.sinks.mqtt.config import MqttSinkConfig
 from gateway.sinks.mqtt.frame import SEQ_MAX, encode_frame, readings_topic, sign
-from gateway.sinks.mqtt.link import LinkSettings, MqttLink
 
 __all__ = ["MqttSink", "SequenceCounter"]
 
@@ -120,8 +120,18 @@ class SequenceCounter:
         self._reserved = upto
 
 
+def _reason(code: int) -> str:
+    """A PUBACK reason code in words: "QUOTA_EXCEEDED (0x97)"."""
+    try:
+        name = mqtt5.PubAckReasonCode(code).name
+    except ValueError:
+        name = "reason"
+    return f"{name} (0x{code:02X})"
+
+
 class MqttSink:
-    """The `Sink` for the central broker; one paho connection on its own thread."""
+    """The `Sink` for the central broker: one `gateway.mqtt.MqttLink` (MQTT 5, a clean session,
+    publishes only) on the event loop."""
 
     def __init__(self, config: MqttSinkConfig, *, site: str, gateway: str, data_dir: Path,
                  name: str | None = None) -> None:
@@ -141,19 +151,9 @@ class MqttSink:
         label = config.name or "auto-" + hashlib.sha256(self.name.encode()).hexdigest()[:12]
         self._seq = SequenceCounter(config.state_file or data_dir / f"uplink-{label}.seq",
                                     sorted(data_dir.glob("uplink-*.seq")))
-        self._pending: dict[int, asyncio.Future[mqtt.ReasonCode]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._link = MqttLink(
-            LinkSettings(
-                host=config.host, port=config.port,
-                client_id=config.client_id or f"remotecal-uplink-{site}-{gateway}-{label}",
-                username=config.username, password=config.password, tls=config.tls,
-                use_tls=config.uses_tls, keepalive=config.keepalive,
-                reconnect_min=config.reconnect_min, reconnect_max=config.reconnect_max,
-            ),
-            f"mqtt sink {self.name!r}", log, on_disconnected=self._on_disconnected_thread,
-        )
-        self._link.client.on_publish = self._on_publish_thread
+        self._started = False
+        self._link = MqttLink(link_settings(config, client_id=f"remotecal-uplink-{site}-{gateway}-{label}"),
+                              name=f"mqtt sink {self.name!r}", log=log)
 
     def __repr__(self) -> str:
         return f"MqttSink(name={self.name!r}, url={self.config.url!r}, topic={self.topic!r})"
@@ -162,41 +162,18 @@ class MqttSink:
     def connected(self) -> bool:
         return self._link.connected
 
-    # -- paho thread: hand everything to the event loop --------------------------------
-
-    def _on_publish_thread(self, _c: mqtt.Client, _u: object, mid: int, reason: mqtt.ReasonCode,
-                           _p: object) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._resolve, mid, reason)
-
-    def _on_disconnected_thread(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._fail_pending)
-
-    # -- event loop --------------------------------------------------------------------
-
-    def _resolve(self, mid: int, reason: mqtt.ReasonCode) -> None:
-        fut = self._pending.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(reason)
-
-    def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(RetryableError(f"{self.name}: disconnected before the PUBACK"))
-
-    def _ensure_started(self) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            self._link.start()
+    async def _ensure_started(self) -> None:
+        if not self._started:
+            self._started = True
+            await self._link.start()
 
     async def write(self, records: Sequence[Record]) -> None:
         """Publish the records as one signed frame and wait for its PUBACK."""
-        self._ensure_started()
+        await self._ensure_started()
         if not records:
             return
-        await self._connected(self.config.timeout)
+        if not await self._link.wait_connected(self.config.timeout):
+            raise RetryableError(f"{self.name}: not connected to {self.config.host}:{self.config.port}")
         try:
             body = encode_frame(self._seq.next(), time.time_ns(), self.site, self.gateway, records,
                                 epoch=self._seq.epoch)
@@ -205,42 +182,28 @@ class MqttSink:
             # runner splits the batch down to it and quarantines it.
             raise PermanentError(f"cannot encode as an uplink frame: {exc}") from None
         frame = sign(self.key.secret, body)
-        info = self._link.client.publish(self.topic, frame, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise RetryableError(f"{self.name}: publish failed: {mqtt.error_string(info.rc)}")
-        fut: asyncio.Future[mqtt.ReasonCode] = asyncio.get_running_loop().create_future()
-        self._pending[info.mid] = fut
         try:
-            reason = await asyncio.wait_for(fut, self.config.timeout)
+            code = await asyncio.wait_for(self._link.publish(self.topic, frame), self.config.timeout)
         except TimeoutError:
             raise RetryableError(
                 f"{self.name}: no PUBACK within {self.config.timeout:g} s") from None
-        finally:
-            self._pending.pop(info.mid, None)
-        code = reason.value
+        except ConnectionError as exc:
+            raise RetryableError(f"{self.name}: {exc}") from None
         if code == _NO_SUBSCRIBERS:
             # MQTT 5 tells a publisher that nobody subscribed; Mosquitto 2.0 says so in the
             # PUBACK. The frame is gone, not delivered: keep the records and try again.
             raise RetryableError(f"{self.name}: no ingest subscribes to {self.topic} (yet)")
-        if reason.is_failure:
+        if code >= 0x80:
             if code in _THROTTLED:
-                raise ThrottledError(f"{self.name}: broker: {reason}", self.config.max_retry_interval)
+                raise ThrottledError(f"{self.name}: broker: {_reason(code)}", self.config.max_retry_interval)
             if code in _PERMANENT:
-                raise PermanentError(f"broker refused the frame: {reason}")
-            raise RetryableError(f"{self.name}: broker refused the frame: {reason}")
+                raise PermanentError(f"broker refused the frame: {_reason(code)}")
+            raise RetryableError(f"{self.name}: broker refused the frame: {_reason(code)}")
         self.frames += 1
-
-    async def _connected(self, timeout: float) -> None:
-        """Wait up to `timeout` s for the connection (the first write comes right after start)."""
-        deadline = time.monotonic() + timeout
-        while not self._link.connected:
-            if time.monotonic() >= deadline:
-                raise RetryableError(f"{self.name}: not connected to {self.config.host}:{self.config.port}")
-            await asyncio.sleep(0.05)
 
     async def start(self) -> None:
         """Connect now rather than at the first write (optional)."""
-        self._ensure_started()
+        await self._ensure_started()
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._link.stop)
+        await self._link.stop()

@@ -43,7 +43,8 @@ def mqtt5_link(cfg: MqttSourceConfig, client_id: str, *, buffer: int, wake: Call
     settings = link_settings(cfg, client_id=client_id, persistent=True,
                              session_expiry_s=SESSION_NEVER_EXPIRES, receive_maximum=buffer,
                              subscriptions=[Subscription(t.topic, cfg.qos, retained) for t in cfg.topics])
-    return MqttLink(settings, name=f"mqtt source {cfg.name!r}", log=log, wake=wake)
+    return MqttLink(settings, name=f"mqtt source {cfg.name!r}", log=log, wake=wake,
+                    not_mqtt5_hint='set protocol = "3.1.1" for this source')
 
 
 class MqttSource:
