@@ -197,17 +197,20 @@ def _settled_start(
     comparison: ComparisonConfig, cfg: PipelineConfig, t_ref: np.ndarray, dut: ChannelData, lo: int, hi: int,
     stretches: list[tuple[int, int]],
 ) -> float | None:
-    """Time from which the DUT is stable inside the plateau (its own readings lo..hi-1, by
-    the comparison's criteria: the start of its last stable stretch there, ``stretches``
-    being its stable stretches relative to lo), or None when it never is, or for less than
-    min_duration_s."""
+    """Time from which the DUT is stable inside the plateau t_ref[0]..t_ref[-1] (its own
+    readings lo..hi-1, by the comparison's criteria: the start of its last stable stretch
+    there, ``stretches`` being its stable stretches relative to lo), or None when it never
+    is, or for less than min_duration_s - unless it is stable through the whole plateau: a
+    window recorded live is as long as the procedure's record_s, which may well be shorter
+    than the pipeline's min_duration_s, and a DUT stable through all of it has settled."""
     st = comparison.stability or cfg.stability
     t = dut.t_s[lo:hi]
     if not stretches:
         return None
     a, b = stretches[-1]
     start, end = max(float(t[a]), float(t_ref[0])), min(float(t[b - 1]), float(t_ref[-1]))
-    if end - start < st.min_duration_s:
+    throughout = float(t[a]) <= float(t_ref[0]) and b == t.size
+    if end - start < st.min_duration_s and not throughout:
         return None
     return start
 
@@ -227,7 +230,10 @@ def _compare(
     dut: ChannelData,
     shared: _PointCache,
     findings: list[str],
+    live: bool = False,
 ) -> list[PointResult]:
+    """The points of one DUT channel against one reference, one per plateau.  ``live``: the
+    plateaus are windows a remote run recorded live (`compute`)."""
     window_s = (comparison.stability or cfg.stability).window_s
     fixed = fixed_rows(shared.unc)
     ref_name = reference.name
@@ -246,8 +252,13 @@ def _compare(
         plateau_start = float(reference.t_s[a])
         a_plateau = a
         if comparison.dut_settling and hi > lo:
-            settled = _settled_start(comparison, cfg, reference.t_s[a:b], dut, lo, hi,
-                                     shared.dut_stretches(a, b, channel))
+            # A window recorded live starts once the run engine has seen the reference stable
+            # over the window_s before it: the DUT is judged over that span too (before: a
+            # window shorter than window_s + min_duration_s never gave the DUT a point).
+            a_from = int(np.searchsorted(reference.t_s, plateau_start - window_s, side="left")) if live else a
+            lo_from = int(np.searchsorted(dut.t_s, reference.t_s[a_from], side="left"))
+            settled = _settled_start(comparison, cfg, reference.t_s[a:b], dut, lo_from, hi,
+                                     shared.dut_stretches(a_from, b, channel))
             if settled is None:
                 _find(findings, f"{channel}: not stable by the criteria in plateau {number} of {ref_name} "
                       f"({_iso(reference.t_s[a])} to {_iso(reference.t_s[b - 1])}); no point")
@@ -446,6 +457,7 @@ def compute(
         findings = []
     results: list[PointResult] = []
     plateaus_of: dict[tuple[object, ...], list[tuple[int, int]]] = {}
+    live_keys: set[tuple[object, ...]] = set()
     compared_in: dict[str, int] = {}
     references = references_of(cfg)
     for i, comparison in enumerate(cfg.comparisons):
@@ -468,6 +480,7 @@ def compute(
                     _find(findings, f"{ref_name}: {text}")
                 log.info("%s: %d window(s) recorded live are the calibration points", ref_name, len(live))
                 plateaus_of[key] = live
+                live_keys.add(key)
             elif plateaus_of[key]:
                 log.info("%s: %d plateau(s)", ref_name, len(plateaus_of[key]))
             else:
@@ -490,7 +503,8 @@ def compute(
                     f"comparisons[{i}]: {channel!r} is in {dut.unit} but {ref_name!r} in "
                     f"{reference.unit}; compare channels of one unit"
                 )
-            points = _compare(cfg, comparison, reference, plateaus, channel, dut, shared, findings)
+            points = _compare(cfg, comparison, reference, plateaus, channel, dut, shared, findings,
+                              live=key in live_keys)
             results.extend(_with_decision(cfg, r) for r in points)
     results.sort(key=lambda r: (r.channel, r.reference, r.point))
     return results

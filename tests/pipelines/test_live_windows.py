@@ -111,3 +111,24 @@ async def test_windows_recorded_live_are_read_back_from_the_local_store(tmp_path
                                  "ref-rh": [(t0 / 1e9, (t0 + 10**9) / 1e9)]}
     doc["source"] = {**doc["source"], "live_windows": False}
     assert live_windows(parse_pipeline_config(doc)) == {}
+
+
+@pytest.mark.parametrize("record_s", [600.0, 300.0])
+def test_a_window_recorded_live_shorter_than_the_pipelines_min_duration_gives_the_dut_its_point(
+        record_s: float) -> None:
+    """As a remote run records them: the step's window starts once the reference was stable
+    over window_s (600 s) and lasts record_s - shorter than [stability] min_duration_s (900 s),
+    as in the shipped examples (record_s 600 against window_s 600 + min_duration_s 900).  The
+    DUT (stable, reading 0.1 K high) gets its point in each window, and the stated U covers
+    its true correction.  Before: every DUT point of such a run was lost (the DUT's own
+    settling check wanted window_s + min_duration_s inside the window)."""
+    cfg, data = config(), run_data()
+    own = compute(cfg, data)
+    live = [(p.plateau_start_s + 600.0, p.plateau_start_s + 600.0 + record_s) for p in own]
+    findings: list[str] = []
+    points = compute(cfg, data, live_windows={"ref-t": live}, findings=findings)
+    assert len(points) == len(own) == 2, findings
+    for p, (w0, w1) in zip(points, live, strict=True):
+        assert w0 <= p.t_start_s and p.t_end_s <= w1
+        assert abs(p.correction - (-0.1)) <= p.U
+    assert not [f for f in findings if "no point" in f]
