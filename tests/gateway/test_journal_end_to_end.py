@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from tests.gateway.harness import GatewayProcess, Publisher, site_config, state_message
 from tests.gateway.test_end_to_end import T0_MS, count_readings, expected_state_readings, v1_sink, wait_until
+from tests.gateway.test_journal_recovery import _pages, _smash
 from tests.servers.influx import InfluxD
 from tests.servers.mosquitto import Mosquitto
 from tests.servers.tmpfs import SmallDisk
@@ -91,20 +91,11 @@ def test_a_damaged_journal_is_recovered_at_start_not_a_crash_loop(
     # Before: the damaged journal was accepted at open, the readable part delivered, and then
     # the gateway died with a traceback - at every start.
     n = 1500
-    data = tmp_path / "gw" / "data"
-    cfg = site_config(data, mosquitto.port, v1_sink(influxd), health="1h").replace(
-        'shutdown_grace = "20s"', 'shutdown_grace = "2s"')
-    influxd.stop()
-    gw = GatewayProcess(tmp_path / "gw", cfg)
+    gw, data = _offline_gateway(tmp_path, influxd, mosquitto)
     with gw:
-        wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
-        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
-        pub = Publisher(mosquitto.port)
-        pub.publish_all(state_message("z", i, T0_MS + i * 100) for i in range(n))
-        pub.close()
-        wait_until(lambda: _journal_rows(data) >= 2 * n, 30, "the readings in the journal", gw)
+        _fill(gw, data, mosquitto, "z", n)
         assert gw.terminate() == 0  # with one health record: 3001 records pending
-    leaves = _record_pages(data / "journal.db")
+    leaves = _pages(data / "journal.db", "records")
     _smash(data / "journal.db", leaves[len(leaves) // 2])
     influxd.start()
     with gw:
@@ -128,6 +119,25 @@ def test_a_damaged_journal_is_recovered_at_start_not_a_crash_loop(
     assert list(data.glob("journal.db.damaged-*")), "kept for recovery"
 
 
+def _offline_gateway(tmp_path: Path, influxd: InfluxD, mosquitto: Mosquitto) -> tuple[GatewayProcess, Path]:
+    """A gateway (not started) whose InfluxDB is down, so that what it takes stays pending."""
+    data = tmp_path / "gw" / "data"
+    cfg = site_config(data, mosquitto.port, v1_sink(influxd), health="1h").replace(
+        'shutdown_grace = "20s"', 'shutdown_grace = "2s"')
+    influxd.stop()
+    return GatewayProcess(tmp_path / "gw", cfg), data
+
+
+def _fill(gw: GatewayProcess, data: Path, mosquitto: Mosquitto, device: str, n: int) -> None:
+    """Publish n state messages of `device` (2 readings each) and wait until all are journalled."""
+    wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
+    mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
+    pub = Publisher(mosquitto.port)
+    pub.publish_all(state_message(device, i, T0_MS + i * 100) for i in range(n))
+    pub.close()
+    wait_until(lambda: _journal_rows(data) >= 2 * n, 30, "the readings in the journal", gw)
+
+
 def _journal_rows(data: Path) -> int:
     try:
         db = sqlite3.connect(f"file:{data / 'journal.db'}?mode=ro", uri=True)
@@ -139,43 +149,18 @@ def _journal_rows(data: Path) -> int:
         return 0
 
 
-def _record_pages(path: Path) -> list[int]:
-    db = sqlite3.connect(path)
-    try:
-        return [p for (p,) in db.execute("SELECT pageno FROM dbstat WHERE name = 'records' AND pagetype = 'leaf'")]
-    finally:
-        db.close()
-
-
-def _smash(path: Path, page: int) -> None:
-    """Overwrite one page with garbage, as a bad sector or a torn write would."""
-    with open(path, "r+b") as f:
-        f.seek((page - 1) * 4096)
-        f.write(os.urandom(4096))
-
-
 def test_damage_found_while_running_ends_the_gateway_in_one_line_and_the_restart_recovers(
         tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxD) -> None:
-    n = 1500
-    data = tmp_path / "gw" / "data"
-    cfg = site_config(data, mosquitto.port, v1_sink(influxd), health="1h").replace(
-        'shutdown_grace = "20s"', 'shutdown_grace = "2s"')
-    influxd.stop()
-    gw = GatewayProcess(tmp_path / "gw", cfg)
+    gw, data = _offline_gateway(tmp_path, influxd, mosquitto)
     with gw:
-        wait_until(lambda: "): connected" in gw.log(), 20, "the connection", gw)
-        mosquitto.wait_subscribed("lab/+/state")  # a new session: "connected" is not yet subscribed
-        pub = Publisher(mosquitto.port)
-        pub.publish_all(state_message("w", i, T0_MS + i * 100) for i in range(n))
-        pub.close()
-        wait_until(lambda: _journal_rows(data) >= 2 * n, 30, "the readings in the journal", gw)
+        _fill(gw, data, mosquitto, "w", 1500)
         # A write of another connection makes the gateway's connection drop its page cache, and an
         # emptied -wal makes it read the pages from the file: the damaged page is read from disk.
         db = sqlite3.connect(data / "journal.db", isolation_level=None, timeout=30)
         db.execute("INSERT INTO meta VALUES('test', 'x')")
         assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
         db.close()
-        leaves = _record_pages(data / "journal.db")
+        leaves = _pages(data / "journal.db", "records")
         _smash(data / "journal.db", leaves[len(leaves) // 2])
         influxd.start()  # the delivery reads the damaged page
         assert gw.proc is not None
