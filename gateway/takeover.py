@@ -12,8 +12,8 @@ Mosquitto 2.0 just closes the old connection: a broker that closes a working con
 without a word `CLOSES` times within `CLOSES_WITHIN_S`, each reconnect working at once, is
 taken for a takeover (a broker restart makes the reconnects fail instead, which starts the
 count anew: `unreachable()`).  Used by the MQTT 5 link (`gateway.mqtt.link`: the MQTT
-source, the uplink sink) and by the paho link (`gateway.sinks.mqtt.link`: MQTT 3.1.1
-sources, run control, the ingest).
+source, the uplink sink, run control) and by the paho link (`gateway.sinks.mqtt.link`: MQTT
+3.1.1 sources, the ingest).
 """
 
 from __future__ import annotations

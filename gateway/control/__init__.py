@@ -30,6 +30,7 @@ from gateway.control.keys import (
 from gateway.control.service import CommandJournal, ControlService, Emit, Engine, NoEngine, ProcedureStore
 from gateway.control.verify import CommandVerifier, ReplayStore
 from gateway.errors import ConfigError
+from gateway.mqtt_broker import BrokerConnection
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -60,16 +61,9 @@ def broker_of(cfg: GatewayConfig) -> ControlBroker | None:
     if not uplinks:
         return None
     u = uplinks[0]
-    return ControlBroker(
-        url=u.url,
-        username=u.username,
-        password=u.password,
-        tls=u.tls,
-        keepalive=u.keepalive,
-        reconnect_min=u.reconnect_min,
-        reconnect_max=u.reconnect_max,
-        topic_prefix=u.topic_prefix,
-    )
+    # Every key of the shared broker model but the client id (run control has its own).
+    shared = {k: getattr(u, k) for k in BrokerConnection.model_fields if k != "client_id"}
+    return ControlBroker(**shared, topic_prefix=u.topic_prefix)
 
 
 def answer_key(cfg: GatewayConfig) -> PrivateKey:

@@ -8,20 +8,21 @@
 
 Site and gateway are percent-encoded like the uplink's topics.  Commands are handled one at
 a time, in arrival order; a message that cannot be handled is refused, never the end of the
-gateway.
+gateway.  The connection is remotecal's MQTT layer (`gateway.mqtt.MqttLink`, MQTT 5 only: run
+control through a broker that speaks only 3.1.1 is not supported); a command is acknowledged
+once handled, and the answer waits for its PUBACK (an answer the broker did not take - the
+connection ended first - is logged: the institute's `remotecal run` sees no answer and says so).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import Any
 from urllib.parse import quote
 
 from gateway.control.config import ControlBroker
 from gateway.control.service import ControlService
-from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
+from gateway.mqtt import MqttLink, Subscription, link_settings
 
 __all__ = ["RemoteControl", "answer_topic", "command_topic"]
 
@@ -29,6 +30,9 @@ log = logging.getLogger("remotecal.control")
 
 _FLUSH_S = 60.0
 """How often the count of unsigned refusals not recorded one by one is recorded (if any)."""
+_ANSWER_TIMEOUT_S = 10.0
+"""How long an answer waits for its PUBACK (the institute's side waits 15 s by default)."""
+_INBOX = 16
 
 
 def command_topic(prefix: str, site: str, gateway: str) -> str:
@@ -46,45 +50,17 @@ class RemoteControl:
         self.service = service
         self.command_topic = command_topic(broker.topic_prefix, site, gateway)
         self.answer_topic = answer_topic(broker.topic_prefix, site, gateway)
-        self.link = MqttLink(
-            LinkSettings(
-                host=broker.host,
-                port=broker.port,
-                client_id=broker.client_id or f"remotecal-control-{site}-{gateway}",
-                username=broker.username,
-                password=broker.password,
-                tls=broker.tls,
-                use_tls=broker.uses_tls,
-                keepalive=broker.keepalive,
-                reconnect_min=broker.reconnect_min,
-                reconnect_max=broker.reconnect_max,
-            ),
-            "run control",
-            log,
-            on_connected=self._subscribe,
-        )
         self._wake = asyncio.Event()
-        self.receiver = Receiver(self.link, 16, self._wake.set)
-        self.link.client.on_subscribe = self._on_subscribed
-        self.subscribed = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _subscribe(self, client: object, _session_present: bool) -> None:
-        self.link.client.subscribe(self.command_topic, qos=1)
-
-    def _on_subscribed(self, _c: object, _u: object, _mid: int, codes: list[Any], _p: object) -> None:
-        """SUBACK: commands reach us from now on (`subscribed`), or the broker refused (its ACL)."""
-        if codes and getattr(codes[0], "is_failure", False):
-            log.error("run control: the broker refused the subscription to %s (%s): does this account's "
-                      "ACL allow reading it?", self.command_topic, codes[0])
-            return
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.subscribed.set)
+        self.link = MqttLink(
+            link_settings(broker, client_id=f"remotecal-control-{site}-{gateway}", receive_maximum=_INBOX,
+                          subscriptions=[Subscription(self.command_topic, qos=1)]),
+            name="run control", log=log, wake=self._wake.set)
+        self.subscribed = self.link.subscribed
+        """Set once the broker granted the subscription: commands reach us from then on."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set."""
-        self._loop = asyncio.get_running_loop()
-        self.receiver.start()
+        await self.link.start()
         log.info(
             "run control: commands on %s (%s:%d)",
             self.command_topic,
@@ -94,12 +70,13 @@ class RemoteControl:
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                for m in self.receiver.take():
+                for m in self.link.take():
                     await self._handle(m.topic, m.payload)
-                if self.receiver.waiting:
+                    self.link.ack(m)
+                if self.link.waiting:
                     continue
                 self._wake.clear()
-                if self.receiver.waiting:
+                if self.link.waiting:
                     continue
                 waking = asyncio.create_task(self._wake.wait())
                 await asyncio.wait({waking, stopping}, timeout=_FLUSH_S, return_when=asyncio.FIRST_COMPLETED)
@@ -108,7 +85,7 @@ class RemoteControl:
                 waking.cancel()
         finally:
             stopping.cancel()
-            await self.receiver.stop()
+            await self.link.stop()
             await self.service.flush_unsigned()
 
     async def _handle(self, topic: str, payload: bytes) -> None:
@@ -120,5 +97,8 @@ class RemoteControl:
             log.exception("run control: a command could not be handled")
             return
         if answer is not None:
-            with contextlib.suppress(Exception):
-                self.link.client.publish(self.answer_topic, answer, qos=1)
+            try:
+                await asyncio.wait_for(self.link.publish(self.answer_topic, answer), _ANSWER_TIMEOUT_S)
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("run control: an answer was not sent (%s); the institute sees no answer",
+                            str(exc) or f"no PUBACK within {_ANSWER_TIMEOUT_S:g} s")

@@ -2,8 +2,8 @@
 
 Built from one `LinkSettings` (gateway.mqtt.settings.link_settings, from any broker config
 block): host, credentials, TLS, keepalive, reconnect bounds, session (clean start, expiry),
-Receive Maximum and the subscriptions (shared ones too).  Used by the MQTT source and the
-uplink sink.
+Receive Maximum and the subscriptions (shared ones too).  Used by the MQTT source, the
+uplink sink and run control.
 
 Why not paho?  A sensor message is small and comes
 alone, so the per-message cost of the client is the source's cost.  paho reads each packet
@@ -43,10 +43,10 @@ the suite: reconnect and session resumption (tests/gateway/test_end_to_end.py: b
 restart, SIGKILL of the gateway), flow control (Receive Maximum; a full inbox pauses reading
 without the keepalive dropping the link, test_mqtt_link5.py), keepalive, TLS with a client
 certificate and a password (test_mqtt_tls_auth.py).  `mqtt5` is a 0.x package: pinned to its
-minor (pyproject.toml: >=0.8,<0.9).  Still on paho (gateway.sinks.mqtt.link): run control,
-the ingest (shared subscription) and the 3.1.1 fallback (`mqtt5` speaks MQTT 5 only; the
-demo's embedded amqtt broker speaks 3.1.1 only) - moving the first two onto this link is the
-rest of issue 12.
+minor (pyproject.toml: >=0.8,<0.9).  Still on paho (gateway.sinks.mqtt.link): the ingest
+(shared subscription) and the 3.1.1 fallback (`mqtt5` speaks MQTT 5 only; the demo's
+embedded amqtt broker speaks 3.1.1 only) - moving the first onto this link is the rest of
+issue 12.
 """
 
 from __future__ import annotations
@@ -499,5 +499,6 @@ class MqttLink:
                 self.subscribed.set()
             for t, code in zip(self.settings.subscriptions, suback.reason_codes, strict=False):
                 if int(code) >= 0x80:
-                    self._log.error("%s: the broker refused the subscription to %r: %s",
-                                    self.name, t.topic_filter, getattr(code, "name", code))
+                    acl = " (does this account's ACL allow reading it?)" if int(code) == 0x87 else ""
+                    self._log.error("%s: the broker refused the subscription to %r: %s%s",
+                                    self.name, t.topic_filter, getattr(code, "name", code), acl)

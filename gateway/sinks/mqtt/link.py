@@ -1,9 +1,9 @@
 """One paho MQTT connection on a thread of its own, kept up with capped, jittered backoff.
 
-Shared by run control, the central ingest (which subscribes with a persistent session and
-acknowledges after its journal commit), both MQTT 5, and the MQTT source's link for 3.1.1
-brokers (`gateway.sources.mqtt.link311`).  The uplink sink is on remotecal's MQTT layer,
-`gateway.mqtt`; these move there too (issue 12).
+Used by the central ingest (which subscribes with a persistent session and acknowledges
+after its journal commit; MQTT 5) and the MQTT source's link for 3.1.1 brokers
+(`gateway.sources.mqtt.link311`).  The uplink sink and run control are on remotecal's MQTT
+layer, `gateway.mqtt`; the ingest moves there too (issue 12).
 We run our own connect loop rather than paho's, so a change of state is logged once and the
 retry delay is jittered.
 `generation` counts successful connections: an acknowledgement is only sent on the
