@@ -5,7 +5,7 @@
 A real Mosquitto and a real influxd on free loopback ports.  The worker's persistent session
 is created first (the worker starts, subscribes, stops); then frames of `--frame` readings
 from `--gateways` gateways are published while it is away, as after an outage of the
-central site; then the worker (`gateway.ingest.runtime.Ingest`, in this process) starts and
+central site; then the worker (`gateway.runtime.Gateway` with its uplink source, in this process) starts and
 drains them.  The backlog is sized so that draining takes about `--seconds`.
 
     accepted readings/s   verified, replay-checked, committed to the worker's journal
@@ -56,15 +56,18 @@ flush_interval = "100ms"
 
 
 async def _run_ingest(cfg_path: Path, total: int | None, timeout: float) -> tuple[float, float]:
-    from gateway.ingest.config import load_central_config
-    from gateway.ingest.runtime import Ingest
+    from gateway.ingest.config import load_ingest_config
+    from gateway.runtime import Gateway
+    from gateway.sources.uplink.source import UplinkSource
 
-    ingest = Ingest(load_central_config(cfg_path))
+    ingest = Gateway(load_ingest_config(cfg_path))
+    (source,) = ingest.sources
+    assert isinstance(source, UplinkSource)
     task = asyncio.create_task(ingest.run())
     t0 = time.perf_counter()
     accepted_at = delivered_at = float("nan")
     if total is None:
-        while not ingest.subscriber.link.connected:
+        while not source.connected:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # the SUBSCRIBE is through
     else:

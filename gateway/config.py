@@ -29,8 +29,8 @@ from gateway.errors import ConfigError
 from gateway.mqtt_broker import TlsConfig
 from gateway.plugin import ControllerKind, SinkConfig, SinkKind, SourceKind
 
-__all__ = ["GatewayConfig", "JournalConfig", "config_model", "format_validation_error", "load_config",
-           "parse_config", "read_toml"]
+__all__ = ["GatewayConfig", "JournalConfig", "anchored_paths", "config_model", "format_validation_error",
+           "load_config", "parse_config", "read_toml"]
 
 
 class _Strict(BaseModel):
@@ -266,10 +266,18 @@ def parse_config(data: dict[str, Any]) -> GatewayConfig:
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a site config; raise ConfigError with every problem, by key path."""
     p = Path(path)
-    cfg = parse_config(read_toml(p))
+    data = read_toml(p)
+    if "ingest" in data and "gateway" not in data:
+        raise ConfigError(f"ingest: this is a CENTRAL.toml of `remotecal ingest`: run it with `remotecal "
+                          f"ingest -c {p}`, or write it as [gateway] and [[sources.uplink]] "
+                          "(gateway/sources/uplink/sample.toml)")
+    return anchored_paths(parse_config(data), p.parent)
+
+
+def anchored_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
+    """`cfg` with its relative paths made relative to `base`, the config file's folder."""
     # Paths are relative to the config file, so a service's working directory cannot move the
     # journal (and split a gateway's evidence across two folders) or lose a key.
-    base = p.parent
 
     def anchored(x: Path) -> Path:
         return x if x.is_absolute() else (base / x).resolve()

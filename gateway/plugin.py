@@ -47,11 +47,13 @@ class SinkConfig(Protocol):
 
 @dataclass(frozen=True)
 class Tags:
-    """The tags every reading of this gateway carries."""
+    """The tags every reading of this gateway carries, and where the gateway keeps its state
+    (a source with state of its own, the uplink's replay windows, keeps it there)."""
 
     site: str
     gateway: str
     run: str
+    data_dir: Path = Path(".")
 
 
 @dataclass(frozen=True)

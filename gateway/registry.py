@@ -19,10 +19,11 @@ from gateway.sinks.mqtt.plugin import KIND as _mqtt_uplink
 from gateway.sources.instrument.plugin import KIND as _instrument
 from gateway.sources.modbus.plugin import KIND as _modbus
 from gateway.sources.mqtt.plugin import KIND as _mqtt
+from gateway.sources.uplink.plugin import KIND as _uplink
 
 __all__ = ["CONTROLLERS", "SINKS", "SOURCES", "register", "unregister"]
 
-SOURCES: dict[str, SourceKind] = {k.name: k for k in (_mqtt, _modbus, _instrument)}
+SOURCES: dict[str, SourceKind] = {k.name: k for k in (_mqtt, _modbus, _instrument, _uplink)}
 SINKS: dict[str, SinkKind] = {k.name: k for k in (_influxdb, _mqtt_uplink, _local)}
 CONTROLLERS: dict[str, ControllerKind] = {k.name: k for k in (_modbus_controller, _scpi_controller)}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -62,10 +63,16 @@ def _clock_offset(source: Source) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _failed(on_failed: Callable[[], None], committed: asyncio.Future[None]) -> None:
+    """A batch's commit failed for good (the journal closed before it could commit)."""
+    if committed.cancelled() or committed.exception() is not None:
+        on_failed()
+
+
 def build_sources(cfg: GatewayConfig) -> list[Source]:
     """The source objects of every registered kind's blocks (gateway.registry), in its order."""
     g = cfg.gateway
-    tags = Tags(site=g.site, gateway=g.id, run=g.run)
+    tags = Tags(site=g.site, gateway=g.id, run=g.run, data_dir=g.data_dir)
     sources: list[Source] = []
     for kind in registry.SOURCES.values():
         if blocks := cfg.sources.blocks(kind.name):
@@ -128,8 +135,10 @@ class Gateway:
             self._stop.set()
 
     def health_fields(self) -> dict[str, float | int]:
+        """The `gateway_health` point's fields: the journal's, the sinks' and the sources'
+        counters, and what each source with a `health_fields()` adds (gateway.sources)."""
         st = self.journal.stats
-        return {
+        fields: dict[str, float | int] = {
             "journal_pending": st.pending,
             "journal_bytes": st.size_bytes,
             "journal_full": int(st.full),
@@ -155,6 +164,11 @@ class Gateway:
             "uptime_s": round(time.monotonic() - self.started, 3),
             **self._health_clock_offset(),
         }
+        for source in self.sources:
+            if (more := getattr(source, "health_fields", None)) is not None:
+                for k, v in more().items():
+                    fields[k] = fields.get(k, 0) + v
+        return fields
 
     def _health_clock_offset(self) -> dict[str, float]:
         """`clock_offset_s`: the sensors' clocks minus the gateway's, as the sources with
@@ -211,6 +225,9 @@ class Gateway:
                  self.journal.path, len(self.sources), len(self.sinks))
         notify("STATUS=opening the journal (checked, recovered if damaged)")
         await self.journal.open()
+        for source in self.sources:  # a source that reads back what the journal holds (gateway.sources)
+            if (use := getattr(source, "use_journal", None)) is not None:
+                use(self.journal)
         if self.run_engine is not None:
             await self.run_engine.open()  # before any reading: the run tag is right from the first
         self._track()
@@ -346,38 +363,62 @@ class Gateway:
 
         While the journal takes no records (full, or its commits fail), an input acknowledged
         on commit (MQTT) waits - the broker keeps it, and whatever comes after it - and a
-        polled one is refused: counted, logged, its rejects still quarantined."""
+        polled one is refused: counted, logged, its rejects still quarantined.
+
+        A batch's own readings are tagged with the run going on; the records it relays from
+        other gateways (`SourceBatch.records`) keep theirs.  When the gateway stops, what the
+        source handed over is committed before it closes, so its acks find it connected."""
         tracker = self.trackers[source.name]
         debug = log.isEnabledFor(logging.DEBUG)
         async with source:
-            engine = self.run_engine
-            async for batch in source.batches():
-                tracker.counted(len(batch.readings))
-                if debug:
-                    log.debug("source %r: %d reading(s), %d rejected%s", source.name, len(batch.readings),
-                              len(batch.rejected), " (redelivered)" if batch.redelivered else "")
-                key = dedupe_key(source.name.encode(), *batch.dedupe) if batch.dedupe else None
-                while True:
-                    # tagged as it enters the journal: the run going on now, or [gateway] run
-                    readings = batch.readings if engine is None else engine.tag(batch.readings)
-                    try:
-                        self.journal.submit(readings, batch.rejected, dedupe=key,
-                                            redelivered=batch.redelivered, on_committed=batch.on_committed)
-                    except JournalFull as exc:
-                        if batch.on_committed is None:
-                            self._refuse(source, batch.readings, batch.rejected, exc)
-                            break
-                        await self.journal.wait_writable()
-                        continue
-                    if engine is not None and readings:
-                        engine.observe(readings)
-                    break
+            try:
+                await self._take(source, tracker, debug)
+            finally:
+                await self._committed_before_close(source)
 
-    def _refuse(self, source: Source, readings: Sequence[Reading], rejected: Sequence[Rejected],
-                why: JournalFull) -> None:
-        self.journal.stats.refused += len(readings)
+    async def _take(self, source: Source, tracker: SourceTracker, debug: bool) -> None:
+        engine = self.run_engine
+        async for batch in source.batches():
+            relayed = sum(1 for r in batch.records if isinstance(r, Reading))
+            tracker.counted(len(batch.readings) + relayed)
+            if debug:
+                log.debug("source %r: %d reading(s)%s, %d rejected%s", source.name, len(batch.readings),
+                          f" and {len(batch.records)} relayed record(s)" if batch.records else "",
+                          len(batch.rejected), " (redelivered)" if batch.redelivered else "")
+            key = dedupe_key(source.name.encode(), *batch.dedupe) if batch.dedupe else None
+            while True:
+                # tagged as it enters the journal: the run going on now, or [gateway] run
+                readings = batch.readings if engine is None else engine.tag(batch.readings)
+                try:
+                    records = [*readings, *batch.records] if batch.records else readings
+                    committed = self.journal.submit(
+                        records, batch.rejected, dedupe=key, redelivered=batch.redelivered,
+                        on_committed=batch.on_committed, wait=batch.on_failed is not None)
+                except JournalFull as exc:
+                    if batch.on_committed is None:
+                        self._refuse(source, len(batch.readings) + relayed, batch.rejected, exc)
+                        break
+                    await self.journal.wait_writable()
+                    continue
+                if committed is not None and batch.on_failed is not None:
+                    committed.add_done_callback(functools.partial(_failed, batch.on_failed))
+                if engine is not None and readings:
+                    engine.observe(readings)
+                break
+
+    async def _committed_before_close(self, source: Source) -> None:
+        try:
+            async with asyncio.timeout(self.cfg.gateway.shutdown_grace):
+                await self.journal.flush()
+        except (TimeoutError, JournalError) as exc:
+            log.warning("source %r: its last input is not committed before it closes (%s); the broker "
+                        "hands unacknowledged messages out again", source.name,
+                        exc or "commits did not finish within shutdown_grace")
+
+    def _refuse(self, source: Source, readings: int, rejected: Sequence[Rejected], why: JournalFull) -> None:
+        self.journal.stats.refused += readings
         self._refused_log.warning(source.name, "source %r: %d reading(s) refused, NOT committed (%s); "
-                                  "counted as refused", source.name, len(readings), why)
+                                  "counted as refused", source.name, readings, why)
         if rejected:
             self.journal.submit([], rejected)
 

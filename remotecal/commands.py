@@ -15,9 +15,13 @@ import os
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from gateway.errors import RemotecalError
 from remotecal.logs import setup_logging
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 __all__ = [
     "GRAFANA_TOKEN",
@@ -103,15 +107,20 @@ def procedure_check(args: argparse.Namespace) -> int:
 
 
 def gateway_run(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    return _run_gateway(load_config(args.config), args.log_level)
+
+
+def _run_gateway(cfg: GatewayConfig, log_level: str | None) -> int:
+    """`gateway run` (and `ingest`, a central site's gateway): run it until SIGTERM/SIGINT."""
     import ssl
 
-    from gateway.config import load_config
     from gateway.errors import ConfigError
     from gateway.preflight import preflight
     from gateway.runtime import Gateway
 
-    cfg = load_config(args.config)
-    setup_logging(args.log_level or cfg.gateway.log_level)
+    setup_logging(log_level or cfg.gateway.log_level)
     preflight(cfg, build=False)  # data_dir, key and TLS files: exit 2 with the reason, not at the first write
     try:
         gateway = Gateway(cfg)
@@ -251,39 +260,41 @@ def dashboards_push(args: argparse.Namespace) -> int:
 
 
 def ingest(args: argparse.Namespace) -> int:
+    """A central site: a CENTRAL.toml, or a site config with [[sources.uplink]] (gateway.ingest.config)."""
     from gateway.errors import ConfigError
-    from gateway.ingest.config import load_central_config
+    from gateway.ingest.config import load_ingest_config
     from gateway.ingest.refused import RefusedFrames
-    from gateway.ingest.runtime import Ingest
     from gateway.journal import Journal
+    from gateway.sources.uplink.plugin import state_dir
 
-    cfg = load_central_config(args.config)
-    refused_db = cfg.ingest.data_dir / "refused.db"
+    cfg = load_ingest_config(args.config)
+    data_dir = cfg.gateway.data_dir
+    refused_dbs = [state_dir(b, data_dir) / "refused.db" for b in cfg.sources.blocks("uplink")]
     if args.requeue:
-        n = RefusedFrames.request_requeue(refused_db, args.kind)
-        print(f"{n} refused frame(s) to be checked again by the ingest of {cfg.ingest.data_dir} (within a "
-              "second while it runs, else at its start); `--quarantine` shows those still refused")
+        for db in refused_dbs:
+            n = RefusedFrames.request_requeue(db, args.kind)
+            print(f"{n} refused frame(s) to be checked again by the ingest of {db.parent} (within a "
+                  "second while it runs, else at its start); `--quarantine` shows those still refused")
         return 0
     if args.kind:
         raise ConfigError("--kind: only with --requeue")
     if args.quarantine:
-        counts, frames = RefusedFrames.read(refused_db, args.limit)
-        print(f"{sum(counts.values())} refused frame(s) kept whole"
-              + (f" ({', '.join(f'{k}: {n}' for k, n in counts.items())})" if counts else "")
-              + f"; the latest {len(frames)}:")
-        for f in frames:
-            print(f"{_time(f.time_ns, 'milliseconds')}  {f.topic}  {f.reason}  ({len(f.payload)} bytes)"
-                  + ("  [requeue asked]" if f.requeue else ""))
-        total, rows = Journal.read_quarantine(cfg.ingest.data_dir / "journal.db", args.limit)
+        for db in refused_dbs:
+            counts, frames = RefusedFrames.read(db, args.limit)
+            print(f"{sum(counts.values())} refused frame(s) kept whole"
+                  + (f" ({', '.join(f'{k}: {n}' for k, n in counts.items())})" if counts else "")
+                  + (f" in {db}" if len(refused_dbs) > 1 else "") + f"; the latest {len(frames)}:")
+            for f in frames:
+                print(f"{_time(f.time_ns, 'milliseconds')}  {f.topic}  {f.reason}  ({len(f.payload)} bytes)"
+                      + ("  [requeue asked]" if f.requeue else ""))
+        total, rows = Journal.read_quarantine(data_dir / "journal.db", args.limit)
         print(f"{total} quarantined record(s) (of accepted frames, e.g. a value that is not finite); "
               f"the latest {len(rows)}:")
         for r in rows:
             payload = r.payload[:80].decode(errors="replace")
             print(f"{_time(r.time_ns, 'milliseconds')}  {r.topic}  {r.reason}  | {payload}")
         return 0
-    setup_logging(args.log_level or cfg.ingest.log_level)
-    asyncio.run(Ingest(cfg).run())
-    return 0
+    return _run_gateway(cfg, args.log_level)
 
 
 def keys_new(args: argparse.Namespace) -> int:

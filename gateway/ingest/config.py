@@ -3,58 +3,52 @@
 Several workers share the load: give each its own `worker` name and `data_dir` (its client
 id, persistent session and journal) and the same `group`, `keys` and sinks.  Relative paths
 are relative to the config file.
+
+An ingest worker is a gateway whose source is the uplink (gateway.sources.uplink), so
+`load_ingest_config` reads either form as a `GatewayConfig`: a site config with
+`[[sources.uplink]]` as it is, and a CENTRAL.toml as the site config that does what it did
+(`central_site_config`) - same journal, replay state, refused frames, sink cursors, broker
+session and health point, so an existing worker goes on where it was.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.config import JournalConfig, format_validation_error, read_toml
-from gateway.config_types import Duration, Size
+from gateway.config import (
+    GatewayConfig,
+    JournalConfig,
+    anchored_paths,
+    format_validation_error,
+    parse_config,
+    read_toml,
+)
+from gateway.config_types import Duration
 from gateway.errors import ConfigError
-from gateway.mqtt_broker import BrokerConnection
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
-from gateway.sinks.mqtt.config import check_topic_prefix
+from gateway.sources.uplink.config import CentralBroker, FrameChecks
 
-__all__ = ["BrokerConfig", "CentralConfig", "IngestSection", "load_central_config"]
+__all__ = ["BrokerConfig", "CentralConfig", "IngestSection", "central_site_config", "load_central_config",
+           "load_ingest_config"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _level(v: str) -> str:
-    if not v or any(c in v for c in "/+#\x00"):
-        raise ValueError("must be one topic level: not empty, without /, + or #")
-    return v
-
-
-class IngestSection(_Strict):
-    worker: str = Field(description="unique per process: names its MQTT session")
+class IngestSection(FrameChecks):
     site: str = Field(default="central", min_length=1,
                       description="site tag of its gateway_health points (gateway: ingest-WORKER)")
     health_interval: Duration = 10.0
     data_dir: Path
-    keys: Path = Field(description="a folder of key files (or one file), from `remotecal keys new`")
-    group: str = "remotecal-ingest"
-    topic_prefix: str = "remotecal/v1"
-    replay_window: int = Field(default=10_000, ge=1, le=10_000_000)
-    refused_max_size: Size = Field(default=1024**3, ge=1024**2,
-                                   description="refused frames kept whole (DATA_DIR/refused.db) up to this")
     shutdown_grace: Duration = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    _worker = field_validator("worker", "group")(_level)
-    _prefix = field_validator("topic_prefix")(check_topic_prefix)
 
-
-class BrokerConfig(BrokerConnection):
-    session_expiry: Duration = Field(
-        default=7 * 86400.0, gt=0, description="how long the broker keeps a dead worker's session")
-    max_inflight: int = Field(default=100, ge=1, le=65535)
+BrokerConfig = CentralBroker
 
 
 class CentralSinks(_Strict):
@@ -82,12 +76,56 @@ class CentralConfig(_Strict):
 def load_central_config(path: str | Path) -> CentralConfig:
     """Read and validate CENTRAL.toml; ConfigError with every problem by key path."""
     p = Path(path)
-    try:
-        cfg = CentralConfig.model_validate(read_toml(p))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+    cfg = _validated(read_toml(p))
     section = cfg.ingest.model_copy(update={
         "data_dir": (p.parent / cfg.ingest.data_dir).resolve(),
         "keys": (p.parent / cfg.ingest.keys).resolve(),
     })
     return cfg.model_copy(update={"ingest": section})
+
+
+def _validated(data: dict[str, Any]) -> CentralConfig:
+    try:
+        return CentralConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+UPLINK_NAME = "uplink"
+"""The uplink source's name in a CENTRAL.toml's site config: with it the journal's redelivery
+keys of frames are those the ingest wrote before it was a source."""
+
+
+def central_site_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The site config (`[gateway]`, `[[sources.uplink]]`, `[journal]`, `[[sinks.influxdb]]`) that
+    runs as the CENTRAL.toml `data` did (validated first, so a mistake names its CENTRAL.toml key).
+
+    [ingest] data_dir holds the journal, replay.db and refused.db still; its health points keep
+    site `[ingest] site` and gateway `ingest-WORKER`; an unnamed sink keeps the cursor name it
+    had (`influxdb-N`); the broker session keeps its client id (from `worker`)."""
+    cfg = _validated(data)
+    ingest = dict(data["ingest"])
+    gateway = {"site": ingest.pop("site", cfg.ingest.site), "id": f"ingest-{cfg.ingest.worker}",
+               "run": "ingest", "data_dir": ingest.pop("data_dir")}
+    gateway |= {k: ingest.pop(k) for k in ("health_interval", "shutdown_grace", "log_level") if k in ingest}
+    uplink = {"name": UPLINK_NAME, **ingest, **data["broker"]}
+    sinks = [{"name": name, **s} for name, s in zip(cfg.sink_names(), data["sinks"]["influxdb"], strict=True)]
+    return {"gateway": gateway, "journal": data.get("journal", {}), "sources": {"uplink": [uplink]},
+            "sinks": {"influxdb": sinks}}
+
+
+def load_ingest_config(path: str | Path) -> GatewayConfig:
+    """A central site's config, in either form: a site config with `[[sources.uplink]]`, or a
+    CENTRAL.toml (`[ingest]`, `[broker]`) as its equivalent site config."""
+    p = Path(path)
+    data = read_toml(p)
+    if "ingest" not in data:
+        cfg = anchored_paths(parse_config(data), p.parent)
+        if not cfg.sources.blocks("uplink"):
+            raise ConfigError("sources.uplink: `remotecal ingest` runs a central site: a CENTRAL.toml "
+                              "([ingest], [broker]) or a site config with [[sources.uplink]]")
+        return cfg
+    if "gateway" in data or "sources" in data:
+        raise ConfigError("ingest: a CENTRAL.toml ([ingest], [broker]) has no [gateway] or [sources]: write "
+                          "the worker either way, not both (gateway/sources/uplink/sample.toml)")
+    return anchored_paths(parse_config(central_site_config(data)), p.parent)

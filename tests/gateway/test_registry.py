@@ -30,7 +30,7 @@ def test_a_new_source_kind_goes_through_check_and_the_runtime(
         counter: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = counter_site(tmp_path)
     assert main(["gateway", "check", "-c", str(site)]) == 0
-    assert "0 MQTT, 0 Modbus, 0 instrument and 1 counter source(s)" in capsys.readouterr().out
+    assert "0 MQTT, 0 Modbus, 0 instrument, 0 uplink and 1 counter source(s)" in capsys.readouterr().out
 
     (tmp_path / "bad").mkdir()
     bad = counter_site(tmp_path / "bad", interval="soon")

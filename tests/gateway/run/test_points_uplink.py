@@ -4,17 +4,15 @@ the points in its journal with their tags and typed fields, as line protocol for
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from gateway.ingest.config import load_central_config
-from gateway.ingest.runtime import Ingest
 from gateway.journal import Journal
 from gateway.keys import load_key_file, new_key_file
 from gateway.reading import Point, Reading
 from gateway.sinks.influxdb.lineprotocol import LineEncoder
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from gateway.sources.mqtt.message import Message
+from tests.gateway.uplink.harness import pumping, until
 
 SITE, GW = "lab 1", "gw,01"
 
@@ -39,22 +37,11 @@ async def test_run_points_go_through_the_uplink_to_the_ingest(tmp_path: Path) ->
     (tmp_path / "central.toml").write_text(
         '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
         '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
-    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
-    acked: list[int] = []
-    ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
     frame = sign(secret, encode_frame(1, 0, SITE, GW, batch.records))
-    (tmp_path / "data").mkdir()
-    await ingest.journal.open()
-    ingest.replay.open()
-    try:
-        await ingest._handle(Message(readings_topic("remotecal/v1", SITE, GW), frame, 1, 1, False, 0, 1))
-        async with asyncio.timeout(10):
-            while not acked:
-                await asyncio.sleep(0.01)
-        central = await ingest.journal.next_batch("influx", 100)
-    finally:
-        await ingest.journal.close()
-        await ingest.replay.close()
+    async with pumping(tmp_path / "central.toml") as (central_gw, ingest, acked):
+        ingest.on_message(Message(readings_topic("remotecal/v1", SITE, GW), frame, 1, 1, False, 0, 1))
+        await until(lambda: acked, "the frame acked")
+        central = await central_gw.journal.next_batch("influx", 100)
     assert ingest.accepted_frames == 1 and central is not None
     assert sorted(map(repr, central.records)) == sorted(map(repr, records))
     lines = LineEncoder().encode_batch(central.records).decode().splitlines()

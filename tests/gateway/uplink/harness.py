@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from gateway.ingest.config import load_ingest_config
 from gateway.keys import new_key_file
+from gateway.runtime import Gateway
+from gateway.sources.uplink.source import UplinkSource
 from tests.gateway.harness import CommandProcess, config_text
 from tests.servers.influx import InfluxD
 
-__all__ = ["IngestProcess", "Sniffer", "gateway_config", "ingest_config", "make_key", "state_message"]
+__all__ = ["INGEST_FILTER", "IngestProcess", "Sniffer", "gateway_config", "ingest_config", "make_key", "pumping",
+           "state_message", "until"]
 
 T0_MS = 1_795_000_000_000
+
+# What the ingest workers subscribe to.  A test waits for the broker to log the subscription
+# before anything is published to it: "connected" in a client's log is not enough - a new
+# session's messages published before its SUBSCRIBE is processed are dropped by the broker (a
+# full-suite run under load lost A's 600 readings that way).
+INGEST_FILTER = "$share/central/remotecal/v1/+/+/readings"
 
 
 def make_key(keys_dir: Path, site: str, gw: str) -> Path:
@@ -83,3 +96,39 @@ class Sniffer:
 def state_message(prefix: str, sensor: str, i: int) -> tuple[str, str]:
     """One reading of `sensor`: 20 + i/1000 degC at T0 + i ms."""
     return f"{prefix}/{sensor}/state", json.dumps({"t": round(20 + i * 0.001, 3), "ts": T0_MS + i})
+
+
+@contextlib.asynccontextmanager
+async def pumping(config: Path, prepare: Callable[[Gateway], Awaitable[None]] | None = None
+                  ) -> AsyncIterator[tuple[Gateway, UplinkSource, list[int]]]:
+    """A central site's gateway with its journal open and its uplink source pumped into it by
+    the runtime (`Gateway._pump`), in process: no broker - a test hands messages to
+    `source.on_message`; the mids acked are in the list.  No sink runs.  `prepare` runs
+    once the journal is open, before the pump starts."""
+    gw = Gateway(load_ingest_config(config))
+    (source,) = gw.sources
+    assert isinstance(source, UplinkSource)
+    acked: list[int] = []
+    source.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
+    source.subscriber.start = lambda: None  # type: ignore[method-assign]
+    await gw.journal.open()
+    source.use_journal(gw.journal)
+    if prepare is not None:
+        await prepare(gw)
+    pump = asyncio.create_task(gw._pump(source))
+    try:
+        async with asyncio.timeout(30):
+            while source._queue is None:  # the source is open
+                await asyncio.sleep(0.01)
+        yield gw, source, acked
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        await gw.journal.close()
+
+
+async def until(cond: Any, what: str, timeout: float = 30.0) -> None:
+    """Wait (polling the event loop) until `cond()` holds."""
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)

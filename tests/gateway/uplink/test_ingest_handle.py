@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-from gateway.ingest.config import load_central_config
 from gateway.ingest.refused import RefusedFrame, RefusedFrames
-from gateway.ingest.runtime import Ingest
 from gateway.keys import load_key_file, new_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from gateway.sources.mqtt.message import Message
+from tests.gateway.uplink.harness import pumping, until
 
 SITE, GW = "lab 1", "gw,01"
-
-
-@contextlib.asynccontextmanager
-async def opened(ingest: Ingest) -> AsyncIterator[None]:
-    """The ingest's stores open and the refused frames' writer running, as `Ingest.run` has them."""
-    ingest.cfg.ingest.data_dir.mkdir(exist_ok=True)
-    await ingest.journal.open()
-    ingest.replay.open()
-    ingest.refused.open()
-    done = asyncio.Event()
-    writer = asyncio.create_task(ingest.refused.run(done))
-    try:
-        yield
-    finally:
-        done.set()
-        await writer
-        await ingest.journal.close()
-        await ingest.replay.close()
-        ingest.refused.close()
+CENTRAL = ('[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
+           '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
 
 
 def refused(tmp_path: Path) -> list[RefusedFrame]:
@@ -48,34 +27,24 @@ def _message(payload: bytes, mid: int, *, dup: bool = False) -> Message:
 
 async def test_accept_replay_and_broker_redelivery(tmp_path: Path) -> None:
     secret = load_key_file(new_key_file(SITE, GW, tmp_path / "keys")).secret
-    (tmp_path / "central.toml").write_text(
-        '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
-        '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
-    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
-    acked: list[int] = []
-    ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
+    (tmp_path / "central.toml").write_text(CENTRAL)
     readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5 + i, 10**18 + i) for i in range(3)]
     frame = sign(secret, encode_frame(7, 0, SITE, GW, readings))
-    async with opened(ingest):
-        await ingest._handle(_message(frame, 1))
-        await ingest._handle(_message(frame, 2, dup=True))  # while the first is being committed
-        await ingest._handle(_message(frame[:-1] + b"\0", 3))
-        for _ in range(100):
-            if len(acked) == 3:
-                break
-            await asyncio.sleep(0.01)
-        await ingest._handle(_message(frame, 4))  # a replay, long after
-        await ingest._handle(_message(frame, 5, dup=True))  # the broker's redelivery
-        for _ in range(100):
-            if len(acked) == 5:
-                break
-            await asyncio.sleep(0.01)
-        batch = await ingest.journal.next_batch("influx", 100)
+    async with pumping(tmp_path / "central.toml") as (gw, ingest, acked):
+        ingest.on_message(_message(frame, 1))
+        ingest.on_message(_message(frame, 2, dup=True))  # while the first is being committed
+        ingest.on_message(_message(frame[:-1] + b"\0", 3))
+        await until(lambda: len(acked) == 3, "the first three acks")
+        ingest.on_message(_message(frame, 4))  # a replay, long after
+        ingest.on_message(_message(frame, 5, dup=True))  # the broker's redelivery
+        await until(lambda: len(acked) == 5, "all five acks")
+        batch = await gw.journal.next_batch("influx", 100)
+        fields = gw.health_fields()
     assert sorted(acked) == [1, 2, 3, 4, 5]
     assert batch is not None and batch.records == readings
     assert (ingest.accepted_frames, ingest.redelivered) == (1, 2)
     assert (ingest.rejected["bad signature"], ingest.rejected["replayed"]) == (1, 1)
-    fields = ingest.health_fields()
+    assert (fields["accepted_frames"], fields["redelivered"], fields["rejected"], fields["received"]) == (1, 2, 2, 3)
     assert (fields["rejected_bad_signature"], fields["rejected_replayed"]) == (1, 1)
     assert [k for k in fields if not re.fullmatch(r"[a-z0-9_]+", k)] == [], "field names a query can use as they are"
     assert [(r.kind, r.reason.split(":")[0]) for r in refused(tmp_path)] == [
@@ -86,67 +55,54 @@ async def test_a_requeue_whose_commit_fails_keeps_the_rows_and_the_ingest_runnin
     # A frame refused for want of its key, then the key: the requeue's commit fails once
     # (a disk error); the journal commits it again, the ingest neither stops nor loses the frame.
     (tmp_path / "keys").mkdir()
-    (tmp_path / "central.toml").write_text(
-        '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
-        '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
-    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
-    ingest.subscriber.ack = lambda m: None  # type: ignore[method-assign]
+    (tmp_path / "central.toml").write_text(CENTRAL)
     secret = load_key_file(new_key_file(SITE, GW, tmp_path / "elsewhere")).secret
     readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5 + i, 10**18 + i) for i in range(3)]
-    async with opened(ingest):
-        await ingest._handle(_message(sign(secret, encode_frame(7, 0, SITE, GW, readings)), 1))
-        await asyncio.sleep(0.05)
+    async with pumping(tmp_path / "central.toml") as (gw, ingest, acked):
+        ingest.on_message(_message(sign(secret, encode_frame(7, 0, SITE, GW, readings)), 1))
+        await until(lambda: acked == [1], "the refused frame kept and acked")
         assert ingest.rejected["unknown gateway"] == 1
-        new_key_file_copy = tmp_path / "keys" / "k.key"
-        new_key_file_copy.write_bytes(next((tmp_path / "elsewhere").glob("*.key")).read_bytes())
-        assert ingest.verifier.refresh() is True
-        commit = ingest.journal._commit_sync
+        commit = gw.journal._commit_sync
         failures: list[int] = []
 
         def broken(subs):  # type: ignore[no-untyped-def]
-            ingest.journal._commit_sync = commit  # type: ignore[method-assign]  # fails once
+            gw.journal._commit_sync = commit  # type: ignore[method-assign]  # fails once
             failures.append(len(subs))
             raise OSError("disk I/O error")
 
-        ingest.journal._commit_sync = broken  # type: ignore[method-assign]
-        await ingest._requeue()  # must not raise
+        gw.journal._commit_sync = broken  # type: ignore[method-assign]
+        new_key_file_copy = tmp_path / "keys" / "k.key"
+        new_key_file_copy.write_bytes(next((tmp_path / "elsewhere").glob("*.key")).read_bytes())
+        assert ingest.verifier.refresh() is True  # the keys changed: the source takes the frame back
+        await until(lambda: ingest.requeued == 1, "the requeue")
         assert failures == [1]
-        await ingest._requeue()
-        batch = await ingest.journal.next_batch("influx", 100)
+        batch = await gw.journal.next_batch("influx", 100)
+        await until(lambda: refused(tmp_path) == [], "the refused frame removed")
     assert batch is not None and batch.records == readings
     assert ingest.requeued == 1
-    assert refused(tmp_path) == []
 
 
 async def test_whatever_checking_a_frame_raises_quarantines_it_and_the_ingest_goes_on(tmp_path: Path) -> None:
     # No exception raised by one message may end the worker: a bug in a check is counted,
     # logged with its traceback, and the frame is kept whole with it (issue 11, 1).
     secret = load_key_file(new_key_file(SITE, GW, tmp_path / "keys")).secret
-    (tmp_path / "central.toml").write_text(
-        '[ingest]\nworker = "w"\ndata_dir = "data"\nkeys = "keys"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n'
-        '[[sinks.influxdb]]\nname = "influx"\nurl = "http://127.0.0.1:1"\ndatabase = "db"\n')
-    ingest = Ingest(load_central_config(tmp_path / "central.toml"))
-    acked: list[int] = []
-    ingest.subscriber.ack = lambda m: acked.append(m.mid)  # type: ignore[method-assign]
+    (tmp_path / "central.toml").write_text(CENTRAL)
     readings = [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut", 20.5, 10**18)]
     frame = sign(secret, encode_frame(7, 0, SITE, GW, readings))
-    real_check = ingest.verifier.check
 
     def buggy(topic: str, payload: bytes) -> object:
         raise ZeroDivisionError("a bug")
 
-    async with opened(ingest):
+    async with pumping(tmp_path / "central.toml") as (gw, ingest, acked):
+        real_check = ingest.verifier.check
         ingest.verifier.check = buggy  # type: ignore[method-assign,assignment]
-        await ingest._handle(_message(frame, 1))
+        ingest.on_message(_message(frame, 1))
         ingest.verifier.check = real_check  # type: ignore[method-assign]
-        await ingest._handle(Message("remotecal/v1/\ufffd/gw/readings", b"x", 2, 1, False, 0, 1,
-                                     error="topic is not UTF-8"))
-        await ingest._handle(_message(frame, 3))
-        for _ in range(100):
-            if len(acked) == 3:
-                break
-            await asyncio.sleep(0.01)
-        batch = await ingest.journal.next_batch("influx", 100)
+        ingest.on_message(Message("remotecal/v1/\ufffd/gw/readings", b"x", 2, 1, False, 0, 1,
+                                  error="topic is not UTF-8"))
+        ingest.on_message(_message(frame, 3))
+        await until(lambda: len(acked) == 3, "three acks")
+        batch = await gw.journal.next_batch("influx", 100)
     assert sorted(acked) == [1, 2, 3]
     assert ingest.input_errors == 1 and ingest.rejected["malformed"] == 2 and ingest.accepted_frames == 1
     assert batch is not None and batch.records == readings

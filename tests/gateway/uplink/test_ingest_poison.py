@@ -23,7 +23,7 @@ from gateway.keys import load_key_file
 from gateway.reading import HealthSample, Reading, Record
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from tests.gateway.harness import Publisher
-from tests.gateway.uplink.harness import IngestProcess, ingest_config, make_key
+from tests.gateway.uplink.harness import INGEST_FILTER, IngestProcess, ingest_config, make_key
 from tests.servers.influx import InfluxD
 from tests.servers.mosquitto import Mosquitto
 
@@ -90,7 +90,7 @@ def test_poison_frames_are_quarantined_and_the_ingest_keeps_running(
     good = [(topic, v1_frame(secret, 10 + k, _readings(k * 100, 100))) for k in range(6)]
     try:
         worker.start()
-        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        mosquitto.wait_subscribed(INGEST_FILTER)
         pub = Publisher(mosquitto.port, "poisoner")
         pub.publish_all(good[:2] + poison[:1] + good[2:4] + poison[1:] + good[4:])
         pub.close()
@@ -129,7 +129,7 @@ def test_one_bad_reading_is_quarantined_and_the_rest_of_its_frame_written(
                                                           influxd, "w1"))
     try:
         worker.start()
-        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        mosquitto.wait_subscribed(INGEST_FILTER)
         pub = Publisher(mosquitto.port, "gateway")
         records: list[Record] = [*good[:20], inf, *good[20:40], nan, nameless, *good[40:], health]
         pub.publish_all([(topic, sign(secret, encode_frame(1, 0, SITE, GW, records)))])

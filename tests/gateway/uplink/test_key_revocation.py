@@ -20,7 +20,7 @@ from gateway.keys import load_key_file
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from tests.gateway.harness import Publisher
-from tests.gateway.uplink.harness import IngestProcess, ingest_config, make_key
+from tests.gateway.uplink.harness import INGEST_FILTER, IngestProcess, ingest_config, make_key
 from tests.gateway.uplink.test_ingest_poison import count_readings, wait_until
 from tests.servers.influx import InfluxD
 from tests.servers.mosquitto import Mosquitto
@@ -60,7 +60,7 @@ def test_a_removed_key_stops_verifying_at_the_next_frame_whatever_else_the_folde
     pub = Publisher(mosquitto.port, "gateways")
     try:
         worker.start()
-        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        mosquitto.wait_subscribed(INGEST_FILTER)
         pub.publish_all([frame(sa, A, 1), frame(sb, B, 1)])
         wait_until(lambda: count_readings(influxd) >= 2, 30, "both gateways' first frames", worker.log)
 
@@ -104,7 +104,7 @@ def test_refused_frames_are_requeued_on_request(tmp_path: Path, mosquitto: Mosqu
     pub = Publisher(mosquitto.port, "gateways")
     try:
         worker.start()
-        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", worker.log)
+        mosquitto.wait_subscribed(INGEST_FILTER)
         text = a_file.read_bytes()
         a_file.unlink()
         make_key(keys, *A)  # the new key, which the gateway does not have yet

@@ -25,6 +25,7 @@ from gateway.keys import load_key_file
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from tests.gateway.harness import GatewayProcess, Publisher, SteadyStream
 from tests.gateway.uplink.harness import (
+    INGEST_FILTER,
     T0_MS,
     IngestProcess,
     Sniffer,
@@ -51,12 +52,6 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, *logs: Callab
     raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(log()[-2500:] for log in logs))
 
 
-# What the ingest workers subscribe to.  A test waits for the broker to log the subscription
-# before anything is published to it: "connected" in a client's log is not enough - a new
-# session's messages published before its SUBSCRIBE is processed are dropped by the broker (a
-# full-suite run under load lost A's 600 readings that way).
-INGEST_FILTER = "$share/central/remotecal/v1/+/+/readings"
-
 
 def refused(tmp_path: Path, worker: str = "w1") -> list[RefusedFrame]:
     """The frames the worker refused and keeps whole, the latest first."""
@@ -68,9 +63,10 @@ def count_readings(influx: InfluxD) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def counters(log: str) -> dict[str, int]:
-    line = [x for x in log.splitlines() if "ingest stopped:" in x][-1]
-    return {k: int(v) for k, v in (p.split("=") for p in line.split("ingest stopped: ")[1].split(", "))}
+def counters(log: str) -> dict[str, float]:
+    """The worker's last line: its gateway's counters, the uplink source's among them."""
+    line = [x for x in log.splitlines() if "gateway stopped:" in x][-1]
+    return {k: float(v) for k, v in (p.split("=") for p in line.split("gateway stopped: ")[1].split(", "))}
 
 
 def test_three_gateways_two_workers_one_sigkilled_every_reading_once(
@@ -217,7 +213,7 @@ def test_tampered_unsigned_replayed_and_foreign_frames_are_refused(
         assert worker.terminate() == 0
         # A replay after a restart of the worker is still a replay: the window is on disk.
         worker.start()
-        wait_until(lambda: worker.log().count("connected") >= 2, 20, "ingest reconnected", worker.log)
+        wait_until(lambda: worker.log().count("): connected") >= 2, 20, "ingest reconnected", worker.log)
         _publish(mosquitto.port, [(a_topic, genuine)])
         wait_until(lambda: len(refused(tmp_path)) > len(attacks), 30, "the second replay", worker.log)
         time.sleep(1.0)
@@ -306,7 +302,7 @@ def test_a_gateway_provisioned_while_the_ingest_runs_needs_no_restart(
     gateways: list[GatewayProcess] = []
     logs = (worker.log,)
     try:
-        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", *logs)
+        mosquitto.wait_subscribed(INGEST_FILTER)
         assert "1 gateway key(s)" in worker.log()
         key2 = make_key(tmp_path / "gw2-keys", site2, gw2)  # made elsewhere, then installed
         (keys / key2.name).write_bytes(key2.read_bytes())
@@ -315,8 +311,8 @@ def test_a_gateway_provisioned_while_the_ingest_runs_needs_no_restart(
                                                                 site, gw, local, key))
             g.start()
             gateways.append(g)
-        for g in gateways:
-            wait_until(lambda g=g: "connected" in g.log(), 20, "gateway connected", g.log, *logs)
+        for local in (local1, local2):
+            mosquitto.wait_subscribed(f"{local}/+/state")
         pub = Publisher(mosquitto.port)
         pub.publish_all([state_message(local, "s0", i) for local in (local1, local2) for i in range(200)])
         pub.close()
@@ -329,7 +325,7 @@ def test_a_gateway_provisioned_while_the_ingest_runs_needs_no_restart(
             g.kill()
         worker.kill()
     assert count_readings(influxd) == 400
-    assert counters(worker.log()).get("unknown gateway", 0) == 0
+    assert counters(worker.log())["rejected_unknown_gateway"] == 0
     assert f"new {site2}/{gw2}" in worker.log()
 
 
@@ -350,9 +346,9 @@ def test_frames_that_came_before_their_gateway_s_key_are_taken_back(
     logs = (worker.log, gateway.log)
     try:
         worker.start()
-        wait_until(lambda: "connected" in worker.log(), 20, "ingest connected", *logs)
+        mosquitto.wait_subscribed(INGEST_FILTER)
         gateway.start()
-        wait_until(lambda: "connected" in gateway.log(), 20, "gateway connected", *logs)
+        mosquitto.wait_subscribed(f"{local}/+/state")
         pub = Publisher(mosquitto.port)
         pub.publish_all([state_message(local, "s0", i) for i in range(300)])
         wait_until(lambda: "unknown gateway" in worker.log(), 20, "the frames refused", *logs)
@@ -371,10 +367,10 @@ def test_frames_that_came_before_their_gateway_s_key_are_taken_back(
     assert sorted((r["time"], r["value"]) for r in rows) == [
         ((T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"]) for i in range(400)]
     c = counters(worker.log())
-    assert c["rejected_unknown_gateway"] >= 1 and c["requeued"] == c["rejected_unknown_gateway"]
+    assert c["rejected_unknown_gateway"] >= 1 and c["requeued_frames"] == c["rejected_unknown_gateway"]
     health = influxd.rows("SELECT last(requeued_frames) FROM gateway_health WHERE gateway = 'ingest-w1'",
                           "calibration")
-    assert health[0]["last"] == c["requeued"]  # the Fleet dashboard sees it too
+    assert health[0]["last"] == c["requeued_frames"]  # the Fleet dashboard sees it too
     total, quarantined = Journal.read_quarantine(tmp_path / "w1" / "data" / "journal.db")
     assert total == 0, quarantined
 
