@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.sources.modbus.config import ByteOrder, RegisterType
+
 __all__ = ["PROFILES_DIR", "Profile", "ProfileRegister", "ProfileRun", "ProfileSetpoint",
            "gateway_controller", "gateway_registers", "load_profile"]
 
@@ -41,8 +43,8 @@ class ProfileRegister(_Strict):
     unit: str
     kind: Literal["holding", "input"] = "input"
     address: int = Field(ge=0, le=65535)
-    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "float32"
-    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    type: RegisterType = "float32"
+    byte_order: ByteOrder = "ABCD"
     scale: float = 1.0
     offset: float = 0.0
 
@@ -50,8 +52,8 @@ class ProfileRegister(_Strict):
 class ProfileSetpoint(_Strict):
     quantity: Literal["temperature", "humidity"]
     address: int = Field(ge=0, le=65535)
-    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "float32"
-    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    type: RegisterType = "float32"
+    byte_order: ByteOrder = "ABCD"
     scale: float = 1.0
     offset: float = 0.0
     min: float | None = None

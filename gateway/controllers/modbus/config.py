@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config_types import Duration, PositiveDuration, check_modbus_url
-from gateway.sources.modbus.config import REGISTER_WIDTH
+from gateway.sources.modbus.config import REGISTER_WIDTH, ByteOrder, RegisterType
 
 __all__ = ["ModbusControllerConfig", "RunConfig", "SetpointConfig"]
 
@@ -26,8 +26,8 @@ class SetpointConfig(_Strict):
     quantity: Literal["temperature", "humidity"]
     """temperature [degC] or humidity [%rh]: the procedure's setpoint keys."""
     address: int = Field(ge=0, le=65535)
-    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "float32"
-    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    type: RegisterType = "float32"
+    byte_order: ByteOrder = "ABCD"
     scale: float = 1.0
     """value = raw * scale + offset, as the Modbus source reads; written as raw = (value - offset) / scale."""
     offset: float = 0.0

@@ -9,8 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gateway.config_types import Duration, PositiveDuration, check_modbus_url
 from gateway.quantities import ChannelSchema
 
-__all__ = ["REGISTER_WIDTH", "ModbusSourceConfig", "RegisterConfig"]
+__all__ = ["REGISTER_WIDTH", "ByteOrder", "ModbusSourceConfig", "RegisterConfig", "RegisterType"]
 
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
+"""A register value's type, as the Modbus source reads it and a controller writes it."""
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+"""Word and byte order of a multi-register value: ABCD big-endian, CDAB word-swapped,
+BADC byte-swapped, DCBA both."""
 REGISTER_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
 
 
@@ -21,8 +26,8 @@ class _Strict(BaseModel):
 class RegisterConfig(ChannelSchema):
     address: int = Field(ge=0, le=65535)
     kind: Literal["holding", "input", "coil", "discrete"] = "holding"
-    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "uint16"
-    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    type: RegisterType = "uint16"
+    byte_order: ByteOrder = "ABCD"
 
     @model_validator(mode="after")
     def _check(self) -> RegisterConfig:
