@@ -53,6 +53,10 @@ __all__ = ["Gateway", "build_sinks", "build_sources"]
 
 log = logging.getLogger("remotecal.gateway")
 
+JOURNAL_STUCK_S = 60.0
+"""A journal call longer than this stops the watchdog pings (`Gateway._watchdog`): far above a
+group commit with its fsync or a housekeeping round (milliseconds to a few seconds)."""
+
 _CLOCK_FAR_S = 3600.0
 """Sensors' clocks further than this from the gateway's (median) are logged once."""
 
@@ -117,6 +121,7 @@ class Gateway:
         self._delivered_at_summary: dict[str, int] = {}
         self._refused_log = RateLimitedLog(log)
         self._clock_far = False
+        self._journal_stuck = False
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
         self.control = LocalControl(g.data_dir)
@@ -295,7 +300,17 @@ class Gateway:
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop: a loop that hangs (a blocking call, a deadlock) stops
-        the pings and systemd restarts the gateway; the journal resumes where it was."""
+        the pings and systemd restarts the gateway; the journal resumes where it was.  So does
+        a journal thread stuck in one SQLite call for JOURNAL_STUCK_S (a storage that hangs):
+        the event loop still runs then, but nothing is committed or delivered."""
+        stuck = self.journal.busy_for()
+        if stuck >= JOURNAL_STUCK_S:
+            if not self._journal_stuck:
+                log.error("the journal has been in one SQLite call for %.0f s (its storage hangs?): no more "
+                          "watchdog pings, so systemd restarts the gateway", stuck)
+                self._journal_stuck = True
+            return
+        self._journal_stuck = False
         notify("WATCHDOG=1")
 
     async def _track_async(self) -> None:

@@ -146,6 +146,8 @@ class Journal:
         self.stats = JournalStats(delivered={s: 0 for s in self.sinks})
         self._fsync = fsync
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._busy_since: float | None = None
+        """monotonic() when the journal's thread began the SQLite call it is in (None: idle)."""
         self._db: sqlite3.Connection | None = None
         self._lock = DataDirLock(self.path.parent)
         self._marker = Marker(self.path.parent)
@@ -337,7 +339,7 @@ class Journal:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the journal's thread; SQLite's errors come out as `JournalError`."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, fn, *args)
         except sqlite3.Error as exc:
             if getattr(exc, "sqlite_errorname", "") in _DAMAGED and not self._damaged.is_set():
                 log.error("journal: %s is damaged (%s): the gateway stops, and its next start sets the "
@@ -345,6 +347,19 @@ class Journal:
                 self._damage = str(exc)
                 self._damaged.set()
             raise JournalError(f"{self.path}: {exc}") from exc
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        self._busy_since = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self._busy_since = None
+
+    def busy_for(self) -> float:
+        """How long the journal's thread has been in its current call [s] (0 when idle): a
+        storage that hangs (a dead disk, an NFS server gone) shows here, not in the event loop."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     async def wait_damaged(self) -> str:
         """Return (why) once SQLite reported the open journal damaged."""
