@@ -159,10 +159,10 @@ def _wait(cond: Callable[[], object], timeout: float, what: str) -> None:
 
 
 def _accepted_frames(log: str) -> int:
-    lines = [x for x in log.splitlines() if "ingest stopped:" in x]
+    lines = [x for x in log.splitlines() if "gateway stopped:" in x]  # the worker is a gateway: its last line
     if not lines:
         return -1
-    fields = dict(p.split("=", 1) for p in lines[-1].split("ingest stopped: ", 1)[1].split(", "))
+    fields = dict(p.split("=", 1) for p in lines[-1].split("gateway stopped: ", 1)[1].split(", "))
     return int(fields.get("accepted_frames", -1))
 
 

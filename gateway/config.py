@@ -7,6 +7,7 @@ so an operator can fix the file without reading a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -313,12 +314,16 @@ def anchored_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
                                   "control": control})
 
 
-def load_gateway_section(path: str | Path) -> GatewaySection:
+def load_gateway_section(path: str | Path,
+                         convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> GatewaySection:
     """Only the `[gateway]` table of a site config, data_dir anchored like `load_config`'s: what
     `gateway status` needs, without the sources' and sinks' secrets (an operator's shell may
-    not hold the service's environment)."""
+    not hold the service's environment).  `convert`: the file's tables -> a site config's
+    (a CENTRAL.toml's, gateway.ingest.config)."""
     p = Path(path)
     data = read_toml(p)
+    if convert is not None:
+        data = convert(data)
     if not isinstance(data.get("gateway"), dict):
         raise ConfigError("gateway: required table is missing")
     try:

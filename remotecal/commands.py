@@ -134,11 +134,11 @@ def _run_gateway(cfg: GatewayConfig, log_level: str | None) -> int:
 def gateway_status(args: argparse.Namespace) -> int:
     """Ask the running gateway (its control socket in data_dir) what it is doing; with --watch,
     again every few seconds until Ctrl-C.  No gateway there: one line, exit 1."""
-    from gateway.config import load_gateway_section
+    from gateway.ingest.config import load_site_section
     from gateway.localcontrol import GatewayNotRunning, request_sync
     from gateway.status import format_status
 
-    data_dir = load_gateway_section(args.config).data_dir
+    data_dir = load_site_section(args.config).data_dir  # a CENTRAL.toml's too
 
     def show() -> None:
         st = request_sync(data_dir, "status", timeout=args.timeout)

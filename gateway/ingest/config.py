@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gateway.config import (
     GatewayConfig,
+    GatewaySection,
     JournalConfig,
     anchored_paths,
     format_validation_error,
+    load_gateway_section,
     parse_config,
     read_toml,
 )
@@ -32,7 +34,7 @@ from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sources.uplink.config import CentralBroker, FrameChecks
 
 __all__ = ["BrokerConfig", "CentralConfig", "IngestSection", "central_site_config", "load_central_config",
-           "load_ingest_config"]
+           "load_ingest_config", "load_site_section"]
 
 
 class _Strict(BaseModel):
@@ -105,13 +107,31 @@ def central_site_config(data: dict[str, Any]) -> dict[str, Any]:
     had (`influxdb-N`); the broker session keeps its client id (from `worker`)."""
     cfg = _validated(data)
     ingest = dict(data["ingest"])
-    gateway = {"site": ingest.pop("site", cfg.ingest.site), "id": f"ingest-{cfg.ingest.worker}",
-               "run": "ingest", "data_dir": ingest.pop("data_dir")}
-    gateway |= {k: ingest.pop(k) for k in ("health_interval", "shutdown_grace", "log_level") if k in ingest}
+    gateway = _gateway_table(ingest)
     uplink = {"name": UPLINK_NAME, **ingest, **data["broker"]}
     sinks = [{"name": name, **s} for name, s in zip(cfg.sink_names(), data["sinks"]["influxdb"], strict=True)]
     return {"gateway": gateway, "journal": data.get("journal", {}), "sources": {"uplink": [uplink]},
             "sinks": {"influxdb": sinks}}
+
+
+def _gateway_table(ingest: dict[str, Any]) -> dict[str, Any]:
+    """The `[gateway]` table of a CENTRAL.toml's site config, its keys taken out of `ingest`."""
+    gateway = {"site": ingest.pop("site", "central"), "id": f"ingest-{ingest.get('worker')}", "run": "ingest",
+               "data_dir": ingest.pop("data_dir", None)}
+    more = ("health_interval", "shutdown_grace", "log_level")
+    return gateway | {k: ingest.pop(k) for k in more if k in ingest}
+
+
+def _gateway_only(data: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(data.get("ingest"), dict) and "gateway" not in data:
+        return {"gateway": _gateway_table(dict(data["ingest"]))}
+    return data
+
+
+def load_site_section(path: str | Path) -> GatewaySection:
+    """The `[gateway]` table of a site config, or of the one a CENTRAL.toml stands for
+    (gateway.config.load_gateway_section: no secret is read)."""
+    return load_gateway_section(path, _gateway_only)
 
 
 def load_ingest_config(path: str | Path) -> GatewayConfig:

@@ -174,6 +174,16 @@ def relay(worker: CommandProcess, key: Path, tmp_path: Path, mosquitto: Mosquitt
     assert "Traceback" not in worker.log()
 
 
+def status_shows_the_uplink(worker: CommandProcess) -> None:
+    """`remotecal gateway status -c` on the worker's config: its uplink source and counters."""
+    proc = subprocess.run([sys.executable, "-m", "remotecal", "gateway", "status", "-c", str(worker.config_path),
+                           "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    st = json.loads(proc.stdout)
+    assert st["health"]["accepted_frames"] >= 1 and st["health"]["rejected_unknown_gateway"] == 0
+    assert [s["name"] for s in st["sources"]] == ["uplink"]
+
+
 @pytest.mark.integration
 def test_a_central_site_config_runs_under_gateway_run(tmp_path: Path, mosquitto: Mosquitto,
                                                       influxd: InfluxD) -> None:
@@ -186,15 +196,7 @@ def test_a_central_site_config_runs_under_gateway_run(tmp_path: Path, mosquitto:
     central = GatewayProcess(tmp_path / "central", central_config(tmp_path / "central" / "data", mosquitto.port,
                                                                   keys, influxd, "w1"))
 
-    def status() -> None:
-        proc = subprocess.run([sys.executable, "-m", "remotecal", "gateway", "status", "-c",
-                               str(central.config_path), "--json"], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        st = json.loads(proc.stdout)
-        assert st["health"]["accepted_frames"] >= 1 and st["health"]["rejected_unknown_gateway"] == 0
-        assert [s["name"] for s in st["sources"]] == ["uplink"]
-
-    relay(central, key, tmp_path, mosquitto, influxd, 300, status)
+    relay(central, key, tmp_path, mosquitto, influxd, 300, lambda: status_shows_the_uplink(central))
     rows = influxd.rows("SELECT value FROM reading GROUP BY *", "calibration")
     assert sorted((r["site"], r["gateway"], r["run"], r["time"], r["value"]) for r in rows) == sorted(
         (site, gw, "RUN-1", (T0_MS + i) * 10**6, json.loads(state_message(local, "s0", i)[1])["t"])
@@ -210,12 +212,12 @@ def test_an_old_central_toml_still_runs_under_remotecal_ingest(tmp_path: Path, m
                                                                influxd: InfluxD) -> None:
     """`remotecal ingest -c CENTRAL.toml` (the systemd unit's command line) runs the same worker:
     its journal, replay.db and refused.db in [ingest] data_dir, its health point
-    central/ingest-WORKER."""
+    central/ingest-WORKER; `gateway status -c CENTRAL.toml` asks it."""
     keys = tmp_path / "central-keys"
     key = make_key(keys, *GATEWAY[:2])
     data = tmp_path / "w1" / "data"
-    relay(IngestProcess(tmp_path / "w1", ingest_config(data, mosquitto.port, keys, influxd, "w1")), key, tmp_path,
-          mosquitto, influxd, 100)
+    worker = IngestProcess(tmp_path / "w1", ingest_config(data, mosquitto.port, keys, influxd, "w1"))
+    relay(worker, key, tmp_path, mosquitto, influxd, 100, lambda: status_shows_the_uplink(worker))
     assert {p.name for p in data.iterdir()} >= {"journal.db", "replay.db", "refused.db"}
     health = influxd.rows("SELECT last(accepted_frames) FROM gateway_health WHERE site = 'central' "
                           "AND gateway = 'ingest-w1'", "calibration")
