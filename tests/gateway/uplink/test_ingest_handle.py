@@ -127,3 +127,24 @@ def test_a_topic_that_is_not_utf8_reaches_the_loop_as_a_malformed_message() -> N
     receiver._on_message(link.client, None, msg)
     (m,) = receiver.take()
     assert m.error == "topic is not UTF-8" and m.payload == b"payload" and m.mid == 5
+
+
+async def test_a_frame_whose_commit_fails_for_good_is_not_acked_and_its_number_is_free_again(tmp_path: Path) -> None:
+    # The replay window holds a frame's number while its commit is pending; a commit the
+    # journal gives up (closing while the disk fails) must free it, or the broker's
+    # redelivery of that unacknowledged frame would be taken for one we hold - acked, lost.
+    secret = load_key_file(new_key_file(SITE, GW, tmp_path / "keys")).secret
+    (tmp_path / "central.toml").write_text(CENTRAL.replace('keys = "keys"\n', 'keys = "keys"\nshutdown_grace = "1s"\n'))
+    frame = sign(secret, encode_frame(7, 0, SITE, GW, [Reading(SITE, GW, "R", "c", "temperature", "degC", "dut",
+                                                                20.5, 10**18)]))
+
+    def broken(subs):  # type: ignore[no-untyped-def]
+        raise OSError("disk I/O error")
+
+    async with pumping(tmp_path / "central.toml") as (gw, ingest, acked):
+        gw.journal._commit_sync = broken  # type: ignore[method-assign]
+        ingest.on_message(_message(frame, 1))
+        await until(lambda: gw.journal.stats.failing, "the commit failing")
+        assert ingest.replay.check(SITE, GW, 7) is not None  # held while it is being committed
+    assert acked == [] and ingest.accepted_frames == 0
+    assert ingest.replay.check(SITE, GW, 7) is None
