@@ -6,7 +6,7 @@
     remotecal certificate sign|verify CERTIFICATE.xml ...    pipelines.certificate.cli
     remotecal demo [--out DIR] [--speed X] [--influx URL]   remotecal.demo
     remotecal dashboards build|push                         dashboards.build / dashboards.push
-    remotecal ingest -c CENTRAL.toml [--quarantine|--requeue] gateway.ingest
+    remotecal ingest -c CENTRAL.toml [--quarantine|--requeue] gateway.runtime + gateway.sources.uplink
     remotecal keys new --site S --gateway G --out DIR       gateway.keys
     remotecal keys new --institute NAME --out DIR           gateway.control.keys (command key pair)
     remotecal run start|pause|resume|skip|abort|status ...  gateway.control (signed remote commands,
@@ -232,7 +232,8 @@ def _dashboards(sub: argparse._SubParsersAction) -> None:
 
 def _ingest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="central ingest: signed uplink frames from MQTT into InfluxDB")
-    p.add_argument("-c", "--config", required=True, help="CENTRAL.toml")
+    p.add_argument("-c", "--config", required=True,
+                   help="CENTRAL.toml, or a site config with [[sources.uplink]] (gateway/ingest/README.md)")
     p.add_argument("--log-level", choices=_LOG_LEVELS,
                    help="debug, info, warning or error (default: the config's log_level, itself info)")
     p.add_argument("--quarantine", action="store_true",
