@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.sources.modbus.config import ByteOrder, RegisterType
+from gateway.sources.modbus.decode import ByteOrder, RegisterType
 
 __all__ = ["PROFILES_DIR", "Profile", "ProfileRegister", "ProfileRun", "ProfileSetpoint",
            "gateway_controller", "gateway_registers", "load_profile"]

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.config_types import Duration, PositiveDuration, check_modbus_url
-from gateway.sources.modbus.config import REGISTER_WIDTH, ByteOrder, RegisterType
+from gateway.sources.modbus.config import REGISTER_WIDTH
+from gateway.sources.modbus.decode import ByteOrder, RegisterType
 
 __all__ = ["ModbusControllerConfig", "RunConfig", "SetpointConfig"]
 

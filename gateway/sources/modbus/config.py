@@ -8,14 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.config_types import Duration, PositiveDuration, check_modbus_url
 from gateway.quantities import ChannelSchema
+from gateway.sources.modbus.decode import ByteOrder, RegisterType
 
 __all__ = ["REGISTER_WIDTH", "ByteOrder", "ModbusSourceConfig", "RegisterConfig", "RegisterType"]
 
-RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
-"""A register value's type, as the Modbus source reads it and a controller writes it."""
-ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
-"""Word and byte order of a multi-register value: ABCD big-endian, CDAB word-swapped,
-BADC byte-swapped, DCBA both."""
 REGISTER_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
 
 

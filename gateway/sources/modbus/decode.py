@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -44,6 +45,12 @@ __all__ = [
     "plan_reads",
     "shortest_float32",
 ]
+
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
+"""A register value's type: as the Modbus source reads it, a controller writes it, the chamber serves it."""
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+"""Word and byte order of a multi-register value: ABCD big-endian, CDAB word-swapped,
+BADC byte-swapped, DCBA both."""
 
 MAX_REGISTERS = 125
 """Most registers one read (function 3 or 4) may ask for (Modbus Application Protocol 1.1b3, 6.3)."""
