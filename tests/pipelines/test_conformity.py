@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import tomllib
 from pathlib import Path
@@ -110,22 +109,9 @@ def test_decisions_in_the_results_report_and_dcc() -> None:
 
 
 def test_pipeline_writes_decisions_and_curves(tmp_path: Path) -> None:
-    from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
-    from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, synthetic_run
+    from tests.pipelines.test_run import local_run_config
 
-    store = tmp_path / "store.db"
-    sink = LocalStoreSink(LocalStoreConfig(path=store))
-
-    async def fill() -> None:
-        await sink.write(synthetic_run())
-        await sink.aclose()
-
-    asyncio.run(fill())
-    text = PIPELINE_TOML.format(run=RUN, url="x", database="x", cert=CERT)
-    source = text[text.index("[source]"):text.index("[stability]")]
-    config = tmp_path / "pipeline.toml"
-    config.write_text(text.replace(source, '[source]\nkind = "local"\npath = "store.db"\n\n')
-                      + '\n[curve]\ndegree = 1\n\n[conformity]\nmpe = 0.12\nrule = "simple"\n')
+    config = local_run_config(tmp_path, '\n[curve]\ndegree = 1\n\n[conformity]\nmpe = 0.12\nrule = "simple"\n')
     out = run_pipeline(config, tmp_path / "out")
     assert out.curve_path == tmp_path / "out" / "curve.csv"
     with open(tmp_path / "out" / "corrections.csv", newline="") as f:

@@ -274,13 +274,14 @@ def test_compute_on_arrays_without_a_server() -> None:
         compute(cfg, no_ref)
 
 
-def test_pipeline_on_the_local_store(tmp_path: Path) -> None:
+def local_run_config(tmp_path: Path, more: str = "") -> Path:
+    """`tmp_path/pipeline.toml` (PIPELINE_TOML, `more` appended) on a local store
+    `tmp_path/store.db` holding `synthetic_run()`."""
     import asyncio
 
     from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
 
-    store = tmp_path / "store.db"
-    sink = LocalStoreSink(LocalStoreConfig(path=store))
+    sink = LocalStoreSink(LocalStoreConfig(path=tmp_path / "store.db"))
 
     async def fill() -> None:
         await sink.write(synthetic_run())
@@ -290,7 +291,12 @@ def test_pipeline_on_the_local_store(tmp_path: Path) -> None:
     text = PIPELINE_TOML.format(run=RUN, url="x", database="x", cert=CERT)
     source = text[text.index("[source]"):text.index("[stability]")]
     config = tmp_path / "pipeline.toml"
-    config.write_text(text.replace(source, '[source]\nkind = "local"\npath = "store.db"\n\n'))
+    config.write_text(text.replace(source, '[source]\nkind = "local"\npath = "store.db"\n\n') + more)
+    return config
+
+
+def test_pipeline_on_the_local_store(tmp_path: Path) -> None:
+    config = local_run_config(tmp_path)
     result = run_pipeline(config, tmp_path / "out")
     assert result.points_written == 0
     assert [(r.channel, r.point, r.setpoint) for r in result.results] == [

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from remotecal.cli import main
+from tests.pipelines.test_run import local_run_config
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink
-    from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, synthetic_run
-
-    sink = LocalStoreSink(LocalStoreConfig(path=tmp_path / "store.db"))
-
-    async def fill() -> None:
-        await sink.write(synthetic_run())
-        await sink.aclose()
-
-    asyncio.run(fill())
-    text = PIPELINE_TOML.format(run=RUN, url="x", database="x", cert=CERT)
-    source = text[text.index("[source]"):text.index("[stability]")]
-    path = tmp_path / "pipeline.toml"
-    path.write_text(text.replace(source, '[source]\nkind = "local"\npath = "store.db"\n\n'))
-    return path
+    return local_run_config(tmp_path)
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from pipelines.run import compute
 from pipelines.source import live_windows, load_run
 from tests.gateway.harness import GatewayProcess
 from tests.gateway.run.sim import ChamberSim, procedure_text, site_config
+from tests.gateway.test_end_to_end import wait_until
 from tests.servers.influx import InfluxD
 from tests.servers.mosquitto import Mosquitto
 
@@ -38,16 +38,6 @@ class SimGateway(GatewayProcess):
                 [sys.executable, "-m", "tests.gateway.run.sim", "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, gw: GatewayProcess | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\n{gw.log()[-4000:]}" if gw else ""))
 
 
 def status(data: Path) -> dict[str, Any] | None:
