@@ -104,7 +104,7 @@ class Raw:
         with self.got:
             n = len(self.answers)
             self.c.publish(command_topic("remotecal/v1", "lab1", "gw01"), payload, qos=1)
-            assert self.got.wait_for(lambda: len(self.answers) > n, 10), "no answer"
+            assert self.got.wait_for(lambda: len(self.answers) > n, 20), "no answer"
             return self.answers[n]
 
     def close(self) -> None:

@@ -7,20 +7,19 @@ abort wins over a remote resume."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from gateway.configfile import dumps
 from gateway.control.envelope import Command, command_payload, parse_answer
 from gateway.control.keys import load_private_key, load_public_keys, new_key_pair
-from gateway.control.remote import answer_topic, command_topic
+from gateway.control.remote import command_topic
 from gateway.localcontrol import GatewayNotRunning, request_sync
 from remotecal.cli import main
+from tests.gateway.control.test_remote import Raw as RawInstitute
 from tests.gateway.run.sim import ChamberSim, procedure_text, site_config
 from tests.gateway.run.test_run_end_to_end import SimGateway, wait_until
 from tests.servers.influx import InfluxD
@@ -102,36 +101,11 @@ def test_a_signed_start_runs_the_procedure_to_its_end(site: Site, capsys: pytest
     assert site.gw.terminate() == 0  # the remote side stops with the gateway
 
 
-class Raw:
-    """Publishes what it is given on the gateway's command topic; collects the answers."""
+class Raw(RawInstitute):
+    """The bare institute client, each answer parsed."""
 
-    def __init__(self, broker: Mosquitto) -> None:
-        self.answers: list[bytes] = []
-        self.got = threading.Condition()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="raw", protocol=mqtt.MQTTv5)
-        self.c.on_message = self._on_message
-        subscribed = threading.Event()
-        self.c.on_subscribe = lambda *a: subscribed.set()
-        self.c.connect("127.0.0.1", broker.port)
-        self.c.loop_start()
-        self.c.subscribe(answer_topic("remotecal/v1", "lab1", "gw01"), qos=1)
-        assert subscribed.wait(10)
-
-    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        with self.got:
-            self.answers.append(bytes(msg.payload))
-            self.got.notify_all()
-
-    def send(self, payload: bytes) -> Any:
-        with self.got:
-            n = len(self.answers)
-            self.c.publish(command_topic("remotecal/v1", "lab1", "gw01"), payload, qos=1)
-            assert self.got.wait_for(lambda: len(self.answers) > n, 20), "no answer"
-            return parse_answer(self.answers[n], {})[0]
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+    def send(self, payload: bytes) -> Any:  # type: ignore[override]
+        return parse_answer(super().send(payload), {})[0]
 
 
 def test_forged_replayed_expired_misaddressed_are_refused_and_in_influxdb(
