@@ -22,7 +22,7 @@ from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, synthetic_run
 HERE = Path(__file__).parent
 NS = {"dcc": DCC_NS}
 
-CERTIFICATE = """
+LABORATORY_AND_CUSTOMER = """
 [certificate]
 identifier = "KL-2026-0042"
 laboratory = "Klimakalibrierlabor Nord GmbH"
@@ -35,8 +35,9 @@ customer_city = "Basel"
 customer_country = "CH"
 responsible_person = "Dr. Jana Beispiel"
 responsible_role = "Head of the calibration laboratory"
-performance_location = "customer"
 """
+"""A `[certificate]` of a real laboratory and customer (the printable certificate's tests use it too)."""
+CERTIFICATE = LABORATORY_AND_CUSTOMER + 'performance_location = "customer"\n'
 
 ITEMS = """
 [items.dut1-t]

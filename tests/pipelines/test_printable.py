@@ -25,6 +25,7 @@ from pipelines.source import ChannelData
 from remotecal.cli import main
 from tests.pipelines.conftest import CONFIG_TEXT, SyntheticRun, issue
 from tests.pipelines.pki import PASSWORD, make_pki
+from tests.pipelines.test_certificate_parties import LABORATORY_AND_CUSTOMER
 
 pytestmark = [
     pytest.mark.real_pdf,
@@ -35,20 +36,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = Path(os.environ.get("REMOTECAL_TEST_ARTEFACTS", ROOT / "out" / "test-artefacts"))
 
-FULL = CONFIG_TEXT + """
-[certificate]
-identifier = "KL-2026-0042"
-laboratory = "Klimakalibrierlabor Nord GmbH"
-laboratory_code = "D-K-15070-01-00"
-laboratory_email = "kalibrierung@kklnord.example"
-laboratory_city = "Braunschweig"
-laboratory_country = "DE"
-customer = "Pharma Lager AG"
-customer_city = "Basel"
-customer_country = "CH"
-responsible_person = "Dr. Jana Beispiel"
-responsible_role = "Head of the calibration laboratory"
-
+FULL = CONFIG_TEXT + LABORATORY_AND_CUSTOMER + """
 [items.dut1-t]
 name = "Temperature transmitter"
 manufacturer = "Vaisala"
