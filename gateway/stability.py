@@ -475,7 +475,8 @@ class _SharedTimes:
 
 
 def run_rows(criteria: Criteria, t_s: npt.ArrayLike,
-             rows: npt.ArrayLike | Sequence[npt.NDArray[np.float64]]) -> list[Update]:
+             rows: npt.ArrayLike | Sequence[npt.NDArray[np.float64]], *,
+             disjoint: bool = True) -> list[Update]:
     """``StabilityTracker(criteria).run(t_s, row)`` for each row of ``rows`` (series read at
     the same times ``t_s``, e.g. the channels of one instrument polled together): the same
     decisions and plateaus, bit for bit, for a little over half the work per further row,
@@ -491,7 +492,8 @@ def run_rows(criteria: Criteria, t_s: npt.ArrayLike,
         if values.ndim != 2:
             raise ValueError(f"rows must be a 2-D array (one series per row), not {values.shape}")
     shared = _SharedTimes()
-    return [StabilityTracker(criteria)._advance(t, row, final=True, shared=shared) for row in values]
+    return [StabilityTracker(criteria, disjoint=disjoint)._advance(t, row, final=True, shared=shared)
+            for row in values]
 
 
 class StabilityTracker:
@@ -511,8 +513,13 @@ class StabilityTracker:
     that reading and go on.
     """
 
-    def __init__(self, criteria: Criteria) -> None:
+    def __init__(self, criteria: Criteria, *, disjoint: bool = True) -> None:
+        """``disjoint``: two plateaus never share a sample (the later starts after the earlier
+        one's last sample; calibration points).  False: every stretch starts at its first
+        stable window's first sample, whatever came before (a DUT's settling: from when its
+        own readings are stable)."""
         self.criteria = criteria
+        self._disjoint = disjoint
         self._count = 0
         """Samples given so far."""
         self._decided = 0
@@ -829,7 +836,8 @@ class StabilityTracker:
         self._open = None
         if stretch.duration_s >= self.criteria.min_duration_s:
             out.append(stretch)
-            self._claimed = stretch.end
+            if self._disjoint:
+                self._claimed = stretch.end
 
     def _retain(self, times: FloatArray, keep_from: int, tails: FloatArray | None) -> None:
         """Keep the samples a later window can hold (t >= t_last - window_s) and the

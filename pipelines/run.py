@@ -117,7 +117,8 @@ class _PointCache:
         self._corrections: dict[tuple[int, int], StretchCorrections] = {}
 
     def dut_stretches(self, a: int, b: int, channel: str) -> list[tuple[int, int]]:
-        """The stable stretches (`find_plateaus` without a minimum duration) of a DUT's own
+        """The stable stretches (`find_plateaus` without a minimum duration, and not made
+        disjoint: `gateway.stability.StabilityTracker`) of a DUT's own
         readings inside the reference's plateau a..b-1 (its readings lo..hi-1, indices
         relative to lo).  Found for every DUT of the comparison at the first request: DUTs
         whose readings there fall at the same times go through `gateway.stability.run_rows`
@@ -144,7 +145,9 @@ class _PointCache:
                 name for times, members in groups if times.size == t_ref.size and np.array_equal(times, t_ref)
                 for name, _ in members}
             for times, members in groups:
-                updates = run_rows(criteria, times, [v for _, v in members])
+                # the DUT's stretches as they are (not disjoint): its last one starts at its
+                # first stable window, even if an earlier stretch held some of those samples
+                updates = run_rows(criteria, times, [v for _, v in members], disjoint=False)
                 for (name, _), update in zip(members, updates, strict=True):
                     found[name] = [(p.start, p.end) for p in update.plateaus]
             self._stretches[key] = found

@@ -233,3 +233,27 @@ def test_criteria_are_validated() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         Criteria(10.0, 0.1, math.inf)
     assert StabilityTracker(Criteria(10.0, 0.1, 0.1)).close().stable.size == 0
+
+
+def _step(height: float = 0.05) -> tuple[np.ndarray, np.ndarray, Criteria]:
+    """Flat, a step of `height` at t = 1000 s, flat: the windows holding the step near their
+    middle (about 20-80 % of their samples after it) fail max_std; those holding it near an
+    edge pass - so two stretches, less than a window of unstable windows apart."""
+    t = np.arange(0.0, 3000.0)
+    return t, np.where(t >= 1000.0, height, 0.0), Criteria(600.0, 0.02, 1.0)
+
+
+def test_disjoint_plateaus_and_a_dut_s_stretches_as_they_are() -> None:
+    """Plateaus (calibration points) never share a sample: the second starts after the first
+    one's last sample.  A DUT's settling asks from when its own windows are stable: its
+    stretches are not made disjoint, the second starts at its first stable window."""
+    t, v, c = _step()
+    (disjoint,) = run_rows(c, t, [v])
+    (as_they_are,) = run_rows(c, t, [v], disjoint=False)
+    first, second = disjoint.plateaus
+    assert (first.start, second.start) == (0, first.end)
+    first_, second_ = as_they_are.plateaus
+    assert first_ == first and second_.end == second.end
+    assert second_.start < first.end  # it holds samples of the first stretch: its first window's
+    assert np.std(v[second_.start:second_.start + 600], ddof=1) <= c.max_std
+    assert StabilityTracker(c, disjoint=False).run(t, v).plateaus == as_they_are.plateaus

@@ -263,3 +263,26 @@ def test_the_interpolation_term_on_python_floats_is_the_numpy_rows_term() -> Non
             want, got = _interpolation_half_width(ind, corr, x), _interpolation_at(table, x)
             assert type(got) is type(want) and got == want, (rows.shape, x)
         assert any(_interpolation_at(table, float(x)) > 0 for x in xs) == (len(ind) >= 3)
+
+
+def test_a_dut_settles_from_the_first_stable_window_of_its_last_stretch() -> None:
+    """DUT settling (dut_settling): the point starts where the DUT's own last stretch of stable
+    windows starts - its first window's first sample - even when an earlier stretch held some
+    of those samples.  (Two reference plateaus never share a sample; a DUT's stretches are not
+    calibration points.  Before: the DUT's point started up to a window later, and bench.pipeline's
+    pandas baseline disagreed on 180 of 198 points.)"""
+    from gateway.stability import Criteria, run_rows
+
+    doc = copy.deepcopy(BASE)
+    doc["stability"] = {"window_s": 600, "max_std": 0.02, "max_slope_per_min": 1.0, "min_duration_s": 900}
+    doc["reference_certificate"] = {"ref-t": {"points": CERT}}
+    t = T0 + np.arange(0.0, 4000.0)
+    ref = np.full(t.size, 20.0)
+    dut = np.where(t >= T0 + 1000.0, 20.15, 20.1)  # a 0.05 K step: windows holding it mid-way fail
+    data = {"ref-t": ChannelData(t, ref, "temperature", "degC", "reference"),
+            "dut1-t": ChannelData(t, dut, "temperature", "degC", "dut")}
+    (point,) = compute(parse_pipeline_config(doc), data)
+    (stretches,) = run_rows(Criteria(600.0, 0.02, 1.0), t, [dut], disjoint=False)
+    last = stretches.plateaus[-1]
+    assert point.t_start_s == t[last.start] < T0 + 1000.0  # its first window holds the step's start
+    assert point.n == t.size - last.start
