@@ -254,7 +254,9 @@ async def test_samples_are_clock_aligned(running: Callable[..., Collector]) -> N
     times = [r.time_ns / 1e9 for _, b in col.batches for r in b.readings]
     ticks = [round(t / interval) for t in times]
     lateness = [t - k * interval for t, k in zip(times, ticks, strict=True)]
-    assert all(0 <= d < 0.03 for d in lateness), lateness
+    # polled at the tick: a few ms after it (the median), never half an interval late (a poll
+    # held up by a loaded machine is no failure; a clock drifting off the grid is)
+    assert all(0 <= d < interval / 2 for d in lateness) and sorted(lateness)[len(lateness) // 2] < 0.03, lateness
     assert all(b - a == 1 for a, b in itertools.pairwise(ticks)), ticks  # no tick skipped or doubled
 
 
