@@ -1,6 +1,8 @@
 """The institute's side: sign a command, send it to one gateway through the central broker,
 wait for its signed answer.
 
+One connection on remotecal's MQTT layer (`gateway.mqtt.MqttLink`, MQTT 5), one attempt:
+
     subscribe {prefix}/{site}/{gateway}/control/answer (before sending, so no answer is missed)
     publish   {prefix}/{site}/{gateway}/control/command, QoS 1, MQTT 5
               PUBACK "no matching subscribers": the gateway is not connected - said at once
@@ -13,27 +15,32 @@ machines sharing the key, the same only if both send within the same microsecond
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import fcntl
+import logging
 import os
-import ssl
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
+import mqtt5
 
 from gateway.control.config import ControlBroker, InstituteConfig
 from gateway.control.envelope import Answer, Command, Refusal, command_payload, open_envelope, parse_answer
 from gateway.control.keys import PrivateKey, PublicKey, load_private_key, load_public_keys
 from gateway.control.remote import answer_topic, command_topic
 from gateway.errors import ConfigError, RemotecalError
+from gateway.mqtt import BrokerRefused, MqttLink, Subscription, link_settings
 
 __all__ = ["NoAnswer", "Reply", "next_seq", "send_command"]
 
 _NO_SUBSCRIBERS = 0x10
+
+_quiet = logging.getLogger("remotecal.run.mqtt")
+"""The link's own state lines: muted - `send_command` names every failure in one exception."""
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
 
 
 class NoAnswer(RemotecalError):
@@ -78,27 +85,6 @@ def next_seq(state_dir: Path, key_id: str, now_us: int | None = None) -> int:
     return seq
 
 
-def _client(broker: ControlBroker) -> mqtt.Client:
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"remotecal-run-{uuid.uuid4().hex[:12]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if broker.username is not None:
-        c.username_pw_set(broker.username, broker.password.get() if broker.password else None)
-    if broker.uses_tls:
-        t = broker.tls
-        c.tls_set(
-            ca_certs=t.ca_file if t else None,
-            certfile=t.cert_file if t else None,
-            keyfile=t.key_file if t else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        if t and t.insecure:
-            c.tls_insecure_set(True)
-    return c
-
-
 def send_command(
     cfg: InstituteConfig,
     *,
@@ -137,86 +123,77 @@ def send_command(
         reason=reason,
     )
     payload = command_payload(cmd, key)
+    return asyncio.run(_exchange(cfg.broker, cmd, payload, gateway_keys, wait))
+
+
+async def _exchange(b: ControlBroker, cmd: Command, payload: bytes, gateway_keys: dict[str, PublicKey],
+                    wait: float) -> Reply:
+    """Connect, subscribe to the answers, publish the command, wait for its answer: each step
+    up to `wait` s; a failure is one exception naming the step."""
+    site, gateway = cmd.site, cmd.gateway
     sha = open_envelope(payload).sha256
-    b = cfg.broker
     ctopic, atopic = command_topic(b.topic_prefix, site, gateway), answer_topic(b.topic_prefix, site, gateway)
-
-    connected, subscribed, published, answered = (threading.Event() for _ in range(4))
-    state: dict[str, object] = {}
-    bad: list[str] = []
-    found: list[Reply] = []
-    c = _client(b)
-
-    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason_code: mqtt.ReasonCode, _p: object) -> None:
-        state["connect"] = reason_code
-        connected.set()
-
-    def on_subscribe(
-        _c: mqtt.Client, _u: object, _mid: int, codes: list[mqtt.ReasonCode], _p: object
-    ) -> None:
-        state["subscribe"] = codes
-        subscribed.set()
-
-    def on_publish(_c: mqtt.Client, _u: object, _mid: int, reason_code: mqtt.ReasonCode, _p: object) -> None:
-        state["publish"] = reason_code
-        published.set()
-
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            answer, signer = parse_answer(bytes(msg.payload), gateway_keys)
-        except Refusal as exc:
-            bad.append(str(exc))
-            return
-        if answer.command_sha256 == sha and (answer.site, answer.gateway) == (site, gateway):
-            found.append(Reply(answer, signer, cmd))
-            answered.set()
-
-    c.on_connect, c.on_subscribe, c.on_publish, c.on_message = (
-        on_connect,
-        on_subscribe,
-        on_publish,
-        on_message,
-    )
     where = f"{b.host}:{b.port}"
+    wake = asyncio.Event()
+    # A client id of its own each time (not [broker] client_id: two people sending at once
+    # would take each other's session).
+    link = MqttLink(link_settings(b.model_copy(update={"client_id": None}),
+                                  client_id=f"remotecal-run-{uuid.uuid4().hex[:12]}",
+                                  subscriptions=[Subscription(atopic, qos=1)]),
+                    name=f"remotecal run ({where})", log=_quiet, wake=wake.set)
     try:
-        c.connect(b.host, b.port, keepalive=int(b.keepalive))
-    except (OSError, ssl.SSLError) as exc:
-        raise RemotecalError(f"broker.url: cannot reach the broker {where}: {exc.strerror or exc}") from None
-    c.loop_start()
-    try:
-        if not connected.wait(wait):
-            raise NoAnswer(f"the broker {where} did not accept the connection within {wait:g} s")
-        rc = state.get("connect")
-        if isinstance(rc, mqtt.ReasonCode) and rc.is_failure:
-            raise RemotecalError(f"the broker {where} refused the connection: {rc}")
-        c.subscribe(atopic, qos=1)
-        if not subscribed.wait(wait):
-            raise NoAnswer(f"the broker {where} did not confirm the subscription to {atopic}")
-        codes = state.get("subscribe")
-        if isinstance(codes, list) and codes and codes[0].is_failure:
-            raise RemotecalError(
-                f"the broker {where} refused the subscription to {atopic} ({codes[0]}): "
-                "does this account's ACL allow reading the answers?"
-            )
-        c.publish(ctopic, payload, qos=1)
-        if not published.wait(wait):
-            raise NoAnswer(f"the broker {where} did not acknowledge the command within {wait:g} s")
-        prc = state.get("publish")
-        if isinstance(prc, mqtt.ReasonCode):
-            if prc.value == _NO_SUBSCRIBERS:
-                raise NoAnswer(
-                    f"gateway {site}/{gateway} is not connected to the broker {where} (nobody takes {ctopic})"
-                )
-            if prc.is_failure:
-                raise RemotecalError(
-                    f"the broker {where} refused the command ({prc}): does this account's "
-                    "ACL allow writing it?"
-                )
-        if not answered.wait(wait):
+        try:
+            await asyncio.wait_for(link.connect_once(), wait)
+        except BrokerRefused as exc:
+            raise RemotecalError(f"the broker {where} refused the connection: {exc}") from None
+        except TimeoutError:
+            raise NoAnswer(f"the broker {where} did not accept the connection within {wait:g} s") from None
+        except OSError as exc:  # refused, reset, TLS, not an MQTT broker
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise RemotecalError(f"broker.url: cannot reach the broker {where}: {reason}") from None
+        try:
+            await asyncio.wait_for(link.subscription_answered.wait(), wait)
+        except TimeoutError:
+            raise NoAnswer(f"the broker {where} did not confirm the subscription to {atopic}") from None
+        if link.refused_subscriptions:
+            why = link.refused_subscriptions[0][1]
+            raise RemotecalError(f"the broker {where} refused the subscription to {atopic} ({why}): "
+                                 "does this account's ACL allow reading the answers?")
+        try:
+            code = await asyncio.wait_for(link.publish(ctopic, payload), wait)
+        except (TimeoutError, ConnectionError):
+            raise NoAnswer(f"the broker {where} did not acknowledge the command within {wait:g} s") from None
+        if code == _NO_SUBSCRIBERS:
+            raise NoAnswer(
+                f"gateway {site}/{gateway} is not connected to the broker {where} (nobody takes {ctopic})")
+        if code >= 0x80:
+            raise RemotecalError(f"the broker {where} refused the command ({_reason(code)}): does this "
+                                 "account's ACL allow writing it?")
+        bad: list[str] = []
+        try:
+            async with asyncio.timeout(wait):
+                while True:
+                    for m in link.take():
+                        link.ack(m)
+                        try:
+                            answer, signer = parse_answer(m.payload, gateway_keys)
+                        except Refusal as exc:
+                            bad.append(str(exc))
+                            continue
+                        if answer.command_sha256 == sha and (answer.site, answer.gateway) == (site, gateway):
+                            return Reply(answer, signer, cmd)
+                    wake.clear()
+                    if not link.waiting:
+                        await wake.wait()
+        except TimeoutError:
             more = f"; answers refused: {'; '.join(bad)}" if bad else ""
-            raise NoAnswer(f"no answer from gateway {site}/{gateway} within {wait:g} s{more}")
-        return found[0]
+            raise NoAnswer(f"no answer from gateway {site}/{gateway} within {wait:g} s{more}") from None
     finally:
-        with contextlib.suppress(Exception):
-            c.disconnect()
-        c.loop_stop()
+        await link.stop()
+
+
+def _reason(code: int) -> str:
+    try:
+        return f"{mqtt5.PubAckReasonCode(code).name} (0x{code:02X})"
+    except ValueError:
+        return f"0x{code:02X}"

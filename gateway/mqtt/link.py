@@ -69,7 +69,7 @@ from gateway.netprobe import MQTT_PORTS, http_server, looks_like_http, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.takeover import TakeoverWatch
 
-__all__ = ["MqttLink"]
+__all__ = ["BrokerRefused", "MqttLink", "NotMqtt"]
 
 _CONNECT_TIMEOUT = 10.0
 _PUBLISH = 0x30
@@ -79,11 +79,11 @@ _NOT_MQTT5 = "the broker does not speak MQTT 5 ({})"
 _RETAIN_HANDLING = {"send": mqtt5.RetainHandling.SEND_ALWAYS, "never": mqtt5.RetainHandling.SEND_NEVER}
 
 
-class _BrokerRefused(Exception):
+class BrokerRefused(ConnectionError):
     """CONNACK with a failure reason: credentials, authorisation, protocol."""
 
 
-class _NotMqtt(Exception):
+class NotMqtt(ConnectionError):
     """Another protocol's server answers there (HTTP): the URL's port is wrong."""
 
 
@@ -135,7 +135,7 @@ class _Protocol(asyncio.Protocol):
         if not self.connack.done() and not self._rest and looks_like_http(data):
             # an HTTP server answers our CONNECT with its error page
             status = data.split(b"\r\n", 1)[0].decode("latin-1", "replace")[:80]
-            self.connack.set_exception(_NotMqtt(not_mqtt(status)))
+            self.connack.set_exception(NotMqtt(not_mqtt(status)))
             if self.transport is not None:
                 self.transport.close()
             return
@@ -191,7 +191,7 @@ class _Protocol(asyncio.Protocol):
         if view[pos] == _CONNACK and size == (2, 1) and not self.connack.done():
             # A 3.1.1 broker answers a version-5 CONNECT with its own CONNACK ("unacceptable
             # protocol version") and closes: say so rather than "unreadable packet".
-            self.connack.set_exception(_BrokerRefused(_NOT_MQTT5.format(self.link.not_mqtt5_hint)))
+            self.connack.set_exception(BrokerRefused(_NOT_MQTT5.format(self.link.not_mqtt5_hint)))
             return None
         if size is None or view[pos] & 0xF0 != _PUBLISH or pos + 1 + size[1] + size[0] > end:
             self.link.protocol_error(f"unreadable packet from the broker: {reason}")
@@ -254,6 +254,10 @@ class MqttLink:
         self._suback_task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
         """Set while the broker has granted every subscription of this connection."""
+        self.subscription_answered = asyncio.Event()
+        """Set once a SUBACK came (granted or not: `refused_subscriptions`)."""
+        self.refused_subscriptions: list[tuple[str, str]] = []
+        """(topic filter, reason) of each subscription the last SUBACK refused."""
         self._up = asyncio.Event()
         self.send_maximum = 65535
         """The broker's Receive Maximum (CONNACK): QoS 1 publishes of ours it takes in flight."""
@@ -387,6 +391,10 @@ class MqttLink:
                 slot.set_result(None)
 
     async def start(self) -> None:
+        self.start_nowait()
+
+    def start_nowait(self) -> None:
+        """Connect (and keep connecting) in a task of the running event loop."""
         self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.name}")
 
     async def stop(self) -> None:
@@ -403,31 +411,66 @@ class MqttLink:
 
     # -- the connection --------------------------------------------------------------
 
+    async def connect_once(self) -> None:
+        """One attempt, no retry and no line logged (for a one-shot client that reports its
+        own failure): raises OSError or ssl.SSLError (cannot reach), BrokerRefused, NotMqtt,
+        ConnectionError or TimeoutError (no CONNACK); once connected, the link serves the
+        connection in a task until `stop()` or its end, and is not made anew."""
+        self._stopping = False
+        try:
+            proto, connack = await self._connect()
+        except BaseException:
+            self._disconnected()
+            raise
+        self._subscribe(proto)
+        self._task = asyncio.create_task(self._serve_once(proto, connack), name=f"mqtt-{self.name}")
+
+    async def _serve_once(self, proto: _Protocol, connack: mqtt5.ConnAckPacket) -> None:
+        try:
+            await self._serve(proto, connack)
+        except (OSError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._disconnected()
+
     async def _run(self) -> None:
         backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
         while not self._stopping:
             try:
                 await self._session(backoff)
-            except _BrokerRefused as exc:
+            except BrokerRefused as exc:
                 self._state.set("refused by the broker", str(exc))
-            except _NotMqtt as exc:
+            except NotMqtt as exc:
                 self._state.set("not an MQTT broker", str(exc))
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
                 self._takeover.unreachable()
                 self._state.set("unreachable", str(exc) or type(exc).__name__)
             finally:
-                self.connected = False
-                self._up.clear()
-                self.subscribed.clear()
-                self._fail_publishes("disconnected before the PUBACK")
-                self._paused = False
-                if self._proto is not None and self._proto.transport is not None:
-                    self._proto.transport.close()
-                self._proto = None
+                self._disconnected()
             if not self._stopping:
                 await asyncio.sleep(backoff.next())
 
+    def _disconnected(self) -> None:
+        self.connected = False
+        self._up.clear()
+        self.subscribed.clear()
+        self._fail_publishes("disconnected before the PUBACK")
+        self._paused = False
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
+        self._proto = None
+
     async def _session(self, backoff: Backoff) -> None:
+        proto, connack = await self._connect()
+        self._takeover.connected()
+        if not self.in_takeover_episode:  # the tug of war is neither logged nor hurried
+            backoff.reset()
+            self._state.set("connected", "resumed session" if connack.session_present else "new session")
+        self._subscribe(proto)
+        await self._serve(proto, connack)
+
+    async def _connect(self) -> tuple[_Protocol, mqtt5.ConnAckPacket]:
+        """TCP (and TLS), CONNECT, a successful CONNACK: the connection is up."""
         cfg = self.settings
         loop = asyncio.get_running_loop()
         self.generation += 1  # before any byte arrives: the CONNACK's chunk may carry messages
@@ -436,13 +479,12 @@ class MqttLink:
             _CONNECT_TIMEOUT)
         self._proto = proto
         assert proto.transport is not None
-        keepalive = int(cfg.keepalive)
         proto.transport.write(mqtt5.ConnectPacket(
             self.client_id,
             username=cfg.username,
             password=cfg.password.get().encode() if cfg.password else None,
             clean_start=not cfg.persistent,
-            keep_alive=keepalive,
+            keep_alive=int(cfg.keepalive),
             session_expiry_interval=cfg.session_expiry_s,
             receive_max=self.buffer,
         ).write())
@@ -452,27 +494,32 @@ class MqttLink:
             proto.transport.close()
             status = await http_server(cfg.host, cfg.port, self._ssl)  # a server that waits for a line
             if status is not None:
-                raise _NotMqtt(not_mqtt(status)) from None
+                raise NotMqtt(not_mqtt(status)) from None
             raise ConnectionError(f"no CONNACK within {_CONNECT_TIMEOUT:.0f} s: not an MQTT broker (is the "
                                   f"port right? {MQTT_PORTS}), or one that does not speak MQTT 5 and does "
                                   f"not say so ({self.not_mqtt5_hint})") from None
         if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
-            raise _BrokerRefused(connack.reason_str or connack.reason_code.name)
+            raise BrokerRefused(connack.reason_str or connack.reason_code.name)
         self.send_maximum = max(1, connack.receive_max)
         self.connected = True
         self._up.set()
-        self._takeover.connected()
-        if not self.in_takeover_episode:  # the tug of war is neither logged nor hurried
-            backoff.reset()
-            self._state.set("connected", "resumed session" if connack.session_present else "new session")
+        return proto, connack
+
+    def _subscribe(self, proto: _Protocol) -> None:
         # Retain flag set = sent because we subscribed (retain_as_published off: a live message
         # comes without it); retained = "never" asks the broker not to send those.
-        if cfg.subscriptions:
+        subscriptions = self.settings.subscriptions
+        if subscriptions and proto.transport is not None:
             proto.transport.write(mqtt5.SubscribePacket(1, [
                 mqtt5.TopicFilter(t.topic_filter, max_qos=mqtt5.QoS(t.qos), retain_as_published=False,
-                                  retain_handling=_RETAIN_HANDLING[t.retained]) for t in cfg.subscriptions
+                                  retain_handling=_RETAIN_HANDLING[t.retained]) for t in subscriptions
             ]).write())
             self._suback_task = asyncio.create_task(self._check_suback(proto))
+
+    async def _serve(self, proto: _Protocol, connack: mqtt5.ConnAckPacket) -> None:
+        """Keepalive until the connection ends."""
+        assert proto.transport is not None
+        keepalive = int(self.settings.keepalive)
         if connack.server_keep_alive is not None:
             keepalive = connack.server_keep_alive
         ping = mqtt5.PingReqPacket().write()
@@ -495,7 +542,11 @@ class MqttLink:
     async def _check_suback(self, proto: _Protocol) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):
             suback = await asyncio.wait_for(proto.suback, _CONNECT_TIMEOUT)
-            if all(int(code) < 0x80 for code in suback.reason_codes) and proto is self._proto:
+            self.refused_subscriptions = [(t.topic_filter, getattr(code, "name", str(code)))
+                                          for t, code in zip(self.settings.subscriptions, suback.reason_codes,
+                                                             strict=False) if int(code) >= 0x80]
+            self.subscription_answered.set()
+            if not self.refused_subscriptions and proto is self._proto:
                 self.subscribed.set()
             for t, code in zip(self.settings.subscriptions, suback.reason_codes, strict=False):
                 if int(code) >= 0x80:
