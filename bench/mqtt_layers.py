@@ -8,7 +8,8 @@ source and the ingest do after their journal commit:
 
     mqtt5 link   gateway.mqtt.MqttLink: asyncio protocol, packets parsed by
                  the `mqtt5` codec, PUBACKs of one batch in one write
-    paho         gateway.sinks.mqtt.link.MqttLink + Receiver: paho-mqtt 2.x on its own thread,
+    paho         gateway.sources.mqtt.link311.PahoConnection + Receiver (the 3.1.1 fallback's
+                 code, here on an MQTT 5 session as the ingest used it): paho-mqtt 2.x on its own thread,
                  manual_ack=True, messages handed over through a bounded inbox
 
 CPU is `time.process_time()` of the consumer process (all its threads) from its first
@@ -59,15 +60,15 @@ def _consumer(layer: str, port: int, prefix: str, n: int, subscribe_only: bool, 
             import paho.mqtt.client as mqtt
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
-            from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
+            from gateway.sources.mqtt.link311 import PahoConnection, PahoSettings, Receiver
 
             def subscribe(client: mqtt.Client, _session_present: bool) -> None:
                 client.subscribe(f"{prefix}/+/state", options=SubscribeOptions(qos=1))
 
-            link = MqttLink(LinkSettings(host="127.0.0.1", port=port, client_id=cfg.client_id or "",
-                                         persistent=True, session_expiry_s=3600, manual_ack=True,
-                                         max_inflight=1000),
-                            "bench", logging.getLogger("bench"), on_connected=subscribe)
+            link = PahoConnection(PahoSettings(host="127.0.0.1", port=port, client_id=cfg.client_id or "",
+                                               persistent=True, session_expiry_s=3600, manual_ack=True,
+                                               max_inflight=1000),
+                                  "bench", logging.getLogger("bench"), on_connected=subscribe)
             receiver = Receiver(link, 10_000, wake.set)
             receiver.start()
             take, ack, stop = receiver.take, receiver.ack, receiver.stop

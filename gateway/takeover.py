@@ -11,9 +11,8 @@ A broker that says why (MQTT 5 DISCONNECT 0x8E, "session taken over") is believe
 Mosquitto 2.0 just closes the old connection: a broker that closes a working connection
 without a word `CLOSES` times within `CLOSES_WITHIN_S`, each reconnect working at once, is
 taken for a takeover (a broker restart makes the reconnects fail instead, which starts the
-count anew: `unreachable()`).  Used by the MQTT 5 link (`gateway.mqtt.link`: the MQTT
-source, the uplink sink, run control) and by the paho link (`gateway.sinks.mqtt.link`: MQTT
-3.1.1 sources, the ingest).
+count anew: `unreachable()`).  Used by the MQTT 5 link (`gateway.mqtt.link`: every MQTT
+client of remotecal) and by the paho link of MQTT 3.1.1 sources (`gateway.sources.mqtt.link311`).
 """
 
 from __future__ import annotations

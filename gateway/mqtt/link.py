@@ -2,51 +2,54 @@
 
 Built from one `LinkSettings` (gateway.mqtt.settings.link_settings, from any broker config
 block): host, credentials, TLS, keepalive, reconnect bounds, session (clean start, expiry),
-Receive Maximum and the subscriptions (shared ones too).  Used by the MQTT source, the
-uplink sink and run control.
+Receive Maximum and the subscriptions (shared ones too).  Every MQTT client of remotecal is
+one of these: the MQTT source, the uplink sink, run control (the gateway's side, and the
+institute's `remotecal run`: `connect_once`), the ingest's shared subscription
+(`[[sources.uplink]]`).  paho-mqtt is left only for MQTT sources on brokers that speak only
+3.1.1 (`protocol = "3.1.1"`, gateway.sources.mqtt.link311): `mqtt5` speaks MQTT 5 only, and
+the demo's embedded amqtt broker 3.1.1 only.  Run control through a 3.1.1 broker is not
+supported.
 
-Why not paho?  A sensor message is small and comes
-alone, so the per-message cost of the client is the source's cost.  paho reads each packet
-with several `recv` calls and builds it in Python; on the gateway-ingest benchmark a bare
-paho subscriber drains a broker's backlog at ~21-31k messages/s, while this link - one
-`recv` of up to 256 KiB parsed by `mqtt5` (the sans-I/O MQTT 5 codec, in Rust, of the
-aiomqtt maintainers) in a tight loop, all PUBACKs of a journal commit in one `send` - drains
-it at ~280k messages/s on the same machine.
+Why not paho?  A sensor message is small and comes alone, so the per-message cost of the
+client is the source's cost.  paho reads each packet with several `recv` calls and builds it
+in Python; this link does one `recv` of up to 256 KiB parsed by `mqtt5` (the sans-I/O MQTT 5
+codec, in Rust, of the aiomqtt maintainers) in a tight loop, and writes all PUBACKs of a
+journal commit in one `send`.  Measured by bench/mqtt_layers.py, 20,000 QoS 1 messages
+queued by Mosquitto for a persistent MQTT 5 session, each handed to the event loop and
+acknowledged there (manual ack), 2 CPUs shared with the team: this link 1.8-4.4 us of CPU
+per message (91-272k messages/s), paho 2.x with manual_ack=True behind a bounded inbox
+72-213 us (4.5-10.7k/s): 40-48x (four runs; 2026-12-07: 4.4 vs 212.9 us before this
+package, 3.7 vs 174.1 us after).
 
 Delivery guarantee: each QoS 1 message is acknowledged (PUBACK) only after the journal
-committed it, and only on the connection it came on (`generation`); the MQTT source's
-session is persistent (clean start off, session expiry "never"), so the broker keeps and
-resends what was not acknowledged.  Flow control is the broker's: MQTT 5's Receive Maximum
-caps the QoS 1 messages in flight to us at `receive_maximum` (`buffer`); QoS 0 input beyond
-`buffer` pauses reading the socket.  A packet the codec cannot parse is not allowed to stop
-the stream: a PUBLISH is handed on as malformed (quarantined with its reason, then
-acknowledged); anything else ends the connection, which is then made anew.
+committed it, and only on the connection it came on (`generation`); the MQTT source's and
+the ingest's sessions are persistent (clean start off; session expiry "never", and the
+ingest's `session_expiry`), so the broker keeps and resends what was not acknowledged.  Flow
+control is the broker's: MQTT 5's Receive Maximum caps the QoS 1 messages in flight to us at
+`receive_maximum` (`buffer`); QoS 0 input beyond `buffer` pauses reading the socket.  A
+packet the codec cannot parse is not allowed to stop the stream: a PUBLISH is handed on as
+malformed (quarantined with its reason, then acknowledged); anything else ends the
+connection, which is then made anew.
 
-Publishing (the uplink sink): `publish()` sends a QoS 1 PUBLISH with a packet id of its own
-and returns the broker's PUBACK reason code, so a caller tells success from 0x10 "no matching
-subscribers" (the frame went nowhere: keep it) and from a refusal.  At most the broker's
-Receive Maximum (CONNACK) are in flight; a publish beyond waits for a PUBACK.  The
-connection's end fails every publish still waiting: the caller holds the message (the
-uplink: in its journal) and publishes it anew, so nothing is resent from memory across
-connections.  Measured with bench.uplink's live phase (a sink writing one frame after
-another to Mosquitto, CPU of the sink's process per frame): 10-reading frames 427 us on
-paho -> 211 us here, 1000-reading frames 1223 -> 810 us (encoding and signing included).
+Publishing (the uplink sink, run control's answers and commands): `publish()` sends a QoS 1
+PUBLISH with a packet id of its own and returns the broker's PUBACK reason code, so a caller
+tells success from 0x10 "no matching subscribers" (the frame went nowhere: keep it) and from
+a refusal.  At most the broker's Receive Maximum (CONNACK) are in flight; a publish beyond
+waits for a PUBACK.  The connection's end fails every publish still waiting: the caller holds
+the message (the uplink: in its journal) and publishes it anew, so nothing is resent from
+memory across connections.  Measured with a sink writing one frame after another to
+Mosquitto (bench.uplink's live phase, CPU of the sink's process per frame, two runs):
+10-reading frames 427 us on paho -> 195-211 us here, 1000-reading frames 1223 -> 755-810 us
+(encoding and signing included); frames/s 1,828 -> 1,973-2,747 and 703 -> 590-1,050.
 
-Brokers that speak only MQTT 3.1.1 are reached with `protocol = "3.1.1"` (the paho link).
-
-The MQTT layer (issue 12): this link is the one to keep.  Measured by bench/mqtt_layers.py,
-20,000 QoS 1 messages queued by Mosquitto for a persistent MQTT 5 session, each handed to
-the event loop and acknowledged there (manual ack), 2 shared CPUs, two runs: this link
-1.8-2.0 us of CPU per message (91-272k messages/s), paho 2.x with manual_ack=True behind the
-ingest's Receiver 72-87 us (9.5-10.7k/s): 40-44x.  Conformance against a real Mosquitto, in
-the suite: reconnect and session resumption (tests/gateway/test_end_to_end.py: broker
-restart, SIGKILL of the gateway), flow control (Receive Maximum; a full inbox pauses reading
-without the keepalive dropping the link, test_mqtt_link5.py), keepalive, TLS with a client
-certificate and a password (test_mqtt_tls_auth.py).  `mqtt5` is a 0.x package: pinned to its
-minor (pyproject.toml: >=0.8,<0.9).  Still on paho (gateway.sinks.mqtt.link): the ingest
-(shared subscription) and the 3.1.1 fallback (`mqtt5` speaks MQTT 5 only; the demo's
-embedded amqtt broker speaks 3.1.1 only) - moving the first onto this link is the rest of
-issue 12.
+Conformance against a real Mosquitto, in the suite: reconnect and session resumption
+(tests/gateway/test_end_to_end.py: broker restart, SIGKILL of the gateway), flow control
+(Receive Maximum both ways: test_mqtt_link5.py, a full inbox pauses reading without the
+keepalive dropping the link; test_mqtt_publish.py, a broker's Receive Maximum of 3 is never
+exceeded), PUBACK reason codes, publishes failed by a lost connection, keepalive, TLS with a
+client certificate and a password (test_mqtt_tls_auth.py, test_mqtt_publish.py), shared
+subscriptions (tests/gateway/uplink/test_uplink_end_to_end.py).  `mqtt5` is a 0.x package:
+pinned to its minor (pyproject.toml: >=0.8,<0.9).
 """
 
 from __future__ import annotations

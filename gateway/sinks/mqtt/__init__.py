@@ -2,10 +2,10 @@
 
     config.py   the `[[sinks.mqtt]]` schema (sample.toml shows every key)
     frame.py    records <-> the binary frame, its HMAC-SHA256 signature, the topic
-    link.py     one MQTT 5 connection on its own thread (shared with `gateway.ingest`)
-    sink.py     `MqttSink`: publish a frame, wait for the PUBACK, classify what went wrong
+    sink.py     `MqttSink`: publish a frame (on `gateway.mqtt`), wait for the PUBACK, classify
+                what went wrong
 
-The other end is `remotecal ingest` (`gateway.ingest`).
+The other end is `remotecal ingest` (`[[sources.uplink]]`, `gateway.sources.uplink`).
 """
 
 from gateway.sinks.mqtt.config import MqttSinkConfig

@@ -6,7 +6,7 @@ gateways' signed frames on the central broker, its sinks are InfluxDB - one runt
 gateways' evidence lives here:
 
     config.py      one `[[sources.uplink]]` block (sample.toml shows every key)
-    subscriber.py  the shared subscription (paho, manual acks) and what Mosquitto does with it
+    subscriber.py  the shared subscription (gateway.mqtt, manual acks) and what Mosquitto does with it
     source.py      `UplinkSource`: verify, replay check, refused frames, requeue, counters
 
 The checks themselves are gateway.ingest's (verify, replay, refused); `remotecal ingest -c

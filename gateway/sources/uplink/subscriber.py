@@ -1,21 +1,19 @@
 """The shared subscription of an uplink source, and what Mosquitto does with it.
 
-paho with manual acks: a frame is acknowledged only once the journal (or the refused
-frames) holds it.  gateway/mqtt/ is to carry this onto the one asyncio MQTT link the
-sources use; until then it is the paho link of the uplink sink (gateway.sinks.mqtt.link).
+remotecal's MQTT layer (`gateway.mqtt.MqttLink`, MQTT 5 on the event loop) with a
+persistent session and manual acks: a frame is acknowledged only once the journal (or the
+refused frames) holds it, and only on the connection that brought it; the broker has at most
+`max_inflight` frames in flight to this worker (the CONNACK's Receive Maximum).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from gateway.mqtt.message import Message
-from gateway.sinks.mqtt.link import LinkSettings, MqttLink, Receiver
+from gateway.mqtt import Message, MqttLink, Subscription, link_settings
 from gateway.sources.uplink.config import UplinkSourceConfig
 
 __all__ = ["SHARED_SUBSCRIPTION_NOTE", "IngestSubscriber"]
@@ -42,42 +40,37 @@ to the ingest workers.
 
 
 class IngestSubscriber:
-    """The shared subscription; messages reach the event loop through a bounded `Receiver`."""
+    """The shared subscription: `start()`, `await next()`, `ack(m)` after the commit, `stop()`."""
 
-    def __init__(self, cfg: UplinkSourceConfig, buffer: int = 10_000) -> None:
+    def __init__(self, cfg: UplinkSourceConfig) -> None:
         self.topic_filter = f"$share/{cfg.group}/{cfg.topic_prefix}/+/+/readings"
         self._wake = asyncio.Event()
+        self._taken: collections.deque[Message] = collections.deque()
         self.link = MqttLink(
-            LinkSettings(
-                host=cfg.host, port=cfg.port, client_id=cfg.client_id or f"remotecal-ingest-{cfg.worker}",
-                username=cfg.username, password=cfg.password, tls=cfg.tls, use_tls=cfg.uses_tls,
-                keepalive=cfg.keepalive, reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max,
-                persistent=True, session_expiry_s=int(cfg.session_expiry), manual_ack=True,
-                max_inflight=cfg.max_inflight,
-            ),
-            f"ingest {cfg.worker!r}", log, on_connected=self._subscribe,
-        )
-        self._receiver = Receiver(self.link, buffer, self._wake.set)
-
-    def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
-        client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+            link_settings(cfg, client_id=f"remotecal-ingest-{cfg.worker}", persistent=True,
+                          session_expiry_s=int(cfg.session_expiry), receive_maximum=cfg.max_inflight,
+                          subscriptions=[Subscription(self.topic_filter, qos=1)]),
+            name=f"ingest {cfg.worker!r}", log=log, wake=self._wake.set)
 
     def start(self) -> None:
-        self._receiver.start()
+        """Connect (on the event loop that takes the messages)."""
+        self.link.start_nowait()
 
     async def stop(self) -> None:
-        await self._receiver.stop()
+        await self.link.stop()
 
     def ack(self, m: Message) -> None:
-        self._receiver.ack(m)
+        self.link.ack(m)
 
     async def next(self) -> Message:
         """The next message."""
         while True:
-            got = self._receiver.take(1)
-            if got:
-                return got[0]
+            if self._taken:
+                return self._taken.popleft()
+            self._taken.extend(self.link.take())
+            if self._taken:
+                continue
             self._wake.clear()
-            if not self._receiver.waiting:
+            if not self.link.waiting:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.2)
