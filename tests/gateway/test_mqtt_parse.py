@@ -164,7 +164,7 @@ def test_value_payload_plain_decimals(payload: str, value: float) -> None:
 def test_only_messages_whose_copies_would_differ_are_remembered_for_redelivery() -> None:
     """A broker redelivery of sensor-stamped readings rewrites the same points; one stamped
     with the receive time (or one with rejects) would not, so only those get a dedupe key."""
-    from gateway.sources.mqtt.message import Message
+    from gateway.mqtt.message import Message
     from gateway.sources.mqtt.source import MqttSource
 
     p = _parser(STATE, {"topic": "lab/+/raw", "format": "value", "fields": [

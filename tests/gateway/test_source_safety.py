@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.mqtt.message import Message
 from gateway.sources import SourceBatch
 from gateway.sources.instrument import source as instrument_source
 from gateway.sources.instrument.config import InstrumentSourceConfig
@@ -16,7 +17,6 @@ from gateway.sources.instrument.source import InstrumentSource
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.modbus.source import ModbusSource
 from gateway.sources.mqtt.config import MqttSourceConfig
-from gateway.sources.mqtt.message import Message
 from gateway.sources.mqtt.source import MqttSource
 
 TAGS = {"site": "s", "gateway": "g", "run": "r"}

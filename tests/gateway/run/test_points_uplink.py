@@ -8,10 +8,10 @@ from pathlib import Path
 
 from gateway.journal import Journal
 from gateway.keys import load_key_file, new_key_file
+from gateway.mqtt.message import Message
 from gateway.reading import Point, Reading
 from gateway.sinks.influxdb.lineprotocol import LineEncoder
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
-from gateway.sources.mqtt.message import Message
 from tests.gateway.uplink.harness import pumping, until
 
 SITE, GW = "lab 1", "gw,01"

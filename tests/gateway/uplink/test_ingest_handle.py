@@ -10,9 +10,9 @@ import pytest
 
 from gateway.ingest.refused import RefusedFrame, RefusedFrames
 from gateway.keys import load_key_file, new_key_file
+from gateway.mqtt.message import Message
 from gateway.reading import Reading
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
-from gateway.sources.mqtt.message import Message
 from tests.gateway.uplink.harness import pumping, until
 
 SITE, GW = "lab 1", "gw,01"

@@ -18,11 +18,11 @@ from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.ingest.config import central_site_config, load_ingest_config
 from gateway.keys import load_key_file, new_key_file
+from gateway.mqtt.message import Message
 from gateway.reading import Reading
 from gateway.run import RunEngine
 from gateway.runtime import Gateway
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
-from gateway.sources.mqtt.message import Message
 from gateway.sources.uplink.plugin import state_dir
 from tests.gateway.harness import CommandProcess, GatewayProcess, Publisher, config_text
 from tests.gateway.run.fakes import Chamber, FakeController, procedure
