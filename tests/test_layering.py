@@ -203,3 +203,16 @@ def test_the_rules_catch_what_they_are_for() -> None:
     assert _cycles({"a": {"b"}, "b": set()}) == []
     upward = {("gateway", "pipelines"), ("pipelines", "remotecal"), ("dashboards", "firmware_bridge")}
     assert all(b not in ALLOWED[a] for a, b in upward)
+
+
+# What remotecal's MQTT layer (gateway/mqtt/) stands on: the ground floor and the small
+# connection helpers its users share - never one of its users (a source, a sink, the ingest).
+MQTT_LAYER_MAY_IMPORT = GROUND_FLOOR | {"gateway.mqtt_broker", "gateway.netprobe", "gateway.ratelimit",
+                                        "gateway.takeover"}
+
+
+def test_the_mqtt_layer_imports_none_of_its_users() -> None:
+    layer = {m for m in graph() if m == "gateway.mqtt" or m.startswith("gateway.mqtt.")}
+    assert "gateway.mqtt.link" in layer
+    wrong = [_where(m, t) for m in sorted(layer) for t in graph()[m] if t not in MQTT_LAYER_MAY_IMPORT | layer]
+    assert wrong == []
