@@ -45,9 +45,10 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# The fast tier: no server, no system package; well under a minute.
+# The fast tier: no server, no system package, nothing marked slow, on every CPU (pytest-xdist);
+# well under a minute.  `make test` runs everything, the slow ones and the servers' too.
 unit: venv lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not integration"
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not integration and not slow" -n auto
 
 # Everything: ruff, mypy, the unit tier and the integration tier against real servers.
 test: venv system-packages lint typecheck

@@ -18,6 +18,8 @@ from remotecal.demo import MAX_SPEED, DemoPlan
 from remotecal.demo.configs import pipeline_config_text
 from tests.servers.influx import free_port
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 
 def _demo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "remotecal", "demo", *args],

@@ -22,6 +22,8 @@ from firmware_bridge.simulate import SimulationError, load_sim_config, run_simul
 from tests.servers.influx import free_port
 from tests.servers.mosquitto import Mosquitto
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 CHAMBER = """
 [chamber]
 speed = 10

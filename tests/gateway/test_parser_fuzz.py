@@ -16,6 +16,7 @@ import os
 import re
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,8 @@ from gateway.quantities import channel_problem
 from gateway.sources.instrument.source import _Channel, parse_line
 from gateway.sources.mqtt.config import TopicMapping
 from gateway.sources.mqtt.parse import MessageParser, Parsed
+
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
 
 NOW = int(datetime(2026, 11, 21, tzinfo=UTC).timestamp()) * 10**9
 SCALE = float(os.environ.get("REMOTECAL_FUZZ_SCALE", "1"))

@@ -20,6 +20,8 @@ from gateway.keys import new_key_file
 from remotecal.cli import main
 from tests.gateway.harness import config_text
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 
 def _site(tmp: Path, data_dir: Path | str, *, key: Path | None = None, tls: dict[str, str] | None = None) -> Path:
     sink: dict[str, Any] = {"url": "mqtt://127.0.0.1:1", "key_file": str(key or tmp / "keys" / "s+g.key")}

@@ -81,6 +81,7 @@ def random_series(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Cri
     return t, v, c
 
 
+@pytest.mark.slow
 def test_stream_equals_batch_on_random_series() -> None:
     stable_windows = plateaus_found = 0
     for seed in range(200):
@@ -120,6 +121,7 @@ def chamber_run(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return t[order], v[order]
 
 
+@pytest.mark.slow
 def test_stream_equals_batch_on_a_chamber_run() -> None:
     rng = np.random.default_rng(42)
     t, v = chamber_run(rng)
@@ -132,6 +134,7 @@ def test_stream_equals_batch_on_a_chamber_run() -> None:
         assert plateaus == list(batch.plateaus)
 
 
+@pytest.mark.slow
 def test_rows_on_one_clock_equal_separate_runs() -> None:
     """run_rows (several channels read at the same times, the pipeline's DUT settling)
     decides every window and finds every plateau exactly as one run per row: the work it

@@ -20,6 +20,8 @@ import pytest
 from gateway import sdnotify
 from tests.gateway.harness import config_text
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 
 def _receive_until(sock: socket.socket, want: str, got: list[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout

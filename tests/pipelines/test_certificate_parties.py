@@ -19,6 +19,8 @@ from pipelines.dcc import DCC_NS, validate_dcc
 from remotecal.cli import main
 from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, synthetic_run
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 HERE = Path(__file__).parent
 NS = {"dcc": DCC_NS}
 

@@ -16,6 +16,8 @@ from gateway.reading import Reading
 from pipelines.pipeline import NoCalibrationPoint, run_pipeline
 from remotecal.cli import main
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 RUN = "RC-NOPLATEAU-1"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC).timestamp()
 STEP_S = 10.0

@@ -224,6 +224,7 @@ def random_run(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Criter
     return t, v, c
 
 
+@pytest.mark.slow
 def test_no_unstable_window_in_a_plateau_and_none_can_grow() -> None:
     """Property, over many short random series: (a) every window in a plateau's stretch is
     stable, (b) adding the sample before or after makes the stretch fail, (c) no sample is in
@@ -266,6 +267,7 @@ def test_the_audit_example() -> None:
     assert plateaus == spec_brute_force(t, v, c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_same_plateaus_as_brute_force(seed: int) -> None:
     rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ from tests.pipelines.pki import PASSWORD, make_pki
 from tests.pipelines.test_certificate_parties import LABORATORY_AND_CUSTOMER
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.real_pdf,
     pytest.mark.skipif(chromium() is None or shutil.which("pdftoppm") is None,
                        reason="needs chromium and poppler-utils (make system-packages)"),

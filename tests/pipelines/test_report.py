@@ -175,6 +175,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (Debian package 'chromium')")
 def test_screenshot_in_headless_chromium(report: str, issued: Issued, tmp_path: Path) -> None:
     page = tmp_path / "report.html"

@@ -16,6 +16,8 @@ from gateway.reading import Reading
 from remotecal.cli import main
 from tests.pipelines.test_run import CERT, PIPELINE_TOML, RUN, T0, synthetic_run
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 
 def _store(tmp_path: Path, readings: list[Reading], extra: str = "", run: str = RUN) -> Path:
     from gateway.sinks.local.store import LocalStoreConfig, LocalStoreSink

@@ -18,6 +18,8 @@ from scipy import signal
 
 from pipelines.uncertainty import autocorrelated_mean, combine, coverage_factor, type_a, type_a_autocorrelated
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 RUNS = 6000
 N = 900
 PHIS = (0.0, 0.5, 0.8, 0.9, 0.95)

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,8 @@ from gateway.control.keys import PrivateKey, PublicKey
 from gateway.control.service import ControlService, ProcedureStore
 from gateway.control.verify import CommandVerifier, MemoryReplayStore
 from tests.gateway.control.test_service import FakeEngine, NotAllowed
+
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
 
 EXAMPLES = int(os.environ.get("REMOTECAL_FUZZ_EXAMPLES", "200"))
 NOW = 1_800_000_000_000_000_000

@@ -25,6 +25,8 @@ from tests.gateway.harness import GatewayProcess, config_text
 from tests.gateway.test_end_to_end import wait_until
 from tests.servers.influx import free_port
 
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
+
 
 class _ServerThread:
     """A firmware_bridge ModbusServer on its own event loop, so a test can flip its faults."""

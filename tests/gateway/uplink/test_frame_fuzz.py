@@ -23,6 +23,7 @@ import math
 import os
 import struct
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,8 @@ from gateway.sinks.mqtt.frame import (
     sign,
     split_topic,
 )
+
+pytestmark = pytest.mark.slow  # seconds each: `make test` runs them, `make unit` does not
 
 PREFIX = "remotecal/v1"
 SITE, GW = "lab 1", "gw,01"
