@@ -60,15 +60,16 @@ def _consumer(layer: str, port: int, prefix: str, n: int, subscribe_only: bool, 
             import paho.mqtt.client as mqtt
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
-            from gateway.sources.mqtt.link311 import PahoConnection, PahoSettings, Receiver
+            from gateway.mqtt.settings import LinkSettings
+            from gateway.sources.mqtt.link311 import PahoConnection, Receiver
 
             def subscribe(client: mqtt.Client, _session_present: bool) -> None:
                 client.subscribe(f"{prefix}/+/state", options=SubscribeOptions(qos=1))
 
-            link = PahoConnection(PahoSettings(host="127.0.0.1", port=port, client_id=cfg.client_id or "",
-                                               persistent=True, session_expiry_s=3600, manual_ack=True,
-                                               max_inflight=1000),
-                                  "bench", logging.getLogger("bench"), on_connected=subscribe)
+            link = PahoConnection(LinkSettings(host="127.0.0.1", port=port, client_id=cfg.client_id or "",
+                                               persistent=True, session_expiry_s=3600, receive_maximum=1000),
+                                  "bench", logging.getLogger("bench"), on_connected=subscribe,
+                                  protocol=mqtt.MQTTv5)
             receiver = Receiver(link, 10_000, wake.set)
             receiver.start()
             take, ack, stop = receiver.take, receiver.ack, receiver.stop

@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -33,39 +32,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
-from gateway.config_types import Secret
 from gateway.mqtt.message import Message
+from gateway.mqtt.settings import LinkSettings, link_settings
 from gateway.netprobe import http_server_sync, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
-from gateway.sources.mqtt.config import MqttSourceConfig, TlsConfig
+from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.parse import retained_refusal
 from gateway.takeover import TakeoverWatch
 
-__all__ = ["PahoConnection", "PahoLink", "PahoSettings", "Receiver"]
+__all__ = ["PahoConnection", "PahoLink", "Receiver"]
 
 log = logging.getLogger("remotecal.source.mqtt")
 
 _SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason code: another client took our session
-
-
-@dataclass(frozen=True, slots=True)
-class PahoSettings:
-    host: str
-    port: int
-    client_id: str
-    username: str | None = None
-    password: Secret | None = None
-    tls: TlsConfig | None = None
-    use_tls: bool = False
-    keepalive: float = 30.0
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
-    persistent: bool = False
-    session_expiry_s: int = 0
-    manual_ack: bool = False
-    max_inflight: int = 100
-    protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5
-    """paho's MQTTv5 or MQTTv311 (persistent = clean session off; no session expiry)."""
 
 
 class PahoConnection:
@@ -73,10 +52,16 @@ class PahoConnection:
     reconnect loop rather than paho's, so a change of state is logged once and the retry delay
     is jittered.  `on_connected(client, session_present)` runs on the paho thread."""
 
-    def __init__(self, settings: PahoSettings, name: str, log: logging.Logger,
+    def __init__(self, settings: LinkSettings, name: str, log: logging.Logger,
                  on_connected: Callable[[mqtt.Client, bool], None] | None = None,
-                 on_disconnected: Callable[[], None] | None = None) -> None:
+                 on_disconnected: Callable[[], None] | None = None, *,
+                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> None:
+        """The one `gateway.mqtt.LinkSettings` (its subscriptions aside: `on_connected`
+        subscribes); `receive_maximum` caps paho's own in-flight window; always manual acks.
+        `protocol`: MQTT 3.1.1 (what this fallback is for; persistent = clean session off) or
+        5 (bench/mqtt_layers.py compares paho with the MQTT 5 link on one protocol)."""
         self.settings = settings
+        self.protocol = protocol
         self.name = name
         self.connected = False
         self.generation = 0
@@ -92,9 +77,9 @@ class PahoConnection:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=s.protocol,
-            clean_session=None if s.protocol == mqtt.MQTTv5 else not s.persistent,
-            reconnect_on_failure=False, manual_ack=s.manual_ack,
+            mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=self.protocol,
+            clean_session=None if self.protocol == mqtt.MQTTv5 else not s.persistent,
+            reconnect_on_failure=False, manual_ack=True,
         )
         if s.username is not None:
             c.username_pw_set(s.username, s.password.get() if s.password else None)
@@ -107,7 +92,7 @@ class PahoConnection:
             )
             if s.tls and s.tls.insecure:
                 c.tls_insecure_set(True)
-        c.max_inflight_messages_set(s.max_inflight)
+        c.max_inflight_messages_set(s.receive_maximum)
         c.max_queued_messages_set(0)
         c.on_connect = self._handle_connect
         c.on_disconnect = self._handle_disconnect
@@ -162,7 +147,7 @@ class PahoConnection:
         backoff = Backoff(s.reconnect_min, s.reconnect_max)
         first = True
         v5: dict[str, Any] = ({"clean_start": not s.persistent, "properties": self._connect_properties()}
-                              if s.protocol == mqtt.MQTTv5 else {})  # 3.1.1: clean_session, on the client
+                              if self.protocol == mqtt.MQTTv5 else {})  # 3.1.1: clean_session, on the client
         while not self._stop.is_set():
             try:
                 if first:
@@ -288,15 +273,8 @@ class PahoLink:
     def __init__(self, cfg: MqttSourceConfig, client_id: str, *, buffer: int,
                  wake: Callable[[], None]) -> None:
         self.cfg = cfg
-        link = PahoConnection(
-            PahoSettings(
-                host=cfg.host, port=cfg.port, client_id=client_id, username=cfg.username,
-                password=cfg.password, tls=cfg.tls, use_tls=cfg.uses_tls, keepalive=cfg.keepalive,
-                reconnect_min=cfg.reconnect_min, reconnect_max=cfg.reconnect_max,
-                persistent=True, manual_ack=True, max_inflight=1000, protocol=mqtt.MQTTv311,
-            ),
-            f"mqtt source {cfg.name!r}", log, on_connected=self._subscribe,
-        )
+        link = PahoConnection(link_settings(cfg, client_id=client_id, persistent=True, receive_maximum=1000),
+                              f"mqtt source {cfg.name!r}", log, on_connected=self._subscribe)
         self._receiver = Receiver(link, buffer, wake)
         self.retained_ignored = 0
         self._to_receiver = self._receiver._on_message
