@@ -85,6 +85,9 @@ class SourceKind:
     one channel is read by one place only; a templated channel (MQTT `{1}`) is left out."""
     paths: tuple[str, ...] = ()
     """Keys that are file paths: a relative one is relative to the config file."""
+    describe: Callable[[Any], Iterable[str]] = lambda block: ()
+    """One block -> lines `gateway check` prints about what it will find there (the uplink: the
+    gateway keys it can use); what `gateway run` would refuse is a ConfigError of `build`."""
 
 
 @dataclass(frozen=True)

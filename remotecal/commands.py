@@ -74,6 +74,10 @@ def gateway_check(args: argparse.Namespace) -> int:
           f"sinks {', '.join(cfg.sink_names())}, "
           + (f"controllers {', '.join(controllers)}, " if controllers else "")
           + f"journal in {g.data_dir}")
+    for kind in registry.SOURCES.values():
+        for block in cfg.sources.blocks(kind.name):
+            for line in kind.describe(block):
+                print(f"{args.config}: {line}")
     if control is not None:
         print(f"{args.config}: {control}")
     return 0

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.keys import read_keys
 from gateway.plugin import SourceKind, Tags
 from gateway.sources import Source
 from gateway.sources.uplink.config import UplinkSourceConfig
@@ -36,5 +37,21 @@ def _build(configs: Sequence[UplinkSourceConfig], tags: Tags) -> list[Source]:
     return [UplinkSource(c, state_dir(c, tags.data_dir)) for c in configs]
 
 
+def _describe(cfg: UplinkSourceConfig) -> list[str]:
+    """The gateway keys the block's worker can use now, and each key file it cannot: a worker
+    starts without them (its frames wait whole in refused.db until the key is there), so
+    `gateway check` says so rather than refusing."""
+    try:
+        keys, problems = read_keys(cfg.keys)
+    except ConfigError as exc:
+        keys, problems = {}, [str(exc)]
+    names = ", ".join(f"{site}/{gw}" for site, gw in sorted(keys))
+    found = (f" ({names})" if names
+             else ": every frame waits whole in refused.db until its gateway's key is there")
+    lines = [f"uplink {cfg.name!r}: {len(keys)} gateway key(s) in {cfg.keys}{found}"]
+    return lines + [f"uplink {cfg.name!r}: {line}" for line in problems]
+
+
 KIND = SourceKind(name="uplink", title="uplink", config=UplinkSourceConfig, build=_build,
-                  sample=Path(__file__).with_name("sample.toml"), paths=("keys", "state_dir"))
+                  sample=Path(__file__).with_name("sample.toml"), paths=("keys", "state_dir"),
+                  describe=_describe)

@@ -24,6 +24,7 @@ from gateway.run import RunEngine
 from gateway.runtime import Gateway
 from gateway.sinks.mqtt.frame import encode_frame, readings_topic, sign
 from gateway.sources.uplink.plugin import state_dir
+from remotecal.cli import main
 from tests.gateway.harness import CommandProcess, GatewayProcess, Publisher, config_text
 from tests.gateway.run.fakes import Chamber, FakeController, procedure
 from tests.gateway.uplink.harness import (
@@ -98,6 +99,31 @@ def test_gateway_run_names_the_change_a_central_toml_needs(tmp_path: Path) -> No
         f"{tmp_path / 'central.toml'}: ingest: this is a CENTRAL.toml of `remotecal ingest`: run it with "
         f"`remotecal ingest -c {tmp_path / 'central.toml'}`, or write it as [gateway] and [[sources.uplink]] "
         "(gateway/sources/uplink/sample.toml)"], proc.stderr
+
+
+def test_gateway_check_says_which_gateway_keys_the_worker_can_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker starts without the keys it cannot read (their frames wait whole in refused.db):
+    `gateway check` says which ones it has, and what is wrong with the others."""
+    site = tmp_path / "site.toml"
+    keys = tmp_path / "keys"
+    site.write_text(config_text({
+        "gateway": {"site": "central", "id": "ingest-w1", "run": "central", "data_dir": tmp_path / "data"},
+        "sources": {"uplink": [{"name": "uplink", "worker": "w1", "keys": keys, "url": "mqtt://127.0.0.1:1"}]},
+        "sinks": {"local": [{"name": "store", "path": tmp_path / "store.db"}]},
+    }))
+    assert main(["gateway", "check", "-c", str(site)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"{site}: uplink 'uplink': 0 gateway key(s) in {keys}: every frame waits whole in refused.db until its "
+        "gateway's key is there",
+        f"{site}: uplink 'uplink': {keys}: cannot read the key file: No such file or directory"]
+    keys.mkdir()
+    new_key_file(SITE, GW, keys)
+    (keys / "broken.key").write_text("not a key")
+    assert main(["gateway", "check", "-c", str(site)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0] == f"{site}: uplink 'uplink': 1 gateway key(s) in {keys} ({SITE}/{GW})"
+    assert len(lines) == 2 and lines[1].startswith(f"{site}: uplink 'uplink': {keys / 'broken.key'}: not a key file")
 
 
 def test_remotecal_ingest_takes_a_site_config_with_an_uplink_source_only(tmp_path: Path) -> None:
