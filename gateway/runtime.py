@@ -29,7 +29,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from gateway import registry
@@ -122,6 +122,9 @@ class Gateway:
         self._refused_log = RateLimitedLog(log)
         self._clock_far = False
         self._journal_stuck = False
+        self._grace_ends: float | None = None
+        """When `shutdown_grace` ends (set at the stop): the sources' last commits, the last
+        health point and the sinks' drain share it."""
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
         self.control = LocalControl(g.data_dir)
@@ -133,6 +136,7 @@ class Gateway:
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
+            self._grace_ends = time.monotonic() + self.cfg.gateway.shutdown_grace
             log.info("stopping: sources first, then the sinks drain for up to %.0f s",
                      self.cfg.gateway.shutdown_grace)
             notify("STOPPING=1", "STATUS=stopping: the sinks drain for up to "
@@ -262,10 +266,11 @@ class Gateway:
                 notify("READY=1", f"STATUS=running: {len(self.sources)} source(s), {len(self.sinks)} sink(s)")
                 await self._stop.wait()
                 await self._sources_done.wait()
-                grace_ends = time.monotonic() + g.shutdown_grace
-                await self._last_health(g.shutdown_grace)
+                if (why := await self._within_grace(self._last_health)) is not None:
+                    log.warning("the last health point is not committed (%s); it is delivered at the next "
+                                "start", why)
                 for r in self.runners:
-                    r.stop(max(0.0, grace_ends - time.monotonic()))
+                    r.stop(self._grace_left())
         except* JournalError as group:  # one line, not a traceback: the journal is damaged
             raise group.exceptions[0] from None
         finally:
@@ -322,17 +327,28 @@ class Gateway:
         except JournalError as exc:  # disk full, I/O error: the bounds are kept at the next round
             log.error("journal housekeeping failed: %s", exc)
 
-    async def _last_health(self, within_s: float) -> None:
+    def _grace_left(self) -> float:
+        """What is left of `shutdown_grace` [s] (all of it before a stop was asked for)."""
+        if self._grace_ends is None:
+            return self.cfg.gateway.shutdown_grace
+        return max(0.0, self._grace_ends - time.monotonic())
+
+    async def _within_grace(self, work: Callable[[], Awaitable[object]]) -> str | None:
+        """`work` (journal commits) within what is left of shutdown_grace: None once done, else
+        why not (commits fail - a full disk - or take longer); the journal keeps what it has."""
+        try:
+            async with asyncio.timeout(self._grace_left()):
+                await work()
+        except (TimeoutError, JournalError) as exc:
+            return str(exc) or "commits did not finish within shutdown_grace"
+        return None
+
+    async def _last_health(self) -> None:
         """At shutdown: the health point that counts every input, committed before the sinks
         are told to stop - a runner that finds nothing committed ends its drain at once, and a
         reading or health point still in the commit queue would then wait for the next start."""
-        try:
-            async with asyncio.timeout(within_s):
-                await self.journal.flush()  # the sources' last submissions, in the counters
-                await self._health(wait=True)
-        except (TimeoutError, JournalError) as exc:  # commits fail (disk full): the journal keeps them
-            log.warning("the last health point is not committed (%s); it is delivered at the next start",
-                        exc or "commits did not finish within shutdown_grace")
+        await self.journal.flush()  # the last submissions, in the counters
+        await self._health(wait=True)
 
     async def _health(self, *, wait: bool = False) -> None:
         g = self.cfg.gateway
@@ -389,7 +405,9 @@ class Gateway:
             try:
                 await self._take(source, tracker, debug)
             finally:
-                await self._committed_before_close(source)
+                if (why := await self._within_grace(self.journal.flush)) is not None:
+                    log.warning("source %r: its last input is not committed before it closes (%s); the "
+                                "broker hands unacknowledged messages out again", source.name, why)
 
     async def _take(self, source: Source, tracker: SourceTracker, debug: bool) -> None:
         engine = self.run_engine
@@ -420,15 +438,6 @@ class Gateway:
                 if engine is not None and readings:
                     engine.observe(readings)
                 break
-
-    async def _committed_before_close(self, source: Source) -> None:
-        try:
-            async with asyncio.timeout(self.cfg.gateway.shutdown_grace):
-                await self.journal.flush()
-        except (TimeoutError, JournalError) as exc:
-            log.warning("source %r: its last input is not committed before it closes (%s); the broker "
-                        "hands unacknowledged messages out again", source.name,
-                        exc or "commits did not finish within shutdown_grace")
 
     def _refuse(self, source: Source, readings: int, rejected: Sequence[Rejected], why: JournalFull) -> None:
         self.journal.stats.refused += readings
