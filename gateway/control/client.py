@@ -24,18 +24,22 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import mqtt5
-
 from gateway.control.config import ControlBroker, InstituteConfig
 from gateway.control.envelope import Answer, Command, Refusal, command_payload, open_envelope, parse_answer
 from gateway.control.keys import PrivateKey, PublicKey, load_private_key, load_public_keys
 from gateway.control.remote import answer_topic, command_topic
 from gateway.errors import ConfigError, RemotecalError
-from gateway.mqtt import BrokerRefused, MqttLink, Subscription, link_settings
+from gateway.mqtt import (
+    NO_MATCHING_SUBSCRIBERS,
+    BrokerRefused,
+    MqttLink,
+    Subscription,
+    link_settings,
+    puback_reason,
+)
 
 __all__ = ["NoAnswer", "Reply", "next_seq", "send_command"]
 
-_NO_SUBSCRIBERS = 0x10
 
 _quiet = logging.getLogger("remotecal.run.mqtt")
 """The link's own state lines: muted - `send_command` names every failure in one exception."""
@@ -163,11 +167,11 @@ async def _exchange(b: ControlBroker, cmd: Command, payload: bytes, gateway_keys
             code = await asyncio.wait_for(link.publish(ctopic, payload), wait)
         except (TimeoutError, ConnectionError):
             raise NoAnswer(f"the broker {where} did not acknowledge the command within {wait:g} s") from None
-        if code == _NO_SUBSCRIBERS:
+        if code == NO_MATCHING_SUBSCRIBERS:
             raise NoAnswer(
                 f"gateway {site}/{gateway} is not connected to the broker {where} (nobody takes {ctopic})")
         if code >= 0x80:
-            raise RemotecalError(f"the broker {where} refused the command ({_reason(code)}): does this "
+            raise RemotecalError(f"the broker {where} refused the command ({puback_reason(code)}): does this "
                                  "account's ACL allow writing it?")
         bad: list[str] = []
         try:
@@ -190,10 +194,3 @@ async def _exchange(b: ControlBroker, cmd: Command, payload: bytes, gateway_keys
             raise NoAnswer(f"no answer from gateway {site}/{gateway} within {wait:g} s{more}") from None
     finally:
         await link.stop()
-
-
-def _reason(code: int) -> str:
-    try:
-        return f"{mqtt5.PubAckReasonCode(code).name} (0x{code:02X})"
-    except ValueError:
-        return f"0x{code:02X}"

@@ -8,7 +8,7 @@ Ground floor of the gateway's MQTT users (the MQTT source, the uplink sink, run 
 ingest): it imports nothing of theirs.  Why this client and not paho: see link.py.
 """
 
-from gateway.mqtt.link import BrokerRefused, MqttLink, NotMqtt
+from gateway.mqtt.link import NO_MATCHING_SUBSCRIBERS, BrokerRefused, MqttLink, NotMqtt, puback_reason
 from gateway.mqtt.message import Message
 from gateway.mqtt.settings import (
     SESSION_NEVER_EXPIRES,
@@ -18,5 +18,5 @@ from gateway.mqtt.settings import (
     ssl_context,
 )
 
-__all__ = ["SESSION_NEVER_EXPIRES", "BrokerRefused", "LinkSettings", "Message", "MqttLink", "NotMqtt",
-           "Subscription", "link_settings", "ssl_context"]
+__all__ = ["NO_MATCHING_SUBSCRIBERS", "SESSION_NEVER_EXPIRES", "BrokerRefused", "LinkSettings", "Message",
+           "MqttLink", "NotMqtt", "Subscription", "link_settings", "puback_reason", "ssl_context"]

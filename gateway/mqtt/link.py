@@ -76,7 +76,10 @@ from gateway.netprobe import MQTT_PORTS, http_server, looks_like_http, not_mqtt
 from gateway.ratelimit import ConnectionStateLog
 from gateway.takeover import TakeoverWatch
 
-__all__ = ["BrokerRefused", "MqttLink", "NotMqtt"]
+__all__ = ["NO_MATCHING_SUBSCRIBERS", "BrokerRefused", "MqttLink", "NotMqtt", "puback_reason"]
+
+NO_MATCHING_SUBSCRIBERS = 0x10
+"""PUBACK reason code: the broker took the message, but nobody subscribes to its topic."""
 
 _CONNECT_TIMEOUT = 10.0
 _PUBLISH = 0x30
@@ -92,6 +95,14 @@ class BrokerRefused(ConnectionError):
 
 class NotMqtt(ConnectionError):
     """Another protocol's server answers there (HTTP): the URL's port is wrong."""
+
+
+def puback_reason(code: int) -> str:
+    """A PUBACK reason code in words: "QUOTA_EXCEEDED (0x97)" (just "0x.." if MQTT 5 has no name for it)."""
+    try:
+        return f"{mqtt5.PubAckReasonCode(code).name} (0x{code:02X})"
+    except ValueError:
+        return f"0x{code:02X}"
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int] | None:

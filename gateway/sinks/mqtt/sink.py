@@ -44,11 +44,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import mqtt5
-
 from gateway.errors import ConfigError, PermanentError, RetryableError, ThrottledError
 from gateway.keys import UplinkKey, load_key_file
-from gateway.mqtt import MqttLink, link_settings
+from gateway.mqtt import NO_MATCHING_SUBSCRIBERS, MqttLink, link_settings, puback_reason
 from gateway.reading import Record
 from gateway.sinks.mqtt.config import MqttSinkConfig
 from gateway.sinks.mqtt.frame import SEQ_MAX, encode_frame, readings_topic, sign
@@ -58,7 +56,6 @@ __all__ = ["MqttSink", "SequenceCounter"]
 log = logging.getLogger("remotecal.sink.mqtt")
 
 _SEQ_BLOCK = 1024
-_NO_SUBSCRIBERS = 0x10
 _THROTTLED = {0x97}
 _PERMANENT = {0x95, 0x99}
 
@@ -118,15 +115,6 @@ class SequenceCounter:
         finally:
             os.close(fd)
         self._reserved = upto
-
-
-def _reason(code: int) -> str:
-    """A PUBACK reason code in words: "QUOTA_EXCEEDED (0x97)"."""
-    try:
-        name = mqtt5.PubAckReasonCode(code).name
-    except ValueError:
-        name = "reason"
-    return f"{name} (0x{code:02X})"
 
 
 class MqttSink:
@@ -189,16 +177,17 @@ class MqttSink:
                 f"{self.name}: no PUBACK within {self.config.timeout:g} s") from None
         except ConnectionError as exc:
             raise RetryableError(f"{self.name}: {exc}") from None
-        if code == _NO_SUBSCRIBERS:
+        if code == NO_MATCHING_SUBSCRIBERS:
             # MQTT 5 tells a publisher that nobody subscribed; Mosquitto 2.0 says so in the
             # PUBACK. The frame is gone, not delivered: keep the records and try again.
             raise RetryableError(f"{self.name}: no ingest subscribes to {self.topic} (yet)")
         if code >= 0x80:
+            why = puback_reason(code)
             if code in _THROTTLED:
-                raise ThrottledError(f"{self.name}: broker: {_reason(code)}", self.config.max_retry_interval)
+                raise ThrottledError(f"{self.name}: broker: {why}", self.config.max_retry_interval)
             if code in _PERMANENT:
-                raise PermanentError(f"broker refused the frame: {_reason(code)}")
-            raise RetryableError(f"{self.name}: broker refused the frame: {_reason(code)}")
+                raise PermanentError(f"broker refused the frame: {why}")
+            raise RetryableError(f"{self.name}: broker refused the frame: {why}")
         self.frames += 1
 
     async def start(self) -> None:
