@@ -33,8 +33,7 @@ from gateway.errors import ConfigError
 from gateway.sinks.influxdb.config import InfluxDBSinkConfig
 from gateway.sources.uplink.config import CentralBroker, FrameChecks
 
-__all__ = ["BrokerConfig", "CentralConfig", "IngestSection", "central_site_config", "load_central_config",
-           "load_ingest_config", "load_site_section"]
+__all__ = ["CentralConfig", "IngestSection", "central_site_config", "load_ingest_config", "load_site_section"]
 
 
 class _Strict(BaseModel):
@@ -50,7 +49,6 @@ class IngestSection(FrameChecks):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-BrokerConfig = CentralBroker
 
 
 class CentralSinks(_Strict):
@@ -59,7 +57,7 @@ class CentralSinks(_Strict):
 
 class CentralConfig(_Strict):
     ingest: IngestSection
-    broker: BrokerConfig
+    broker: CentralBroker
     journal: JournalConfig = JournalConfig()
     sinks: CentralSinks
 
@@ -73,17 +71,6 @@ class CentralConfig(_Strict):
 
     def sink_names(self) -> list[str]:
         return [s.name or f"influxdb-{i + 1}" for i, s in enumerate(self.sinks.influxdb)]
-
-
-def load_central_config(path: str | Path) -> CentralConfig:
-    """Read and validate CENTRAL.toml; ConfigError with every problem by key path."""
-    p = Path(path)
-    cfg = _validated(read_toml(p))
-    section = cfg.ingest.model_copy(update={
-        "data_dir": (p.parent / cfg.ingest.data_dir).resolve(),
-        "keys": (p.parent / cfg.ingest.keys).resolve(),
-    })
-    return cfg.model_copy(update={"ingest": section})
 
 
 def _validated(data: dict[str, Any]) -> CentralConfig:
