@@ -49,8 +49,6 @@ class IngestSection(FrameChecks):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-
-
 class CentralSinks(_Strict):
     influxdb: list[InfluxDBSinkConfig] = Field(min_length=1)
 
