@@ -258,8 +258,10 @@ def _compare(
             # A window recorded live starts once the run engine has seen the reference stable
             # over the window_s before it: the DUT is judged over that span too (before: a
             # window shorter than window_s + min_duration_s never gave the DUT a point).
-            a_from = int(np.searchsorted(reference.t_s, plateau_start - window_s, side="left")) if live else a
-            lo_from = int(np.searchsorted(dut.t_s, reference.t_s[a_from], side="left"))
+            a_from, lo_from = a, lo
+            if live:
+                a_from = int(np.searchsorted(reference.t_s, plateau_start - window_s, side="left"))
+                lo_from = int(np.searchsorted(dut.t_s, reference.t_s[a_from], side="left"))
             settled = _settled_start(comparison, cfg, reference.t_s[a:b], dut, lo_from, hi,
                                      shared.dut_stretches(a_from, b, channel))
             if settled is None:
