@@ -560,14 +560,13 @@ class MqttLink:
     async def _check_suback(self, proto: _Protocol) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):
             suback = await asyncio.wait_for(proto.suback, _CONNECT_TIMEOUT)
-            self.refused_subscriptions = [(t.topic_filter, getattr(code, "name", str(code)))
-                                          for t, code in zip(self.settings.subscriptions, suback.reason_codes,
-                                                             strict=False) if int(code) >= 0x80]
+            answered = zip(self.settings.subscriptions, suback.reason_codes, strict=False)
+            refused = [(t.topic_filter, code) for t, code in answered if int(code) >= 0x80]
+            self.refused_subscriptions = [(f, getattr(code, "name", str(code))) for f, code in refused]
             self.subscription_answered.set()
-            if not self.refused_subscriptions and proto is self._proto:
+            if not refused and proto is self._proto:
                 self.subscribed.set()
-            for t, code in zip(self.settings.subscriptions, suback.reason_codes, strict=False):
-                if int(code) >= 0x80:
-                    acl = " (does this account's ACL allow reading it?)" if int(code) == 0x87 else ""
-                    self._log.error("%s: the broker refused the subscription to %r: %s%s",
-                                    self.name, t.topic_filter, getattr(code, "name", code), acl)
+            for (topic_filter, code), (_, why) in zip(refused, self.refused_subscriptions, strict=True):
+                acl = " (does this account's ACL allow reading it?)" if int(code) == 0x87 else ""
+                self._log.error("%s: the broker refused the subscription to %r: %s%s",
+                                self.name, topic_filter, why, acl)
