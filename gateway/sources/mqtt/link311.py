@@ -2,7 +2,8 @@
 
 Why paho here: remotecal's MQTT layer (`gateway.mqtt`) is built on `mqtt5`, a codec of MQTT 5
 only, and some brokers speak only 3.1.1 (the demo's embedded amqtt broker, for one).  This
-is paho's only use in remotecal: the uplink sink, run control and the ingest speak MQTT 5
+is paho's only use in the gateway (firmware_bridge's simulated sensor nodes publish with it,
+as a device would): the uplink sink, run control and the ingest speak MQTT 5
 through `gateway.mqtt` (run control through a 3.1.1 broker is not supported).
 
 The connection (`PahoConnection`) is paho on a thread of its own with our capped, jittered
@@ -53,8 +54,7 @@ class PahoConnection:
     is jittered.  `on_connected(client, session_present)` runs on the paho thread."""
 
     def __init__(self, settings: LinkSettings, name: str, log: logging.Logger,
-                 on_connected: Callable[[mqtt.Client, bool], None] | None = None,
-                 on_disconnected: Callable[[], None] | None = None, *,
+                 on_connected: Callable[[mqtt.Client, bool], None] | None = None, *,
                  protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> None:
         """The one `gateway.mqtt.LinkSettings` (its subscriptions aside: `on_connected`
         subscribes); `receive_maximum` caps paho's own in-flight window; always manual acks.
@@ -66,7 +66,6 @@ class PahoConnection:
         self.connected = False
         self.generation = 0
         self._on_connected = on_connected
-        self._on_disconnected = on_disconnected
         self._state = ConnectionStateLog(log, name, settings.host, settings.port)
         self._takeover = TakeoverWatch(log, name, settings.host, settings.port, settings.client_id)
         self._log = log
@@ -120,8 +119,6 @@ class PahoConnection:
             elif reason.is_failure:  # the broker closed a working connection without a word
                 self._takeover.closed_by_broker()
             if self._takeover.taken_over or self._takeover.in_episode:
-                if self._on_disconnected is not None:
-                    self._on_disconnected()
                 return
         if not self._stop.is_set() and self._state.state != "refused by the broker":
             # No CONNACK before the end: is it a broker at all? (an HTTP server on a wrong port)
@@ -132,8 +129,6 @@ class PahoConnection:
                 self._state.set("not an MQTT broker", not_mqtt(status))
             else:
                 self._state.set("unreachable", f"disconnected: {reason}")
-        if self._on_disconnected is not None:
-            self._on_disconnected()
 
     def _connect_properties(self) -> Properties | None:
         if not self.settings.session_expiry_s:
